@@ -1,0 +1,46 @@
+# Two commands on a fresh machine:
+#   make test   — set up .venv (pinned, torch 2.13.0 CPU), build asd._C, start the local SLURM cluster, run all tests
+#   make demo   — same set-up, then the main job on the embedded testbed
+PY        ?= python3
+VENV      := .venv
+BIN       := $(VENV)/bin
+STAMP     := $(VENV)/.stamp-requirements
+DEV_STAMP := $(VENV)/.stamp-editable
+PYTEST_ARGS ?=
+
+.PHONY: setup build test test-fast demo bench slurm-up clean
+
+$(STAMP): requirements/base.txt requirements/test.txt
+	$(PY) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+	$(BIN)/pip install -q -r requirements/test.txt
+	touch $@
+
+# editable install (the asd console script); builds the extension once
+$(DEV_STAMP): $(STAMP) pyproject.toml setup.py
+	$(BIN)/pip install -q --no-build-isolation --no-deps -e .
+	touch $@
+
+setup: $(DEV_STAMP)
+
+# incremental rebuild of asd._C into the source tree (CMake build folder under build/)
+build: $(DEV_STAMP)
+	$(BIN)/python setup.py -q build_ext --inplace --build-temp build/temp
+
+slurm-up:
+	bash scripts/slurm_up.sh
+
+test: build slurm-up
+	$(BIN)/python -m pytest tests $(PYTEST_ARGS)
+
+test-fast: build
+	$(BIN)/python -m pytest tests -m "not slow and not slurm" $(PYTEST_ARGS)
+
+demo: build
+	$(BIN)/asd run --config configs/demo.yaml
+
+bench: build
+	$(BIN)/python -m pytest benchmarks --benchmark-only --benchmark-json=benchmarks/results/latest.json
+
+clean:
+	rm -rf build asd/_C*.so *.egg-info

@@ -1,0 +1,3 @@
+from asd.cli import main
+
+raise SystemExit(main())

@@ -1,0 +1,1 @@
+"""One module per ``asd`` subcommand; each defines ``register(subparsers)``."""

@@ -1,0 +1,1 @@
+"""Evaluation: task metrics, statistics (CIs, significance tests)."""
