@@ -25,7 +25,7 @@ setup: $(DEV_STAMP)
 
 # incremental rebuild of asd._C into the source tree (CMake build folder under build/)
 build: $(DEV_STAMP)
-	$(BIN)/python setup.py -q build_ext --inplace --build-temp build/temp
+	mkdir -p build && flock build/.lock $(BIN)/python setup.py -q build_ext --inplace --build-temp build/temp
 
 slurm-up:
 	bash scripts/slurm_up.sh
