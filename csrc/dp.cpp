@@ -1,3 +1,228 @@
-// placeholder until the DP kernel lands (issue 2)
+// asd._C.dp_solve — the DP stopping rule over the DAG of stages (DESIGN §1.4, §2).
+//
+// The readable specification is asd.core.dp.solve_ref (numpy); this kernel gives
+// identical actions/next and values to rtol 1e-6 (in practice bit-identical):
+//
+//   ℓ̃_j    = mean_s(1 − r[s,j]) + κ·std_s(1 − r[s,j])   (ddof = 0; ℓ̃_{K−1} = 0)
+//   V_{K−1} = 0
+//   V_j     = min(λ·ℓ̃_j, min_{m>j} cost[j,m] + V_m)     (λ = inf: stopping before K−1 is inf)
+//   tie rule: candidates in the order STOP, m = j+1 .. K−1; only a strictly smaller one replaces.
+//
+// Memory: one pass over r [B,S,K] and cost [B,K,K] (float32 or float64, read in place and
+// widened to double), writes action [B], value [B,K], next [B,K]. No temporaries beyond a few
+// K-sized stack arrays per sample. OpenMP static schedule over B; the GIL is released around the
+// loop. Shapes, dtypes and scalars are checked with the GIL held; the array contents (NaN,
+// probability range, negative costs, current out of range) inside the single pass, and the first
+// offending index is reported afterwards as std::invalid_argument (→ ValueError).
+#include <cmath>
+#include <cstdint>
+#include <limits>
+#include <sstream>
+#include <stdexcept>
+#include <string>
+
+#include <pybind11/numpy.h>
+
 #include "asd.h"
-namespace asd { void register_dp(pybind11::module_&) {} }
+
+namespace py = pybind11;
+
+namespace asd {
+namespace {
+
+constexpr int64_t kStop = -1;
+constexpr int64_t kMaxStages = 64;  // stack arrays per sample; real hierarchies have K <= 8
+
+struct BadIndex {  // smallest offending sample index per kind of error (B = none)
+  int64_t r, cost_nan, cost_neg, current;
+};
+
+// KC > 0: K known at compile time (lets the compiler unroll the K loops); KC == 0: runtime K.
+template <int KC, typename TR, typename TC>
+void dp_kernel(const TR* __restrict r, const TC* __restrict cost, const int64_t* __restrict current,
+               int64_t B, int64_t S, int64_t K_dyn, double lam, double kappa,
+               int64_t* __restrict action, double* __restrict value, int64_t* __restrict next,
+               BadIndex& bad) {
+  const int64_t K = KC > 0 ? KC : K_dyn;
+  const bool lam_inf = std::isinf(lam);
+  const double sd = static_cast<double>(S);
+  int64_t bad_r = B, bad_nan = B, bad_neg = B, bad_cur = B;
+
+#pragma omp parallel for schedule(static) reduction(min : bad_r, bad_nan, bad_neg, bad_cur)
+  for (int64_t b = 0; b < B; ++b) {
+    const TR* rb = r + b * S * K;
+    const TC* cb = cost + b * K * K;
+    double mean[kMaxStages], var[kMaxStages], V[kMaxStages];
+    int64_t nx[kMaxStages];
+
+    // ℓ̃: two passes over this sample's S×K block (it sits in L1), like numpy's mean/std.
+    bool r_ok = true;
+    for (int64_t k = 0; k < K; ++k) mean[k] = 0.0;
+    for (int64_t s = 0; s < S; ++s) {
+      for (int64_t k = 0; k < K; ++k) {
+        const double v = static_cast<double>(rb[s * K + k]);
+        r_ok &= (v >= 0.0) & (v <= 1.0);  // false for NaN
+        mean[k] += 1.0 - v;
+      }
+    }
+    // divide (not multiply by 1/S), as numpy's mean and std do: bit-identical to solve_ref
+    for (int64_t k = 0; k < K; ++k) mean[k] = mean[k] / sd;
+    if (kappa > 0.0) {
+      for (int64_t k = 0; k < K; ++k) var[k] = 0.0;
+      for (int64_t s = 0; s < S; ++s) {
+        for (int64_t k = 0; k < K; ++k) {
+          const double d = (1.0 - static_cast<double>(rb[s * K + k])) - mean[k];
+          var[k] += d * d;
+        }
+      }
+    }
+    if (!r_ok && b < bad_r) bad_r = b;
+
+    // Backward recursion with the tie rule above (branch-free selects: the comparisons are data-dependent).
+    bool c_nan = false, c_neg = false;
+    V[K - 1] = 0.0;
+    nx[K - 1] = kStop;
+    for (int64_t j = K - 2; j >= 0; --j) {
+      double lt = mean[j];
+      if (kappa > 0.0) lt = lt + kappa * std::sqrt(var[j] / sd);
+      double best = lam_inf ? std::numeric_limits<double>::infinity() : lam * lt;
+      int64_t arg = kStop;
+      for (int64_t m = j + 1; m < K; ++m) {
+        const double c = static_cast<double>(cb[j * K + m]);
+        c_nan |= std::isnan(c);
+        c_neg |= c < 0.0;
+        const double cand = c + V[m];
+        const bool better = cand < best;
+        best = better ? cand : best;
+        arg = better ? m : arg;
+      }
+      V[j] = best;
+      nx[j] = arg;
+    }
+    if (c_nan && b < bad_nan) bad_nan = b;
+    if (c_neg && b < bad_neg) bad_neg = b;
+
+    double* vb = value + b * K;
+    int64_t* nb = next + b * K;
+    for (int64_t k = 0; k < K; ++k) {
+      vb[k] = V[k];
+      nb[k] = nx[k];
+    }
+    const int64_t c = current[b];
+    if (c < 0 || c >= K) {
+      if (b < bad_cur) bad_cur = b;
+      action[b] = kStop;
+    } else {
+      action[b] = nx[c];
+    }
+  }
+  bad = {bad_r, bad_nan, bad_neg, bad_cur};
+}
+
+template <typename TR, typename TC>
+void dispatch_k(const TR* r, const TC* cost, const int64_t* current, int64_t B, int64_t S, int64_t K,
+                double lam, double kappa, int64_t* action, double* value, int64_t* next, BadIndex& bad) {
+  switch (K) {
+    case 2: dp_kernel<2>(r, cost, current, B, S, K, lam, kappa, action, value, next, bad); break;
+    case 3: dp_kernel<3>(r, cost, current, B, S, K, lam, kappa, action, value, next, bad); break;
+    case 4: dp_kernel<4>(r, cost, current, B, S, K, lam, kappa, action, value, next, bad); break;
+    case 5: dp_kernel<5>(r, cost, current, B, S, K, lam, kappa, action, value, next, bad); break;
+    default: dp_kernel<0>(r, cost, current, B, S, K, lam, kappa, action, value, next, bad); break;
+  }
+}
+
+bool is_f32(const py::array& a) { return a.dtype().is(py::dtype::of<float>()); }
+bool is_f64(const py::array& a) { return a.dtype().is(py::dtype::of<double>()); }
+bool is_c_contig(const py::array& a) { return (a.flags() & py::array::c_style) != 0; }
+
+std::string shape_str(const py::array& a) {
+  std::ostringstream o;
+  o << "(";
+  for (py::ssize_t i = 0; i < a.ndim(); ++i) o << (i ? ", " : "") << a.shape(i);
+  o << (a.ndim() == 1 ? ",)" : ")");
+  return o.str();
+}
+
+py::tuple dp_solve(const py::array& r, const py::array& cost, const py::array& current, double lam,
+                   double kappa) {
+  // --- arguments, checked with the GIL held
+  if (std::isnan(lam) || lam < 0.0)
+    throw std::invalid_argument("lam must be >= 0 or inf, got " + std::to_string(lam));
+  if (!std::isfinite(kappa) || kappa < 0.0)
+    throw std::invalid_argument("kappa must be a finite number >= 0, got " + std::to_string(kappa));
+  if (r.ndim() != 3) throw std::invalid_argument("r must have shape [B, S, K], got shape " + shape_str(r));
+  const int64_t B = r.shape(0), S = r.shape(1), K = r.shape(2);
+  if (S < 1 || K < 1)
+    throw std::invalid_argument("r must have S >= 1 draws and K >= 1 stages, got shape " + shape_str(r));
+  if (K > kMaxStages)
+    throw std::invalid_argument("r has K=" + std::to_string(K) + " stages; at most " +
+                                std::to_string(kMaxStages) + " are supported");
+  if (cost.ndim() != 3 || cost.shape(1) != cost.shape(2))
+    throw std::invalid_argument("cost must have shape [B, K, K], got shape " + shape_str(cost));
+  if (cost.shape(0) != B)
+    throw std::invalid_argument("cost has batch size " + std::to_string(cost.shape(0)) + " but r has " +
+                                std::to_string(B));
+  if (cost.shape(1) != K)
+    throw std::invalid_argument("cost has K=" + std::to_string(cost.shape(1)) + " stages but r has K=" +
+                                std::to_string(K));
+  if (current.ndim() != 1 || current.shape(0) != B)
+    throw std::invalid_argument("current must have shape [B]=(" + std::to_string(B) + ",), got shape " +
+                                shape_str(current));
+  if (!(is_f32(r) || is_f64(r))) throw std::invalid_argument("r must be float32 or float64");
+  if (!(is_f32(cost) || is_f64(cost))) throw std::invalid_argument("cost must be float32 or float64");
+  if (!current.dtype().is(py::dtype::of<int64_t>())) throw std::invalid_argument("current must be int64");
+  if (!is_c_contig(r)) throw std::invalid_argument("r must be C-contiguous");
+  if (!is_c_contig(cost)) throw std::invalid_argument("cost must be C-contiguous");
+  if (!is_c_contig(current)) throw std::invalid_argument("current must be C-contiguous");
+
+  py::array_t<int64_t> action(B);
+  py::array_t<double> value({B, K});
+  py::array_t<int64_t> next({B, K});
+  int64_t* pa = action.mutable_data();
+  double* pv = value.mutable_data();
+  int64_t* pn = next.mutable_data();
+  const int64_t* pc = static_cast<const int64_t*>(current.data());
+  const void* pr = r.data();
+  const void* pk = cost.data();
+  const bool r32 = is_f32(r), c32 = is_f32(cost);
+
+  BadIndex bad{B, B, B, B};
+  {
+    py::gil_scoped_release nogil;
+    if (r32 && c32)
+      dispatch_k(static_cast<const float*>(pr), static_cast<const float*>(pk), pc, B, S, K, lam, kappa, pa, pv, pn, bad);
+    else if (r32)
+      dispatch_k(static_cast<const float*>(pr), static_cast<const double*>(pk), pc, B, S, K, lam, kappa, pa, pv, pn, bad);
+    else if (c32)
+      dispatch_k(static_cast<const double*>(pr), static_cast<const float*>(pk), pc, B, S, K, lam, kappa, pa, pv, pn, bad);
+    else
+      dispatch_k(static_cast<const double*>(pr), static_cast<const double*>(pk), pc, B, S, K, lam, kappa, pa, pv, pn, bad);
+  }
+  // --- contents, reported in the same order as asd.core.dp._check_contents
+  if (bad.r < B)
+    throw std::invalid_argument("r must hold probabilities in [0, 1] (found NaN or a value outside at r[" +
+                                std::to_string(bad.r) + "])");
+  if (bad.cost_nan < B)
+    throw std::invalid_argument("cost contains NaN above the diagonal (cost[b, j, m] with m > j; at b=" +
+                                std::to_string(bad.cost_nan) + ")");
+  if (bad.cost_neg < B)
+    throw std::invalid_argument("cost must be >= 0 above the diagonal (cost[b, j, m] with m > j; at b=" +
+                                std::to_string(bad.cost_neg) + ")");
+  if (bad.current < B)
+    throw std::invalid_argument("current must hold stages in 0..K-1=" + std::to_string(K - 1) +
+                                ", got current[" + std::to_string(bad.current) + "]=" +
+                                std::to_string(pc[bad.current]));
+  return py::make_tuple(action, value, next);
+}
+
+}  // namespace
+
+void register_dp(py::module_& m) {
+  m.def("dp_solve", &dp_solve, py::arg("r"), py::arg("cost"), py::arg("current"), py::arg("lam"),
+        py::arg("kappa") = 0.0,
+        "DP stopping rule over the DAG of stages (private; use asd.core.dp.solve).\n"
+        "r [B,S,K] f32/f64, cost [B,K,K] f32/f64 (C-contiguous), current [B] int64, lam >= 0 or inf,\n"
+        "kappa >= 0 -> (action [B] int64, value [B,K] float64, next [B,K] int64).");
+}
+
+}  // namespace asd
