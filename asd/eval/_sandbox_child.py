@@ -1,0 +1,216 @@
+"""The child side of :mod:`asd.eval.sandbox`: isolate, drop privileges, run one program.
+
+Standalone on purpose (stdlib only, never imports ``asd``): the parent copies it
+into the run's work directory and starts ``python -I -S child.py launch`` there,
+in a fresh single-threaded interpreter, so the isolation steps happen in our own
+code rather than in a ``preexec_fn`` (unsafe when the parent has threads, as the
+parallel runner does). Everything it reads is relative to the work directory:
+``spec.json`` (limits, environment, ids) and ``program.py``.
+
+``launch`` (runs as the caller; root here)
+    namespaces on (``spec["namespaces"]``):
+      1. ``unshare(NEWPID | NEWNET | NEWNS)``: a network namespace whose only
+         interface is a downed loopback (no route anywhere) and a private mount tree:
+         fresh small tmpfs over the world-writable directories (/tmp, /var/tmp,
+         /dev/shm, /run/lock), the work directory bind-mounted at /tmp/work, and
+         directories that are closed to other users (/root) covered by an empty
+         tmpfs, with only the Python installation bound back, read-only;
+      2. fork: PID 1 of the new PID namespace, a root waiter that reaps and exits
+         with the program's status; when it exits the kernel kills every process
+         left in the namespace (fork bombs, daemons); it dies with the launcher
+         (``PR_SET_PDEATHSIG``), which the parent kills on a wall-time out;
+      3. fork again: the program's process sets resource limits (CPU s, address
+         space, file size, processes, open files, no core), drops to the run's own
+         random uid/gid (so ``RLIMIT_NPROC`` counts only this run and nothing of
+         ours can be written or signalled) and execs ``python -I child.py run``.
+    namespaces off: resource limits, then exec ``run`` with the audit-hook fallback.
+
+``run``
+    reads the one-time nonce from stdin, points stdin at /dev/null, installs the
+    fallback audit hook when asked, executes the program with fresh globals and
+    writes ``{"nonce", "status"}`` to the result fd; status ``ok`` only when the
+    program ran to its end, so ``os._exit(0)`` or ``sys.exit(0)`` halfway never
+    reports success.
+
+Exit codes of ``launch``: the program's own, 128+signal when a signal killed it,
+``SETUP_FAILED`` when isolation could not be set up (verdict ``error``).
+"""
+import json
+import os
+import resource
+import signal
+import sys
+
+SETUP_FAILED = 121
+CLONE_NEWNS, CLONE_NEWPID, CLONE_NEWNET = 0x00020000, 0x20000000, 0x40000000
+MS_RDONLY, MS_NOSUID, MS_NODEV, MS_REMOUNT, MS_BIND, MS_REC, MS_PRIVATE = 1, 2, 4, 32, 4096, 16384, 1 << 18
+PR_SET_PDEATHSIG = 1
+WORLD_WRITABLE = ("/tmp", "/var/tmp", "/dev/shm", "/run/lock")
+
+
+def _check(ctypes, rc, what):
+    if rc != 0:
+        err = ctypes.get_errno()
+        raise OSError(err, f"{what}: {os.strerror(err)}")
+
+
+def _mount(ctypes, libc, src, dst, fstype, flags, data=None):
+    enc = (lambda s: None if s is None else s.encode())
+    _check(ctypes, libc.mount(enc(src), enc(dst), enc(fstype), flags, enc(data)), f"mount {dst}")
+
+
+def _mounts(ctypes, libc, spec):
+    """Private mount tree; see the module docstring. cwd is the work dir on entry."""
+    _mount(ctypes, libc, None, "/", None, MS_REC | MS_PRIVATE)
+    keep = {p: os.open(p, os.O_RDONLY | os.O_DIRECTORY) for p in spec["expose"]}
+    work_fd = os.open(".", os.O_RDONLY | os.O_DIRECTORY)
+    for d in spec["hide"]:  # closed directories (e.g. /root): an empty tmpfs, then the kept paths bound back
+        _mount(ctypes, libc, "tmpfs", d, "tmpfs", MS_NOSUID | MS_NODEV, "size=1m,mode=0755")
+    for d in WORLD_WRITABLE:
+        if os.path.isdir(d):
+            _mount(ctypes, libc, "tmpfs", d, "tmpfs", MS_NOSUID | MS_NODEV, f"size={spec['tmpfs_mb']}m,mode=1777")
+    for p, fd in keep.items():
+        if any(p == h or p.startswith(h.rstrip("/") + "/") for h in spec["hide"]):
+            os.makedirs(p, exist_ok=True)
+            _mount(ctypes, libc, f"/proc/self/fd/{fd}", p, None, MS_BIND | MS_REC)
+            _mount(ctypes, libc, None, p, None, MS_REMOUNT | MS_BIND | MS_RDONLY)
+        os.close(fd)
+    os.mkdir("/tmp/work", 0o755)
+    _mount(ctypes, libc, f"/proc/self/fd/{work_fd}", "/tmp/work", None, MS_BIND)
+    os.close(work_fd)
+    os.chdir("/tmp/work")
+
+
+def _limits(spec):
+    cpu = max(1, int(spec["cpu_s"] + 0.999))
+    resource.setrlimit(resource.RLIMIT_CPU, (cpu, cpu + 1))  # SIGXCPU at cpu s, SIGKILL 1 s later
+    mem = spec["memory_mb"] << 20
+    resource.setrlimit(resource.RLIMIT_AS, (mem, mem))
+    fsize = spec["file_size_mb"] << 20
+    resource.setrlimit(resource.RLIMIT_FSIZE, (fsize, fsize))
+    resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
+    resource.setrlimit(resource.RLIMIT_NOFILE, (spec["max_files"], spec["max_files"]))
+    if spec["uid"] is not None:  # counted per uid: meaningful only with the run's own uid (root is exempt)
+        resource.setrlimit(resource.RLIMIT_NPROC, (spec["max_procs"], spec["max_procs"]))
+
+
+def _exec_run(spec):
+    if spec["uid"] is not None:
+        os.setgroups([])
+        os.setgid(spec["gid"])
+        os.setuid(spec["uid"])
+    os.execve(sys.executable, [sys.executable, "-I", "child.py", "run"], spec["env"])
+
+
+def _status(status):
+    return 128 + os.WTERMSIG(status) if os.WIFSIGNALED(status) else os.WEXITSTATUS(status)
+
+
+def launch():
+    with open("spec.json") as f:
+        spec = json.load(f)
+    if not spec["namespaces"]:
+        try:
+            _limits(spec)
+            _exec_run(spec)
+        except OSError as e:
+            print(f"sandbox setup failed: {e}", file=sys.stderr)
+            return SETUP_FAILED
+    import ctypes
+
+    libc = ctypes.CDLL(None, use_errno=True)
+    try:
+        _check(ctypes, libc.unshare(CLONE_NEWPID | CLONE_NEWNET | CLONE_NEWNS), "unshare")
+        _mounts(ctypes, libc, spec)
+    except OSError as e:
+        print(f"sandbox setup failed: {e}", file=sys.stderr)
+        return SETUP_FAILED
+    spec["env"]["HOME"] = spec["env"]["TMPDIR"] = "/tmp/work"
+    init = os.fork()
+    if init == 0:  # PID 1 of the new PID namespace: a root waiter
+        code = SETUP_FAILED
+        try:
+            _check(ctypes, libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0), "prctl")
+            prog = os.fork()
+            if prog == 0:
+                try:
+                    _limits(spec)
+                    _exec_run(spec)
+                except BaseException as e:  # noqa: BLE001 - report, never run the program unconfined
+                    print(f"sandbox setup failed: {e}", file=sys.stderr)
+                os._exit(SETUP_FAILED)
+            while True:  # reap orphans until the program itself is done
+                pid, status = os.waitpid(-1, 0)
+                if pid == prog:
+                    code = _status(status)
+                    break
+        finally:
+            os._exit(code)  # the kernel now kills whatever is left in the namespace
+    _, status = os.waitpid(init, 0)
+    return _status(status)
+
+
+_BLOCKED = frozenset({
+    "socket.__new__", "socket.connect", "socket.bind", "socket.sendto", "socket.sendmsg",
+    "socket.getaddrinfo", "socket.gethostbyname", "socket.gethostbyaddr",
+    "os.system", "os.exec", "os.posix_spawn", "os.spawn", "os.fork", "os.forkpty",
+    "subprocess.Popen", "os.kill", "os.killpg", "signal.pthread_kill", "ctypes.dlopen",
+})
+
+
+def _fallback_hook(workdir):
+    """Without namespaces: refuse network, processes, signals, ctypes and writes outside ``workdir``."""
+    prefix = workdir.rstrip("/") + "/"
+
+    def hook(event, args):
+        if event in _BLOCKED:
+            raise PermissionError(f"sandbox: {event} is not allowed")
+        if event == "open" and args[0] is not None and not isinstance(args[0], int):
+            mode, flags = args[1] or "r", args[2] or 0
+            writing = any(c in str(mode) for c in "wax+") or flags & (os.O_WRONLY | os.O_RDWR | os.O_CREAT)
+            path = os.path.abspath(os.fsdecode(args[0]))
+            if writing and not (path + "/").startswith(prefix):
+                raise PermissionError(f"sandbox: writing {path} is not allowed")
+
+    return hook
+
+
+def _report(fd, msg):
+    try:
+        os.write(fd, (json.dumps(msg) + "\n").encode())
+    except OSError:
+        pass
+
+
+def run():
+    with open("spec.json") as f:
+        spec = json.load(f)
+    with open("program.py") as f:
+        source = f.read()
+    nonce = sys.stdin.readline().strip()
+    devnull = os.open(os.devnull, os.O_RDONLY)
+    os.dup2(devnull, 0)
+    os.close(devnull)
+    fd = spec["result_fd"]
+    hook = None if spec["namespaces"] else _fallback_hook(os.getcwd())
+    del spec
+    if hook is not None:
+        sys.addaudithook(hook)
+    msg = {"nonce": nonce, "status": "ok"}
+    try:
+        exec(compile(source, "program.py", "exec"), {"__name__": "__main__", "__builtins__": __builtins__})
+    except BaseException as e:  # noqa: BLE001 - the program's failure is the verdict
+        msg.update(status="exception", type=type(e).__name__, message=str(e)[:500])
+        if isinstance(e, SystemExit) and e.code in (0, None):
+            msg["status"] = "exit0"  # sys.exit(0) before the end: not a completed run
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()
+        except Exception:  # noqa: BLE001 - a closed or broken stream must not change the verdict
+            pass
+    _report(fd, msg)
+    os._exit(0 if msg["status"] == "ok" else 1)
+
+
+if __name__ == "__main__":
+    sys.exit(launch() if sys.argv[1] == "launch" else run())
