@@ -18,6 +18,8 @@ SECTIONS: dict[str, str] = {
     "hierarchy": "asd.models.config:HierarchyConfig",
     "evaluation": "asd.eval.config:EvaluationConfig",
     "cost_profiling": "asd.profiler_config:ProfilerConfig",
+    "testbed": "asd.testbed.config:TestbedConfig",
+    "training": "asd.testbed.config:TrainingConfig",
 }
 
 
