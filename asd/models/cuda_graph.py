@@ -1,0 +1,301 @@
+"""A static-KV-cache decode/verify path for Qwen2-architecture models, replayed from CUDA graphs.
+
+transformers' eager decode of Qwen2.5 shapes is launch-bound (NOTES.md: 7B at 51.6 ms/step against a
+4.0 ms bandwidth floor on an H200), and ``torch.compile(mode="reduce-overhead")`` over its static cache
+failed in transformers 5.17. This module runs the model's own weights through its own step function:
+
+- a static KV cache, one tensor ``kv [layers, max_batch, 2, kv_heads, max_len, head_dim]`` (K at index 0,
+  V at 1 of dim 2), preallocated and zeroed (masked slots must hold finite numbers: 0 × NaN is NaN);
+- per-row lengths ``lengths [max_batch] int64`` on the device; row b's next token goes to cache slot
+  ``lengths[b]`` and has RoPE position ``lengths[b]`` (rows may have different prompt lengths;
+  prompts are right-padded, so slot == position, as in HF generate with left padding and position ids
+  from the attention mask);
+- attention with ``scaled_dot_product_attention`` over the whole window with a length mask; grouped
+  query attention without repeating K/V (the G query heads of one KV head are folded into the query
+  length axis);
+- fused q/k/v and gate/up projections (the HF modules' parameters are re-pointed to views of the fused
+  tensors: no second copy of the weights, and the HF model keeps working unchanged);
+- on CUDA, one ``torch.cuda.CUDAGraph`` per (batch size, tokens per step), captured on first use; the
+  step advances ``lengths`` inside the graph and leaves the argmax of the last position in a static buffer.
+
+Greedy output equals the eager HF path (tests/models/test_cuda_graph.py; on GPU in bf16 up to ties).
+
+Example::
+
+    dec = StaticDecoder(model, max_batch=8, max_len=1024)
+    out = dec.generate_greedy([[1, 2, 3], [4, 5]], max_new_tokens=32)   # list of token lists
+"""
+from __future__ import annotations
+
+from typing import Callable, Sequence
+
+import torch
+import torch.nn.functional as F
+
+
+def _rms_norm(x: torch.Tensor, w: torch.Tensor, eps: float) -> torch.Tensor:
+    """Qwen2RMSNorm exactly: normalise in fp32, round to x's dtype, then scale."""
+    h = x.float()
+    h = h * torch.rsqrt(h.pow(2).mean(-1, keepdim=True) + eps)
+    return w * h.to(x.dtype)
+
+
+def _rotate_half(x: torch.Tensor) -> torch.Tensor:
+    half = x.shape[-1] // 2
+    return torch.cat((-x[..., half:], x[..., :half]), dim=-1)
+
+
+def _attn_in(x, w_ln, w_qkv, b_qkv, cos, sin, eps: float, n_q: int, n_kv: int, head_dim: int):
+    """Norm, fused q/k/v projection and RoPE.
+
+    x [B,T,hidden]; cos/sin [B,T,head_dim] (x's dtype) → q [B,n_kv,G*T,head_dim] (query rows
+    ordered g*T + t, head h = kv*G + g as in HF's repeat_kv), kv_new [B,T,2,n_kv,head_dim].
+    """
+    B, T, _ = x.shape
+    h = _rms_norm(x, w_ln, eps)
+    qkv = F.linear(h, w_qkv, b_qkv).view(B, T, n_q + 2 * n_kv, head_dim)
+    qk = qkv[:, :, : n_q + n_kv]
+    c, s = cos.unsqueeze(2), sin.unsqueeze(2)
+    qk = qk * c + _rotate_half(qk) * s
+    g = n_q // n_kv
+    q = qk[:, :, :n_q].reshape(B, T, n_kv, g, head_dim).permute(0, 2, 3, 1, 4).reshape(B, n_kv, g * T, head_dim)
+    kv_new = torch.stack((qk[:, :, n_q:], qkv[:, :, n_q + n_kv:]), dim=2)
+    return q, kv_new
+
+
+def _attn_out_mlp(x, o, w_o, w_ln, w_gu, w_down, eps: float, inter: int):
+    """o_proj + residual, norm, SwiGLU MLP + residual. x [B,T,hidden], o [B,T,n_q*head_dim] → [B,T,hidden]."""
+    x = x + F.linear(o, w_o)
+    h = _rms_norm(x, w_ln, eps)
+    gu = F.linear(h, w_gu)
+    return x + F.linear(F.silu(gu[..., :inter]) * gu[..., inter:], w_down)
+
+
+class StaticDecoder:
+    """Prefill, decode and verify over a static KV cache; CUDA-graph replay per (batch, tokens) on GPU.
+
+    ``model``: a ``Qwen2ForCausalLM`` (any dtype/device; its q/k/v and gate/up weights get fused in
+    place). ``max_batch``: rows of the cache. ``max_len``: cache slots per row (prompt + generated),
+    rounded up to a multiple of 64. ``use_graphs``: None = on CUDA only. ``compile_blocks``: run the
+    element-wise parts through ``torch.compile`` (fewer kernels per layer; captured in the graphs too).
+    """
+
+    def __init__(self, model, max_batch: int, max_len: int, use_graphs: bool | None = None,
+                 compile_blocks: bool = False) -> None:
+        cfg = model.config
+        if max_batch < 1 or max_len < 1:
+            raise ValueError(f"max_batch and max_len must be >= 1, got {max_batch}, {max_len}")
+        if getattr(cfg, "use_sliding_window", False):
+            raise ValueError("StaticDecoder does not implement sliding-window attention (use_sliding_window)")
+        self.model = model
+        p = next(model.parameters())
+        self.device, self.dtype = p.device, p.dtype
+        self.n_layers = cfg.num_hidden_layers
+        self.n_q, self.n_kv = cfg.num_attention_heads, cfg.num_key_value_heads
+        self.head_dim = getattr(cfg, "head_dim", None) or cfg.hidden_size // cfg.num_attention_heads
+        self.inter = cfg.intermediate_size
+        self.eps = cfg.rms_norm_eps
+        self.vocab = cfg.vocab_size
+        self.max_batch, self.max_len = max_batch, -(-max_len // 64) * 64
+        self.use_graphs = (self.device.type == "cuda") if use_graphs is None else use_graphs
+        if self.use_graphs and self.device.type != "cuda":
+            raise ValueError("use_graphs=True needs the model on a CUDA device")
+        self._fuse_weights()
+        dev = self.device
+        # [layers, B, 2 (K,V), kv_heads, slots, head_dim]
+        self.kv = torch.zeros(self.n_layers, max_batch, 2, self.n_kv, self.max_len, self.head_dim,
+                              dtype=self.dtype, device=dev)
+        self.lengths = torch.zeros(max_batch, dtype=torch.long, device=dev)  # [B] filled slots per row
+        self._host_len = [0] * max_batch
+        rot = model.model.rotary_emb
+        inv_freq = rot.inv_freq.to(device=dev, dtype=torch.float)
+        scale = float(getattr(rot, "attention_scaling", 1.0))
+        freqs = torch.arange(self.max_len, device=dev, dtype=torch.float)[:, None] * inv_freq[None]
+        emb = torch.cat((freqs, freqs), dim=-1)  # [slots, head_dim], as Qwen2RotaryEmbedding computes it
+        self._cos = (emb.cos() * scale).to(self.dtype)
+        self._sin = (emb.sin() * scale).to(self.dtype)
+        self._slots = torch.arange(self.max_len, device=dev)
+        self._attn_in, self._attn_out_mlp = _attn_in, _attn_out_mlp
+        if compile_blocks:
+            self._attn_in = torch.compile(_attn_in, fullgraph=True)
+            self._attn_out_mlp = torch.compile(_attn_out_mlp, fullgraph=True)
+        self._graphs: dict[tuple[int, int], tuple] = {}
+        self._pool = None
+
+    # ---- weights -------------------------------------------------------------------------------
+    def _fuse_weights(self) -> None:
+        """Concatenate q/k/v (+bias) and gate/up per layer; re-point the HF parameters to views."""
+        self._w = []
+        for layer in self.model.model.layers:
+            a, m = layer.self_attn, layer.mlp
+            if not hasattr(a, "_asd_fused"):
+                with torch.no_grad():
+                    wqkv = torch.cat([a.q_proj.weight, a.k_proj.weight, a.v_proj.weight], 0)
+                    bqkv = torch.cat([a.q_proj.bias, a.k_proj.bias, a.v_proj.bias], 0)
+                    wgu = torch.cat([m.gate_proj.weight, m.up_proj.weight], 0)
+                nq, nk = a.q_proj.weight.shape[0], a.k_proj.weight.shape[0]
+                for mod, lo, hi in ((a.q_proj, 0, nq), (a.k_proj, nq, nq + nk), (a.v_proj, nq + nk, nq + 2 * nk)):
+                    mod.weight = torch.nn.Parameter(wqkv[lo:hi], requires_grad=False)
+                    mod.bias = torch.nn.Parameter(bqkv[lo:hi], requires_grad=False)
+                ni = m.gate_proj.weight.shape[0]
+                m.gate_proj.weight = torch.nn.Parameter(wgu[:ni], requires_grad=False)
+                m.up_proj.weight = torch.nn.Parameter(wgu[ni:], requires_grad=False)
+                a._asd_fused = (wqkv, bqkv, wgu)
+            wqkv, bqkv, wgu = a._asd_fused
+            self._w.append((layer.input_layernorm.weight, wqkv, bqkv, a.o_proj.weight,
+                            layer.post_attention_layernorm.weight, wgu, m.down_proj.weight))
+
+    # ---- the step --------------------------------------------------------------------------------
+    def _forward(self, ids: torch.Tensor, window: int) -> torch.Tensor:
+        """ids [B,T] at slots lengths[:B] + t; writes K/V; returns final-norm hidden states [B,T,hidden].
+
+        Attends over cache slots [0, window). Does not advance lengths. No host sync (capturable).
+        """
+        B, T = ids.shape
+        lens = self.lengths[:B]
+        pos = lens[:, None] + torch.arange(T, device=ids.device)                 # [B,T] slot == position
+        cos, sin = self._cos[pos], self._sin[pos]                                 # [B,T,head_dim]
+        g = self.n_q // self.n_kv
+        allowed = self._slots[:window][None, None, :] <= pos[:, :, None]         # [B,T,window]
+        mask = allowed[:, None, None].expand(B, 1, g, T, window).reshape(B, 1, g * T, window)
+        rows = torch.arange(B, device=ids.device)[:, None].expand(B, T)
+        x = self.model.model.embed_tokens(ids)
+        for li, (w_ln1, w_qkv, b_qkv, w_o, w_ln2, w_gu, w_down) in enumerate(self._w):
+            q, kv_new = self._attn_in(x, w_ln1, w_qkv, b_qkv, cos, sin, self.eps, self.n_q, self.n_kv,
+                                      self.head_dim)
+            cache = self.kv[li, :B]                                               # [B,2,kv,slots,hd]
+            cache[rows, :, :, pos] = kv_new                                       # [B,T,2,kv,hd]
+            k, v = cache[:, 0, :, :window], cache[:, 1, :, :window]
+            o = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, scale=self.head_dim ** -0.5)
+            o = o.view(B, self.n_kv, g, T, self.head_dim).permute(0, 3, 1, 2, 4).reshape(B, T, -1)
+            x = self._attn_out_mlp(x, o, w_o, w_ln2, w_gu, w_down, self.eps, self.inter)
+        return _rms_norm(x, self.model.model.norm.weight, self.eps)
+
+    def _check_room(self, B: int, T: int) -> None:
+        if not 1 <= B <= self.max_batch:
+            raise ValueError(f"batch size {B} outside 1..max_batch={self.max_batch}")
+        need = max(self._host_len[:B]) + T
+        if need > self.max_len:
+            raise ValueError(f"KV cache full: {need} slots needed, max_len={self.max_len}")
+
+    def set_lengths(self, lengths: Sequence[int]) -> None:
+        """Roll rows 0..len-1 back (or forward) to the given filled lengths, e.g. after a rejected draft."""
+        if len(lengths) > self.max_batch or any(not 0 <= n <= self.max_len for n in lengths):
+            raise ValueError(f"lengths must be <= max_len={self.max_len}, at most {self.max_batch} rows")
+        self._host_len[: len(lengths)] = [int(n) for n in lengths]
+        self.lengths[: len(lengths)].copy_(torch.tensor(list(lengths), dtype=torch.long), non_blocking=False)
+
+    @torch.no_grad()
+    def prefill(self, ids: torch.Tensor, lengths: Sequence[int], all_logits: bool = False) -> torch.Tensor:
+        """Fill rows 0..B-1 from slot 0 with right-padded prompts (eager).
+
+        ids [B,T] int64 (row b's real tokens are ids[b, :lengths[b]]); returns logits [B,V] at each
+        row's last real token, or [B,T,V] for every position if ``all_logits`` (for verification).
+        Afterwards lengths[b] = lengths[b] (padding slots are masked and later overwritten).
+        """
+        B, T = ids.shape
+        if len(lengths) != B or any(not 1 <= n <= T for n in lengths):
+            raise ValueError(f"lengths must hold {B} values in 1..{T}, got {list(lengths)}")
+        self.set_lengths([0] * B)
+        self._check_room(B, T)
+        h = self._forward(ids.to(self.device), window=T)                           # [B,T,hidden]
+        self.set_lengths(lengths)
+        if not all_logits:
+            idx = torch.tensor([n - 1 for n in lengths], device=self.device)
+            h = h[torch.arange(B, device=self.device), idx]                        # [B,hidden]
+        return self.model.lm_head(h)
+
+    @torch.no_grad()
+    def step(self, ids: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Feed ids [B,T] (T=1: decode; T>1: verify a draft) at each row's current length; advance by T.
+
+        Returns (logits [B,T,V], argmax of the last position [B] int64). On CUDA these are static graph
+        buffers: valid until the next call of ``step`` with any shape.
+        """
+        B, T = ids.shape
+        self._check_room(B, T)
+        if self.use_graphs:
+            static_ids, logits, nxt, graph = self._graph(B, T)
+            static_ids.copy_(ids, non_blocking=True)
+            graph.replay()
+        else:
+            logits = self.model.lm_head(self._forward(ids.to(self.device), window=self.max_len))
+            nxt = logits[:, -1].argmax(-1)
+            self.lengths[:B] += T
+        for b in range(B):
+            self._host_len[b] += T
+        return logits, nxt
+
+    def _graph(self, B: int, T: int):
+        key = (B, T)
+        if key not in self._graphs:
+            saved = self.lengths.clone()
+            static_ids = torch.zeros(B, T, dtype=torch.long, device=self.device)
+
+            def body():
+                logits = self.model.lm_head(self._forward(static_ids, window=self.max_len))
+                nxt = logits[:, -1].argmax(-1)
+                self.lengths[:B] += T
+                return logits, nxt
+
+            # warm up on a side stream (compiles, cuBLAS handles), then capture. Warm-up writes K/V
+            # past every row's filled slots (free, masked until overwritten); capture runs nothing.
+            free = max(self._host_len)
+            self.lengths.fill_(free)
+            s = torch.cuda.Stream()
+            s.wait_stream(torch.cuda.current_stream())
+            with torch.cuda.stream(s):
+                for _ in range(2):
+                    body()
+                    self.lengths.fill_(free)
+            torch.cuda.current_stream().wait_stream(s)
+            if self._pool is None:
+                self._pool = torch.cuda.graph_pool_handle()
+            graph = torch.cuda.CUDAGraph()
+            with torch.cuda.graph(graph, pool=self._pool):
+                logits, nxt = body()
+            self.lengths.copy_(saved)
+            self._graphs[key] = (static_ids, logits, nxt, graph)
+        return self._graphs[key]
+
+    # ---- greedy generation ----------------------------------------------------------------------
+    @torch.no_grad()
+    def generate_greedy(self, prompts: Sequence[Sequence[int]], max_new_tokens: int,
+                        eos_token_id: int | None = None,
+                        on_step: Callable[[torch.Tensor, torch.Tensor], None] | None = None) -> list[list[int]]:
+        """Greedy continuation of each prompt (rows of one batch); each output stops after its first EOS.
+
+        ``on_step(logits [B,V], chosen [B])`` sees every step's logits (e.g. for token statistics).
+        """
+        B = len(prompts)
+        if B == 0 or max_new_tokens < 1:
+            return [[] for _ in prompts]
+        lens = [len(p) for p in prompts]
+        if min(lens) < 1:
+            raise ValueError("every prompt needs at least one token")
+        T = max(lens)
+        self._check_room(B, 0)
+        if T + max_new_tokens - 1 > self.max_len:
+            raise ValueError(f"prompt {T} + {max_new_tokens} new tokens exceed max_len={self.max_len}")
+        ids = torch.zeros(B, T, dtype=torch.long)
+        for b, p in enumerate(prompts):
+            ids[b, : len(p)] = torch.as_tensor(list(p), dtype=torch.long)
+        logits = self.prefill(ids, lens)                                           # [B,V]
+        tok = logits.argmax(-1)
+        out = torch.empty(B, max_new_tokens, dtype=torch.long, device=self.device)
+        out[:, 0] = tok
+        if on_step is not None:
+            on_step(logits, tok)
+        for i in range(1, max_new_tokens):
+            if eos_token_id is not None and i % 16 == 0 and bool((out[:, :i] == eos_token_id).any(1).all()):
+                break
+            logits, tok = self.step(tok[:, None])
+            out[:, i] = tok
+            if on_step is not None:
+                on_step(logits[:, -1], tok)
+        else:
+            i = max_new_tokens
+        rows = out[:, :i].tolist()
+        if eos_token_id is not None:
+            rows = [r[: r.index(eos_token_id) + 1] if eos_token_id in r else r for r in rows]
+        return rows

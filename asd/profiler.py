@@ -1,0 +1,265 @@
+"""The cost profiler (DESIGN §3): per stage, prefill latency vs tokens and decode latency per step.
+
+Measures on the real backend and hardware (torch; CUDA events on GPU, ``perf_counter`` on CPU), with
+warm-up, repeats and medians. Decode steps run through the static-cache path of
+``asd.models.cuda_graph`` (CUDA-graph replay on GPU) — the fast path the engine uses — and, optionally,
+through transformers' eager forward with a DynamicCache (the launch-bound ceiling, for comparison).
+
+The measurements (a plain dict, see ``profile_stage``) are turned into ``asd.core.costs.CostModel`` by
+``fit_cost_model``; ``save_profile`` writes both with provenance as JSON.
+"""
+from __future__ import annotations
+
+import gc
+import json
+import math
+import statistics
+import time
+from pathlib import Path
+from typing import Callable
+
+from asd.profiler_config import ProfilerConfig
+
+SCHEMA_VERSION = 1
+
+
+# ---- timing --------------------------------------------------------------------------------------
+def time_fn(fn: Callable[[], None], device, warmup: int, repeats: int) -> list[float]:
+    """Seconds per call of ``fn`` (repeats values): CUDA events on a GPU, perf_counter otherwise."""
+    import torch
+
+    for _ in range(warmup):
+        fn()
+    out = []
+    cuda = getattr(device, "type", str(device)).startswith("cuda")
+    for _ in range(repeats):
+        if cuda:
+            start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+            start.record()
+            fn()
+            end.record()
+            end.synchronize()
+            out.append(start.elapsed_time(end) / 1e3)
+        else:
+            t0 = time.perf_counter()
+            fn()
+            out.append(time.perf_counter() - t0)
+    return out
+
+
+def copy_bandwidth(device, nbytes: int = 2 << 30, repeats: int = 20) -> float:
+    """Device-to-device copy bandwidth, bytes/s counting bytes read plus bytes written (median)."""
+    import torch
+
+    n = nbytes // 2
+    a = torch.randn(n // 2, device=device, dtype=torch.float32)   # random data, never zeros
+    b = torch.empty_like(a)
+    secs = time_fn(lambda: b.copy_(a), device, warmup=3, repeats=repeats)
+    del a, b
+    return 2 * n / statistics.median(secs)
+
+
+# ---- models --------------------------------------------------------------------------------------
+def build_model(spec: str, dtype: str, device: str, random_weights: bool):
+    """A ``Qwen2ForCausalLM`` for ``spec``: a Qwen2.5 id (random weights only), a folder, or ``testbed:<s>``.
+
+    Random weights are built directly in ``dtype`` on ``device`` (an fp32-first build of 32B peaked at
+    133 GB, NOTES.md).
+    """
+    import torch
+    from transformers import AutoConfig, Qwen2Config, Qwen2ForCausalLM
+
+    from asd.models.shapes import known_shape
+
+    tdtype = getattr(torch, dtype)
+    path = spec
+    if spec.startswith("testbed:"):
+        from asd.testbed.weights import resolve_model
+
+        path = str(resolve_model(spec))
+    if Path(path).is_dir():
+        if not random_weights:
+            return Qwen2ForCausalLM.from_pretrained(path, dtype=tdtype).to(device).eval()
+        cfg = AutoConfig.from_pretrained(path)
+    else:
+        shape = known_shape(spec)
+        if shape is None:
+            raise ValueError(f"model {spec!r}: not a folder, not testbed:<stage>, and no known shape "
+                             "(asd.models.shapes.QWEN25 has Qwen/Qwen2.5-{7B,14B,32B,72B}[-Instruct])")
+        if not random_weights:
+            raise ValueError(f"model {spec!r}: no local weights; pass --random-weights to profile its shape")
+        cfg = Qwen2Config(**shape)
+    old = torch.get_default_dtype()
+    torch.set_default_dtype(tdtype)
+    try:
+        with torch.device(device):
+            model = Qwen2ForCausalLM(cfg)
+    finally:
+        torch.set_default_dtype(old)
+    return model.eval()
+
+
+def weight_bytes(model) -> int:
+    return sum(p.numel() * p.element_size() for p in model.parameters())
+
+
+# ---- measurements ----------------------------------------------------------------------------------
+def measure_prefill(model, tokens: list[int], warmup: int, repeats: int, seed: int = 0) -> dict:
+    """Prefill of one prompt of n tokens (batch 1) through the static-cache path: seconds per pass."""
+    import torch
+
+    from asd.models.cuda_graph import StaticDecoder
+
+    dec = StaticDecoder(model, max_batch=1, max_len=max(tokens), use_graphs=False)
+    g = torch.Generator().manual_seed(seed)
+    out = {"tokens": [], "seconds": [], "samples": []}
+    for n in tokens:
+        ids = torch.randint(0, model.config.vocab_size, (1, n), generator=g).to(dec.device)
+        secs = time_fn(lambda: dec.prefill(ids, [n]), dec.device, warmup, repeats)
+        out["tokens"].append(n)
+        out["seconds"].append(statistics.median(secs))
+        out["samples"].append(secs)
+    del dec
+    return out
+
+
+def measure_decode(model, batch_sizes: list[int], context: int, steps: int, warmup: int, repeats: int,
+                   use_graphs: bool | None = None, compile_blocks: bool = False, seed: int = 0) -> dict:
+    """Decode steps at each batch size with ``context`` tokens in the cache: seconds per step."""
+    import torch
+
+    from asd.models.cuda_graph import StaticDecoder
+
+    bmax = max(batch_sizes)
+    dec = StaticDecoder(model, max_batch=bmax, max_len=context + steps, use_graphs=use_graphs,
+                        compile_blocks=compile_blocks)
+    g = torch.Generator().manual_seed(seed)
+    ids = torch.randint(0, model.config.vocab_size, (bmax, context), generator=g)
+    dec.prefill(ids, [context] * bmax)
+    out = {"batch_sizes": [], "seconds_per_step": [], "samples": [], "graphs": dec.use_graphs}
+    for b in batch_sizes:
+        tok = ids[:b, -1:].to(dec.device)
+
+        def run():
+            dec.set_lengths([context] * b)
+            for _ in range(steps):
+                dec.step(tok)
+
+        secs = [s / steps for s in time_fn(run, dec.device, warmup, repeats)]
+        out["batch_sizes"].append(b)
+        out["seconds_per_step"].append(statistics.median(secs))
+        out["samples"].append(secs)
+    del dec
+    return out
+
+
+def measure_hf_decode(model, batch_sizes: list[int], context: int, steps: int, warmup: int, repeats: int,
+                      seed: int = 0) -> dict:
+    """The same steps through transformers' eager forward and DynamicCache (the launch-bound ceiling)."""
+    import torch
+
+    g = torch.Generator().manual_seed(seed)
+    dev = next(model.parameters()).device
+    out = {"batch_sizes": [], "seconds_per_step": [], "samples": []}
+    for b in batch_sizes:
+        ids = torch.randint(0, model.config.vocab_size, (b, context), generator=g).to(dev)
+        with torch.no_grad():
+            res = model(input_ids=ids, use_cache=True, logits_to_keep=1)
+            cache = getattr(res, "past_key_values", None) or getattr(res, "cache")
+            tok = ids[:, -1:]
+
+            def run():
+                extra = cache.get_seq_length() - context
+                if extra > 0:
+                    cache.crop(-extra)   # negative = drop that many tokens (transformers 4.x and 5.x)
+                for _ in range(steps):
+                    model(input_ids=tok, past_key_values=cache, use_cache=True)
+
+            secs = [s / steps for s in time_fn(run, dev, warmup, repeats)]
+        del cache, res
+        out["batch_sizes"].append(b)
+        out["seconds_per_step"].append(statistics.median(secs))
+        out["samples"].append(secs)
+    return out
+
+
+def profile_stage(model, cfg: ProfilerConfig, copy_bw: float | None = None,
+                  eager_batch_sizes: list[int] | None = None) -> dict:
+    """All measurements of one stage: weights, floor, prefill, decode (and the eager ceiling if asked)."""
+    wb = weight_bytes(model)
+    rec = {
+        "params": sum(p.numel() for p in model.parameters()),
+        "weight_bytes": wb,
+        "floor_s": (wb / copy_bw) if copy_bw else None,   # one read of the weights at copy bandwidth
+        "prefill": measure_prefill(model, cfg.prefill_tokens, cfg.warmup, cfg.repeats),
+        "decode": measure_decode(model, cfg.decode_batch_sizes, cfg.decode_context, cfg.decode_steps,
+                                 cfg.warmup, cfg.repeats),
+    }
+    if eager_batch_sizes:
+        rec["eager_decode"] = measure_hf_decode(model, eager_batch_sizes, cfg.decode_context,
+                                                max(2, cfg.decode_steps // 4), 1, max(2, cfg.repeats // 3))
+    return rec
+
+
+def profile_hierarchy(hierarchy, cfg: ProfilerConfig, random_weights: bool, device: str,
+                      eager_batch_sizes: list[int] | None = None) -> dict:
+    """Profile each stage in turn (one model in memory at a time); returns the JSON-able profile."""
+    import torch
+    from tqdm import tqdm
+
+    from asd.config import to_dict
+    from asd.provenance import provenance
+
+    dev = torch.device(device)
+    bw = copy_bandwidth(dev) if dev.type == "cuda" else None
+    stages = []
+    for st in tqdm(hierarchy.stages, desc="profile", unit="stage"):
+        if st.tensor_parallel_size > 1 and dev.type == "cuda" and torch.cuda.device_count() < st.tensor_parallel_size:
+            tqdm.write(f"note: stage {st.name} runs tensor-parallel {st.tensor_parallel_size} on the cluster; "
+                       "profiled here on one device")
+        model = build_model(st.model, st.dtype, device, random_weights)
+        rec = {"name": st.name, "model": st.model, "dtype": st.dtype, "random_weights": random_weights,
+               "devices": 1, **profile_stage(model, cfg, bw, eager_batch_sizes)}
+        stages.append(rec)
+        del model
+        gc.collect()
+        if dev.type == "cuda":
+            torch.cuda.empty_cache()
+    out = {"schema_version": SCHEMA_VERSION, "copy_bandwidth_Bps": bw, "stages": stages,
+           "provenance": provenance(config={"cost_profiling": to_dict(cfg), "hierarchy": to_dict(hierarchy)},
+                                    schema_version=SCHEMA_VERSION)}
+    return out
+
+
+# ---- fit and files ------------------------------------------------------------------------------------
+def fit_cost_model(profile: dict):
+    """``asd.core.costs.CostModel`` from a profile: per stage, linear prefill fit and decode per batch size."""
+    from asd.core import costs
+
+    return costs.cost_model_from_measurements(profile)
+
+
+def save_profile(profile: dict, path: str | Path) -> Path:
+    """Write the profile (and its fitted cost model, when the fit is available) as JSON."""
+    p = Path(path)
+    p.parent.mkdir(parents=True, exist_ok=True)
+    tmp = p.with_suffix(p.suffix + ".tmp")
+    tmp.write_text(json.dumps(profile, indent=1, default=_json_default) + "\n")
+    tmp.replace(p)
+    return p
+
+
+def load_profile(path: str | Path) -> dict:
+    p = Path(path)
+    data = json.loads(p.read_text())
+    if data.get("schema_version") != SCHEMA_VERSION:
+        raise ValueError(f"{p}: profile schema_version {data.get('schema_version')!r}, expected {SCHEMA_VERSION}")
+    return data
+
+
+def _json_default(o):
+    if isinstance(o, float) and math.isnan(o):
+        return None
+    if hasattr(o, "item"):
+        return o.item()
+    raise TypeError(f"not JSON-serialisable: {type(o).__name__}")
