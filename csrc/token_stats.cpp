@@ -54,41 +54,61 @@ constexpr int64_t kMinSegment = 16384;  // smallest piece of a row given to one 
 constexpr float kMinExpArg = -87.0f;    // exp(-87) ≈ 1.6e-38 is still a normal float
 constexpr float kNegInf = -std::numeric_limits<float>::infinity();
 
-inline float bits_to_float(uint32_t u) {
+// Explicit SIMD through GCC/Clang vector extensions: 16 floats, one AVX-512 register (or two AVX2
+// ones). Plain per-lane loops were left scalar by GCC 12, which keeps float reductions in order.
+typedef float vf __attribute__((vector_size(64)));
+typedef uint32_t vu __attribute__((vector_size(64)));
+typedef uint16_t vh __attribute__((vector_size(32)));
+static_assert(sizeof(vf) == kLanes * sizeof(float), "vf holds kLanes floats");
+
+inline float as_float(uint32_t u) {
   float f;
   std::memcpy(&f, &u, sizeof f);
   return f;
 }
-inline uint32_t float_to_bits(float f) {
+inline uint32_t as_bits(float f) {
   uint32_t u;
   std::memcpy(&u, &f, sizeof u);
   return u;
 }
+inline vf as_float(vu u) { return (vf)u; }  // same-size vector cast = bit cast
+inline vu as_bits(vf f) { return (vu)f; }
+inline vf splat(float f) { return vf{} + f; }
 
-// Input element → float. bfloat16 is the top half of a float32.
+// Input element(s) → float. bfloat16 is the top half of a float32.
 inline float load(const float* p, int64_t i) { return p[i]; }
-inline float load(const uint16_t* p, int64_t i) { return bits_to_float(static_cast<uint32_t>(p[i]) << 16); }
+inline float load(const uint16_t* p, int64_t i) { return as_float(static_cast<uint32_t>(p[i]) << 16); }
+inline vf loadv(const float* p) {
+  vf v;
+  std::memcpy(&v, p, sizeof v);
+  return v;
+}
+inline vf loadv(const uint16_t* p) {
+  vh h;
+  std::memcpy(&h, p, sizeof h);
+  return as_float(__builtin_convertvector(h, vu) << 16);
+}
 
-// exp(d) for d in [kMinExpArg, 0]; below that the caller takes exp = 0 (NaN in → NaN out), branch-free so that GCC vectorises it:
-// d = n·ln2 + r with |r| ≤ ln2/2 (Cody–Waite split of ln2), exp(r) by the Cephes expf
-// polynomial (≈ 1 ulp), 2^n assembled in the exponent bits.
-inline float exp_nonpos(float d) {
+// exp(d) for d in [kMinExpArg, 0] (the caller takes exp = 0 below that; NaN in → NaN out), for a
+// float or a vf: d = n·ln2 + r with |r| ≤ ln2/2 (Cody–Waite split of ln2), exp(r) by the Cephes
+// expf polynomial (≈ 1 ulp), 2^n assembled in the exponent bits (unsigned arithmetic: no UB on NaN).
+template <typename F>
+inline F exp_nonpos(F d) {
   constexpr float kLog2e = 1.44269504088896341f;
   constexpr float kLn2Hi = 0.693359375f, kLn2Lo = -2.12194440e-4f;
   constexpr float kRound = 12582912.0f;  // 1.5·2^23: adding it rounds to an integer
-  const float z = d * kLog2e + kRound;
-  const float n = z - kRound;
-  const int32_t ni = static_cast<int32_t>(float_to_bits(z) - float_to_bits(kRound));
-  const float r = (d - n * kLn2Hi) - n * kLn2Lo;
-  float p = 1.9875691500e-4f;
+  const F z = d * kLog2e + kRound;
+  const F n = z - kRound;
+  const auto ni = as_bits(z) - as_bits(kRound);  // n as an integer (two's complement)
+  const F r = (d - n * kLn2Hi) - n * kLn2Lo;
+  F p = d * 0.0f + 1.9875691500e-4f;
   p = p * r + 1.3981999507e-3f;
   p = p * r + 8.3334519073e-3f;
   p = p * r + 4.1665795894e-2f;
   p = p * r + 1.6666665459e-1f;
   p = p * r + 5.0000001201e-1f;
   p = p * r * r + r + 1.0f;
-  const float scale = bits_to_float(static_cast<uint32_t>(ni + 127) << 23);
-  return p * scale;
+  return p * as_float((ni + 127u) << 23);
 }
 
 // Online-softmax state of a piece of a row. z and t are relative to m1:
@@ -137,17 +157,17 @@ State scan_segment(const T* __restrict x, int64_t begin, int64_t end) {
     const int64_t vec_len = len - len % kLanes;
 
     // pass A: top-2 per lane (NaN compares false and is ignored here; pass B catches it)
-    float a1[kLanes], a2[kLanes];
-    for (int l = 0; l < kLanes; ++l) a1[l] = a2[l] = kNegInf;
+    vf v1 = splat(kNegInf), v2 = splat(kNegInf);
     for (int64_t i = 0; i < vec_len; i += kLanes) {
-      for (int l = 0; l < kLanes; ++l) {
-        const float v = load(xc, i + l);
-        const float lo = v > a1[l] ? a1[l] : v;
-        a2[l] = lo > a2[l] ? lo : a2[l];
-        a1[l] = v > a1[l] ? v : a1[l];
-      }
+      const vf v = loadv(xc + i);
+      const vf lo = v > v1 ? v1 : v;
+      v2 = lo > v2 ? lo : v2;
+      v1 = v > v1 ? v : v1;
     }
-    for (int64_t i = vec_len; i < len; ++i) {
+    float a1[kLanes], a2[kLanes];
+    std::memcpy(a1, &v1, sizeof v1);
+    std::memcpy(a2, &v2, sizeof v2);
+    for (int64_t i = vec_len; i < len; ++i) {  // tail: lane i − vec_len
       const int l = static_cast<int>(i - vec_len);
       const float v = load(xc, i);
       const float lo = v > a1[l] ? a1[l] : v;
@@ -165,19 +185,19 @@ State scan_segment(const T* __restrict x, int64_t begin, int64_t end) {
     } else if (ch.m1 == -kNegInf) {  // +inf: softmax undefined
       ch.bad = true;
     } else {
-      // pass B: Z and T relative to the chunk max, float lanes (≤ 128 terms each)
-      float zs[kLanes], ts[kLanes];
-      for (int l = 0; l < kLanes; ++l) zs[l] = ts[l] = 0.0f;
+      // pass B: Z and T relative to the chunk max, float lanes (≤ kChunk / kLanes terms each)
       const float m = ch.m1;
+      vf zv = splat(0.0f), tv = splat(0.0f);
       for (int64_t i = 0; i < vec_len; i += kLanes) {
-        for (int l = 0; l < kLanes; ++l) {
-          const float d0 = load(xc, i + l) - m;
-          const float d = d0 < kMinExpArg ? kMinExpArg : d0;  // NaN passes through
-          const float e = d0 < kMinExpArg ? 0.0f : exp_nonpos(d);  // exactly 0 for −inf
-          zs[l] += e;
-          ts[l] += e * d;
-        }
+        const vf d0 = loadv(xc + i) - m;
+        const vf d = d0 < kMinExpArg ? splat(kMinExpArg) : d0;  // NaN passes through
+        const vf e = d0 < kMinExpArg ? splat(0.0f) : exp_nonpos(d);  // exactly 0 for −inf
+        zv += e;
+        tv += e * d;
       }
+      float zs[kLanes], ts[kLanes];
+      std::memcpy(zs, &zv, sizeof zv);
+      std::memcpy(ts, &tv, sizeof tv);
       for (int64_t i = vec_len; i < len; ++i) {
         const int l = static_cast<int>(i - vec_len);
         const float d0 = load(xc, i) - m;
