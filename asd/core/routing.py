@@ -1,0 +1,55 @@
+"""Routing helpers of the cascade beside asd.core.policies, pure numpy.
+
+The decisions themselves come from ``asd.core.policies.decide`` (a ``Plan`` per
+batch). This module says which policies re-plan after every stage (receding
+horizon: dp, threshold, oracle) and which follow the route fixed at the first
+decision (single, fixed_depth, speculative, random: a random stop drawn again
+at every stage would not follow its histogram); which stage generates first;
+and a cost proxy for runs without a measured cost model.
+"""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+
+
+def resolve_stage(stage: int, K: int) -> int:
+    """-1 → K−1; ValueError naming the valid stages otherwise."""
+    k = K - 1 if stage == -1 else stage
+    if not 0 <= k < K:
+        raise ValueError(f"stage {stage} out of range; valid: 0..{K - 1} or -1 (the last stage)")
+    return k
+
+
+REPLAN = ("dp", "threshold", "oracle")
+
+
+def first_stage(policy, K: int) -> int:
+    """The stage that generates first: k for "single", 0 otherwise."""
+    return resolve_stage(policy.stage, K) if policy.name == "single" else 0
+
+
+def proxy_costs(prompt_len: np.ndarray,      # [B] tokens
+                resp_len: np.ndarray,        # [B] tokens of the current response
+                accept_mean: np.ndarray,     # [B, K, K] expected accepted fraction of y_j under M_m
+                size: np.ndarray,            # [K] relative cost of one token of work per stage (e.g. params)
+                prefill_ratio: float = 0.05,  # cost of one prefill token / one decode step, same model
+                ) -> np.ndarray:
+    """[B, K, K] normalised c_{j→m} when no measured cost model is given (shape of DESIGN §1.4).
+
+    c_{j→m} = size_m·(ρ·(P + L) + (1 − â_{j,m})·L) / (size_{K−1}·(ρ·P + L)): a prefill over prompt
+    + response plus decoding the rejected suffix, over the final model's own latency. inf where m ≤ j.
+    """
+    B = len(prompt_len)
+    K = len(size)
+    P = np.asarray(prompt_len, np.float64)[:, None, None]
+    L = np.maximum(np.asarray(resp_len, np.float64), 1.0)[:, None, None]
+    s = np.asarray(size, np.float64)
+    a = np.clip(np.asarray(accept_mean, np.float64), 0.0, 1.0)
+    c = s[None, None, :] * (prefill_ratio * (P + L) + (1.0 - a) * L) / (s[-1] * (prefill_ratio * P + L))
+    upper = np.triu(np.ones((K, K), dtype=bool), k=1)
+    out = np.full((B, K, K), math.inf)
+    out[:, upper] = c[:, upper]
+    return out

@@ -1,0 +1,415 @@
+"""``HFEngine``: transformers models behind the :class:`~asd.models.base.Engine` protocol.
+
+The decode loop is our own, over ``model.model(...)`` + ``lm_head`` with a
+``DynamicCache``, so that a verification pass leaves a cache the verifier keeps
+decoding from (DESIGN §1.5). Batches are left-padded; rows of one batch may
+also hold *holes*: positions whose attention-mask entry is 0 (padding of a
+ragged appended chunk, or a rejected draft suffix). Position ids count only the
+valid tokens of a row, so a row's logits do not depend on the holes.
+
+Seam for a faster path: everything model-specific is in :class:`HFSession`
+(``_forward``: tokens [B, W] + mask [B, W] → last hidden [B, W, H]). A GPU path
+with a static cache and CUDA graphs replaces that method and the cache
+operations (``_crop``, ``_select``) and keeps the rest.
+
+Determinism: greedy output equals ``model.generate(do_sample=False)`` on the
+same batch up to floating-point reassociation (a chunked verify pass and a
+one-token decode step sum in different orders). In float64 the difference is
+~1e-15 and never flipped an argmax in the tests; in fp32/bf16 a near-tie can
+flip. docs/engines.md says what exactly is guaranteed.
+"""
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+import torch
+
+from asd.core.verify import sample_index
+from asd.models.base import GenerationParams, GenerationResult, ScoreResult, check_prompts
+
+DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16, "float64": torch.float64}
+
+
+def token_stats_torch(logits: torch.Tensor, chosen: torch.Tensor) -> np.ndarray:
+    """[N, V] logits, [N] chosen → [N, 5] float32 via asd.tokstats (its C++ or torch path)."""
+    from asd.tokstats import token_stats
+
+    out = token_stats(logits.float(), chosen)
+    return np.asarray(out.cpu().numpy() if isinstance(out, torch.Tensor) else out, dtype=np.float32)
+
+
+def resolve_model_path(model: str) -> str:
+    """``testbed:<stage>`` → the embedded weights folder (sha-checked); anything else unchanged."""
+    if model.startswith("testbed:"):
+        from asd.testbed.weights import resolve_model
+
+        return str(resolve_model(model))
+    return model
+
+
+def pick_device(device: str) -> torch.device:
+    if device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if device.startswith("cuda") and not torch.cuda.is_available():
+        raise ValueError(f"device {device!r} requested but CUDA is not available; use 'cpu' or 'auto'")
+    return torch.device(device)
+
+
+def process_logits(logits: torch.Tensor, params: GenerationParams) -> torch.Tensor:
+    """[R, V] raw logits → [R, V] float32 processed distribution (temperature, top-k, top-p)."""
+    x = logits.float() / max(params.temperature, 1e-8)
+    if params.top_k and params.top_k < x.shape[-1]:
+        kth = torch.topk(x, params.top_k, dim=-1).values[:, -1:]
+        x = x.masked_fill(x < kth, float("-inf"))
+    if params.top_p < 1.0:
+        srt, idx = torch.sort(x, dim=-1, descending=True)
+        cum = torch.softmax(srt, -1).cumsum(-1)
+        drop = cum - torch.softmax(srt, -1) >= params.top_p  # keep the smallest prefix reaching top_p
+        srt = srt.masked_fill(drop, float("-inf"))
+        x = torch.full_like(x, float("-inf")).scatter(-1, idx, srt)
+    return torch.softmax(x, dim=-1)
+
+
+class HFEngine:
+    """A causal LM loaded with transformers (``from_pretrained``), on CPU or GPU, fp32/bf16/fp16/fp64."""
+
+    def __init__(self, model: str | Path, *, dtype: str = "float32", device: str = "auto",
+                 name: str | None = None, max_context: int | None = None, attn_implementation: str = "sdpa"):
+        from transformers import AutoModelForCausalLM
+
+        if dtype not in DTYPES:
+            raise ValueError(f"unknown dtype {dtype!r}; valid: {sorted(DTYPES)}")
+        path = resolve_model_path(str(model))
+        self.device = pick_device(device)
+        self.model = AutoModelForCausalLM.from_pretrained(
+            path, dtype=DTYPES[dtype], attn_implementation=attn_implementation).to(self.device).eval()
+        cfg = self.model.config
+        self.name = name or Path(str(model)).name
+        self.path = path
+        self.dtype = dtype
+        self.vocab_size = int(cfg.vocab_size)
+        ctx = int(getattr(cfg, "max_position_embeddings", 1 << 30))
+        self.max_context = min(ctx, max_context) if max_context else ctx
+        self.hidden_size = int(cfg.hidden_size)
+        import inspect
+
+        # transformers renamed `past_key_values` to `cache` (deprecated in 5.x); use what this version takes
+        sig = inspect.signature(self.model.model.forward).parameters
+        self.cache_kwarg = "cache" if "cache" in sig else "past_key_values"
+        self.pad_id = int(cfg.pad_token_id) if getattr(cfg, "pad_token_id", None) is not None else 0
+
+    @classmethod
+    def from_stage(cls, stage, device: str = "auto", dtype: str | None = None) -> "HFEngine":
+        """Build from an :class:`asd.models.config.StageConfig` (``dtype`` overrides the stage's)."""
+        return cls(stage.model, dtype=dtype or stage.dtype, device=device, name=stage.name,
+                   max_context=stage.max_model_len)
+
+    def num_parameters(self) -> int:
+        return sum(p.numel() for p in self.model.parameters())
+
+    # -- protocol ---------------------------------------------------------------------------------------------
+    @torch.inference_mode()
+    def generate(self, prompts: Sequence[Sequence[int]], params: GenerationParams,
+                 seeds: Sequence[int] | None = None) -> GenerationResult:
+        """Generate a response for every prompt (left-padded batch; per-row seeds for sampling)."""
+        t0 = time.perf_counter()
+        check_prompts(prompts, self.max_context, self.vocab_size, params.max_new_tokens)
+        sess = HFSession(self, len(prompts), seeds=seeds)
+        h = sess.append_raw([list(p) for p in prompts], params, nll=params.prompt_nll)
+        last = sess.last_valid_hidden(h)                                    # [B, H]
+        first, stats, probs = sess.choose(self.model.lm_head(last).float(), params, list(range(len(prompts))))
+        res = sess.decode(first, stats, [params.max_new_tokens] * len(prompts), params,
+                          first_probs=probs, release=True)
+        res.prompt_nll = sess.prompt_nll
+        res.seconds = time.perf_counter() - t0
+        return res
+
+    @torch.inference_mode()
+    def score(self, prompts: Sequence[Sequence[int]], continuations: Sequence[Sequence[int]],
+              params: GenerationParams | None = None, *, with_probs: bool = False,
+              keep_session: bool = False, seeds: Sequence[int] | None = None) -> ScoreResult:
+        """Teacher-force prompt + continuation in one pass; per-token logprob/argmax/stats of the continuation.
+
+        With ``keep_session`` the returned ``session`` holds the cache over prompt + continuation.
+        """
+        t0 = time.perf_counter()
+        params = params or GenerationParams()
+        if len(prompts) != len(continuations):
+            raise ValueError(f"{len(prompts)} prompts but {len(continuations)} continuations")
+        check_prompts(prompts, self.max_context, self.vocab_size)
+        full = [list(p) + list(c) for p, c in zip(prompts, continuations)]
+        check_prompts(full, self.max_context, self.vocab_size, what="prompt+continuation")
+        sess = HFSession(self, len(prompts), seeds=seeds)
+        n_cont = [len(c) for c in continuations]
+        h = sess.append_raw(full, params, nll=params.prompt_nll, nll_len=[len(p) for p in prompts])
+        res = sess.read_positions(h, full, n_cont, params, with_probs)
+        res.prompt_nll = sess.prompt_nll
+        res.session = sess if keep_session else None
+        res.seconds = time.perf_counter() - t0
+        return res
+
+
+class HFSession:
+    """A live batch of B rows on one HFEngine: KV cache, attention mask with holes, valid lengths."""
+
+    def __init__(self, engine: HFEngine, batch: int, seeds: Sequence[int] | None = None):
+        from transformers import DynamicCache
+
+        self.engine = engine
+        self.cache = DynamicCache()
+        dev = engine.device
+        self.mask = torch.zeros(batch, 0, dtype=torch.long, device=dev)    # [B, T] 1 = valid cache column
+        self.length = np.zeros(batch, dtype=np.int64)                      # [B] valid tokens per row
+        self.hid_sum = torch.zeros(batch, engine.hidden_size, dtype=torch.float32, device=dev)
+        self.hid_cnt = torch.zeros(batch, dtype=torch.float32, device=dev)
+        self.prompt_nll: np.ndarray | None = None
+        seeds = list(seeds) if seeds is not None else list(range(batch))
+        self.rngs = [np.random.default_rng(s) for s in seeds]
+
+    # -- model-specific core (the seam for a static-cache / CUDA-graph path) -----------------------------------
+    def _forward(self, tok: torch.Tensor, new_mask: torch.Tensor) -> torch.Tensor:
+        """tok [B, W] int64, new_mask [B, W] int64 (0 = padding/hole) → last hidden [B, W, H] (model dtype)."""
+        pos = torch.as_tensor(self.length, device=tok.device)[:, None] + new_mask.cumsum(-1) - 1
+        pos = pos.clamp_min(0)
+        full = torch.cat([self.mask, new_mask], dim=1)
+        kw = {self.engine.cache_kwarg: self.cache}
+        out = self.engine.model.model(input_ids=tok, attention_mask=full, position_ids=pos, use_cache=True, **kw)
+        self.mask = full
+        self.length = self.length + new_mask.sum(1).cpu().numpy()
+        return out.last_hidden_state
+
+    def _crop(self, t: int) -> None:
+        """Keep the first t cache columns."""
+        for layer in self.cache.layers:
+            if getattr(layer, "keys", None) is not None and layer.keys.numel():
+                layer.keys = layer.keys[..., :t, :]
+                layer.values = layer.values[..., :t, :]
+        self.mask = self.mask[:, :t]
+
+    def select_rows(self, idx: np.ndarray) -> None:
+        """Keep rows ``idx`` (batch compaction once most rows have finished)."""
+        ti = torch.as_tensor(idx, device=self.mask.device)
+        for layer in self.cache.layers:
+            if getattr(layer, "keys", None) is not None and layer.keys.numel():
+                layer.keys = layer.keys[ti]
+                layer.values = layer.values[ti]
+        self.mask, self.length = self.mask[ti], self.length[idx]
+        self.hid_sum, self.hid_cnt = self.hid_sum[ti], self.hid_cnt[ti]
+
+    # -- building blocks ---------------------------------------------------------------------------------------
+    def append_raw(self, rows: list[list[int]], params: GenerationParams, nll: bool = False,
+                   nll_len: Sequence[int] | None = None) -> torch.Tensor:
+        """Feed ragged token lists (right-aligned in a chunk, left padding as holes) → hidden [B, W, H]."""
+        dev = self.engine.device
+        W = max(len(r) for r in rows)
+        tok = torch.full((len(rows), W), self.engine.pad_id, dtype=torch.long)
+        m = torch.zeros((len(rows), W), dtype=torch.long)
+        for i, r in enumerate(rows):
+            if r:
+                tok[i, W - len(r):] = torch.as_tensor(r, dtype=torch.long)
+                m[i, W - len(r):] = 1
+        tok, m = tok.to(dev), m.to(dev)
+        h = self._forward(tok, m)
+        self._chunk = (W, [len(r) for r in rows])
+        if params.hidden:
+            mf = m.to(torch.float32)
+            self.hid_sum += (h.float() * mf[..., None]).sum(1)
+            self.hid_cnt += mf.sum(1)
+        if nll:
+            lens = nll_len if nll_len is not None else [len(r) for r in rows]
+            out = np.zeros(len(rows), dtype=np.float64)
+            for i, r in enumerate(rows):
+                n = lens[i]
+                if n < 2:
+                    continue
+                s = W - len(r)
+                lp = torch.log_softmax(self.engine.model.lm_head(h[i, s:s + n - 1]).float(), -1)
+                tgt = torch.as_tensor(r[1:n], device=dev)
+                out[i] = float(-lp.gather(-1, tgt[:, None]).mean())
+            self.prompt_nll = out
+        return h
+
+    def last_valid_hidden(self, h: torch.Tensor) -> torch.Tensor:
+        """Hidden state at each row's last fed position of the latest chunk, [B, H]."""
+        return h[:, -1]
+
+    def choose(self, logits: torch.Tensor, params: GenerationParams, rows: Sequence[int]):
+        """Next token for each of ``rows`` from logits [R, V] → (tokens [R] int64, stats [R, 5], probs [R, V]|None)."""
+        if params.greedy:
+            tok = logits.argmax(-1)
+            probs = process_logits(logits, params) if params.keep_probs else None
+            probs_np = probs.cpu().numpy() if probs is not None else None
+        else:
+            probs = process_logits(logits, params)
+            probs_np = probs.cpu().numpy()
+            tok = torch.as_tensor([sample_index(probs_np[j], self.rngs[r].random()) for j, r in enumerate(rows)],
+                                  device=logits.device)
+        stats = token_stats_torch(logits, tok)
+        return tok.cpu().numpy().astype(np.int64), stats, (probs_np if params.keep_probs else None)
+
+    def read_positions(self, h: torch.Tensor, full: list[list[int]], n_cont: list[int],
+                       params: GenerationParams, with_probs: bool) -> ScoreResult:
+        """Per-row logprob/argmax/stats over the last n_cont[i] fed tokens and the position after them."""
+        W = h.shape[1]
+        logprobs, argmax, stats, probs = [], [], [], []
+        for i, n in enumerate(n_cont):
+            hi = h[i, W - n - 1:W]                                          # [n + 1, H] positions before c[t]
+            lg = self.engine.model.lm_head(hi).float()                      # [n + 1, V]
+            tgt = torch.as_tensor(full[i][len(full[i]) - n:], dtype=torch.long, device=lg.device)
+            am = lg.argmax(-1)
+            st = token_stats_torch(lg[:n], tgt) if n else np.zeros((0, 5), np.float32)
+            logprobs.append(st[:, 3].copy())
+            argmax.append(am.cpu().numpy().astype(np.int64))
+            stats.append(st)
+            if with_probs:
+                probs.append(process_logits(lg, params).cpu().numpy())
+        hidden = self.pooled_hidden() if params.hidden else None
+        return ScoreResult(logprobs=logprobs, argmax=argmax, stats=stats,
+                           probs=probs if with_probs else None, hidden=hidden)
+
+    def _save_hidden(self, srows: np.ndarray, rows: np.ndarray, out: np.ndarray | None) -> None:
+        if out is not None and len(srows):
+            out[rows[srows]] = self.pooled_hidden()[srows]
+
+    def pooled_hidden(self) -> np.ndarray:
+        """[B, H] float32 mean last-layer hidden state over every valid position fed with ``params.hidden``."""
+        return (self.hid_sum / self.hid_cnt.clamp_min(1)[:, None]).cpu().numpy()
+
+    # -- Session protocol -------------------------------------------------------------------------------------
+    def truncate(self, keep: Sequence[int]) -> None:
+        """Forget every token of row i after its first keep[i] valid tokens (holes in the mask, then crop)."""
+        keep = np.asarray(keep, dtype=np.int64)
+        assert keep.shape == self.length.shape and (keep <= self.length).all() and (keep >= 0).all()
+        if (keep == self.length).all():
+            return
+        logical = self.mask.cumsum(1)                                       # [B, T] 1-based index of valid cols
+        kt = torch.as_tensor(keep, device=self.mask.device)[:, None]
+        self.mask = self.mask * (logical <= kt).long()
+        self.length = keep.copy()
+        cols = torch.nonzero(self.mask.any(0)).flatten()
+        self._crop(int(cols[-1]) + 1 if cols.numel() else 0)
+
+    @torch.inference_mode()
+    def append(self, tokens: Sequence[Sequence[int]], params: GenerationParams,
+               with_probs: bool = False) -> ScoreResult:
+        """Teacher-force ``tokens[i]`` after row i's valid tokens (token-level speculative decoding).
+
+        Returns, per row, the n_i distributions *after* each fed token: ``argmax`` [n_i] int64,
+        ``stats`` [n_i, 5] (of each position's argmax), ``probs`` [n_i, V] (with_probs). Rows with
+        n_i = 0 are left unchanged (all holes in this chunk).
+        """
+        rows = [list(t) for t in tokens]
+        h = self.append_raw(rows, params)
+        W = h.shape[1]
+        V = self.engine.vocab_size
+        argmax, stats, probs = [], [], []
+        for i, r in enumerate(rows):
+            n = len(r)
+            if n == 0:
+                argmax.append(np.zeros(0, np.int64))
+                stats.append(np.zeros((0, 5), np.float32))
+                probs.append(np.zeros((0, V), np.float32))
+                continue
+            lg = self.engine.model.lm_head(h[i, W - n:W]).float()          # [n, V] after each fed token
+            am = lg.argmax(-1)
+            argmax.append(am.cpu().numpy().astype(np.int64))
+            stats.append(token_stats_torch(lg, am))
+            if with_probs:
+                probs.append(process_logits(lg, params).cpu().numpy())
+        return ScoreResult(logprobs=[], argmax=argmax, stats=stats, probs=probs if with_probs else None)
+
+    @torch.inference_mode()
+    def extend(self, tokens: Sequence[Sequence[int]], budget: Sequence[int],
+               params: GenerationParams) -> GenerationResult:
+        """Feed ``tokens[i]`` (≥ 1 token where budget[i] > 0), then generate up to budget[i] tokens per row."""
+        rows = [list(t) if b > 0 else [] for t, b in zip(tokens, budget)]
+        B = len(rows)
+        act = [i for i in range(B) if budget[i] > 0]
+        assert all(rows[i] for i in act), "an active row needs at least one token to feed"
+        h = self.append_raw(rows, params)
+        first = np.zeros(B, np.int64)
+        fst = np.zeros((B, 5), np.float32)
+        fpr = np.zeros((B, self.engine.vocab_size), np.float32) if params.keep_probs else None
+        if act:
+            ti = torch.as_tensor(act, device=h.device)
+            tok, st, pr = self.choose(self.engine.model.lm_head(h[ti, -1]).float(), params, act)
+            first[act], fst[act] = tok, st
+            if fpr is not None:
+                fpr[act] = pr
+        return self.decode(first, fst, budget, params, first_probs=fpr)
+
+    @torch.inference_mode()
+    def decode(self, first: Sequence[int], first_stats: np.ndarray | None, budget: Sequence[int],
+               params: GenerationParams, first_probs: np.ndarray | None = None,
+               release: bool = False) -> GenerationResult:
+        """Emit ``first[i]`` then generate until EOS or until row i has emitted ``budget[i]`` tokens.
+
+        first [B] int64 (ignored where budget is 0), first_stats [B, 5] float32, first_probs [B, V] (keep_probs).
+        Rows with budget 0 emit nothing. ``release``: rows that finish may leave the cache (faster; the
+        session is unusable afterwards).
+        """
+        t0 = time.perf_counter()
+        B = len(first)
+        budget = np.asarray(budget, dtype=np.int64)
+        eos = np.asarray(params.eos_token_ids, dtype=np.int64)
+        out_tok = [[] for _ in range(B)]
+        out_st = [[] for _ in range(B)]
+        out_pr = [[] for _ in range(B)] if params.keep_probs else None
+        finished = np.zeros(B, dtype=bool)
+        active = budget > 0
+        last = np.zeros(B, dtype=np.int64)
+        for i in np.flatnonzero(active):
+            last[i] = first[i]
+            out_tok[i].append(int(first[i]))
+            out_st[i].append(first_stats[i] if first_stats is not None else np.full(5, np.nan, np.float32))
+            if out_pr is not None:
+                out_pr[i].append(first_probs[i])
+            if first[i] in eos:
+                finished[i], active[i] = True, False
+            elif len(out_tok[i]) >= budget[i]:
+                active[i] = False
+        rows = np.arange(B)           # session row → result row
+        hidden_out = np.zeros((B, self.engine.hidden_size), np.float32) if params.hidden else None
+        while active[rows].any():
+            if release and active[rows].sum() * 2 <= len(rows) and len(rows) > 1:
+                keep = np.flatnonzero(active[rows])
+                self._save_hidden(np.flatnonzero(~active[rows]), rows, hidden_out)
+                self.select_rows(keep)
+                rows = rows[keep]
+            act = active[rows]
+            tok = torch.as_tensor(np.where(act, last[rows], self.engine.pad_id), device=self.engine.device)[:, None]
+            m = torch.as_tensor(act.astype(np.int64), device=self.engine.device)[:, None]
+            h = self._forward(tok, m)
+            if params.hidden:
+                mf = m.to(torch.float32)
+                self.hid_sum += (h.float() * mf[..., None]).sum(1)
+                self.hid_cnt += mf.sum(1)
+            sel = np.flatnonzero(act)
+            logits = self.engine.model.lm_head(h[torch.as_tensor(sel, device=h.device), -1]).float()
+            toks, st, pr = self.choose(logits, params, rows[sel].tolist())
+            for j, s in enumerate(sel):
+                i = rows[s]
+                last[i] = toks[j]
+                out_tok[i].append(int(toks[j]))
+                out_st[i].append(st[j])
+                if out_pr is not None:
+                    out_pr[i].append(pr[j])
+                if toks[j] in eos:
+                    finished[i], active[i] = True, False
+                elif len(out_tok[i]) >= budget[i]:
+                    active[i] = False
+        if params.hidden:
+            self._save_hidden(np.arange(len(rows)), rows, hidden_out)
+        V = self.engine.vocab_size
+        return GenerationResult(
+            tokens=[np.asarray(t, dtype=np.int64) for t in out_tok],
+            stats=[np.asarray(s, dtype=np.float32).reshape(-1, 5) for s in out_st],
+            probs=[np.asarray(p, dtype=np.float32).reshape(-1, V) for p in out_pr] if out_pr is not None else None,
+            hidden=hidden_out, finished=finished, seconds=time.perf_counter() - t0)
+
+    def close(self) -> None:
+        self.cache = None
+        self.mask = self.mask[:, :0]

@@ -1,0 +1,53 @@
+"""The quality predictor's interface (DESIGN §1.3) and a prior predictor that needs no training.
+
+A predictor maps stage-k features to, for every stage m:
+
+- ``r`` [B, S, K]: S draws (deep-ensemble members or MC-dropout passes) of
+  r̂_m(x) = P(stage m's output equals the final stage's output); column K−1 is 1;
+- ``accept`` [B, K, K]: â_{k,m}(x), the expected fraction of y_k that M_m accepts.
+
+The trained MLP (torch) comes with the training issue and implements the same
+``predict``; the cascade only sees this protocol.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Protocol, runtime_checkable
+
+import numpy as np
+
+
+@runtime_checkable
+class Predictor(Protocol):
+    num_draws: int
+
+    def predict(self, features: np.ndarray,   # [B, F] float32 stage features (asd.features)
+                stage: np.ndarray,             # [B] int stage the features come from
+                K: int) -> tuple[np.ndarray, np.ndarray]:  # r [B, S, K], accept [B, K, K]
+        ...
+
+
+@dataclass
+class PriorPredictor:
+    """Input-independent prior: r̂_m = ``r_prior[m]`` and â_{k,m} = ``accept_prior`` for every input.
+
+    With the defaults (r̂ = 0.5 before the last stage) the DP at λ = ∞ routes every
+    input to the last stage by the cheapest route, and at small λ stops early;
+    the baselines that need no predictor (single, fixed depth, speculative,
+    random, oracle) ignore it.
+    """
+
+    r_prior: tuple[float, ...] | None = None   # [K] or None → 0.5 everywhere but the last stage
+    accept_prior: float = 0.7
+    num_draws: int = 1
+
+    def predict(self, features: np.ndarray, stage: np.ndarray, K: int) -> tuple[np.ndarray, np.ndarray]:
+        B = features.shape[0]
+        r = np.full(K, 0.5) if self.r_prior is None else np.asarray(self.r_prior, dtype=np.float64)
+        if r.shape != (K,):
+            raise ValueError(f"r_prior must have K={K} entries, got {r.shape[0]}")
+        r = r.copy()
+        r[-1] = 1.0
+        rr = np.broadcast_to(r, (B, self.num_draws, K)).copy()
+        acc = np.full((B, K, K), self.accept_prior, dtype=np.float64)
+        return rr, acc
