@@ -20,6 +20,9 @@ SECTIONS: dict[str, str] = {
     "cost_profiling": "asd.profiler_config:ProfilerConfig",
     "testbed": "asd.testbed.config:TestbedConfig",
     "training": "asd.testbed.config:TrainingConfig",
+    "policy": "asd.core.dp:PolicyConfig",
+    "run": "asd.commands.run:RunConfig",
+    "synthetic": "asd.core.synthetic:SyntheticConfig",
 }
 
 

@@ -143,8 +143,10 @@ std::string shape_str(const py::array& a) {
   return o.str();
 }
 
+// `out`: None, or a tuple (action [B] int64, value [B,K] float64, next [B,K] int64) of writeable
+// C-contiguous arrays to write into (lets repeated solves skip the kernel's zeroing of fresh pages).
 py::tuple dp_solve(const py::array& r, const py::array& cost, const py::array& current, double lam,
-                   double kappa) {
+                   double kappa, const py::object& out) {
   // --- arguments, checked with the GIL held
   if (std::isnan(lam) || lam < 0.0)
     throw std::invalid_argument("lam must be >= 0 or inf, got " + std::to_string(lam));
@@ -175,9 +177,34 @@ py::tuple dp_solve(const py::array& r, const py::array& cost, const py::array& c
   if (!is_c_contig(cost)) throw std::invalid_argument("cost must be C-contiguous");
   if (!is_c_contig(current)) throw std::invalid_argument("current must be C-contiguous");
 
-  py::array_t<int64_t> action(B);
-  py::array_t<double> value({B, K});
-  py::array_t<int64_t> next({B, K});
+  py::array_t<int64_t> action;
+  py::array_t<double> value;
+  py::array_t<int64_t> next;
+  if (out.is_none()) {
+    action = py::array_t<int64_t>(B);
+    value = py::array_t<double>({B, K});
+    next = py::array_t<int64_t>({B, K});
+  } else {
+    if (!py::isinstance<py::tuple>(out) || py::len(out) != 3)
+      throw std::invalid_argument("out must be None or a tuple (action, value, next)");
+    py::tuple t = out.cast<py::tuple>();
+    const char* names[3] = {"out action", "out value", "out next"};
+    for (int i = 0; i < 3; ++i) {
+      if (!py::isinstance<py::array>(t[i])) throw std::invalid_argument(std::string(names[i]) + " must be a numpy array");
+      py::array a = t[i].cast<py::array>();
+      const bool want_f64 = (i == 1);
+      const bool dtype_ok = want_f64 ? a.dtype().is(py::dtype::of<double>()) : a.dtype().is(py::dtype::of<int64_t>());
+      const bool shape_ok = (i == 0) ? (a.ndim() == 1 && a.shape(0) == B)
+                                     : (a.ndim() == 2 && a.shape(0) == B && a.shape(1) == K);
+      if (!dtype_ok || !shape_ok || !is_c_contig(a) || !a.writeable())
+        throw std::invalid_argument(std::string(names[i]) + " must be a writeable C-contiguous " +
+                                    (want_f64 ? "float64" : "int64") + " array of shape " +
+                                    (i == 0 ? "[B]" : "[B, K]") + ", got shape " + shape_str(a));
+    }
+    action = t[0].cast<py::array_t<int64_t>>();
+    value = t[1].cast<py::array_t<double>>();
+    next = t[2].cast<py::array_t<int64_t>>();
+  }
   int64_t* pa = action.mutable_data();
   double* pv = value.mutable_data();
   int64_t* pn = next.mutable_data();
@@ -219,10 +246,11 @@ py::tuple dp_solve(const py::array& r, const py::array& cost, const py::array& c
 
 void register_dp(py::module_& m) {
   m.def("dp_solve", &dp_solve, py::arg("r"), py::arg("cost"), py::arg("current"), py::arg("lam"),
-        py::arg("kappa") = 0.0,
+        py::arg("kappa") = 0.0, py::arg("out") = py::none(),
         "DP stopping rule over the DAG of stages (private; use asd.core.dp.solve).\n"
         "r [B,S,K] f32/f64, cost [B,K,K] f32/f64 (C-contiguous), current [B] int64, lam >= 0 or inf,\n"
-        "kappa >= 0 -> (action [B] int64, value [B,K] float64, next [B,K] int64).");
+        "kappa >= 0, out None or (action, value, next) to write into\n"
+        "-> (action [B] int64, value [B,K] float64, next [B,K] int64).");
 }
 
 }  // namespace asd

@@ -223,17 +223,26 @@ def solve(r: np.ndarray,        # [B, S, K] float32/float64, P(stage k's output 
           current: np.ndarray,  # [B] int: current stage per input
           lam: float,           # λ ≥ 0 or inf
           kappa: float = 0.0,   # κ ≥ 0
+          out: Plan | None = None,  # optional: write into these arrays (same shapes/dtypes as the result)
           ) -> Plan:
     """Same result as :func:`solve_ref` (identical actions/next, values to rtol 1e-6), via ``asd._C``.
 
     Falls back to ``solve_ref`` when the extension is not built (``asd._ext`` says so once).
-    Non-contiguous inputs are copied to C order first (contiguous ones are not copied).
+    Non-contiguous inputs are copied to C order first (contiguous ones are not copied). ``out``
+    (e.g. the Plan of a previous call at the same B, K) is filled in place and returned: repeated
+    solves — a λ sweep, the cascade's batches — then skip the allocation and the kernel's zeroing
+    of fresh pages, which at B = 1e6 is a large part of the time.
     """
     from asd._ext import get_ext
 
     ext = get_ext()
     if ext is None or not hasattr(ext, "dp_solve"):
-        return solve_ref(r, cost, current, lam, kappa)
+        plan = solve_ref(r, cost, current, lam, kappa)
+        if out is not None:
+            for name in ("action", "value", "next"):
+                np.copyto(getattr(out, name), getattr(plan, name))
+            return out
+        return plan
     r = np.asarray(r)
     cost = np.asarray(cost)
     current = np.asarray(current)
@@ -242,7 +251,11 @@ def solve(r: np.ndarray,        # [B, S, K] float32/float64, P(stage k's output 
     r = np.ascontiguousarray(r)
     cost = np.ascontiguousarray(cost)
     current = np.ascontiguousarray(current, dtype=np.int64)
-    action, value, nxt = ext.dp_solve(r, cost, current, lam, kappa)
+    bufs = None if out is None else (out.action, out.value, out.next)
+    action, value, nxt = ext.dp_solve(r, cost, current, lam, kappa, bufs)
+    if out is not None:
+        assert action is out.action and value is out.value and nxt is out.next  # written in place
+        return out
     return Plan(action=action, value=value, next=nxt)
 
 
