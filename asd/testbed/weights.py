@@ -18,7 +18,7 @@ from pathlib import Path
 
 WEIGHTS_DIR = Path(__file__).resolve().parent / "weights"
 PREFIX = "testbed:"
-FILES = ("config.json", "model.safetensors")
+FILES = ("config.json", "generation_config.json", "model.safetensors")
 
 
 def sha256_file(path: Path) -> str:
