@@ -16,6 +16,7 @@ import sys
 SUBCOMMANDS: list[str] = [
     "asd.commands.run",
     "asd.commands.testbed",
+    "asd.commands.data",
 ]
 
 

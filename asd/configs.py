@@ -23,6 +23,8 @@ SECTIONS: dict[str, str] = {
     "policy": "asd.core.dp:PolicyConfig",
     "run": "asd.commands.run:RunConfig",
     "synthetic": "asd.core.synthetic:SyntheticConfig",
+    "data": "asd.data.config:DataConfig",
+    "sandbox": "asd.eval.sandbox:SandboxConfig",
 }
 
 
