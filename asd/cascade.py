@@ -308,8 +308,7 @@ class Cascade:
         prompts = [self._prompts[i] for i in idx]
         seeds = [_seed(self.cfg.seed, self._ids[i], K - 1, 0) for i in idx]
         sess = HFSession(tgt, len(idx), seeds=seeds)
-        h = sess.append_raw(prompts, P, nll=True)
-        first, st, pr = sess.choose(tgt.model.lm_head(h[:, -1]).float(), P, list(range(len(idx))))
+        first, st, pr = sess.start(prompts, P)
         so = speculative_decode(
             sess, self.engines[0], prompts, [[] for _ in idx], first, st, pr,
             [np.zeros((0, tgt.vocab_size), np.float32) for _ in idx] if self.sampling else None,

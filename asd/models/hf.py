@@ -118,9 +118,7 @@ class HFEngine:
         t0 = time.perf_counter()
         check_prompts(prompts, self.max_context, self.vocab_size, params.max_new_tokens)
         sess = HFSession(self, len(prompts), seeds=seeds)
-        h = sess.append_raw([list(p) for p in prompts], params, nll=params.prompt_nll)
-        last = sess.last_valid_hidden(h)                                    # [B, H]
-        first, stats, probs = sess.choose(self.model.lm_head(last).float(), params, list(range(len(prompts))))
+        first, stats, probs = sess.start(prompts, params)
         res = sess.decode(first, stats, [params.max_new_tokens] * len(prompts), params,
                           first_probs=probs, release=True)
         res.prompt_nll = sess.prompt_nll
@@ -189,6 +187,7 @@ class HFSession:
                 layer.values = layer.values[..., :t, :]
         self.mask = self.mask[:, :t]
 
+    @torch.inference_mode()
     def select_rows(self, idx: np.ndarray) -> None:
         """Keep rows ``idx`` (batch compaction once most rows have finished)."""
         ti = torch.as_tensor(idx, device=self.mask.device)
@@ -200,6 +199,7 @@ class HFSession:
         self.hid_sum, self.hid_cnt = self.hid_sum[ti], self.hid_cnt[ti]
 
     # -- building blocks ---------------------------------------------------------------------------------------
+    @torch.inference_mode()
     def append_raw(self, rows: list[list[int]], params: GenerationParams, nll: bool = False,
                    nll_len: Sequence[int] | None = None) -> torch.Tensor:
         """Feed ragged token lists (right-aligned in a chunk, left padding as holes) → hidden [B, W, H]."""
@@ -232,10 +232,13 @@ class HFSession:
             self.prompt_nll = out
         return h
 
-    def last_valid_hidden(self, h: torch.Tensor) -> torch.Tensor:
-        """Hidden state at each row's last fed position of the latest chunk, [B, H]."""
-        return h[:, -1]
+    @torch.inference_mode()
+    def start(self, prompts: Sequence[Sequence[int]], params: GenerationParams):
+        """Prefill the prompts and choose each row's first token → (tokens [B], stats [B, 5], probs [B, V]|None)."""
+        h = self.append_raw([list(p) for p in prompts], params, nll=params.prompt_nll)
+        return self.choose(self.engine.model.lm_head(h[:, -1]).float(), params, list(range(len(prompts))))
 
+    @torch.inference_mode()
     def choose(self, logits: torch.Tensor, params: GenerationParams, rows: Sequence[int]):
         """Next token for each of ``rows`` from logits [R, V] → (tokens [R] int64, stats [R, 5], probs [R, V]|None)."""
         if params.greedy:
@@ -279,6 +282,7 @@ class HFSession:
         return (self.hid_sum / self.hid_cnt.clamp_min(1)[:, None]).cpu().numpy()
 
     # -- Session protocol -------------------------------------------------------------------------------------
+    @torch.inference_mode()
     def truncate(self, keep: Sequence[int]) -> None:
         """Forget every token of row i after its first keep[i] valid tokens (holes in the mask, then crop)."""
         keep = np.asarray(keep, dtype=np.int64)

@@ -57,3 +57,15 @@ def save_perturbed(base_dir: str | Path, out_dir: str | Path, *, noise: float, s
     out.mkdir(parents=True, exist_ok=True)
     model.save_pretrained(out)
     return out
+
+
+def random_family(root: str | Path, *, stages: int = 3, seed: int = 0, noise: float = 0.4,
+                  **shape) -> list[Path]:
+    """A hierarchy of ``stages`` checkpoints under ``root``: the last is random (``shape``, ``seed``); stage k
+    is the last one perturbed by ``noise·(K−1−k)/(K−1)`` (smaller stages disagree more often)."""
+    root = Path(root)
+    K = stages
+    final = save_random_qwen2(root / f"s{K - 1}", seed=seed, **shape)
+    out = [save_perturbed(final, root / f"s{k}", noise=noise * (K - 1 - k) / (K - 1), seed=seed * 100 + k)
+           for k in range(K - 1)]
+    return out + [final]
