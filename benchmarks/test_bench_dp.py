@@ -1,0 +1,92 @@
+"""The DP stopping rule: C++ kernel (asd._C.dp_solve) vs its numpy twin (solve_ref) vs a memcpy of its inputs.
+
+Grid (issue 2): B ∈ {1, 1e3, 1e5, 1e6}, K = 4, S ∈ {1, 8}; r and cost float64, κ = 0.5 (risk-adjusted:
+the general case; the std over draws is computed), λ = 2. Implementations per case:
+- ``numpy``:   ``asd.core.dp.solve_ref`` (the specification, vectorised over B);
+- ``cpp``:     ``asd.core.dp.solve`` → ``asd._C.dp_solve`` with fresh outputs;
+- ``cpp_out``: the same writing into the arrays of a previous call (``out=``: no page zeroing);
+- ``memcpy``:  ``np.copyto`` of r and cost into preallocated arrays: the floor for one pass over the inputs.
+Goal at B = 1e6, S = 8: C++ ≥ 30× numpy and ≤ 2× memcpy.
+
+The ``cpp`` benchmark of each case also times all four interleaved (median of a few rounds each, same
+minute of a shared machine) and stores the ratios in ``extra_info``; benchmarks/conftest.py prints them
+at the end and ``python benchmarks/ratios.py FILE.json`` prints them from a saved run:
+
+    .venv/bin/python -m pytest benchmarks/test_bench_dp.py --benchmark-only \\
+        --benchmark-json=benchmarks/results/dp.json
+"""
+import functools
+import os
+import statistics
+import time
+
+import numpy as np
+import pytest
+
+from asd._ext import get_ext
+from asd.core import dp
+
+K, LAM, KAPPA = 4, 2.0, 0.5
+EXT = get_ext()
+IMPLS = ("numpy", "cpp", "cpp_out", "memcpy")
+CASES = [(B, S, impl) for B in (1, 1_000, 100_000, 1_000_000) for S in (1, 8) for impl in IMPLS]
+ROUNDS = {1: 2000, 1_000: 300, 100_000: 15, 1_000_000: 5}          # pedantic rounds per B
+INTERLEAVED = {1: 301, 1_000: 101, 100_000: 9, 1_000_000: 5}        # rounds of the ratio measurement
+NUMPY_CAP = {100_000: 5, 1_000_000: 3}                               # the twin is slow at large B
+
+
+@functools.lru_cache(maxsize=1)
+def inputs(B: int, S: int):
+    rng = np.random.default_rng(B * 10 + S)
+    r = rng.random((B, S, K))                              # [B, S, K] float64
+    cost = rng.random((B, K, K))                           # [B, K, K] float64
+    cost[:, np.tril(np.ones((K, K), bool))] = np.inf
+    current = rng.integers(0, K, B).astype(np.int64)       # [B]
+    return r, cost, current
+
+
+def _fns(B: int, S: int) -> dict:
+    r, cost, current = inputs(B, S)
+    out = dp.solve(r, cost, current, LAM, KAPPA)
+    r2, c2 = np.empty_like(r), np.empty_like(cost)
+    return {
+        "numpy": lambda: dp.solve_ref(r, cost, current, LAM, KAPPA),
+        "cpp": lambda: dp.solve(r, cost, current, LAM, KAPPA),
+        "cpp_out": lambda: dp.solve(r, cost, current, LAM, KAPPA, out=out),
+        "memcpy": lambda: (np.copyto(r2, r), np.copyto(c2, cost)),
+    }
+
+
+def _interleaved_medians(fns: dict, rounds: int, numpy_rounds: int) -> dict:
+    times = {k: [] for k in fns}
+    for i in range(rounds):
+        for k, fn in fns.items():
+            if k == "numpy" and i >= numpy_rounds:
+                continue
+            t0 = time.perf_counter()
+            fn()
+            times[k].append(time.perf_counter() - t0)
+    return {k: statistics.median(v) for k, v in times.items()}
+
+
+@pytest.mark.skipif(EXT is None or not hasattr(EXT, "dp_solve"), reason="asd._C (dp_solve) is not built")
+@pytest.mark.parametrize("B,S,impl", CASES, ids=[f"B={B}-S={S}-{i}" for B, S, i in CASES])
+def test_bench_dp(benchmark, B, S, impl):
+    fns = _fns(B, S)
+    benchmark.group = f"dp B={B:g} S={S} K={K}"
+    benchmark.extra_info.update(kernel="dp", impl=impl, B=B, S=S, K=K, lam=LAM, kappa=KAPPA, dtype="float64",
+                                threads=int(os.environ.get("OMP_NUM_THREADS", os.cpu_count() or 1)),
+                                input_MB=(B * S * K + B * K * K) * 8 / 1e6)
+    rounds = NUMPY_CAP.get(B, ROUNDS[B]) if impl == "numpy" else ROUNDS[B]
+    benchmark.pedantic(fns[impl], rounds=rounds, warmup_rounds=1, iterations=1)
+    if impl == "cpp":
+        plan, ref = fns["cpp"](), fns["numpy"]()
+        np.testing.assert_array_equal(plan.action, ref.action)
+        np.testing.assert_allclose(plan.value, ref.value, rtol=1e-6)
+        med = _interleaved_medians(fns, INTERLEAVED[B], NUMPY_CAP.get(B, INTERLEAVED[B]))
+        benchmark.extra_info.update(
+            median_ms={k: v * 1e3 for k, v in med.items()},
+            ratio_numpy_over_cpp=med["numpy"] / med["cpp"],
+            ratio_cpp_over_memcpy=med["cpp"] / med["memcpy"],
+            ratio_cpp_out_over_memcpy=med["cpp_out"] / med["memcpy"],
+        )
