@@ -1,0 +1,367 @@
+// asd._C.token_stats_cuda — the CUDA twin of csrc/token_stats.cpp (DESIGN §2, issue 7).
+//
+// Same statistics, same rules (see token_stats.cpp and asd/tokstats.py): per row of logits
+// x[0..V) with chosen token c, m = max x, Z = Σ exp(x − m), T = Σ exp(x − m)·(x − m):
+//   entropy = log Z − T/Z, max prob = 1/Z, margin = (1 − exp(x₂ − m))/Z,
+//   logprob = (x[c] − m) − log Z, argmax = first index of m (as float);
+// a row with NaN or +inf, or only −inf, gives five NaN; an out-of-range chosen gives a NaN logprob.
+//
+// One pass over V: each thread streams 16-byte vectors (8 bf16/fp16 or 4 fp32) of its row,
+// keeping an online-softmax state (top-2 values, first argmax, Z and T relative to its own max;
+// T in log2 units so that exp is one ex2.approx). The max/top-2/argmax update is a cold branch,
+// taken only when a vector holds a value above the thread's second largest (or a NaN). States are
+// merged across the warp (shuffles) and the block (shared memory) with the online-softmax rescale.
+// Grid: one block per row when there are enough rows to fill the GPU; otherwise each row is cut
+// into `pieces` blocks that write partial states to a stream-ordered workspace, merged by a second
+// kernel (one warp per row). Every output element is written by exactly one thread.
+#include <cuda_bf16.h>
+#include <cuda_fp16.h>
+#include <cuda_runtime.h>
+
+#include <algorithm>
+#include <cstdint>
+#include <stdexcept>
+#include <string>
+
+#include "asd.h"
+
+namespace py = pybind11;
+
+namespace asd {
+namespace {
+
+constexpr int kBlock = 512;    // threads per block; 2 blocks per SM
+constexpr int kUnroll = 4;     // 16-byte loads in flight per thread before the first use
+constexpr int kMinPiece = 4096;  // smallest piece of a row given to one block (elements)
+constexpr float kLog2e = 1.4426950408889634f;
+constexpr float kLn2 = 0.6931471805599453f;
+constexpr float kMinD = -250.0f;  // clamp of (x − m)·log2 e: ex2 gives 0 and 0·d stays 0 for −inf
+
+enum Dtype : int { kF32 = 0, kBF16 = 1, kF16 = 2 };  // = asd.tokstats.DTYPE_*
+
+struct State {  // online-softmax state of a set of entries of one row
+  float m1, m2;  // largest, second largest (= m1 on a tie)
+  float z, t;    // Σ 2^d, Σ 2^d·d with d = (x − m1)·log2 e; z = 0 when empty or all −inf
+  int arg;       // first index of m1 (INT_MAX if none)
+  int bad;       // NaN or +inf seen
+};
+
+__device__ __forceinline__ float ex2(float d) {
+  float r;
+  asm("ex2.approx.ftz.f32 %0, %1;" : "=f"(r) : "f"(d));
+  return r;
+}
+__device__ __forceinline__ float max_nan(float a, float b) {  // NaN if either is NaN (sm_80+)
+  float r;
+  asm("max.NaN.f32 %0, %1, %2;" : "=f"(r) : "f"(a), "f"(b));
+  return r;
+}
+
+__device__ __forceinline__ State empty_state() {
+  State s;
+  s.m1 = s.m2 = -INFINITY;
+  s.z = s.t = 0.0f;
+  s.arg = INT32_MAX;
+  s.bad = 0;
+  return s;
+}
+
+// Merge b into a (any order of indices: ties in the max keep the smaller index).
+__device__ __forceinline__ void merge(State& a, const State& b) {
+  a.bad |= b.bad;
+  const float m2 = fmaxf(fminf(a.m1, b.m1), fmaxf(a.m2, b.m2));
+  const float m = fmaxf(a.m1, b.m1);
+  float z = 0.0f, t = 0.0f;
+  if (a.z > 0.0f) {
+    const float d = (a.m1 - m) * kLog2e;
+    const float s = ex2(d);
+    z += s * a.z;
+    t += s * (a.t + d * a.z);
+  }
+  if (b.z > 0.0f) {
+    const float d = (b.m1 - m) * kLog2e;
+    const float s = ex2(d);
+    z += s * b.z;
+    t += s * (b.t + d * b.z);
+  }
+  int arg;
+  if (a.m1 > b.m1) arg = a.arg;
+  else if (b.m1 > a.m1) arg = b.arg;
+  else arg = min(a.arg, b.arg);
+  a.m1 = m;
+  a.m2 = m2;
+  a.z = z;
+  a.t = t;
+  a.arg = arg;
+}
+
+// Entries f[0..W) of the row at indices idx0 + k, in increasing index order.
+template <int W>
+__device__ __forceinline__ void update(State& s, const float (&f)[W], int idx0) {
+  float vmax = f[0];
+#pragma unroll
+  for (int k = 1; k < W; ++k) vmax = max_nan(vmax, f[k]);
+  if (!(vmax <= s.m2)) {  // cold: a new top-2 value, or a NaN
+    if (isnan(vmax) || vmax == INFINITY) s.bad = 1;
+    const float old = s.m1;
+#pragma unroll
+    for (int k = 0; k < W; ++k) {
+      if (f[k] > s.m1) {
+        s.m2 = s.m1;
+        s.m1 = f[k];
+        s.arg = idx0 + k;
+      } else if (f[k] > s.m2) {
+        s.m2 = f[k];  // also a tie with m1
+      }
+    }
+    if (s.m1 > old && s.z > 0.0f) {  // rescale to the new max
+      const float d = (old - s.m1) * kLog2e;
+      const float sc = ex2(d);
+      s.t = sc * (s.t + d * s.z);
+      s.z *= sc;
+    }
+  }
+  const float m = s.m1;
+  if (m == -INFINITY || m == INFINITY) return;  // nothing to add yet / row already undefined
+#pragma unroll
+  for (int k = 0; k < W; ++k) {
+    const float d = fmaxf((f[k] - m) * kLog2e, kMinD);  // NaN here was flagged above
+    const float e = ex2(d);
+    s.z += e;
+    s.t = fmaf(e, d, s.t);
+  }
+}
+
+template <typename T> struct Elem;
+template <> struct Elem<float> {
+  static constexpr int W = 4;
+  __device__ static float one(const float* p) { return *p; }
+  __device__ static void unpack(const uint4& r, float (&f)[4]) {
+    f[0] = __uint_as_float(r.x); f[1] = __uint_as_float(r.y);
+    f[2] = __uint_as_float(r.z); f[3] = __uint_as_float(r.w);
+  }
+};
+template <> struct Elem<__nv_bfloat16> {
+  static constexpr int W = 8;
+  __device__ static float one(const __nv_bfloat16* p) { return __bfloat162float(*p); }
+  __device__ static void unpack(const uint4& r, float (&f)[8]) {
+    const uint32_t w[4] = {r.x, r.y, r.z, r.w};
+#pragma unroll
+    for (int k = 0; k < 4; ++k) {  // bf16 = top half of a float32
+      f[2 * k] = __uint_as_float(w[k] << 16);
+      f[2 * k + 1] = __uint_as_float(w[k] & 0xffff0000u);
+    }
+  }
+};
+template <> struct Elem<__half> {
+  static constexpr int W = 8;
+  __device__ static float one(const __half* p) { return __half2float(*p); }
+  __device__ static void unpack(const uint4& r, float (&f)[8]) {
+    const uint32_t w[4] = {r.x, r.y, r.z, r.w};
+#pragma unroll
+    for (int k = 0; k < 4; ++k) {
+      __half2 h;
+      memcpy(&h, &w[k], 4);
+      const float2 v = __half22float2(h);
+      f[2 * k] = v.x;
+      f[2 * k + 1] = v.y;
+    }
+  }
+};
+
+__device__ __forceinline__ State shfl_state(const State& s, int off) {
+  State o;
+  o.m1 = __shfl_xor_sync(0xffffffffu, s.m1, off);
+  o.m2 = __shfl_xor_sync(0xffffffffu, s.m2, off);
+  o.z = __shfl_xor_sync(0xffffffffu, s.z, off);
+  o.t = __shfl_xor_sync(0xffffffffu, s.t, off);
+  o.arg = __shfl_xor_sync(0xffffffffu, s.arg, off);
+  o.bad = __shfl_xor_sync(0xffffffffu, s.bad, off);
+  return o;
+}
+__device__ __forceinline__ void warp_reduce(State& s) {
+#pragma unroll
+  for (int off = 16; off > 0; off >>= 1) merge(s, shfl_state(s, off));
+}
+
+// The five outputs of a row from its merged state.
+template <typename T>
+__device__ void finalize(const State& s, const T* row, int64_t V, int64_t c, float* out) {
+  if (s.bad || !(s.z > 0.0f)) {
+#pragma unroll
+    for (int k = 0; k < 5; ++k) out[k] = NAN;
+    return;
+  }
+  const float log_z = logf(s.z);
+  const float p1 = 1.0f / s.z;
+  out[0] = log_z - kLn2 * s.t / s.z;
+  out[1] = p1;
+  out[2] = p1 * (1.0f - ex2(fmaxf((s.m2 - s.m1) * kLog2e, kMinD)));
+  out[3] = (c >= 0 && c < V) ? (Elem<T>::one(row + c) - s.m1) - log_z : NAN;
+  out[4] = static_cast<float>(s.arg);
+}
+
+// grid = N·pieces blocks; block b handles piece b % pieces of row b / pieces.
+template <typename T>
+__global__ void __launch_bounds__(kBlock, 2)
+stats_kernel(const T* __restrict__ logits, int64_t row_stride, int64_t V, int pieces,
+             const int64_t* __restrict__ chosen, float* __restrict__ out, State* __restrict__ partial) {
+  constexpr int W = Elem<T>::W;
+  const int64_t row = blockIdx.x / pieces;
+  const int piece = blockIdx.x % pieces;
+  const T* x = logits + row * row_stride;
+  // elements before the first 16-byte boundary of the row are read one by one
+  const uintptr_t addr = reinterpret_cast<uintptr_t>(x);
+  int64_t head = static_cast<int64_t>(((16u - (addr & 15u)) & 15u) / sizeof(T));
+  if (head > V) head = V;
+  const int64_t nvec = (V - head) / W;
+  const int64_t body_end = head + nvec * W;
+  const int64_t vb = nvec * piece / pieces, ve = nvec * (piece + 1) / pieces;
+
+  State s = empty_state();
+  if (piece == 0) {
+    for (int64_t i = threadIdx.x; i < head; i += kBlock) {
+      const float f[1] = {Elem<T>::one(x + i)};
+      update<1>(s, f, static_cast<int>(i));
+    }
+  }
+  const uint4* xv = reinterpret_cast<const uint4*>(x + head);
+  for (int64_t j0 = vb + threadIdx.x; j0 < ve; j0 += static_cast<int64_t>(kBlock) * kUnroll) {
+    uint4 raw[kUnroll];
+#pragma unroll
+    for (int u = 0; u < kUnroll; ++u) {
+      const int64_t j = j0 + static_cast<int64_t>(u) * kBlock;
+      if (j < ve) raw[u] = __ldcs(xv + j);  // streamed once: evict-first
+    }
+#pragma unroll
+    for (int u = 0; u < kUnroll; ++u) {
+      const int64_t j = j0 + static_cast<int64_t>(u) * kBlock;
+      if (j < ve) {
+        float f[W];
+        Elem<T>::unpack(raw[u], f);
+        update<W>(s, f, static_cast<int>(head + j * W));
+      }
+    }
+  }
+  if (piece == pieces - 1) {
+    for (int64_t i = body_end + threadIdx.x; i < V; i += kBlock) {
+      const float f[1] = {Elem<T>::one(x + i)};
+      update<1>(s, f, static_cast<int>(i));
+    }
+  }
+
+  // block reduction: warps, then the first warp over the warps' states
+  __shared__ State warp_states[kBlock / 32];
+  warp_reduce(s);
+  const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
+  if (lane == 0) warp_states[warp] = s;
+  __syncthreads();
+  if (warp == 0) {
+    s = lane < kBlock / 32 ? warp_states[lane] : empty_state();
+    warp_reduce(s);
+    if (lane == 0) {
+      if (pieces == 1) finalize(s, x, V, chosen[row], out + 5 * row);
+      else partial[blockIdx.x] = s;
+    }
+  }
+}
+
+// One warp per row: merge the row's `pieces` partial states and write its five outputs.
+template <typename T>
+__global__ void merge_kernel(const T* __restrict__ logits, int64_t row_stride, int64_t N, int64_t V,
+                             int pieces, const int64_t* __restrict__ chosen, float* __restrict__ out,
+                             const State* __restrict__ partial) {
+  const int64_t row = (static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x) / 32;
+  const int lane = threadIdx.x & 31;
+  if (row >= N) return;  // whole warps leave together
+  State s = empty_state();
+  for (int p = lane; p < pieces; p += 32) merge(s, partial[row * pieces + p]);
+  warp_reduce(s);
+  if (lane == 0) finalize(s, logits + row * row_stride, V, chosen[row], out + 5 * row);
+}
+
+void check(cudaError_t err, const char* what) {
+  if (err != cudaSuccess) {
+    throw std::runtime_error(std::string("token_stats_cuda: ") + what + ": " + cudaGetErrorString(err));
+  }
+}
+
+int sm_count(int device) {
+  static int cache[64] = {0};
+  if (device < 0 || device >= 64) throw std::invalid_argument("token_stats_cuda: device index out of range");
+  if (cache[device] == 0) {
+    check(cudaDeviceGetAttribute(&cache[device], cudaDevAttrMultiProcessorCount, device), "SM count");
+  }
+  return cache[device];
+}
+
+template <typename T>
+void launch(uintptr_t logits, int64_t N, int64_t V, int64_t row_stride, uintptr_t chosen, uintptr_t out,
+            cudaStream_t stream, int device) {
+  const T* x = reinterpret_cast<const T*>(logits);
+  const int64_t* c = reinterpret_cast<const int64_t*>(chosen);
+  float* o = reinterpret_cast<float*>(out);
+  // Enough blocks for two per SM; no piece shorter than kMinPiece elements.
+  const int64_t want = 2 * static_cast<int64_t>(sm_count(device));
+  int64_t pieces = 1;
+  if (N < want) {
+    pieces = (want + N - 1) / N;
+    pieces = std::max<int64_t>(1, std::min<int64_t>(pieces, V / kMinPiece));
+  }
+  if (N * pieces > INT32_MAX) throw std::invalid_argument("token_stats_cuda: too many rows");
+  const unsigned grid = static_cast<unsigned>(N * pieces);
+  if (pieces == 1) {
+    stats_kernel<T><<<grid, kBlock, 0, stream>>>(x, row_stride, V, 1, c, o, nullptr);
+    check(cudaGetLastError(), "stats_kernel launch");
+    return;
+  }
+  State* ws = nullptr;
+  check(cudaMallocAsync(reinterpret_cast<void**>(&ws), sizeof(State) * N * pieces, stream), "workspace");
+  stats_kernel<T><<<grid, kBlock, 0, stream>>>(x, row_stride, V, static_cast<int>(pieces), c, o, ws);
+  cudaError_t err = cudaGetLastError();
+  if (err == cudaSuccess) {
+    const int threads = 256;
+    const unsigned mgrid = static_cast<unsigned>((N * 32 + threads - 1) / threads);
+    merge_kernel<T><<<mgrid, threads, 0, stream>>>(x, row_stride, N, V, static_cast<int>(pieces), c, o, ws);
+    err = cudaGetLastError();
+  }
+  cudaFreeAsync(ws, stream);
+  check(err, "kernel launch");
+}
+
+// logits: device pointer to [N,V] (row stride in elements; last axis contiguous) of dtype code
+// 0 float32 / 1 bfloat16 / 2 float16; chosen: device int64 [N]; out: device float32 [N,5];
+// stream: cudaStream_t as an integer (torch.cuda.current_stream().cuda_stream); device: its index.
+void token_stats_cuda(uintptr_t logits, int64_t N, int64_t V, int64_t row_stride, int dtype,
+                      uintptr_t chosen, uintptr_t out, uintptr_t stream, int device) {
+  if (N < 0) throw std::invalid_argument("token_stats_cuda: N (rows of logits) must be >= 0");
+  if (V < 1 || V > INT32_MAX) throw std::invalid_argument("token_stats_cuda: V (columns of logits) must be in [1, 2^31)");
+  if (row_stride < V) throw std::invalid_argument("token_stats_cuda: row_stride must be >= V");
+  if (dtype != kF32 && dtype != kBF16 && dtype != kF16) {
+    throw std::invalid_argument("token_stats_cuda: dtype code must be 0 (float32), 1 (bfloat16) or 2 (float16), got " +
+                                std::to_string(dtype));
+  }
+  if (N == 0) return;
+  if (!logits || !chosen || !out) throw std::invalid_argument("token_stats_cuda: null logits, chosen or out pointer");
+  const size_t esize = dtype == kF32 ? 4 : 2;
+  if (logits % esize != 0) throw std::invalid_argument("token_stats_cuda: logits pointer is not aligned to its dtype");
+  py::gil_scoped_release release;
+  check(cudaSetDevice(device), "cudaSetDevice");
+  cudaStream_t s = reinterpret_cast<cudaStream_t>(stream);
+  if (dtype == kF32) launch<float>(logits, N, V, row_stride, chosen, out, s, device);
+  else if (dtype == kBF16) launch<__nv_bfloat16>(logits, N, V, row_stride, chosen, out, s, device);
+  else launch<__half>(logits, N, V, row_stride, chosen, out, s, device);
+}
+
+}  // namespace
+
+void register_token_stats_cuda(py::module_& m) {
+  m.def("token_stats_cuda", &token_stats_cuda, py::arg("logits_ptr"), py::arg("n"), py::arg("v"),
+        py::arg("row_stride"), py::arg("dtype"), py::arg("chosen_ptr"), py::arg("out_ptr"), py::arg("stream"),
+        py::arg("device"),
+        "token_stats_cuda(logits_ptr, n, v, row_stride, dtype, chosen_ptr, out_ptr, stream, device):\n"
+        "the CUDA token_stats on device buffers (dtype 0 float32, 1 bfloat16, 2 float16; chosen int64 [n];\n"
+        "out float32 [n,5]), enqueued on `stream`. Use asd.tokstats.token_stats, which checks the tensors.");
+}
+
+}  // namespace asd
