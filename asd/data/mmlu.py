@@ -124,3 +124,20 @@ def load_evals(path: str | Path, subset: str | None = None) -> Dataset:
         subset = f"{len(items):,} of {PUBLISHED_SIZE:,} MMLU test questions (OpenAI evals sandbagging samples)"
     check_size("MMLU", path, len(items), PUBLISHED_SIZE, subset)
     return Dataset("mmlu", tuple(items), str(path), content_sha256(items), PUBLISHED_SIZE, subset)
+
+
+def load_dev(root: str | Path) -> list[MMLUItem]:
+    """The release's dev split (``<root>/dev/<subject>_dev.csv``, five per subject): few-shot exemplars."""
+    d = Path(root) / "dev"
+    files = sorted(d.glob("*_dev.csv"))
+    if not files:
+        raise DataError(f"{d}: no MMLU dev CSVs (<subject>_dev.csv); MMLU 5-shot needs them")
+    items = []
+    for f in files:
+        subject = f.name[: -len("_dev.csv")]
+        for i, (*fields, line) in enumerate(read_csv(f, ncols=6)):
+            q, a, b, c, dd, ans = fields
+            if ans.strip() not in LETTERS:
+                raise DataError(f"{f}:{line}: answer must be one of A, B, C, D, got {ans!r}")
+            items.append(MMLUItem(f"{subject}/dev/{i}", subject, q, (a, b, c, dd), LETTERS.index(ans.strip())))
+    return items

@@ -197,12 +197,15 @@ def run():
     if hook is not None:
         sys.addaudithook(hook)
     msg = {"nonce": nonce, "status": "ok"}
+    me = os.getpid()
     try:
         exec(compile(source, "program.py", "exec"), {"__name__": "__main__", "__builtins__": __builtins__})
     except BaseException as e:  # noqa: BLE001 - the program's failure is the verdict
         msg.update(status="exception", type=type(e).__name__, message=str(e)[:500])
         if isinstance(e, SystemExit) and e.code in (0, None):
             msg["status"] = "exit0"  # sys.exit(0) before the end: not a completed run
+    if os.getpid() != me:  # a forked child of the program reached the end: it never speaks for the run
+        os._exit(0)
     for stream in (sys.stdout, sys.stderr):
         try:
             stream.flush()

@@ -86,6 +86,7 @@ class SandboxResult:
     truncated: bool               # stdout or stderr was longer than output_bytes
     wall_s: float                 # seconds from start to verdict
     isolation: str                # "namespaces" or "audit"
+    uid: int | None = None        # the run's own uid (namespaces mode): nothing may be left running under it
 
     @property
     def passed(self) -> bool:
@@ -144,35 +145,36 @@ def run_program(source: str, cfg: SandboxConfig | None = None) -> SandboxResult:
     t0 = time.monotonic()
     workdir = tempfile.mkdtemp(prefix="asd-sandbox-")
     r_fd, w_fd = os.pipe()  # result pipe: the child reports {"nonce", "status"} on w_fd
+    nonce = secrets.token_hex(16)
     try:
-        spec = _spec(cfg, isolation, workdir, w_fd)
-        (Path(workdir) / "spec.json").write_text(json.dumps(spec))
-        (Path(workdir) / "program.py").write_text(source)
-        shutil.copyfile(CHILD, Path(workdir) / "child.py")
-        if spec["uid"] is not None:
-            os.chown(workdir, spec["uid"], spec["gid"])
-        os.chmod(workdir, 0o755)
-        return _supervise(cfg, spec, workdir, isolation, t0, r_fd, w_fd)
+        try:
+            spec = _spec(cfg, isolation, workdir, w_fd)
+            (Path(workdir) / "spec.json").write_text(json.dumps(spec))
+            (Path(workdir) / "program.py").write_text(source)
+            shutil.copyfile(CHILD, Path(workdir) / "child.py")
+            if spec["uid"] is not None:
+                os.chown(workdir, spec["uid"], spec["gid"])
+            os.chmod(workdir, 0o755)
+            proc = subprocess.Popen(
+                [sys.executable, "-I", "-S", "child.py", "launch"], cwd=workdir, env=spec["env"],
+                stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                pass_fds=(w_fd,), start_new_session=True,
+            )
+        except OSError as e:
+            return SandboxResult("error", f"could not start: {e}", None, "", "", False, time.monotonic() - t0,
+                                 isolation)
+        finally:
+            os.close(w_fd)  # exactly once: only the child holds the write end now (EOF when it is gone)
+        res = _supervise(proc, cfg, isolation, t0, r_fd, nonce)
+        res.uid = spec["uid"]
+        return res
     finally:
-        for fd in (r_fd, w_fd):
-            try:
-                os.close(fd)
-            except OSError:
-                pass
+        os.close(r_fd)
         shutil.rmtree(workdir, ignore_errors=True)
 
 
-def _supervise(cfg, spec, workdir, isolation, t0, r_fd, w_fd) -> SandboxResult:
-    nonce = secrets.token_hex(16)
-    try:
-        proc = subprocess.Popen(
-            [sys.executable, "-I", "-S", "child.py", "launch"], cwd=workdir, env=spec["env"],
-            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-            pass_fds=(w_fd,), start_new_session=True,
-        )
-    except OSError as e:
-        return SandboxResult("error", f"could not start: {e}", None, "", "", False, time.monotonic() - t0, isolation)
-    os.close(w_fd)  # only the child holds the write end now: EOF when it is gone
+def _supervise(proc: subprocess.Popen, cfg: SandboxConfig, isolation: str, t0: float, r_fd: int,
+               nonce: str) -> SandboxResult:
     try:
         proc.stdin.write(nonce.encode() + b"\n")
         proc.stdin.close()
