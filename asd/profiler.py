@@ -51,12 +51,12 @@ def copy_bandwidth(device, nbytes: int = 2 << 30, repeats: int = 20) -> float:
     """Device-to-device copy bandwidth, bytes/s counting bytes read plus bytes written (median)."""
     import torch
 
-    n = nbytes // 2
-    a = torch.randn(n // 2, device=device, dtype=torch.float32)   # random data, never zeros
+    a = torch.randn(nbytes // 4, device=device, dtype=torch.float32)   # nbytes of random data, never zeros
     b = torch.empty_like(a)
     secs = time_fn(lambda: b.copy_(a), device, warmup=3, repeats=repeats)
+    moved = 2 * a.numel() * a.element_size()                           # read once + written once
     del a, b
-    return 2 * n / statistics.median(secs)
+    return moved / statistics.median(secs)
 
 
 # ---- models --------------------------------------------------------------------------------------
@@ -104,27 +104,38 @@ def weight_bytes(model) -> int:
 
 
 # ---- measurements ----------------------------------------------------------------------------------
-def measure_prefill(model, tokens: list[int], warmup: int, repeats: int, seed: int = 0) -> dict:
-    """Prefill of one prompt of n tokens (batch 1) through the static-cache path: seconds per pass."""
+def measure_prefill(model, tokens: list[int], warmup: int, repeats: int, use_graphs: bool | None = None,
+                    compile_blocks: bool = False, layers: int | None = None, seed: int = 0) -> dict:
+    """One pass over a prompt of n tokens (batch 1) from an empty cache, logits at every position (what
+    a verification pass computes), through the static-cache path (graph per n on GPU): seconds per pass.
+    """
     import torch
 
     from asd.models.cuda_graph import StaticDecoder
 
-    dec = StaticDecoder(model, max_batch=1, max_len=max(tokens), use_graphs=False)
+    dec = StaticDecoder(model, max_batch=1, max_len=max(tokens), use_graphs=use_graphs,
+                        compile_blocks=compile_blocks, layers=layers)
     g = torch.Generator().manual_seed(seed)
-    out = {"tokens": [], "seconds": [], "samples": []}
+    out = {"tokens": [], "seconds": [], "samples": [], "graphs": dec.use_graphs, "layers": dec.n_layers}
+
     for n in tokens:
         ids = torch.randint(0, model.config.vocab_size, (1, n), generator=g).to(dec.device)
-        secs = time_fn(lambda: dec.prefill(ids, [n]), dec.device, warmup, repeats)
+
+        def run():
+            dec.set_lengths([0])
+            dec.step(ids)
+
+        secs = time_fn(run, dec.device, warmup, repeats)
         out["tokens"].append(n)
         out["seconds"].append(statistics.median(secs))
         out["samples"].append(secs)
-    del dec
+    _free(dec)
     return out
 
 
 def measure_decode(model, batch_sizes: list[int], context: int, steps: int, warmup: int, repeats: int,
-                   use_graphs: bool | None = None, compile_blocks: bool = False, seed: int = 0) -> dict:
+                   use_graphs: bool | None = None, compile_blocks: bool = False, layers: int | None = None,
+                   seed: int = 0) -> dict:
     """Decode steps at each batch size with ``context`` tokens in the cache: seconds per step."""
     import torch
 
@@ -132,11 +143,12 @@ def measure_decode(model, batch_sizes: list[int], context: int, steps: int, warm
 
     bmax = max(batch_sizes)
     dec = StaticDecoder(model, max_batch=bmax, max_len=context + steps, use_graphs=use_graphs,
-                        compile_blocks=compile_blocks)
+                        compile_blocks=compile_blocks, layers=layers)
     g = torch.Generator().manual_seed(seed)
     ids = torch.randint(0, model.config.vocab_size, (bmax, context), generator=g)
     dec.prefill(ids, [context] * bmax)
-    out = {"batch_sizes": [], "seconds_per_step": [], "samples": [], "graphs": dec.use_graphs}
+    out = {"batch_sizes": [], "seconds_per_step": [], "samples": [], "graphs": dec.use_graphs,
+           "compiled": compile_blocks, "layers": dec.n_layers}
     for b in batch_sizes:
         tok = ids[:b, -1:].to(dec.device)
 
@@ -149,7 +161,7 @@ def measure_decode(model, batch_sizes: list[int], context: int, steps: int, warm
         out["batch_sizes"].append(b)
         out["seconds_per_step"].append(statistics.median(secs))
         out["samples"].append(secs)
-    del dec
+    _free(dec)
     return out
 
 
@@ -191,9 +203,10 @@ def profile_stage(model, cfg: ProfilerConfig, copy_bw: float | None = None,
         "params": sum(p.numel() for p in model.parameters()),
         "weight_bytes": wb,
         "floor_s": (wb / copy_bw) if copy_bw else None,   # one read of the weights at copy bandwidth
+        # prefill is matrix-bound past a few hundred tokens: graphs, no compiled blocks (fewer compiles)
         "prefill": measure_prefill(model, cfg.prefill_tokens, cfg.warmup, cfg.repeats),
         "decode": measure_decode(model, cfg.decode_batch_sizes, cfg.decode_context, cfg.decode_steps,
-                                 cfg.warmup, cfg.repeats),
+                                 cfg.warmup, cfg.repeats, compile_blocks=cfg.compile_blocks),
     }
     if eager_batch_sizes:
         rec["eager_decode"] = measure_hf_decode(model, eager_batch_sizes, cfg.decode_context,
@@ -229,6 +242,16 @@ def profile_hierarchy(hierarchy, cfg: ProfilerConfig, random_weights: bool, devi
            "provenance": provenance(config={"cost_profiling": to_dict(cfg), "hierarchy": to_dict(hierarchy)},
                                     schema_version=SCHEMA_VERSION)}
     return out
+
+
+def _free(dec) -> None:
+    import torch
+
+    cuda = dec.device.type == "cuda"
+    del dec
+    gc.collect()
+    if cuda:
+        torch.cuda.empty_cache()
 
 
 # ---- fit and files ------------------------------------------------------------------------------------

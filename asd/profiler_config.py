@@ -12,6 +12,7 @@ class ProfilerConfig:
     decode_steps: int = 32        # steps per timed measurement
     warmup: int = 3               # untimed repetitions
     repeats: int = 10             # timed repetitions; medians are fitted
+    compile_blocks: bool = True   # torch.compile the element-wise blocks inside the CUDA graphs (GPU only)
 
     def __post_init__(self) -> None:
         for name in ("prefill_tokens", "decode_batch_sizes"):

@@ -50,15 +50,29 @@ def check_equal(model, n_new=8):
     rel = float((lg0 - ref[0][1]).norm() / ref[0][1].norm())
     top2 = ref[0][1].topk(2).values
     del dec
-    return {"equal": [r[0] == o for r, o in zip(ref, out)], "hf": [r[0] for r in ref], "graph": out,
-            "first_logits_rel_err": rel, "first_top1_top2_gap": float(top2[0] - top2[1])}
+    rec = {"dtype": str(next(model.parameters()).dtype), "equal": [r[0] == o for r, o in zip(ref, out)],
+           "hf": [r[0] for r in ref], "graph": out,
+           "first_logits_rel_err": rel, "first_top1_top2_gap": float(top2[0] - top2[1])}
+    # noise floor of the eager path itself: HF with its "eager" attention instead of "sdpa"
+    impl = model.config._attn_implementation
+    try:
+        model.config._attn_implementation = "eager"
+        with torch.no_grad():
+            alt = [hf_greedy(model, p, n_new) for p in prompts]
+        rec["hf_eager_attn_vs_sdpa"] = {"equal": [a[0] == r[0] for a, r in zip(alt, ref)],
+                                        "first_logits_rel_err": float((alt[0][1] - ref[0][1]).norm()
+                                                                      / ref[0][1].norm())}
+    finally:
+        model.config._attn_implementation = impl
+    return rec
 
 
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser()
     ap.add_argument("--out", required=True)
     ap.add_argument("--sizes", default="7b,14b,32b")
-    ap.add_argument("--compile-sizes", default="7b", help="sizes where the torch.compile variant is timed too")
+    ap.add_argument("--deep", default="72b:36:18", help="size:layers:layers measured by depth extrapolation")
+    ap.add_argument("--fp32-checks", default="7b,14b", help="sizes whose greedy equality is checked in fp32")
     ap.add_argument("--eager-batch", default="1,8")
     ap.add_argument("--device", default="cuda")
     ap.add_argument("--tiny", action="store_true", help="dry run: a tiny random Qwen2 and a small config")
@@ -86,8 +100,8 @@ def main(argv=None) -> int:
     bw = copy_bandwidth(dev, nbytes=(2 << 30) if not args.tiny else (64 << 20))
     print(f"copy bandwidth {bw / 1e12:.3f} TB/s", flush=True)
     prof = {"schema_version": SCHEMA_VERSION, "copy_bandwidth_Bps": bw, "stages": [], "checks": {},
-            "compile": {}}
-    for size in args.sizes.split(","):
+            "extrapolated": {}, "checks_fp32": {}}
+    for size in [x for x in args.sizes.split(",") if x]:
         t0 = time.time()
         if args.tiny:
             from transformers import Qwen2Config, Qwen2ForCausalLM
@@ -115,18 +129,11 @@ def main(argv=None) -> int:
         print(f"[{size}] floor {rec['floor_s'] * 1e3:.2f} ms; graph ms/step "
               f"{[round(s * 1e3, 2) for s in d['seconds_per_step']]} at {d['batch_sizes']}; eager "
               f"{[round(s * 1e3, 2) for s in e['seconds_per_step']]} at {e['batch_sizes']}", flush=True)
-        if size in args.compile_sizes.split(","):
-            try:
-                t1 = time.time()
-                bs = [1, 8]
-                # compiles happen in the warm-up calls, outside the timing
-                r = measure_decode(model, bs, cfg.decode_context, cfg.decode_steps, cfg.warmup, cfg.repeats,
-                                   compile_blocks=True)
-                prof["compile"][size] = {"note": "compile_blocks=False baseline is stages[].decode", **r}
-                prof["compile"][size]["wall_s"] = time.time() - t1
-            except Exception:  # noqa: BLE001
-                traceback.print_exc()
-                prof["compile"][size] = {"error": traceback.format_exc()}
+        try:   # the graph path without compiled blocks, same run (the table's middle column)
+            rec["decode_plain_graph"] = measure_decode(model, eager_bs, cfg.decode_context, cfg.decode_steps,
+                                                       cfg.warmup, cfg.repeats, compile_blocks=False)
+        except Exception:  # noqa: BLE001
+            traceback.print_exc()
         del model
         gc.collect()
         if dev.type == "cuda":
@@ -136,6 +143,23 @@ def main(argv=None) -> int:
                                         script="scripts/gpu_decode.py")
         save_profile(prof, args.out)   # after every size: a later failure keeps what was measured
 
+    if args.deep:
+        deep(args.deep, cfg, bw, prof, args.out, args.device)
+    for size in [x for x in args.fp32_checks.split(",") if x]:
+        t0 = time.time()
+        try:
+            model = build_model(f"Qwen/Qwen2.5-{size.upper()}-Instruct", "float32", args.device, True)
+            prof["checks_fp32"][size] = check_equal(model)
+            print(f"[{size} fp32] greedy equal: {prof['checks_fp32'][size]['equal']} rel err "
+                  f"{prof['checks_fp32'][size]['first_logits_rel_err']:.2e} ({time.time() - t0:.0f}s)", flush=True)
+            del model
+        except Exception:  # noqa: BLE001
+            traceback.print_exc()
+            prof["checks_fp32"][size] = {"error": traceback.format_exc()}
+        gc.collect()
+        torch.cuda.empty_cache()
+        save_profile(prof, args.out)
+
     print("\nsize | floor ms | batch | graph ms/step | x floor | eager ms/step | eager x floor")
     for rec in prof["stages"]:
         f = rec["floor_s"]
@@ -144,10 +168,66 @@ def main(argv=None) -> int:
             es = eager.get(b)
             print(f"{rec['name']} | {f * 1e3:.2f} | {b} | {s * 1e3:.2f} | {s / f:.2f} | "
                   f"{'' if es is None else f'{es * 1e3:.2f}'} | {'' if es is None else f'{es / f:.2f}'}")
-    for size, r in prof["compile"].items():
-        if "seconds_per_step" in r:
-            print(f"compiled blocks {size}: {[round(s * 1e3, 2) for s in r['seconds_per_step']]} ms at {r['batch_sizes']}")
+        pg = rec.get("decode_plain_graph")
+        if pg:
+            print(f"{rec['name']} plain graph (no compiled blocks): "
+                  f"{[round(x * 1e3, 2) for x in pg['seconds_per_step']]} ms at {pg['batch_sizes']}")
+    for size, r in prof["extrapolated"].items():
+        print(f"{size} (depth-extrapolated) floor {r['floor_s'] * 1e3:.2f} ms; decode "
+              f"{[round(x * 1e3, 2) for x in r['decode_seconds_per_step']]} at {r['batch_sizes']}; x floor "
+              f"{[round(x / r['floor_s'], 2) for x in r['decode_seconds_per_step']]}")
     return 0
+
+
+def deep(spec, cfg, bw, prof, out, device="cuda"):
+    """A model too large for one device: build it with L1 layers, time L1 and L2 < L1 layers, extrapolate.
+
+    Time is linear in depth (identical layers): t(L) = a + b*L, b = (t(L1) - t(L2)) / (L1 - L2).
+    """
+    import torch
+    from transformers import Qwen2Config, Qwen2ForCausalLM
+
+    from asd.models.shapes import QWEN25, param_count
+    from asd.profiler import measure_decode, measure_prefill, save_profile
+
+    size, l1, l2 = spec.split(":")
+    l1, l2 = int(l1), int(l2)
+    shape = dict(QWEN25[size])
+    full_layers = shape["num_hidden_layers"]
+    t0 = time.time()
+    old = torch.get_default_dtype()
+    torch.set_default_dtype(torch.bfloat16)
+    try:
+        with torch.device(device):
+            model = Qwen2ForCausalLM(Qwen2Config(**{**shape, "num_hidden_layers": l1})).eval()
+    finally:
+        torch.set_default_dtype(old)
+    print(f"[{size}:{l1} layers] built in {time.time() - t0:.1f}s", flush=True)
+    rec = {"layers_measured": [l1, l2], "full_layers": full_layers}
+    for L in (l1, l2):
+        rec[f"decode_{L}"] = measure_decode(model, cfg.decode_batch_sizes, cfg.decode_context, cfg.decode_steps,
+                                            cfg.warmup, cfg.repeats, compile_blocks=cfg.compile_blocks, layers=L)
+        rec[f"prefill_{L}"] = measure_prefill(model, cfg.prefill_tokens, cfg.warmup, cfg.repeats, layers=L)
+
+    def extrap(t1, t2):
+        b = (t1 - t2) / (l1 - l2)
+        return t1 + b * (full_layers - l1)
+
+    rec["batch_sizes"] = rec[f"decode_{l1}"]["batch_sizes"]
+    rec["decode_seconds_per_step"] = [extrap(a, b) for a, b in zip(rec[f"decode_{l1}"]["seconds_per_step"],
+                                                                    rec[f"decode_{l2}"]["seconds_per_step"])]
+    rec["prefill_tokens"] = rec[f"prefill_{l1}"]["tokens"]
+    rec["prefill_seconds"] = [extrap(a, b) for a, b in zip(rec[f"prefill_{l1}"]["seconds"],
+                                                           rec[f"prefill_{l2}"]["seconds"])]
+    rec["weight_bytes"] = 2 * param_count(shape)
+    rec["floor_s"] = rec["weight_bytes"] / bw
+    prof["extrapolated"][size] = rec
+    del model
+    gc.collect()
+    if device.startswith("cuda"):
+        torch.cuda.empty_cache()
+    save_profile(prof, out)
+    print(f"[{size}] extrapolated in {time.time() - t0:.1f}s", flush=True)
 
 
 if __name__ == "__main__":

@@ -77,11 +77,13 @@ class StaticDecoder:
     ``model``: a ``Qwen2ForCausalLM`` (any dtype/device; its q/k/v and gate/up weights get fused in
     place). ``max_batch``: rows of the cache. ``max_len``: cache slots per row (prompt + generated),
     rounded up to a multiple of 64. ``use_graphs``: None = on CUDA only. ``compile_blocks``: run the
-    element-wise parts through ``torch.compile`` (fewer kernels per layer; captured in the graphs too).
+    element-wise parts through ``torch.compile`` (fewer kernels per layer; captured in the graphs too;
+    CUDA only, ignored on CPU). ``layers``: run only the first N decoder layers (profiling a model too
+    deep for one device by extrapolation in depth; the output is then not the model's).
     """
 
     def __init__(self, model, max_batch: int, max_len: int, use_graphs: bool | None = None,
-                 compile_blocks: bool = False) -> None:
+                 compile_blocks: bool = False, layers: int | None = None) -> None:
         cfg = model.config
         if max_batch < 1 or max_len < 1:
             raise ValueError(f"max_batch and max_len must be >= 1, got {max_batch}, {max_len}")
@@ -90,7 +92,9 @@ class StaticDecoder:
         self.model = model
         p = next(model.parameters())
         self.device, self.dtype = p.device, p.dtype
-        self.n_layers = cfg.num_hidden_layers
+        self.n_layers = cfg.num_hidden_layers if layers is None else int(layers)
+        if not 1 <= self.n_layers <= cfg.num_hidden_layers:
+            raise ValueError(f"layers must be in 1..{cfg.num_hidden_layers}, got {layers}")
         self.n_q, self.n_kv = cfg.num_attention_heads, cfg.num_key_value_heads
         self.head_dim = getattr(cfg, "head_dim", None) or cfg.hidden_size // cfg.num_attention_heads
         self.inter = cfg.intermediate_size
@@ -116,7 +120,13 @@ class StaticDecoder:
         self._sin = (emb.sin() * scale).to(self.dtype)
         self._slots = torch.arange(self.max_len, device=dev)
         self._attn_in, self._attn_out_mlp = _attn_in, _attn_out_mlp
-        if compile_blocks:
+        if compile_blocks and self.device.type == "cuda":
+            import torch._dynamo as dynamo
+
+            # one code object serves every decoder, shape and model: allow its recompiles
+            for name in ("recompile_limit", "cache_size_limit"):
+                if hasattr(dynamo.config, name):
+                    setattr(dynamo.config, name, max(getattr(dynamo.config, name), 64))
             self._attn_in = torch.compile(_attn_in, fullgraph=True)
             self._attn_out_mlp = torch.compile(_attn_out_mlp, fullgraph=True)
         self._graphs: dict[tuple[int, int], tuple] = {}
@@ -126,7 +136,7 @@ class StaticDecoder:
     def _fuse_weights(self) -> None:
         """Concatenate q/k/v (+bias) and gate/up per layer; re-point the HF parameters to views."""
         self._w = []
-        for layer in self.model.model.layers:
+        for layer in self.model.model.layers[: self.n_layers]:
             a, m = layer.self_attn, layer.mlp
             if not hasattr(a, "_asd_fused"):
                 with torch.no_grad():
@@ -157,7 +167,9 @@ class StaticDecoder:
         cos, sin = self._cos[pos], self._sin[pos]                                 # [B,T,head_dim]
         g = self.n_q // self.n_kv
         allowed = self._slots[:window][None, None, :] <= pos[:, :, None]         # [B,T,window]
-        mask = allowed[:, None, None].expand(B, 1, g, T, window).reshape(B, 1, g * T, window)
+        bias = torch.zeros(allowed.shape, dtype=self.dtype, device=ids.device).masked_fill_(~allowed, float("-inf"))
+        # additive mask, built once per step for all layers: [B,1,G*T,window], query row g*T + t
+        mask = bias[:, None, None].expand(B, 1, g, T, window).reshape(B, 1, g * T, window)
         rows = torch.arange(B, device=ids.device)[:, None].expand(B, T)
         x = self.model.model.embed_tokens(ids)
         for li, (w_ln1, w_qkv, b_qkv, w_o, w_ln2, w_gu, w_down) in enumerate(self._w):
