@@ -17,6 +17,7 @@ SUBCOMMANDS: list[str] = [
     "asd.commands.run",
     "asd.commands.testbed",
     "asd.commands.data",
+    "asd.commands.profile",
 ]
 
 

@@ -255,11 +255,56 @@ def _free(dec) -> None:
 
 
 # ---- fit and files ------------------------------------------------------------------------------------
-def fit_cost_model(profile: dict):
-    """``asd.core.costs.CostModel`` from a profile: per stage, linear prefill fit and decode per batch size."""
-    from asd.core import costs
+def stage_records(profile: dict) -> list[dict]:
+    """The profile's stages in hierarchy order, depth-extrapolated ones (``profile["extrapolated"]``,
+    from scripts/gpu_decode.py) appended as ordinary records marked ``extrapolated: True``."""
+    recs = [dict(r, extrapolated=False) for r in profile["stages"]]
+    for name, r in profile.get("extrapolated", {}).items():
+        recs.append({"name": name, "extrapolated": True, "weight_bytes": r["weight_bytes"],
+                     "floor_s": r["floor_s"], "layers_measured": r["layers_measured"],
+                     "prefill": {"tokens": r["prefill_tokens"], "seconds": r["prefill_seconds"]},
+                     "decode": {"batch_sizes": r["batch_sizes"], "seconds_per_step": r["decode_seconds_per_step"]}})
+    return recs
 
-    return costs.cost_model_from_measurements(profile)
+
+def fit_cost_model(profile: dict, batch_size: int = 1):
+    """``asd.core.costs.CostModel`` from a profile: per stage, a line through prefill seconds vs tokens and
+    one through decode seconds/step vs batch size (residual spread kept); the measurement summary
+    (card, versions, copy bandwidth, floors, eager ceiling) goes into its provenance under ``measured``.
+    """
+    from asd.core.costs import CostModel, LinearFit, StageCost
+
+    stages, summary = [], []
+    for r in stage_records(profile):
+        pf, dc = r["prefill"], r["decode"]
+        if len(set(dc["batch_sizes"])) >= 2:
+            decode = LinearFit.fit(dc["batch_sizes"], dc["seconds_per_step"])
+        else:
+            decode = LinearFit(0.0, float(dc["seconds_per_step"][0]), 0.0, 1)
+        stages.append(StageCost(name=r["name"], prefill=LinearFit.fit(pf["tokens"], pf["seconds"]), decode=decode))
+        row = {k: r[k] for k in ("name", "extrapolated", "weight_bytes", "floor_s") if k in r}
+        row["decode_s_per_step"] = dict(zip(map(str, dc["batch_sizes"]), dc["seconds_per_step"]))
+        row["prefill_s"] = dict(zip(map(str, pf["tokens"]), pf["seconds"]))
+        for key in ("eager_decode", "decode_plain_graph"):
+            if key in r:
+                row[key + "_s_per_step"] = dict(zip(map(str, r[key]["batch_sizes"]), r[key]["seconds_per_step"]))
+        if r.get("extrapolated"):
+            row["layers_measured"] = r["layers_measured"]
+        summary.append(row)
+    prov = profile.get("provenance", {})
+    measured = {"environment": prov.get("environment"), "git_revision": prov.get("git_revision"),
+                "created_utc": prov.get("created_utc"), "config": prov.get("config"),
+                "copy_bandwidth_Bps": profile.get("copy_bandwidth_Bps"), "stages": summary}
+    return CostModel(stages=tuple(stages), batch_size=batch_size, provenance={"measured": measured})
+
+
+def floor_ratios(model, profile: dict, batch_size: int = 1) -> list[dict]:
+    """Per stage: decode-step cost relative to the final stage, measured vs weight bytes (bandwidth floor)."""
+    recs = stage_records(profile)
+    wb = [r["weight_bytes"] for r in recs]
+    steps = [st.step_s(batch_size) for st in model.stages]
+    return [{"name": st.name, "measured": steps[i] / steps[-1], "floor": wb[i] / wb[-1],
+             "rel_diff": (steps[i] / steps[-1]) / (wb[i] / wb[-1]) - 1.0} for i, st in enumerate(model.stages)]
 
 
 def save_profile(profile: dict, path: str | Path) -> Path:

@@ -1,0 +1,62 @@
+"""``asd profile``: measure each stage's latency and write the cost model (DESIGN §3, docs/gpu.md).
+
+    asd profile --config configs/cost_profiling.yaml --hierarchy configs/qwen2.5_models.yaml \\
+        --random-weights --out configs/costs/h100-qwen2.5.json
+    asd profile --from-measurements profile.json --out configs/costs/h100-qwen2.5.json
+
+The first form measures (prefill vs tokens, decode per step at the configured batch sizes; section
+``cost_profiling``) with one model in memory at a time; ``--random-weights`` builds each stage's shape
+with random weights (Qwen2.5 ids need no download). The second refits measurements taken earlier, e.g.
+by ``scripts/gpu_decode.py`` on a GPU machine. Both write the cost model (``asd.costs_io``; the
+measurement summary in its provenance) and the raw measurements next to it (``*.measurements.json``),
+and print the decode-cost ratios against the bandwidth-floor ratios.
+"""
+from __future__ import annotations
+
+import argparse
+
+
+def register(subparsers) -> None:
+    p = subparsers.add_parser("profile", help="measure stage latencies and write the cost model",
+                              description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--config", default="configs/cost_profiling.yaml", help="YAML with a cost_profiling section")
+    p.add_argument("--hierarchy", default=None, help="YAML with a hierarchy section (default: --config)")
+    p.add_argument("--random-weights", action="store_true", help="random weights of each stage's shape")
+    p.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N")
+    p.add_argument("--eager-batch", default="", help="also time transformers' eager decode at these batch sizes")
+    p.add_argument("--from-measurements", default=None, help="refit a measurements JSON instead of measuring")
+    p.add_argument("--batch-size", type=int, default=1, help="decode batch size the cost model is evaluated at")
+    p.add_argument("--out", required=True, help="cost model JSON to write")
+    p.set_defaults(func=_profile)
+
+
+def _profile(args) -> int:
+    from pathlib import Path
+
+    from asd.costs_io import save_cost_model
+    from asd.profiler import fit_cost_model, floor_ratios, load_profile, save_profile
+
+    out = Path(args.out)
+    if args.from_measurements:
+        prof = load_profile(args.from_measurements)
+    else:
+        import torch
+
+        from asd.configs import load_section
+        from asd.profiler import profile_hierarchy
+
+        cfg = load_section(args.config, "cost_profiling")
+        hier = load_section(args.hierarchy or args.config, "hierarchy")
+        device = ("cuda" if torch.cuda.is_available() else "cpu") if args.device == "auto" else args.device
+        eager = [int(b) for b in args.eager_batch.split(",") if b.strip()]
+        prof = profile_hierarchy(hier, cfg, args.random_weights, device, eager)
+    raw = out.with_name(out.stem + ".measurements.json")
+    if not args.from_measurements or Path(args.from_measurements).resolve() != raw.resolve():
+        save_profile(prof, raw)
+    model = fit_cost_model(prof, batch_size=args.batch_size)
+    save_cost_model(model, out, measurements_file=raw.name)
+    print(f"wrote {out} and {raw}")
+    print(f"decode step cost / final stage's (batch {args.batch_size}) vs weight bytes / final stage's:")
+    for r in floor_ratios(model, prof, args.batch_size):
+        print(f"  {r['name']:>6}: measured {r['measured']:.3f}  floor {r['floor']:.3f}  ({r['rel_diff']:+.1%})")
+    return 0

@@ -1,0 +1,142 @@
+"""The cost profiler (asd/profiler.py) and ``asd profile`` on CPU with tiny random Qwen2 models."""
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+torch = pytest.importorskip("torch")
+transformers = pytest.importorskip("transformers")
+
+from asd.costs_io import load_cost_model  # noqa: E402
+from asd.models.shapes import QWEN25, known_shape, param_count  # noqa: E402
+from asd.profiler import (fit_cost_model, floor_ratios, load_profile, measure_decode, measure_prefill,  # noqa: E402
+                          profile_stage, save_profile)
+from asd.profiler_config import ProfilerConfig  # noqa: E402
+
+SMALL = ProfilerConfig(prefill_tokens=[4, 8, 16], decode_batch_sizes=[1, 2], decode_context=8, decode_steps=2,
+                       warmup=0, repeats=2)
+
+
+def tiny(seed=0, layers=2, hidden=32):
+    torch.manual_seed(seed)
+    cfg = transformers.Qwen2Config(vocab_size=64, hidden_size=hidden, intermediate_size=2 * hidden,
+                                   num_hidden_layers=layers, num_attention_heads=4, num_key_value_heads=2)
+    return transformers.Qwen2ForCausalLM(cfg).eval()
+
+
+def test_profile_stage_records_every_point():
+    model = tiny()
+    rec = profile_stage(model, SMALL, copy_bw=1e9, eager_batch_sizes=[1])
+    assert rec["weight_bytes"] == sum(p.numel() * 4 for p in model.parameters())
+    assert rec["floor_s"] == pytest.approx(rec["weight_bytes"] / 1e9)
+    assert rec["prefill"]["tokens"] == SMALL.prefill_tokens
+    assert rec["decode"]["batch_sizes"] == SMALL.decode_batch_sizes
+    assert rec["eager_decode"]["batch_sizes"] == [1]
+    for part in (rec["prefill"], rec["decode"]):
+        assert all(len(s) == SMALL.repeats and min(s) > 0 for s in part["samples"])
+    for key in ("seconds", ):
+        assert rec["prefill"][key] == [float(np.median(s)) for s in rec["prefill"]["samples"]]
+
+
+def test_measurements_leave_the_model_usable():
+    model = tiny(1)
+    ids = torch.randint(0, 64, (1, 6))
+    before = model(input_ids=ids).logits
+    measure_prefill(model, [4, 8], 0, 1)
+    measure_decode(model, [1, 2], 8, 2, 0, 1)
+    torch.testing.assert_close(model(input_ids=ids).logits, before)
+
+
+def synthetic_profile(weights=(1.0, 2.0, 4.0)):
+    """Exactly linear measurements: prefill a + b·n, decode c + d·batch, per stage scaled by weight."""
+    stages = []
+    for i, w in enumerate(weights):
+        toks, bs = [64, 128, 256], [1, 8, 16]
+        stages.append({"name": f"s{i}", "weight_bytes": int(w * 1e9), "floor_s": w * 1e-3,
+                       "prefill": {"tokens": toks, "seconds": [w * (0.01 + 2e-5 * n) for n in toks]},
+                       "decode": {"batch_sizes": bs, "seconds_per_step": [w * (4e-3 + 1e-5 * b) for b in bs]}})
+    return {"schema_version": 1, "copy_bandwidth_Bps": 1e12, "stages": stages,
+            "provenance": {"git_revision": "abc", "environment": {"gpu": "test"}}}
+
+
+def test_fit_recovers_lines_and_ratios():
+    prof = synthetic_profile()
+    model = fit_cost_model(prof)
+    for st, w in zip(model.stages, (1.0, 2.0, 4.0)):
+        assert st.prefill.slope == pytest.approx(w * 2e-5) and st.prefill.intercept == pytest.approx(w * 0.01)
+        assert st.decode.slope == pytest.approx(w * 1e-5) and st.decode.intercept == pytest.approx(w * 4e-3)
+        assert st.prefill.residual_std == pytest.approx(0.0, abs=1e-12)
+    ratios = floor_ratios(model, prof)
+    assert [r["measured"] for r in ratios] == pytest.approx([0.25, 0.5, 1.0])
+    assert [r["floor"] for r in ratios] == pytest.approx([0.25, 0.5, 1.0])
+    assert model.provenance["measured"]["environment"] == {"gpu": "test"}
+
+
+def test_extrapolated_stage_is_appended():
+    prof = synthetic_profile((1.0, 2.0))
+    prof["extrapolated"] = {"big": {"weight_bytes": int(8e9), "floor_s": 8e-3, "layers_measured": [4, 2],
+                                    "prefill_tokens": [64, 128], "prefill_seconds": [0.1, 0.2],
+                                    "batch_sizes": [1], "decode_seconds_per_step": [0.05]}}
+    model = fit_cost_model(prof)
+    assert [s.name for s in model.stages] == ["s0", "s1", "big"]
+    assert model.stages[-1].step_s(4) == pytest.approx(0.05)          # one batch size: flat in batch
+    assert model.provenance["measured"]["stages"][-1]["extrapolated"] is True
+
+
+def test_profile_json_round_trip(tmp_path):
+    prof = synthetic_profile()
+    path = save_profile(prof, tmp_path / "p.json")
+    assert load_profile(path) == json.loads(json.dumps(prof))
+    bad = dict(prof, schema_version=99)
+    save_profile(bad, tmp_path / "bad.json")
+    with pytest.raises(ValueError, match="schema_version"):
+        load_profile(tmp_path / "bad.json")
+
+
+def test_asd_profile_command_end_to_end(tmp_path):
+    """Measure two saved tiny models through the CLI, then load the written cost model."""
+    from asd.cli import main
+
+    for i, (layers, hidden) in enumerate([(1, 32), (3, 64)]):
+        tiny(i, layers, hidden).save_pretrained(tmp_path / f"m{i}")
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text(
+        "cost_profiling:\n  prefill_tokens: [4, 8, 16]\n  decode_batch_sizes: [1, 2]\n  decode_context: 8\n"
+        "  decode_steps: 2\n  warmup: 0\n  repeats: 2\n"
+        "hierarchy:\n  name: tiny\n  stages:\n"
+        f"    - {{name: a, model: '{tmp_path / 'm0'}', dtype: float32}}\n"
+        f"    - {{name: b, model: '{tmp_path / 'm1'}', dtype: float32}}\n")
+    out = tmp_path / "costs" / "cpu.json"
+    assert main(["profile", "--config", str(cfg), "--device", "cpu", "--out", str(out)]) == 0
+    model = load_cost_model(out)
+    assert [s.name for s in model.stages] == ["a", "b"]
+    assert all(s.decode.intercept + s.decode.slope > 0 for s in model.stages)
+    assert model.provenance["measured"]["environment"]["torch"] == torch.__version__
+    raw = load_profile(tmp_path / "costs" / "cpu.measurements.json")
+    assert [s["name"] for s in raw["stages"]] == ["a", "b"]
+    # refit from the raw measurements gives the same model
+    out2 = tmp_path / "costs" / "refit.json"
+    assert main(["profile", "--from-measurements", str(tmp_path / "costs" / "cpu.measurements.json"),
+                 "--out", str(out2)]) == 0
+    assert load_cost_model(out2).stages == model.stages
+
+
+def test_shapes_match_built_models():
+    assert known_shape("Qwen/Qwen2.5-7B-Instruct") == QWEN25["7b"]
+    assert known_shape("qwen/qwen2.5-72b") == QWEN25["72b"]
+    assert known_shape("Qwen/Qwen2-7B") is None
+    shape = dict(QWEN25["7b"], hidden_size=64, intermediate_size=96, num_hidden_layers=2, num_attention_heads=4,
+                 num_key_value_heads=2, vocab_size=100)
+    model = transformers.Qwen2ForCausalLM(transformers.Qwen2Config(**shape))
+    assert param_count(shape) == sum(p.numel() for p in model.parameters())
+
+
+def test_unknown_model_without_weights_is_a_value_error():
+    from asd.profiler import build_model
+
+    with pytest.raises(ValueError, match="known shape"):
+        build_model("nobody/nothing", "float32", "cpu", random_weights=True)
+    with pytest.raises(ValueError, match="random-weights"):
+        build_model("Qwen/Qwen2.5-7B", "bfloat16", "cpu", random_weights=False)
