@@ -1,0 +1,12 @@
+#!/usr/bin/env bash
+# Device run for issue 7 (4 GPUs): tensor-parallel decode/prefill of the 72B shape, after the TP == 1-device
+# check on a tiny model. NVLink multicast stays off (KINDS.md).
+# Usage on the device machine, from the repository root:  OUT=/some/dir bash scripts/gpu_tp.sh
+set -uo pipefail
+export PYTHONPATH=. PYTHONUNBUFFERED=1 HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1
+export NCCL_NVLS_ENABLE=0 TORCH_SYMM_MEM_DISABLE_MULTICAST=1 NVSHMEM_DISABLE_NVLS=1
+OUT=${OUT:?set OUT}
+N=${NGPU:-4}
+nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv | tee "$OUT/nvidia_smi_tp.txt"
+timeout "${TP_TIMEOUT:-420}" torchrun --nproc_per_node "$N" scripts/gpu_tp.py --check --size 72b \
+  --out "$OUT/tp72b.json" "$@" 2>&1 | tee "$OUT/gpu_tp.log"
