@@ -15,7 +15,8 @@
 // vectorisable exp. The chunk state (m, x₂, Z, T) is merged into the row state in double:
 // rescaling by exp(m_old − m_new), the usual online-softmax update. Rows are split into several
 // segments when N is small (N < 4 × threads) so that all cores work on a single row too; the
-// segment states are merged the same way. Memory traffic: each logit is read once from DRAM.
+// segment states are merged the same way. Inputs under 2^20 logits run on one thread (fork/join
+// overhead). Memory traffic: each logit is read once from DRAM.
 //
 // Undefined rows: a row containing NaN or +inf, or made only of −inf, has no softmax: all five
 // outputs are NaN (torch's log_softmax gives NaN there too). −inf entries elsewhere are tokens of
@@ -51,6 +52,9 @@ namespace {
 constexpr int kLanes = 16;             // one AVX-512 register of floats (two AVX2 ones)
 constexpr int64_t kChunk = 2048;       // 8 KB of float32: pass B re-reads it from L1
 constexpr int64_t kMinSegment = 16384;  // smallest piece of a row given to one thread
+// Below this many logits (≈ 0.5 ms on one core) one thread does all: the fork/join costs more
+// than it saves, and on an oversubscribed machine a descheduled team member stalls the join.
+constexpr int64_t kMinParallel = int64_t{1} << 20;
 constexpr float kMinExpArg = -87.0f;    // exp(-87) ≈ 1.6e-38 is still a normal float
 constexpr float kNegInf = -std::numeric_limits<float>::infinity();
 
@@ -252,6 +256,8 @@ void token_stats_cpu(const T* logits, int64_t row_stride, int64_t N, int64_t V,
 #ifdef ASD_WITH_OPENMP
   threads = omp_get_max_threads();
 #endif
+  const bool parallel = N * V >= kMinParallel && threads > 1;
+  if (!parallel) threads = 1;
   // Enough pieces for every thread when N is small, none shorter than kMinSegment (except V itself).
   int64_t segs = 1;
   if (N < 4 * threads) {
@@ -259,7 +265,7 @@ void token_stats_cpu(const T* logits, int64_t row_stride, int64_t N, int64_t V,
     segs = std::max<int64_t>(1, std::min<int64_t>(segs, V / kMinSegment));
   }
   if (segs == 1) {
-#pragma omp parallel for schedule(dynamic, 1) if (N > 1)
+#pragma omp parallel for schedule(dynamic, 1) if (parallel)
     for (int64_t n = 0; n < N; ++n) {
       const T* row = logits + n * row_stride;
       const State st = scan_segment(row, 0, V);
@@ -271,7 +277,7 @@ void token_stats_cpu(const T* logits, int64_t row_stride, int64_t N, int64_t V,
   const int64_t piece = ((V + segs - 1) / segs + kChunk - 1) / kChunk * kChunk;
   segs = (V + piece - 1) / piece;
   std::vector<State> parts(static_cast<size_t>(N * segs));
-#pragma omp parallel for schedule(dynamic, 1)
+#pragma omp parallel for schedule(dynamic, 1) if (parallel)
   for (int64_t task = 0; task < N * segs; ++task) {
     const int64_t n = task / segs, s = task % segs;
     parts[static_cast<size_t>(task)] =

@@ -72,14 +72,15 @@ __device__ __forceinline__ void merge(State& a, const State& b) {
   const float m2 = fmaxf(fminf(a.m1, b.m1), fmaxf(a.m2, b.m2));
   const float m = fmaxf(a.m1, b.m1);
   float z = 0.0f, t = 0.0f;
+  // d is clamped: a difference of two huge values can overflow to −inf, and 0·(−inf) is NaN
   if (a.z > 0.0f) {
-    const float d = (a.m1 - m) * kLog2e;
+    const float d = fmaxf((a.m1 - m) * kLog2e, kMinD);
     const float s = ex2(d);
     z += s * a.z;
     t += s * (a.t + d * a.z);
   }
   if (b.z > 0.0f) {
-    const float d = (b.m1 - m) * kLog2e;
+    const float d = fmaxf((b.m1 - m) * kLog2e, kMinD);
     const float s = ex2(d);
     z += s * b.z;
     t += s * (b.t + d * b.z);
@@ -115,7 +116,7 @@ __device__ __forceinline__ void update(State& s, const float (&f)[W], int idx0) 
       }
     }
     if (s.m1 > old && s.z > 0.0f) {  // rescale to the new max
-      const float d = (old - s.m1) * kLog2e;
+      const float d = fmaxf((old - s.m1) * kLog2e, kMinD);
       const float sc = ex2(d);
       s.t = sc * (s.t + d * s.z);
       s.z *= sc;
@@ -196,7 +197,7 @@ __device__ void finalize(const State& s, const T* row, int64_t V, int64_t c, flo
   const float p1 = 1.0f / s.z;
   out[0] = log_z - kLn2 * s.t / s.z;
   out[1] = p1;
-  out[2] = p1 * (1.0f - ex2(fmaxf((s.m2 - s.m1) * kLog2e, kMinD)));
+  out[2] = -p1 * expm1f(s.m2 - s.m1);  // accurate when the top two are close
   out[3] = (c >= 0 && c < V) ? (Elem<T>::one(row + c) - s.m1) - log_z : NAN;
   out[4] = static_cast<float>(s.arg);
 }
@@ -297,14 +298,17 @@ int sm_count(int device) {
 
 template <typename T>
 void launch(uintptr_t logits, int64_t N, int64_t V, int64_t row_stride, uintptr_t chosen, uintptr_t out,
-            cudaStream_t stream, int device) {
+            cudaStream_t stream, int device, int64_t pieces_req) {
   const T* x = reinterpret_cast<const T*>(logits);
   const int64_t* c = reinterpret_cast<const int64_t*>(chosen);
   float* o = reinterpret_cast<float*>(out);
-  // Enough blocks for two per SM; no piece shorter than kMinPiece elements.
-  const int64_t want = 2 * static_cast<int64_t>(sm_count(device));
+  // Fewer rows than SMs: cut rows into pieces, enough for two blocks per SM, none shorter than
+  // kMinPiece elements. Otherwise one block per row (a single merge-free kernel).
+  const int64_t sms = sm_count(device), want = 2 * sms;
   int64_t pieces = 1;
-  if (N < want) {
+  if (pieces_req > 0) {
+    pieces = std::min<int64_t>(pieces_req, std::max<int64_t>(1, V / kMinPiece));
+  } else if (N < sms) {
     pieces = (want + N - 1) / N;
     pieces = std::max<int64_t>(1, std::min<int64_t>(pieces, V / kMinPiece));
   }
@@ -333,7 +337,7 @@ void launch(uintptr_t logits, int64_t N, int64_t V, int64_t row_stride, uintptr_
 // 0 float32 / 1 bfloat16 / 2 float16; chosen: device int64 [N]; out: device float32 [N,5];
 // stream: cudaStream_t as an integer (torch.cuda.current_stream().cuda_stream); device: its index.
 void token_stats_cuda(uintptr_t logits, int64_t N, int64_t V, int64_t row_stride, int dtype,
-                      uintptr_t chosen, uintptr_t out, uintptr_t stream, int device) {
+                      uintptr_t chosen, uintptr_t out, uintptr_t stream, int device, int64_t pieces) {
   if (N < 0) throw std::invalid_argument("token_stats_cuda: N (rows of logits) must be >= 0");
   if (V < 1 || V > INT32_MAX) throw std::invalid_argument("token_stats_cuda: V (columns of logits) must be in [1, 2^31)");
   if (row_stride < V) throw std::invalid_argument("token_stats_cuda: row_stride must be >= V");
@@ -348,9 +352,9 @@ void token_stats_cuda(uintptr_t logits, int64_t N, int64_t V, int64_t row_stride
   py::gil_scoped_release release;
   check(cudaSetDevice(device), "cudaSetDevice");
   cudaStream_t s = reinterpret_cast<cudaStream_t>(stream);
-  if (dtype == kF32) launch<float>(logits, N, V, row_stride, chosen, out, s, device);
-  else if (dtype == kBF16) launch<__nv_bfloat16>(logits, N, V, row_stride, chosen, out, s, device);
-  else launch<__half>(logits, N, V, row_stride, chosen, out, s, device);
+  if (dtype == kF32) launch<float>(logits, N, V, row_stride, chosen, out, s, device, pieces);
+  else if (dtype == kBF16) launch<__nv_bfloat16>(logits, N, V, row_stride, chosen, out, s, device, pieces);
+  else launch<__half>(logits, N, V, row_stride, chosen, out, s, device, pieces);
 }
 
 }  // namespace
@@ -358,10 +362,11 @@ void token_stats_cuda(uintptr_t logits, int64_t N, int64_t V, int64_t row_stride
 void register_token_stats_cuda(py::module_& m) {
   m.def("token_stats_cuda", &token_stats_cuda, py::arg("logits_ptr"), py::arg("n"), py::arg("v"),
         py::arg("row_stride"), py::arg("dtype"), py::arg("chosen_ptr"), py::arg("out_ptr"), py::arg("stream"),
-        py::arg("device"),
-        "token_stats_cuda(logits_ptr, n, v, row_stride, dtype, chosen_ptr, out_ptr, stream, device):\n"
+        py::arg("device"), py::arg("pieces") = 0,
+        "token_stats_cuda(logits_ptr, n, v, row_stride, dtype, chosen_ptr, out_ptr, stream, device, pieces=0):\n"
         "the CUDA token_stats on device buffers (dtype 0 float32, 1 bfloat16, 2 float16; chosen int64 [n];\n"
-        "out float32 [n,5]), enqueued on `stream`. Use asd.tokstats.token_stats, which checks the tensors.");
+        "out float32 [n,5]), enqueued on `stream`. pieces: blocks per row (0 = chosen from N and the SM count).\n"
+        "Use asd.tokstats.token_stats, which checks the tensors.");
 }
 
 }  // namespace asd
