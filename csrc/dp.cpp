@@ -38,7 +38,7 @@ constexpr int64_t kMaxStages = 64;  // stack arrays per sample; real hierarchies
 constexpr int64_t kParallelMinBatch = 8192;
 
 struct BadIndex {  // smallest offending sample index per kind of error (B = none)
-  int64_t r, cost_nan, cost_neg, current;
+  int64_t r, cost, current;
 };
 
 // KC > 0: K known at compile time (lets the compiler unroll the K loops); KC == 0: runtime K.
@@ -50,52 +50,64 @@ void dp_kernel(const TR* __restrict r, const TC* __restrict cost, const int64_t*
   const int64_t K = KC > 0 ? KC : K_dyn;
   const bool lam_inf = std::isinf(lam);
   const double sd = static_cast<double>(S);
-  int64_t bad_r = B, bad_nan = B, bad_neg = B, bad_cur = B;
+  // upper[j*K+m] = 1 for m > j: the cost entries the DP reads (checked in one regular loop over K×K)
+  unsigned char upper[kMaxStages * kMaxStages];
+  for (int64_t j = 0; j < K; ++j)
+    for (int64_t m = 0; m < K; ++m) upper[j * K + m] = m > j;
+  int64_t bad_r = B, bad_cost = B, bad_cur = B;
 
-#pragma omp parallel for schedule(static) if (B >= kParallelMinBatch) reduction(min : bad_r, bad_nan, bad_neg, bad_cur)
+#pragma omp parallel for schedule(static) if (B >= kParallelMinBatch) reduction(min : bad_r, bad_cost, bad_cur)
   for (int64_t b = 0; b < B; ++b) {
     const TR* rb = r + b * S * K;
     const TC* cb = cost + b * K * K;
-    double mean[kMaxStages], var[kMaxStages], V[kMaxStages];
+    double sum[kMaxStages], lo[kMaxStages], hi[kMaxStages], var[kMaxStages], V[kMaxStages];
     int64_t nx[kMaxStages];
 
-    // ℓ̃: two passes over this sample's S×K block (it sits in L1), like numpy's mean/std.
-    bool r_ok = true;
-    for (int64_t k = 0; k < K; ++k) mean[k] = 0.0;
+    // ℓ̃: two passes over this sample's S×K block (it sits in L1), like numpy's mean and std. The
+    // range check rides along as min/max (vectorisable); NaN shows up in the sum.
+    for (int64_t k = 0; k < K; ++k) {
+      sum[k] = 0.0;
+      lo[k] = 0.0;
+      hi[k] = 1.0;
+    }
     for (int64_t s = 0; s < S; ++s) {
       for (int64_t k = 0; k < K; ++k) {
         const double v = static_cast<double>(rb[s * K + k]);
-        r_ok &= (v >= 0.0) & (v <= 1.0);  // false for NaN
-        mean[k] += 1.0 - v;
+        sum[k] += 1.0 - v;
+        lo[k] = v < lo[k] ? v : lo[k];
+        hi[k] = v > hi[k] ? v : hi[k];
       }
     }
+    bool r_ok = true;
+    for (int64_t k = 0; k < K; ++k) r_ok &= (lo[k] >= 0.0) & (hi[k] <= 1.0) & (sum[k] == sum[k]);
+    if (!r_ok && b < bad_r) bad_r = b;
     // divide (not multiply by 1/S), as numpy's mean and std do: bit-identical to solve_ref
-    for (int64_t k = 0; k < K; ++k) mean[k] = mean[k] / sd;
+    for (int64_t k = 0; k < K; ++k) sum[k] = sum[k] / sd;  // now the mean of 1 − r
     if (kappa > 0.0) {
       for (int64_t k = 0; k < K; ++k) var[k] = 0.0;
       for (int64_t s = 0; s < S; ++s) {
         for (int64_t k = 0; k < K; ++k) {
-          const double d = (1.0 - static_cast<double>(rb[s * K + k])) - mean[k];
+          const double d = (1.0 - static_cast<double>(rb[s * K + k])) - sum[k];
           var[k] += d * d;
         }
       }
     }
-    if (!r_ok && b < bad_r) bad_r = b;
+
+    // costs the DP reads must be >= 0 (NaN fails the comparison too)
+    int c_bad = 0;
+    for (int64_t i = 0; i < K * K; ++i) c_bad |= upper[i] & !(static_cast<double>(cb[i]) >= 0.0);
+    if (c_bad && b < bad_cost) bad_cost = b;
 
     // Backward recursion with the tie rule above (branch-free selects: the comparisons are data-dependent).
-    bool c_nan = false, c_neg = false;
     V[K - 1] = 0.0;
     nx[K - 1] = kStop;
     for (int64_t j = K - 2; j >= 0; --j) {
-      double lt = mean[j];
+      double lt = sum[j];
       if (kappa > 0.0) lt = lt + kappa * std::sqrt(var[j] / sd);
       double best = lam_inf ? std::numeric_limits<double>::infinity() : lam * lt;
       int64_t arg = kStop;
       for (int64_t m = j + 1; m < K; ++m) {
-        const double c = static_cast<double>(cb[j * K + m]);
-        c_nan |= std::isnan(c);
-        c_neg |= c < 0.0;
-        const double cand = c + V[m];
+        const double cand = static_cast<double>(cb[j * K + m]) + V[m];
         const bool better = cand < best;
         best = better ? cand : best;
         arg = better ? m : arg;
@@ -103,8 +115,6 @@ void dp_kernel(const TR* __restrict r, const TC* __restrict cost, const int64_t*
       V[j] = best;
       nx[j] = arg;
     }
-    if (c_nan && b < bad_nan) bad_nan = b;
-    if (c_neg && b < bad_neg) bad_neg = b;
 
     double* vb = value + b * K;
     int64_t* nb = next + b * K;
@@ -120,7 +130,7 @@ void dp_kernel(const TR* __restrict r, const TC* __restrict cost, const int64_t*
       action[b] = nx[c];
     }
   }
-  bad = {bad_r, bad_nan, bad_neg, bad_cur};
+  bad = {bad_r, bad_cost, bad_cur};
 }
 
 template <typename TR, typename TC>
@@ -217,7 +227,7 @@ py::tuple dp_solve(const py::array& r, const py::array& cost, const py::array& c
   const void* pk = cost.data();
   const bool r32 = is_f32(r), c32 = is_f32(cost);
 
-  BadIndex bad{B, B, B, B};
+  BadIndex bad{B, B, B};
   {
     py::gil_scoped_release nogil;
     if (r32 && c32)
@@ -233,12 +243,21 @@ py::tuple dp_solve(const py::array& r, const py::array& cost, const py::array& c
   if (bad.r < B)
     throw std::invalid_argument("r must hold probabilities in [0, 1] (found NaN or a value outside at r[" +
                                 std::to_string(bad.r) + "])");
-  if (bad.cost_nan < B)
-    throw std::invalid_argument("cost contains NaN above the diagonal (cost[b, j, m] with m > j; at b=" +
-                                std::to_string(bad.cost_nan) + ")");
-  if (bad.cost_neg < B)
-    throw std::invalid_argument("cost must be >= 0 above the diagonal (cost[b, j, m] with m > j; at b=" +
-                                std::to_string(bad.cost_neg) + ")");
+  if (bad.cost < B) {
+    // error path only: NaN anywhere is reported before a negative entry, as asd.core.dp does
+    for (int64_t b = bad.cost; b < B; ++b)
+      for (int64_t j = 0; j < K; ++j)
+        for (int64_t m = j + 1; m < K; ++m) {
+          const int64_t i = (b * K + j) * K + m;
+          const double c = c32 ? static_cast<const float*>(pk)[i] : static_cast<const double*>(pk)[i];
+          if (std::isnan(c))
+            throw std::invalid_argument("cost contains NaN above the diagonal (cost[b, j, m] with m > j; at "
+                                        "cost[" + std::to_string(b) + ", " + std::to_string(j) + ", " +
+                                        std::to_string(m) + "])");
+        }
+    throw std::invalid_argument("cost must be >= 0 above the diagonal (cost[b, j, m] with m > j; first at b=" +
+                                std::to_string(bad.cost) + ")");
+  }
   if (bad.current < B)
     throw std::invalid_argument("current must hold stages in 0..K-1=" + std::to_string(K - 1) +
                                 ", got current[" + std::to_string(bad.current) + "]=" +
