@@ -67,7 +67,7 @@ def mutate(body: str, kind: str, rng: random.Random) -> str | None:
         m = rng.choice(ms)
         return body[: m.start()] + str(int(m.group(1)) + 1) + body[m.end():]
     if kind == "return_change":
-        m = re.search(r"^(\s*)return\b.*$", body, re.MULTILINE)
+        m = re.search(r"^(\s*)return\b(?!\s*None\s*$).*$", body, re.MULTILINE)
         return None if m is None else body[: m.start()] + f"{m.group(1)}return None" + body[m.end():]
     if kind == "delete_line":
         lines = body.split("\n")
@@ -87,24 +87,24 @@ def mutate(body: str, kind: str, rng: random.Random) -> str | None:
 
 def mutants(problems: Sequence[HumanEvalProblem], n: int, seed: int = 0,
             max_per_kind: dict[str, int] | None = None) -> list[dict]:
-    """``n`` distinct mutants spread over kinds and problems: ``{task_id, kind, completion}``."""
+    """``n`` distinct mutants, kinds taken in turn (each kind's problems in a seeded random order):
+    ``{task_id, kind, completion}``. ``max_per_kind`` caps a kind (e.g. infinite loops cost the timeout)."""
     rng = random.Random(seed)
     caps = dict(max_per_kind or {})
-    pool = []
+    by_kind: dict[str, list[dict]] = {k: [] for k in KINDS}
     for p in problems:
         for kind in KINDS:
             m = mutate(p.canonical_solution, kind, random.Random(f"{seed}/{p.task_id}/{kind}"))
             if m is not None and m != p.canonical_solution:
-                pool.append({"task_id": p.task_id, "kind": kind, "completion": m})
-    rng.shuffle(pool)
-    out, count = [], Counter()
-    for m in pool:
-        if count[m["kind"]] >= caps.get(m["kind"], n):
-            continue
-        out.append(m)
-        count[m["kind"]] += 1
-        if len(out) == n:
-            break
+                by_kind[kind].append({"task_id": p.task_id, "kind": kind, "completion": m})
+    for k in KINDS:
+        rng.shuffle(by_kind[k])
+        del by_kind[k][caps.get(k, n):]
+    out: list[dict] = []
+    while len(out) < n and any(by_kind.values()):
+        for k in KINDS:
+            if by_kind[k] and len(out) < n:
+                out.append(by_kind[k].pop())
     return out
 
 
