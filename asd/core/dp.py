@@ -156,7 +156,7 @@ def _check_contents(r: np.ndarray, cost: np.ndarray, current: np.ndarray) -> Non
 
 def risk_adjusted_loss(r: np.ndarray, kappa: float) -> np.ndarray:
     """ℓ̃ [B, K] float64 from r [B, S, K]: mean + κ·std (ddof=0) of 1 − r over draws; ℓ̃[:, K−1] = 0."""
-    loss = 1.0 - r.astype(np.float64)          # [B, S, K]
+    loss = 1.0 - r.astype(np.float64, copy=False)  # [B, S, K]
     lt = loss.mean(axis=1)                      # [B, K]
     if kappa > 0:
         lt = lt + kappa * loss.std(axis=1)
@@ -206,7 +206,7 @@ def solve_ref(r: np.ndarray,        # [B, S, K] P(stage k's output == final outp
     for j in range(K - 2, -1, -1):
         best = stop_val[:, j].copy()                        # STOP is the first candidate
         for m in range(j + 1, K):                           # then m = j+1 .. K-1, replaced only if strictly better
-            cand = cost[:, j, m].astype(np.float64) + value[:, m]
+            cand = cost[:, j, m].astype(np.float64, copy=False) + value[:, m]
             better = cand < best
             best = np.where(better, cand, best)
             nxt[:, j] = np.where(better, m, nxt[:, j])
