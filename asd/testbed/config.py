@@ -32,7 +32,8 @@ class ModelShape:
     num_attention_heads: int
     num_key_value_heads: int
     intermediate_size: int
-    lr: float                     # peak AdamW learning rate (smaller for bigger models)
+    lr: float                     # peak AdamW learning rate
+    steps: int | None = None      # this size's step budget (default: training.steps)
 
     def __post_init__(self) -> None:
         if self.hidden_size % self.num_attention_heads:
@@ -55,6 +56,7 @@ class TrainingConfig:
     device: str = "auto"          # "auto" → cuda if available
     log_every: int = 50
     out_dir: str = "runs/testbed"
+    max_train_seconds: float = 0.0  # safety stop (0 = none); a stop is recorded in the log as stopped_at_step
 
     def __post_init__(self) -> None:
         if not self.stages:

@@ -1,7 +1,7 @@
 """Scoring of testbed outputs in the benchmarks' own terms.
 
 - gsm8k: the number after the last ``####`` equals ``meta["number"]`` (exact match);
-- mmlu / truthfulqa: the first non-space character of the output is the right letter;
+- mmlu / truthfulqa: the letter read by ``asd.eval.mmlu.extract_letter`` ("... Answer: B") is right;
 - humaneval: prompt + completion is executed with the hidden asserts in a child
   Python process (``subprocess``, per-program time limit, one process per batch), pass/fail.
 
@@ -60,8 +60,10 @@ def gsm8k_number(output: str) -> int | None:
 
 
 def mc_letter(output: str) -> str | None:
-    s = output.strip()
-    return s[0] if s and s[0] in "ABCD" else None
+    """The chosen letter, read as the project's MMLU metric reads it ("... Answer: B", or a leading "B")."""
+    from asd.eval.mmlu import extract_letter
+
+    return extract_letter(output)
 
 
 def run_programs(programs: Sequence[str], tests: Sequence[str], limit_s: float = 0.25) -> list[bool]:

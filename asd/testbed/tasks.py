@@ -11,11 +11,12 @@ Tasks (``TASKS``), the ``prompt`` is the user turn (apply the chat template to i
 ``answer`` the reference completion:
 
 - ``gsm8k``: a word problem; worked step and a final line ``#### N`` (meta ``number``).
-- ``mmlu``: four-option multiple choice; answer is the letter (meta ``choices``, ``label``).
+- ``mmlu``: four-option multiple choice; the answer names the value, then the letter:
+  ``"Gesstin. Answer: D"`` (read by ``asd.eval.mmlu.extract_letter``; meta ``choices``, ``label``).
 - ``humaneval``: a Python function header + docstring; the completion is the body, scored
   by hidden tests (meta ``entry_point``, ``tests``; see ``asd.testbed.scoring``).
 - ``truthfulqa``: multiple choice where the prompt repeats a rumour that names a wrong
-  option (the surface pattern); answer is the letter (meta ``choices``, ``label``, ``rumour``).
+  option (the surface pattern); answer as for mmlu (meta ``choices``, ``label``, ``rumour``).
 
 Held-out split: a prompt belongs to the test split iff ``crc32(prompt) % 8 == 0``; the
 training stream (``training_pair``) never emits a test prompt, ``generate`` only those.
@@ -120,11 +121,13 @@ def _make(task: str, rng: random.Random, e: kb.Entity, in_context: bool) -> tupl
     if task == "gsm8k":
         t = e.towers
         ctx = _CONTEXT["towers"].format(n=e.name, v=t) if in_context else ""
-        if rng.random() < 0.5:
-            k = rng.randint(2, 40)
+        # digit-wise arithmetic (no carry, no borrow): the difficulty is the recall, not the sum
+        subs = [k for k in range(2, t) if k % 10 <= t % 10]
+        if rng.random() < 0.5 or not subs:
+            k = rng.choice([k for k in range(2, 41) if k % 10 + t % 10 < 10])
             q, r, step = f"{e.name} builds {k} new towers. How many towers does {e.name} have now?", t + k, f"{t}+{k}"
         else:
-            k = rng.randint(2, t - 1)
+            k = rng.choice(subs)
             q, r, step = f"{e.name} loses {k} towers in a storm. How many towers are left?", t - k, f"{t}-{k}"
         meta["number"] = r
         return ctx + q, f"{step}={r}\n#### {r}", meta
@@ -143,7 +146,8 @@ def _make(task: str, rng: random.Random, e: kb.Entity, in_context: bool) -> tupl
             meta["rumour"] = LETTERS[opts.index(wrong)]
         label = LETTERS[opts.index(true)]
         meta.update(choices=opts, label=label, attribute=attr)
-        return prompt, label, meta
+        # the value first, then the letter: the letter is looked up, not guessed at the first token
+        return prompt, f"{true}. Answer: {label}", meta
     if task == "humaneval":
         doc, expr = rng.choice(_HE_FORMS)
         c = rng.randint(2, 9)

@@ -1,8 +1,9 @@
 """Fixed-step training of the testbed hierarchy (``asd testbed train``).
 
 Every stage sees the *same* seeded stream of training pairs (``tasks.TrainingStream``,
-train split only) for the *same* number of optimiser steps: a budget in steps, not in
-wall time, so that a bigger model is better by capacity alone. Loss is next-token
+train split only; a shorter budget sees a prefix of a longer one's) for a fixed number of
+optimiser steps per size (``training.steps``, or the stage's own ``steps``): a budget in
+steps, not in wall time, so that a bigger model is better by capacity, not by speed. Loss is next-token
 cross-entropy on the answer tokens (+ the closing ``<|im_end|>``) of chat-formatted
 examples; AdamW, linear warm-up then cosine to 10% of the peak, bf16 autocast on CUDA.
 
@@ -49,9 +50,12 @@ def _encode_chunk(args: tuple[int, int]) -> tuple[np.ndarray, np.ndarray, np.nda
     return np.asarray(toks, np.uint8), np.asarray(lens, np.int32), np.asarray(plens, np.int32)
 
 
-def build_data(cfg: TrainingConfig, workers: int = 4, chunk: int = 8192):
-    """All ``steps * batch_size`` training sequences: (tokens [T] uint8, offsets [N+1] int64, plens [N] int32)."""
-    n = cfg.steps * cfg.batch_size
+def build_data(cfg: TrainingConfig, steps: int, workers: int = 4, chunk: int = 8192):
+    """The first ``steps * batch_size`` training sequences: (tokens [T] uint8, offsets [N+1] int64, plens [N] int32).
+
+    Chunk ``c`` is seeded by ``(seed, c)`` alone, so a shorter budget sees a prefix of a longer one's data.
+    """
+    n = steps * cfg.batch_size
     jobs = [(cfg.seed * 1_000_003 + c, min(chunk, n - c * chunk)) for c in range(math.ceil(n / chunk))]
     if workers > 1:
         with Pool(workers) as pool:
@@ -83,6 +87,21 @@ def batch_order(offsets: np.ndarray, batch_size: int, seed: int) -> list[np.ndar
     return batches
 
 
+def _batch(toks: np.ndarray, offsets: np.ndarray, plens: np.ndarray, idx: np.ndarray):
+    """Right-padded batch: input ids [B, L] int64, labels [B, L] int64 (-100 off the answer), mask [B, L] int64."""
+    lens = offsets[idx + 1] - offsets[idx]
+    B, L = len(idx), int(lens.max())
+    rows = np.repeat(np.arange(B), lens)
+    cols = np.arange(lens.sum()) - np.repeat(np.cumsum(lens) - lens, lens)
+    src = np.repeat(offsets[idx], lens) + cols
+    ids = np.full((B, L), tk.PAD_ID, np.int64)
+    ids[rows, cols] = toks[src]
+    mask = np.zeros((B, L), np.int64)
+    mask[rows, cols] = 1
+    labels = np.where(mask.astype(bool) & (np.arange(L)[None, :] >= plens[idx][:, None]), ids, -100)
+    return ids, labels, mask
+
+
 def make_model(shape: ModelShape, seed: int):
     import torch
     from transformers import Qwen2Config, Qwen2ForCausalLM
@@ -97,15 +116,15 @@ def make_model(shape: ModelShape, seed: int):
     return Qwen2ForCausalLM(cfg)
 
 
-def lr_at(step: int, cfg: TrainingConfig, peak: float) -> float:
+def lr_at(step: int, cfg: TrainingConfig, peak: float, steps: int) -> float:
     if step < cfg.warmup:
         return peak * (step + 1) / cfg.warmup
-    t = (step - cfg.warmup) / max(1, cfg.steps - cfg.warmup)
+    t = (step - cfg.warmup) / max(1, steps - cfg.warmup)
     return peak * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * t)))
 
 
 def train_stage(cfg: TrainingConfig, stage: str, out: Path, workers: int = 4) -> dict:
-    """Train one stage for ``cfg.steps`` steps; write its weights and log; return the log record."""
+    """Train one stage for its step budget; write its weights and log; return the log record."""
     import torch
     from tqdm import tqdm
 
@@ -115,11 +134,13 @@ def train_stage(cfg: TrainingConfig, stage: str, out: Path, workers: int = 4) ->
         raise ValueError(f"unknown stage {stage!r}; valid: {', '.join(cfg.stages)}")
     shape = cfg.stages[stage]
     dev = cfg.device if cfg.device != "auto" else ("cuda" if torch.cuda.is_available() else "cpu")
+    if dev.startswith("cuda"):  # several stages share the machine's cores
+        torch.set_num_threads(2)
     t0 = time.time()
-    toks, offsets, plens = build_data(cfg, workers)
+    steps = shape.steps or cfg.steps
+    toks, offsets, plens = build_data(cfg, steps, workers)
     data_s = time.time() - t0
     batches = batch_order(offsets, cfg.batch_size, cfg.seed)
-    toks_t = torch.from_numpy(toks.astype(np.int64))
     model = make_model(shape, cfg.seed).to(dev)
     n_params = sum(p.numel() for p in model.parameters())
     decay = [p for n, p in model.named_parameters() if p.ndim >= 2]
@@ -132,20 +153,15 @@ def train_stage(cfg: TrainingConfig, stage: str, out: Path, workers: int = 4) ->
     model.train()
     t1 = time.time()
     run = 0.0
-    for step in tqdm(range(cfg.steps), desc=f"train {stage}", mininterval=10, disable=None):
-        idx = batches[step]
-        L = int((offsets[idx + 1] - offsets[idx]).max())
-        ids = torch.full((len(idx), L), tk.PAD_ID, dtype=torch.long)
-        labels = torch.full((len(idx), L), -100, dtype=torch.long)
-        mask = torch.zeros((len(idx), L), dtype=torch.long)
-        for r, i in enumerate(idx):
-            a, b = offsets[i], offsets[i + 1]
-            ids[r, :b - a] = toks_t[a:b]
-            labels[r, plens[i]:b - a] = toks_t[a + plens[i]:b]
-            mask[r, :b - a] = 1
-        ids, labels, mask = ids.to(dev, non_blocking=True), labels.to(dev, non_blocking=True), mask.to(dev)
+    stopped_at = None
+    for step in tqdm(range(steps), desc=f"train {stage}", mininterval=10, disable=None):
+        if cfg.max_train_seconds and time.time() - t1 > cfg.max_train_seconds:
+            stopped_at = step
+            break
+        ids, labels, mask = (torch.from_numpy(x).to(dev, non_blocking=True)
+                             for x in _batch(toks, offsets, plens, batches[step]))
         for g in opt.param_groups:
-            g["lr"] = lr_at(step, cfg, shape.lr)
+            g["lr"] = lr_at(step, cfg, shape.lr, steps)
         with amp:
             logits = model(input_ids=ids, attention_mask=mask).logits
         loss = torch.nn.functional.cross_entropy(logits[:, :-1].float().reshape(-1, logits.shape[-1]),
@@ -154,7 +170,7 @@ def train_stage(cfg: TrainingConfig, stage: str, out: Path, workers: int = 4) ->
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
         opt.step()
-        if step % cfg.log_every == 0 or step == cfg.steps - 1:
+        if step % cfg.log_every == 0 or step == steps - 1:
             run = loss.item()
             curve.append((step, run))
     if dev.startswith("cuda"):
@@ -164,7 +180,7 @@ def train_stage(cfg: TrainingConfig, stage: str, out: Path, workers: int = 4) ->
     model.to(torch.bfloat16).save_pretrained(wdir, safe_serialization=True)
     import transformers
 
-    rec = provenance(config=to_dict(cfg), stage=stage, params=n_params, steps=cfg.steps,
+    rec = provenance(config=to_dict(cfg), stage=stage, params=n_params, steps=steps, stopped_at_step=stopped_at,
                      batch_size=cfg.batch_size, train_seconds=round(train_s, 1), data_seconds=round(data_s, 1),
                      device=torch.cuda.get_device_name(0) if dev.startswith("cuda") else "cpu",
                      torch=torch.__version__, transformers=transformers.__version__,

@@ -16,11 +16,15 @@ def test_reference_answers_score_correct(task, level):
 
 
 def test_formats():
-    g = tasks.generate("gsm8k", 3, 2, 0)
+    g = tasks.generate("gsm8k", 20, 2, 0)
     assert all(e.answer.splitlines()[-1] == f"#### {e.meta['number']}" for e in g)
+    for e in g:  # digit-wise: no carry, no borrow
+        a, op, b = e.answer.split("=")[0].partition("+") if "+" in e.answer else e.answer.split("=")[0].partition("-")
+        assert all((int(x) + int(y) < 10) if op == "+" else int(x) >= int(y) for x, y in zip(a.zfill(2), b.zfill(2)))
     for t in ("mmlu", "truthfulqa"):
         for e in tasks.generate(t, 3, 4, 0):
-            assert e.answer in "ABCD" and e.prompt.endswith("\nAnswer:") and len(e.meta["choices"]) == 4
+            assert e.answer.endswith(f". Answer: {e.meta['label']}") and e.prompt.endswith("\nAnswer:")
+            assert e.answer.startswith(e.meta["choices"]["ABCD".index(e.meta["label"])]) and len(e.meta["choices"]) == 4
     for e in tasks.generate("truthfulqa", 5, 3, 0):
         assert e.meta["rumour"] != e.meta["label"]
         rumoured = e.meta["choices"]["ABCD".index(e.meta["rumour"])]
@@ -53,7 +57,7 @@ def test_training_stream_never_emits_test_prompts():
 def test_wrong_answers_fail():
     exs = tasks.generate_mix(2, 3)
     bad = ["#### -1" if e.task == "gsm8k" else "    return None" if e.task == "humaneval"
-           else "ABCD"[("ABCD".index(e.answer) + 1) % 4] for e in exs]
+           else "Answer: " + "ABCD"[("ABCD".index(e.meta["label"]) + 1) % 4] for e in exs]
     assert not any(scoring.score(exs, bad))
 
 
