@@ -83,6 +83,8 @@ void dp_kernel(const TR* __restrict r, const TC* __restrict cost, const int64_t*
     if (!r_ok && b < bad_r) bad_r = b;
     // divide (not multiply by 1/S), as numpy's mean and std do: bit-identical to solve_ref
     for (int64_t k = 0; k < K; ++k) sum[k] = sum[k] / sd;  // now the mean of 1 − r
+    // stop values λ·ℓ̃_k for all k at once (one vector div/sqrt instead of a scalar chain per stage)
+    double stopv[kMaxStages];
     if (kappa > 0.0) {
       for (int64_t k = 0; k < K; ++k) var[k] = 0.0;
       for (int64_t s = 0; s < S; ++s) {
@@ -91,7 +93,12 @@ void dp_kernel(const TR* __restrict r, const TC* __restrict cost, const int64_t*
           var[k] += d * d;
         }
       }
+      for (int64_t k = 0; k < K; ++k) stopv[k] = lam * (sum[k] + kappa * std::sqrt(var[k] / sd));
+    } else {
+      for (int64_t k = 0; k < K; ++k) stopv[k] = lam * sum[k];
     }
+    if (lam_inf)
+      for (int64_t k = 0; k < K; ++k) stopv[k] = std::numeric_limits<double>::infinity();
 
     // costs the DP reads must be >= 0 (NaN fails the comparison too)
     int c_bad = 0;
@@ -102,9 +109,7 @@ void dp_kernel(const TR* __restrict r, const TC* __restrict cost, const int64_t*
     V[K - 1] = 0.0;
     nx[K - 1] = kStop;
     for (int64_t j = K - 2; j >= 0; --j) {
-      double lt = sum[j];
-      if (kappa > 0.0) lt = lt + kappa * std::sqrt(var[j] / sd);
-      double best = lam_inf ? std::numeric_limits<double>::infinity() : lam * lt;
+      double best = stopv[j];
       int64_t arg = kStop;
       for (int64_t m = j + 1; m < K; ++m) {
         const double cand = static_cast<double>(cb[j * K + m]) + V[m];
