@@ -1,7 +1,7 @@
 """The DP stopping rule: C++ kernel (asd._C.dp_solve) vs its numpy twin (solve_ref) vs a memcpy of its inputs.
 
 Grid (issue 2): B ∈ {1, 1e3, 1e5, 1e6}, K = 4, S ∈ {1, 8}; r and cost float64, κ = 0.5 (risk-adjusted:
-the general case; the std over draws is computed), λ = 2. Implementations per case:
+the general case; the std over draws is computed), λ = 2; plus B = 1e6, S = 8 at κ = 0. Implementations per case:
 - ``numpy``:   ``asd.core.dp.solve_ref`` (the specification, vectorised over B);
 - ``cpp``:     ``asd.core.dp.solve`` → ``asd._C.dp_solve`` with fresh outputs;
 - ``cpp_out``: the same writing into the arrays of a previous call (``out=``: no page zeroing);
@@ -29,7 +29,8 @@ from asd.core import dp
 K, LAM, KAPPA = 4, 2.0, 0.5
 EXT = get_ext()
 IMPLS = ("numpy", "cpp", "cpp_out", "memcpy")
-CASES = [(B, S, impl) for B in (1, 1_000, 100_000, 1_000_000) for S in (1, 8) for impl in IMPLS]
+CASES = [(B, S, KAPPA, impl) for B in (1, 1_000, 100_000, 1_000_000) for S in (1, 8) for impl in IMPLS]
+CASES += [(1_000_000, 8, 0.0, impl) for impl in IMPLS]  # the headline case risk-neutral too (no std in either)
 ROUNDS = {1: 2000, 1_000: 300, 100_000: 15, 1_000_000: 5}          # pedantic rounds per B
 INTERLEAVED = {1: 301, 1_000: 101, 100_000: 9, 1_000_000: 5}        # rounds of the ratio measurement
 NUMPY_CAP = {100_000: 5, 1_000_000: 3}                               # the twin is slow at large B
@@ -45,14 +46,14 @@ def inputs(B: int, S: int):
     return r, cost, current
 
 
-def _fns(B: int, S: int) -> dict:
+def _fns(B: int, S: int, kappa: float) -> dict:
     r, cost, current = inputs(B, S)
-    out = dp.solve(r, cost, current, LAM, KAPPA)
+    out = dp.solve(r, cost, current, LAM, kappa)
     r2, c2 = np.empty_like(r), np.empty_like(cost)
     return {
-        "numpy": lambda: dp.solve_ref(r, cost, current, LAM, KAPPA),
-        "cpp": lambda: dp.solve(r, cost, current, LAM, KAPPA),
-        "cpp_out": lambda: dp.solve(r, cost, current, LAM, KAPPA, out=out),
+        "numpy": lambda: dp.solve_ref(r, cost, current, LAM, kappa),
+        "cpp": lambda: dp.solve(r, cost, current, LAM, kappa),
+        "cpp_out": lambda: dp.solve(r, cost, current, LAM, kappa, out=out),
         "memcpy": lambda: (np.copyto(r2, r), np.copyto(c2, cost)),
     }
 
@@ -70,11 +71,11 @@ def _interleaved_medians(fns: dict, rounds: int, numpy_rounds: int) -> dict:
 
 
 @pytest.mark.skipif(EXT is None or not hasattr(EXT, "dp_solve"), reason="asd._C (dp_solve) is not built")
-@pytest.mark.parametrize("B,S,impl", CASES, ids=[f"B={B}-S={S}-{i}" for B, S, i in CASES])
-def test_bench_dp(benchmark, B, S, impl):
-    fns = _fns(B, S)
-    benchmark.group = f"dp B={B:g} S={S} K={K}"
-    benchmark.extra_info.update(kernel="dp", impl=impl, B=B, S=S, K=K, lam=LAM, kappa=KAPPA, dtype="float64",
+@pytest.mark.parametrize("B,S,kappa,impl", CASES, ids=[f"B={B}-S={S}-k={k}-{i}" for B, S, k, i in CASES])
+def test_bench_dp(benchmark, B, S, kappa, impl):
+    fns = _fns(B, S, kappa)
+    benchmark.group = f"dp B={B:g} S={S} K={K} κ={kappa}"
+    benchmark.extra_info.update(kernel="dp", impl=impl, B=B, S=S, K=K, lam=LAM, kappa=kappa, dtype="float64",
                                 threads=int(os.environ.get("OMP_NUM_THREADS", os.cpu_count() or 1)),
                                 input_MB=(B * S * K + B * K * K) * 8 / 1e6)
     rounds = NUMPY_CAP.get(B, ROUNDS[B]) if impl == "numpy" else ROUNDS[B]
