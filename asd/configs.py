@@ -18,6 +18,7 @@ SECTIONS: dict[str, str] = {
     "hierarchy": "asd.models.config:HierarchyConfig",
     "evaluation": "asd.eval.config:EvaluationConfig",
     "cost_profiling": "asd.profiler_config:ProfilerConfig",
+    "jobs": "asd.jobs.plan:JobConfig",
     "testbed": "asd.testbed.config:TestbedConfig",
     "training": "asd.testbed.config:TrainingConfig",
     "policy": "asd.core.dp:PolicyConfig",
