@@ -38,7 +38,7 @@ import numpy as np
 from asd.core.dp import STOP, PolicyConfig
 from asd.core.routing import REPLAN, first_stage, proxy_costs, resolve_stage
 from asd.core.verify import SpeculativeSampler, greedy_accept
-from asd.features import FEATURE_NAMES, NUM_FEATURES, stage_features
+from asd.features import FEATURE_NAMES, NUM_FEATURES, TokenTable, batch_features
 from asd.models.base import GenerationParams, check_prompts
 from asd.predictor import PriorPredictor
 
@@ -108,6 +108,8 @@ class Cascade:
             prompt_nll=True)
         self.sizes = np.array([float(getattr(e, "num_parameters", lambda: 1.0)()) for e in engines])
         self.feature_names = list(FEATURE_NAMES)
+        V = engines[0].vocab_size
+        self.table = TokenTable.from_tokenizer(tokenizer, V) if tokenizer is not None else TokenTable.empty(V)
 
     # -- public -----------------------------------------------------------------------------------------------
     def validate(self, prompts: Sequence[Sequence[int]]) -> None:
@@ -168,8 +170,7 @@ class Cascade:
             rec["ran"][:, k0] = True
             rec["draft_len"][:, k0] = [len(t) for t in res.tokens]
             rec["latency_s"][:, k0] = res.seconds
-            for i in range(B):
-                rec["features"][i, k0] = self._features(i, k0, res.prompt_nll[i], res.hidden[i], math.nan)
+            self._features(np.arange(B), k0, res.prompt_nll, res.hidden, np.full(B, math.nan))
         route = None
         live = np.arange(B)
         while live.size:
@@ -197,12 +198,14 @@ class Cascade:
         assert all(not (set(r[:-1].tolist()) & eos) for r in self.resp)
         return rec
 
-    def _features(self, i: int, k: int, prompt_nll: float, hidden, accept_prev: float) -> np.ndarray:
-        r = self.resp[i]
-        eos = self.params.eos_token_ids
-        text = self.tokenizer.decode(r.tolist()) if self.tokenizer is not None else ""
-        return stage_features(k, len(self._prompts[i]), float(prompt_nll), self.stats[i],
-                              bool(len(r) and int(r[-1]) in eos), accept_prev, text, hidden)
+    def _features(self, idx: np.ndarray, k: int, prompt_nll: np.ndarray, hidden, accept_prev: np.ndarray) -> None:
+        """Record the stage-k features of samples ``idx`` (one vectorised call)."""
+        eos = set(self.params.eos_token_ids)
+        resp = [self.resp[i] for i in idx]
+        ended = np.array([bool(len(r) and int(r[-1]) in eos) for r in resp])
+        self._rec["features"][idx, k] = batch_features(
+            k, self._rec["prompt_len"][idx], prompt_nll, [self.stats[i] for i in idx], resp, ended,
+            accept_prev, hidden, self.table)
 
     def _decide(self, live: np.ndarray, cur: np.ndarray, outcome):
         from asd.core.policies import decide
@@ -294,8 +297,7 @@ class Cascade:
             rec["draft_len"][i, m] = len(new_tok[r])
             rec["accepted_len"][i, m] = a[r]
             rec["latency_s"][i, m] = secs
-            ratio = a[r] / n[r] if n[r] else 1.0
-            rec["features"][i, m] = self._features(i, m, sc.prompt_nll[r], sc.hidden[r], ratio)
+        self._features(idx, m, sc.prompt_nll, sc.hidden, a / np.maximum(n, 1))
 
     def _two_model(self, idx: np.ndarray) -> None:
         """Policy "speculative": the final stage generates, drafted token by token by stage 0 (lookahead γ)."""
@@ -328,4 +330,4 @@ class Cascade:
             rec["draft_len"][i, K - 1] = len(so.tokens[r])
             rec["accepted_len"][i, K - 1] = so.accepted[r]
             rec["latency_s"][i, K - 1] = secs
-            rec["features"][i, K - 1] = self._features(i, K - 1, nll[r], hidden[r], math.nan)
+        self._features(idx, K - 1, nll, hidden, np.full(len(idx), math.nan))

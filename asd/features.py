@@ -9,7 +9,9 @@ numpy only, cheap: it runs once per sample per stage.
 """
 from __future__ import annotations
 
+from dataclasses import dataclass
 from functools import lru_cache
+from typing import Sequence
 
 import numpy as np
 
@@ -71,4 +73,89 @@ def stage_features(stage: int, prompt_len: int, prompt_nll: float, stats: np.nda
     if hidden is not None:
         h = np.asarray(hidden, dtype=np.float32)
         out[j:j + HIDDEN_WIDTH] = h @ _projection(h.shape[0])
+    return out
+
+
+@dataclass(frozen=True)
+class TokenTable:
+    """Per-token-id text facts, so that text features need no detokenisation: [V] arrays."""
+
+    chars: np.ndarray     # [V] float64 characters the token decodes to
+    digits: np.ndarray    # [V] float64 digit characters
+    newlines: np.ndarray  # [V] float64 newline characters
+    depth: np.ndarray     # [V] float64 net bracket nesting change ((, [, { minus ), ], })
+
+    @classmethod
+    def from_tokenizer(cls, tok, vocab_size: int) -> "TokenTable":
+        a = np.zeros((4, vocab_size))
+        for i in range(vocab_size):
+            t = tok.decode([i]) if tok is not None else ""
+            a[:, i] = (len(t), sum(c.isdigit() for c in t), t.count("\n"),
+                       sum(t.count(c) for c in "([{") - sum(t.count(c) for c in ")]}"))
+        return cls(*a)
+
+    @classmethod
+    def empty(cls, vocab_size: int) -> "TokenTable":
+        z = np.zeros(vocab_size)
+        return cls(z, z, z, z)
+
+
+def batch_features(stage: int,
+                   prompt_len: np.ndarray,            # [R] tokens
+                   prompt_nll: np.ndarray,            # [R] nats/token
+                   stats: Sequence[np.ndarray],       # R × [n_i, 5] token statistics of each response
+                   tokens: Sequence[np.ndarray],      # R × [n_i] response token ids
+                   ended_eos: np.ndarray,             # [R] bool
+                   accept_prev: np.ndarray,           # [R] fraction of the previous draft accepted (NaN: none)
+                   hidden: np.ndarray | None,         # [R, H] pooled hidden state or None
+                   table: TokenTable) -> np.ndarray:  # [R, F] float32
+    """``stage_features`` for R samples at once, vectorised over the concatenated responses.
+
+    Text features come from ``table`` (per token id), the nesting depth is the maximum prefix sum of
+    bracket changes (not clamped at 0, unlike ``text_features``).
+    """
+    R = len(tokens)
+    n = np.array([len(t) for t in tokens], dtype=np.int64)
+    out = np.zeros((R, NUM_FEATURES), dtype=np.float32)
+    out[:, 0] = stage
+    out[:, 1] = prompt_len
+    out[:, 2] = prompt_nll
+    out[:, 3] = n
+    out[:, 4] = ended_eos
+    has = n > 0
+    if has.any():
+        st = np.concatenate([np.asarray(s, np.float32).reshape(-1, 5) for s in stats])    # [Σn, 5]
+        tk = np.concatenate([np.asarray(t, np.int64) for t in tokens])
+        starts = (np.cumsum(n) - n)[has]
+        ends = np.cumsum(n)[has] - 1
+        cnt = n[has][:, None]
+        cols = [ENTROPY, MAXPROB, MARGIN]
+        per_tok = np.empty((len(tk), 8), dtype=np.float64)             # summed per response in one reduceat
+        per_tok[:, :3] = st[:, cols]
+        per_tok[:, 3] = st[:, MAXPROB] < LOW_CONFIDENCE
+        per_tok[:, 4] = st[:, LOGPROB]
+        per_tok[:, 5] = table.chars[tk]
+        per_tok[:, 6] = table.digits[tk]
+        per_tok[:, 7] = table.newlines[tk]
+        sums = np.add.reduceat(per_tok, starts, axis=0) / cnt          # [R', 8] means
+        mins = np.minimum.reduceat(st[:, cols], starts, axis=0)
+        maxs = np.maximum.reduceat(st[:, cols], starts, axis=0)
+        lasts = st[ends][:, cols]
+        blk = np.stack([sums[:, :3], mins, maxs, lasts], axis=2)        # [R', 3 stats, 4 aggregates]
+        out[has, 5:17] = blk.reshape(-1, 12)
+        j = 17
+        out[has, j] = sums[:, 3]
+        out[has, j + 1] = sums[:, 4]
+        chars = sums[:, 5] * cnt[:, 0]
+        out[has, j + 3] = sums[:, 6] / np.maximum(sums[:, 5], 1e-12) * (chars > 0)
+        out[has, j + 4] = sums[:, 7] * cnt[:, 0] + (chars > 0)
+        cs = np.cumsum(table.depth[tk])
+        base = np.concatenate([[0.0], cs])[starts]
+        out[has, j + 5] = np.maximum(np.maximum.reduceat(cs, starts) - base, 0)
+    j = 5 + 12
+    ap = np.asarray(accept_prev, dtype=np.float64)
+    out[:, j + 2] = np.where(np.isfinite(ap), ap, 1.0)
+    if hidden is not None:
+        h = np.asarray(hidden, dtype=np.float32)
+        out[:, j + 6:j + 6 + HIDDEN_WIDTH] = h @ _projection(h.shape[1])
     return out

@@ -219,18 +219,31 @@ class HFSession:
             self.hid_sum += (h.float() * mf[..., None]).sum(1)
             self.hid_cnt += mf.sum(1)
         if nll:
-            lens = nll_len if nll_len is not None else [len(r) for r in rows]
-            out = np.zeros(len(rows), dtype=np.float64)
-            for i, r in enumerate(rows):
-                n = lens[i]
-                if n < 2:
-                    continue
-                s = W - len(r)
-                lp = torch.log_softmax(self.engine.model.lm_head(h[i, s:s + n - 1]).float(), -1)
-                tgt = torch.as_tensor(r[1:n], device=dev)
-                out[i] = float(-lp.gather(-1, tgt[:, None]).mean())
-            self.prompt_nll = out
+            self.prompt_nll = self._prompt_nll(h, rows, nll_len if nll_len is not None else [len(r) for r in rows])
         return h
+
+    def _gather(self, h: torch.Tensor, spans: Sequence[tuple[int, int]]) -> torch.Tensor:
+        """Rows of h [B, W, H] at columns [s, e) of each row, concatenated → [Σ(e − s), H]."""
+        B, W = h.shape[:2]
+        idx = [i * W + c for i, (s, e) in enumerate(spans) for c in range(s, e)]
+        return h.reshape(B * W, -1)[torch.as_tensor(idx, dtype=torch.long, device=h.device)]
+
+    def _prompt_nll(self, h: torch.Tensor, rows: list[list[int]], lens: Sequence[int]) -> np.ndarray:
+        """[B] float64 mean NLL (nats/token) of tokens 1..lens[i]-1 of each row (one batched lm_head)."""
+        W = h.shape[1]
+        spans = [(W - len(r), W - len(r) + max(n - 1, 0)) for r, n in zip(rows, lens)]
+        tgt = [t for r, n in zip(rows, lens) for t in r[1:n]]
+        out = np.zeros(len(rows), dtype=np.float64)
+        if not tgt:
+            return out
+        lp = torch.log_softmax(self.engine.model.lm_head(self._gather(h, spans)).float(), -1)
+        nl = -lp.gather(-1, torch.as_tensor(tgt, device=lp.device)[:, None])[:, 0].double().cpu().numpy()
+        o = 0
+        for i, (s, e) in enumerate(spans):
+            if e > s:
+                out[i] = nl[o:o + e - s].mean()
+            o += e - s
+        return out
 
     @torch.inference_mode()
     def start(self, prompts: Sequence[Sequence[int]], params: GenerationParams):
@@ -257,18 +270,27 @@ class HFSession:
                        params: GenerationParams, with_probs: bool) -> ScoreResult:
         """Per-row logprob/argmax/stats over the last n_cont[i] fed tokens and the position after them."""
         W = h.shape[1]
+        spans = [(W - n - 1, W) for n in n_cont]                            # n + 1 positions before c[t]
+        lg = self.engine.model.lm_head(self._gather(h, spans)).float()      # [Σ(n+1), V]
+        am = lg.argmax(-1)
+        # chosen = the given token at each position, the argmax at the bonus position
+        chosen = torch.cat([torch.as_tensor(full[i][len(full[i]) - n:] + [0], dtype=torch.long)
+                            for i, n in enumerate(n_cont)]).to(lg.device)
+        ends = np.cumsum([n + 1 for n in n_cont])
+        bonus = torch.as_tensor(ends - 1, device=lg.device)
+        chosen[bonus] = am[bonus]
+        st = token_stats_torch(lg, chosen)
+        am_np = am.cpu().numpy().astype(np.int64)
+        pr = process_logits(lg, params).cpu().numpy() if with_probs else None
         logprobs, argmax, stats, probs = [], [], [], []
-        for i, n in enumerate(n_cont):
-            hi = h[i, W - n - 1:W]                                          # [n + 1, H] positions before c[t]
-            lg = self.engine.model.lm_head(hi).float()                      # [n + 1, V]
-            tgt = torch.as_tensor(full[i][len(full[i]) - n:], dtype=torch.long, device=lg.device)
-            am = lg.argmax(-1)
-            st = token_stats_torch(lg[:n], tgt) if n else np.zeros((0, 5), np.float32)
-            logprobs.append(st[:, 3].copy())
-            argmax.append(am.cpu().numpy().astype(np.int64))
-            stats.append(st)
+        o = 0
+        for n in n_cont:
+            logprobs.append(st[o:o + n, 3].copy())
+            argmax.append(am_np[o:o + n + 1])
+            stats.append(st[o:o + n])
             if with_probs:
-                probs.append(process_logits(lg, params).cpu().numpy())
+                probs.append(pr[o:o + n + 1])
+            o += n + 1
         hidden = self.pooled_hidden() if params.hidden else None
         return ScoreResult(logprobs=logprobs, argmax=argmax, stats=stats,
                            probs=probs if with_probs else None, hidden=hidden)
@@ -309,20 +331,20 @@ class HFSession:
         h = self.append_raw(rows, params)
         W = h.shape[1]
         V = self.engine.vocab_size
+        spans = [(W - len(r), W) for r in rows]
+        lg = self.engine.model.lm_head(self._gather(h, spans)).float()      # [Σn, V] after each fed token
+        am = lg.argmax(-1)
+        st = token_stats_torch(lg, am) if lg.shape[0] else np.zeros((0, 5), np.float32)
+        am_np = am.cpu().numpy().astype(np.int64)
+        pr = process_logits(lg, params).cpu().numpy() if with_probs else None
         argmax, stats, probs = [], [], []
-        for i, r in enumerate(rows):
+        o = 0
+        for r in rows:
             n = len(r)
-            if n == 0:
-                argmax.append(np.zeros(0, np.int64))
-                stats.append(np.zeros((0, 5), np.float32))
-                probs.append(np.zeros((0, V), np.float32))
-                continue
-            lg = self.engine.model.lm_head(h[i, W - n:W]).float()          # [n, V] after each fed token
-            am = lg.argmax(-1)
-            argmax.append(am.cpu().numpy().astype(np.int64))
-            stats.append(token_stats_torch(lg, am))
-            if with_probs:
-                probs.append(process_logits(lg, params).cpu().numpy())
+            argmax.append(am_np[o:o + n])
+            stats.append(st[o:o + n])
+            probs.append(pr[o:o + n] if with_probs else np.zeros((0, V), np.float32))
+            o += n
         return ScoreResult(logprobs=[], argmax=argmax, stats=stats, probs=probs if with_probs else None)
 
     @torch.inference_mode()

@@ -1,0 +1,156 @@
+"""Cascade speed on the CPU testbed (issue 4).
+
+1. λ = ∞ cascade vs the final model alone vs transformers' assisted generation
+   (``assistant_model=`` stage 0 → final, batch 1 as it requires), on the same prompts.
+   Speed-ups: ``ratio_ours`` = final alone (our engine, batch 1) / cascade (batch 1);
+   ``ratio_assisted`` = transformers' generate (final, batch 1) / assisted generation (batch 1);
+   ``ratio_ours_over_assisted`` = their quotient (goal ≥ 1.2). Batched (16) numbers beside them.
+2. Per-decision overhead at batch 16 (features + predictor + costs + DP) against one stage-0
+   decode step at batch 16 (``ratio_overhead_pct``, goal < 1 %).
+
+    .venv/bin/python -m pytest benchmarks/test_bench_cascade.py --benchmark-only \\
+        --benchmark-json=benchmarks/results/cascade_cpu.json
+
+All timings of one test are taken interleaved in the same minute (the machine is shared and noisy).
+"""
+import math
+import statistics
+import time
+
+import numpy as np
+import pytest
+import torch
+
+from asd.cascade import Cascade, CascadeConfig
+from asd.core.dp import PolicyConfig
+from asd.core.policies import decide
+from asd.core.routing import proxy_costs
+from asd.features import TokenTable, batch_features
+from asd.models.base import GenerationParams
+from asd.models.hf import HFEngine
+from asd.predictor import PriorPredictor
+
+MAX_NEW = 32
+
+
+def _testbed():
+    try:
+        from asd.testbed.weights import resolve_model
+
+        return [resolve_model(f"testbed:s{k}") for k in range(4)]
+    except (ValueError, FileNotFoundError, ImportError) as e:
+        pytest.skip(f"testbed weights not available ({e})")
+
+
+@pytest.fixture(scope="module")
+def setup():
+    dirs = _testbed()
+    from asd.testbed import tasks
+    from asd.testbed import tokenizer as tk
+
+    engines = [HFEngine(d, dtype="float32", device="cpu", name=f"s{k}") for k, d in enumerate(dirs)]
+    exs = [e for t in tasks.TASKS for e in tasks.generate(t, 4, 2, seed=123)]
+    prompts = [tk.encode(tk.chat_prompt(e.prompt)) for e in exs]
+    return engines, prompts, tk
+
+
+def _median_time(fn, reps=3):
+    ts = []
+    for _ in range(reps):
+        t = time.perf_counter()
+        fn()
+        ts.append(time.perf_counter() - t)
+    return statistics.median(ts)
+
+
+def test_bench_cascade_vs_assisted(benchmark, setup):
+    engines, prompts, tk = setup
+    prompts = prompts[:8]
+    final, draft = engines[-1], engines[0]
+    P = GenerationParams(MAX_NEW, eos_token_ids=(tk.EOS_ID,))
+    casc = Cascade(engines, CascadeConfig(max_new_tokens=MAX_NEW, batch_size=1),
+                   PolicyConfig(name="dp", lam=math.inf), eos_token_ids=(tk.EOS_ID,))
+    casc16 = Cascade(engines, CascadeConfig(max_new_tokens=MAX_NEW, batch_size=16),
+                     PolicyConfig(name="dp", lam=math.inf), eos_token_ids=(tk.EOS_ID,))
+
+    def hf(p, **kw):
+        with torch.no_grad():
+            return final.model.generate(torch.tensor([p]), attention_mask=torch.ones(1, len(p), dtype=torch.long),
+                                        do_sample=False, max_new_tokens=MAX_NEW, eos_token_id=tk.EOS_ID,
+                                        pad_token_id=tk.PAD_ID, **kw)
+
+    runs = {
+        "hf_final_b1": lambda: [hf(p) for p in prompts],
+        "hf_assisted_b1": lambda: [hf(p, assistant_model=draft.model) for p in prompts],
+        "ours_final_b1": lambda: [final.generate([p], P) for p in prompts],
+        "ours_cascade_b1": lambda: casc.run(prompts),
+        "ours_final_b16": lambda: final.generate(prompts * 2, P),
+        "ours_cascade_b16": lambda: casc16.run(prompts * 2),
+    }
+    # same output first (lossless), then time interleaved
+    own = [final.generate([p], P).tokens[0].tolist() for p in prompts]
+    assert [t.tolist() for t in casc.run(prompts)["tokens"]] == own
+    times = {k: [] for k in runs}
+    for _ in range(3):
+        for k, fn in runs.items():
+            times[k].append(_median_time(fn, reps=1))
+    med = {k: statistics.median(v) for k, v in times.items()}
+    benchmark.pedantic(runs["ours_cascade_b1"], rounds=1, iterations=1)
+    ours = med["ours_final_b1"] / med["ours_cascade_b1"]
+    assisted = med["hf_final_b1"] / med["hf_assisted_b1"]
+    benchmark.extra_info.update({f"seconds_{k}": v for k, v in med.items()})
+    benchmark.extra_info.update(ratio_ours=ours, ratio_assisted=assisted, ratio_ours_over_assisted=ours / assisted,
+                                ratio_ours_b16=med["ours_final_b16"] / med["ours_cascade_b16"])
+
+
+def _overhead_engine():
+    try:
+        d = _testbed()[0]
+        label = "testbed:s0"
+    except pytest.skip.Exception:
+        from asd.models.random_init import save_random_qwen2
+        import tempfile
+
+        d = save_random_qwen2(tempfile.mkdtemp() + "/s0", hidden_size=64, num_layers=2, num_heads=4,
+                              num_kv_heads=2, intermediate_size=128, seed=0)
+        label = "random 0.1M Qwen2 (testbed weights absent)"
+    return HFEngine(d, dtype="float32", device="cpu"), label
+
+
+def test_bench_decision_overhead_b16(benchmark):
+    eng, label = _overhead_engine()
+    B, K = 16, 4
+    rng = np.random.default_rng(0)
+    prompts = [rng.integers(3, eng.vocab_size, size=rng.integers(20, 60)).tolist() for _ in range(B)]
+    P = GenerationParams(MAX_NEW, hidden=True, prompt_nll=True)
+    res = eng.generate(prompts, P)
+    table = TokenTable.empty(eng.vocab_size)
+    pred = PriorPredictor()
+    policy = PolicyConfig(name="dp", lam=1.0)
+    plen = np.array([len(p) for p in prompts])
+    cur = np.zeros(B, np.int64)
+    sizes = np.array([1.0, 4.0, 20.0, 100.0])
+
+    def decision():
+        f = batch_features(0, plen, res.prompt_nll, res.stats, res.tokens, np.zeros(B, bool),
+                           np.full(B, np.nan), res.hidden, table)
+        r, acc = pred.predict(f, cur, K)
+        cost = proxy_costs(plen, np.array([len(t) for t in res.tokens]), acc, sizes)
+        return decide(policy, cur, K, r=r, cost=cost)
+
+    # one decode step at batch 16: (generate 33 tokens − generate 1 token) / 32, interleaved
+    P1, P33 = GenerationParams(1), GenerationParams(33)
+    steps = []
+    for _ in range(5):
+        t = time.perf_counter()
+        eng.generate(prompts, P1)
+        t1 = time.perf_counter() - t
+        t = time.perf_counter()
+        eng.generate(prompts, P33)
+        steps.append((time.perf_counter() - t - t1) / 32)
+    step = statistics.median(steps)
+    benchmark(decision)
+    over = benchmark.stats.stats.median
+    benchmark.extra_info.update(stage0=label, seconds_decode_step_b16=step, seconds_decision_b16=over,
+                                ratio_overhead_pct=100 * over / step,
+                                ratio_overhead_pct_of_stage0_run=100 * over / (step * MAX_NEW))
