@@ -94,6 +94,13 @@ class Cascade:
             raise ValueError(f"regen_drafter {cfg.regen_drafter} out of range; valid: 0..{K - 2}")
         if policy.name == "speculative" and cfg.gamma < 1:
             raise ValueError("policy 'speculative' needs cascade.gamma >= 1 (the drafter's lookahead)")
+        if cfg.gamma > 0 or policy.name == "speculative" or cfg.temperature > 0:
+            weak = [getattr(e, "name", str(k)) for k, e in enumerate(engines)
+                    if not getattr(e, "supports_append", False)]
+            if weak:
+                raise ValueError(f"stages {weak} cannot teacher-force appended tokens or return full distributions "
+                                 "(backend 'vllm'): gamma > 0, policy 'speculative' and temperature > 0 need "
+                                 "backend 'hf'")
         if cost_model is not None and cost_model.num_stages != K:
             raise ValueError(f"the cost model has {cost_model.num_stages} stages; the hierarchy has K={K}")
         self.engines, self.cfg, self.policy, self.K = list(engines), cfg, policy, K

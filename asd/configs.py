@@ -26,6 +26,7 @@ SECTIONS: dict[str, str] = {
     "synthetic": "asd.core.synthetic:SyntheticConfig",
     "data": "asd.data.config:DataConfig",
     "sandbox": "asd.eval.sandbox:SandboxConfig",
+    "cascade": "asd.cascade:CascadeConfig",
 }
 
 

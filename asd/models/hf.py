@@ -76,6 +76,8 @@ def process_logits(logits: torch.Tensor, params: GenerationParams) -> torch.Tens
 class HFEngine:
     """A causal LM loaded with transformers (``from_pretrained``), on CPU or GPU, fp32/bf16/fp16/fp64."""
 
+    supports_append = True   # sessions teacher-force appended tokens and return full distributions
+
     def __init__(self, model: str | Path, *, dtype: str = "float32", device: str = "auto",
                  name: str | None = None, max_context: int | None = None, attn_implementation: str = "sdpa"):
         from transformers import AutoModelForCausalLM

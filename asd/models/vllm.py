@@ -58,6 +58,8 @@ def _stats_from_topk(top: dict, chosen: int) -> np.ndarray:
 class VLLMEngine:
     """One stage on vLLM (tensor parallel per the stage config)."""
 
+    supports_append = False  # no teacher-forced append, no full distributions (see the module docstring)
+
     def __init__(self, model: str, *, dtype: str = "bfloat16", tensor_parallel_size: int = 1,
                  max_model_len: int = 4096, name: str | None = None, seed: int = 0,
                  gpu_memory_utilization: float = 0.9):
