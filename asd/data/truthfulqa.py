@@ -56,11 +56,19 @@ def load_csv(path: str | Path, subset: str | None = None) -> Dataset:
     return Dataset("truthfulqa", tuple(items), str(path), content_sha256(items), PUBLISHED_SIZE, subset)
 
 
+def _close(answer: str) -> str:
+    """The release's own MC preparation ends every answer with a period."""
+    return answer if answer.endswith(".") else answer + "."
+
+
 def mc_from_csv(item: TruthfulQAItem) -> TruthfulQAItem:
-    """MC1 = best answer + incorrect answers; MC2 = correct answers (best included) + incorrect answers."""
-    correct = tuple(dict.fromkeys((item.best_answer, *item.correct_answers)))
-    inc = item.incorrect_answers
-    return replace(item, mc1_choices=(item.best_answer, *inc), mc1_labels=(1,) + (0,) * len(inc),
+    """MC1 = best answer + incorrect answers; MC2 = correct answers (best included) + incorrect answers.
+
+    As the release's utilities do: answers split on ``;``, stripped, closed with a period.
+    """
+    correct = tuple(dict.fromkeys(_close(a) for a in (item.best_answer, *item.correct_answers)))
+    inc = tuple(dict.fromkeys(_close(a) for a in item.incorrect_answers if _close(a) not in correct))
+    return replace(item, mc1_choices=(_close(item.best_answer), *inc), mc1_labels=(1,) + (0,) * len(inc),
                    mc2_choices=correct + inc, mc2_labels=(1,) * len(correct) + (0,) * len(inc))
 
 

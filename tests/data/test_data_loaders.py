@@ -85,8 +85,8 @@ def test_truthfulqa_csv_and_mc():
     it = ds.items[1]
     assert it.best_answer == "100 degrees Celsius" and it.category == "Science"
     assert it.incorrect_answers == ("50 degrees Celsius", "0 degrees Celsius", "212 degrees Celsius")
-    assert it.mc1_choices[0] == it.best_answer and it.mc1_labels == (1, 0, 0, 0)
-    assert sum(it.mc2_labels) == 2 and it.mc2_choices[:2] == ("100 degrees Celsius", "About 100 degrees")
+    assert it.mc1_choices[0] == "100 degrees Celsius." and it.mc1_labels == (1, 0, 0, 0)
+    assert sum(it.mc2_labels) == 2 and it.mc2_choices[:2] == ("100 degrees Celsius.", "About 100 degrees.")
     mc = truthfulqa.load_mc(FIX / "truthfulqa/mc_task.json", subset="fixture")
     assert [sum(x.mc1_labels) for x in mc.items] == [1, 1, 1]
     assert mc.items[2].mc2_labels == (1, 1, 0)  # the {"choices", "labels"} form
