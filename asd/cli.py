@@ -18,6 +18,9 @@ SUBCOMMANDS: list[str] = [
     "asd.commands.testbed",
     "asd.commands.data",
     "asd.commands.profile",
+    "asd.commands.submit",
+    "asd.commands.status",
+    "asd.commands.inspect",
 ]
 
 

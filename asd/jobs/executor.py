@@ -89,8 +89,10 @@ def _name(job: JobConfig) -> str:
     return f"asd-{Path(job.output_dir).name}"
 
 
-def submit_run(config_path: str | Path, phase: str = "generate") -> Submission:
-    """Check the run folder, then submit the shards not yet done as one array (+ merge job on slurm)."""
+def submit_run(config_path: str | Path, phase: str = "generate", executor: str | None = None) -> Submission:
+    """Check the run folder, then submit the shards not yet done as one array (+ merge job on slurm).
+
+    ``executor`` overrides ``jobs.executor`` (it is not part of the run's identity)."""
     from asd.configs import load_config
 
     config_path = str(Path(config_path).resolve())
@@ -98,6 +100,8 @@ def submit_run(config_path: str | Path, phase: str = "generate") -> Submission:
     if "jobs" not in config:
         raise ValueError(f"{config_path}: missing section 'jobs' (asd.jobs.plan.JobConfig)")
     job: JobConfig = config["jobs"]
+    if executor is not None:
+        job = config["jobs"] = JobConfig(**{**vars(job), "executor": executor})
     prepare_output_dir(config, config_path)
     plan = ShardPlan(job)
     from asd.jobs.plan import fingerprint

@@ -16,6 +16,7 @@ from __future__ import annotations
 import hashlib
 import json
 import math
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -31,6 +32,7 @@ EXECUTION_FIELDS = ("executor", "array_parallelism", "timeout_min", "partition",
                     "setup", "output_dir", "account")
 RUN_FILE = "run.json"
 MERGED_FILE = "traces.h5"
+OWN_ENTRIES = {"shards", "shards-evaluate", "logs", "submitit"}   # what a run folder may hold before run.json
 
 
 @dataclass
@@ -182,13 +184,20 @@ def prepare_output_dir(config: dict[str, Any], config_path: str | Path) -> dict:
             raise ValueError(f"output_dir {root} was written with trace schema {rec.get('schema_version')}, "
                              f"this asd writes {SCHEMA_VERSION}; use another jobs.output_dir")
         return rec
-    if root.exists() and any(root.iterdir()):
-        raise ValueError(f"output_dir {root} is not empty and has no {RUN_FILE}: it holds files of something "
-                         f"else; choose another jobs.output_dir; nothing was overwritten")
+    if root.exists():
+        foreign = sorted(p.name for p in root.iterdir() if p.name not in OWN_ENTRIES and not p.name.startswith(RUN_FILE))
+        if foreign:
+            raise ValueError(f"output_dir {root} is not empty and has no {RUN_FILE}: it holds {foreign[:5]} of "
+                             f"something else; choose another jobs.output_dir; nothing was overwritten")
     root.mkdir(parents=True, exist_ok=True)
     rec = provenance(config={k: to_dict(v) for k, v in config.items()}, schema_version=SCHEMA_VERSION,
                      fingerprint=fp, config_path=str(Path(config_path).resolve()))
-    tmp = run_file.with_suffix(".json.tmp")
+    tmp = root / f"{RUN_FILE}.{os.getpid()}.tmp"
     tmp.write_text(json.dumps(rec, indent=1, sort_keys=True, default=str))
-    tmp.replace(run_file)
+    try:
+        os.link(tmp, run_file)        # atomic create: of array tasks starting at once, one wins
+    except FileExistsError:
+        tmp.unlink()
+        return prepare_output_dir(config, config_path)   # compare against the winner's record
+    tmp.unlink()
     return rec
