@@ -1,7 +1,8 @@
 """The DP stopping rule: C++ kernel (asd._C.dp_solve) vs its numpy twin (solve_ref) vs a memcpy of its inputs.
 
 Grid (issue 2): B ∈ {1, 1e3, 1e5, 1e6}, K = 4, S ∈ {1, 8}; r and cost float64, κ = 0.5 (risk-adjusted:
-the general case; the std over draws is computed), λ = 2; plus B = 1e6, S = 8 at κ = 0. Implementations per case:
+the general case; the std over draws is computed), λ = 2; plus B = 1e6, S = 8 at κ = 0 with r in float64
+and in float32 (the predictor's dtype; cost stays float64). Implementations per case:
 - ``numpy``:   ``asd.core.dp.solve_ref`` (the specification, vectorised over B);
 - ``cpp``:     ``asd.core.dp.solve`` → ``asd._C.dp_solve`` with fresh outputs;
 - ``cpp_out``: the same writing into the arrays of a previous call (``out=``: no page zeroing);
@@ -29,25 +30,26 @@ from asd.core import dp
 K, LAM, KAPPA = 4, 2.0, 0.5
 EXT = get_ext()
 IMPLS = ("numpy", "cpp", "cpp_out", "memcpy")
-CASES = [(B, S, KAPPA, impl) for B in (1, 1_000, 100_000, 1_000_000) for S in (1, 8) for impl in IMPLS]
-CASES += [(1_000_000, 8, 0.0, impl) for impl in IMPLS]  # the headline case risk-neutral too (no std in either)
+CASES = [(B, S, KAPPA, "f64", impl) for B in (1, 1_000, 100_000, 1_000_000) for S in (1, 8) for impl in IMPLS]
+# the headline case risk-neutral too (no std in either), and with r in float32 as the predictor emits it
+CASES += [(1_000_000, 8, 0.0, r_dtype, impl) for r_dtype in ("f64", "f32") for impl in IMPLS]
 ROUNDS = {1: 2000, 1_000: 300, 100_000: 15, 1_000_000: 5}          # pedantic rounds per B
 INTERLEAVED = {1: 301, 1_000: 101, 100_000: 9, 1_000_000: 5}        # rounds of the ratio measurement
 NUMPY_CAP = {100_000: 5, 1_000_000: 3}                               # the twin is slow at large B
 
 
 @functools.lru_cache(maxsize=1)
-def inputs(B: int, S: int):
+def inputs(B: int, S: int, r_dtype: str):
     rng = np.random.default_rng(B * 10 + S)
-    r = rng.random((B, S, K))                              # [B, S, K] float64
+    r = rng.random((B, S, K), dtype=np.float32 if r_dtype == "f32" else np.float64)  # [B, S, K]
     cost = rng.random((B, K, K))                           # [B, K, K] float64
     cost[:, np.tril(np.ones((K, K), bool))] = np.inf
     current = rng.integers(0, K, B).astype(np.int64)       # [B]
     return r, cost, current
 
 
-def _fns(B: int, S: int, kappa: float) -> dict:
-    r, cost, current = inputs(B, S)
+def _fns(B: int, S: int, kappa: float, r_dtype: str) -> dict:
+    r, cost, current = inputs(B, S, r_dtype)
     out = dp.solve(r, cost, current, LAM, kappa)
     r2, c2 = np.empty_like(r), np.empty_like(cost)
     return {
@@ -71,13 +73,15 @@ def _interleaved_medians(fns: dict, rounds: int, numpy_rounds: int) -> dict:
 
 
 @pytest.mark.skipif(EXT is None or not hasattr(EXT, "dp_solve"), reason="asd._C (dp_solve) is not built")
-@pytest.mark.parametrize("B,S,kappa,impl", CASES, ids=[f"B={B}-S={S}-k={k}-{i}" for B, S, k, i in CASES])
-def test_bench_dp(benchmark, B, S, kappa, impl):
-    fns = _fns(B, S, kappa)
-    benchmark.group = f"dp B={B:g} S={S} K={K} κ={kappa}"
-    benchmark.extra_info.update(kernel="dp", impl=impl, B=B, S=S, K=K, lam=LAM, kappa=kappa, dtype="float64",
+@pytest.mark.parametrize("B,S,kappa,r_dtype,impl", CASES,
+                         ids=[f"B={B}-S={S}-k={k}-r{d}-{i}" for B, S, k, d, i in CASES])
+def test_bench_dp(benchmark, B, S, kappa, r_dtype, impl):
+    fns = _fns(B, S, kappa, r_dtype)
+    benchmark.group = f"dp B={B:g} S={S} K={K} κ={kappa} r:{r_dtype}"
+    benchmark.extra_info.update(kernel="dp", impl=impl, B=B, S=S, K=K, lam=LAM, kappa=kappa,
+                                r_dtype=r_dtype, cost_dtype="f64",
                                 threads=int(os.environ.get("OMP_NUM_THREADS", os.cpu_count() or 1)),
-                                input_MB=(B * S * K + B * K * K) * 8 / 1e6)
+                                input_MB=(B * S * K * (4 if r_dtype == "f32" else 8) + B * K * K * 8) / 1e6)
     rounds = NUMPY_CAP.get(B, ROUNDS[B]) if impl == "numpy" else ROUNDS[B]
     benchmark.pedantic(fns[impl], rounds=rounds, warmup_rounds=1, iterations=1)
     if impl == "cpp":
