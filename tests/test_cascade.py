@@ -159,3 +159,13 @@ def test_bad_input_fails_before_any_model_runs(tmp_path):
         Cascade([a, a], cfg, PolicyConfig(name="speculative"))
     with pytest.raises(ValueError, match="oracle' needs outcome"):
         Cascade([a, a], cfg, PolicyConfig(name="oracle")).run([[5]])
+
+
+def test_lossless_greedy_float32(family):
+    """float32, as the testbed runs: exact here too (a near-tie could in principle flip; docs/cascade.md)."""
+    engines64, prompts, _ = family
+    engines = [HFEngine(e.path, dtype="float32", device="cpu") for e in engines64]
+    ref = [t.tolist() for t in engines[-1].generate(prompts, GenerationParams(MAX_NEW, eos_token_ids=(EOS,))).tokens]
+    rec = Cascade(engines, CascadeConfig(max_new_tokens=MAX_NEW, gamma=3), PolicyConfig(name="dp", lam=math.inf),
+                  eos_token_ids=(EOS,)).run(prompts)
+    assert [t.tolist() for t in rec["tokens"]] == ref
