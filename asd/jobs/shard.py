@@ -14,6 +14,7 @@ batch in flight and never writes a sample twice.
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 from typing import Any
 
@@ -44,8 +45,23 @@ def _check_owner(f, path: Path, fp: str) -> None:
                          f"nothing was overwritten")
 
 
-def shard_state(path: Path, ids: np.ndarray, fp: str) -> tuple[str, int]:
-    """``("done"|"partial"|"missing"|"corrupt", rows valid)`` of a shard's files (final, then .partial)."""
+def progress_path(path: Path) -> Path:
+    """Side file ``<shard>.progress`` holding the rows flushed so far (read by ``asd status`` while a task
+    writes: HDF5 locks a file open for writing against readers)."""
+    return path.with_name(path.name + ".progress")
+
+
+def _write_progress(path: Path, rows: int, total: int) -> None:
+    tmp = path.with_name(path.name + f".{os.getpid()}.tmp")
+    tmp.write_text(json.dumps({"rows": rows, "samples": total, "pid": os.getpid(), "host": os.uname().nodename}))
+    tmp.replace(path)
+
+
+def shard_state(path: Path, ids: np.ndarray, fp: str, peek: bool = False) -> tuple[str, int]:
+    """``("done"|"partial"|"missing"|"corrupt", rows valid)`` of a shard's files (final, then .partial).
+
+    ``peek``: do not open a ``.partial`` file (a live task may hold it); take the rows from its progress file.
+    """
     import h5py
 
     partial = path.with_name(path.name + PARTIAL_SUFFIX)
@@ -58,6 +74,11 @@ def shard_state(path: Path, ids: np.ndarray, fp: str) -> tuple[str, int]:
                 return ("done", n) if ok else ("corrupt", 0)
         except OSError:
             return "corrupt", 0
+    if partial.exists() and peek:
+        try:
+            return "partial", int(json.loads(progress_path(path).read_text())["rows"])
+        except (OSError, ValueError, KeyError):
+            return "partial", 0
     if partial.exists():
         try:
             with h5py.File(partial, "r") as f:
@@ -151,9 +172,11 @@ def run_shard(config_path: str, index: int, phase: str = "generate", show_progre
             got = np.sort(np.asarray(rec["sample_id"]))
             assert np.array_equal(got, batch_ids), f"step {spec} returned ids {got[:5]}… for {batch_ids[:5]}…"
             stats["written"] += writer.append(rec)
+            _write_progress(progress_path(path), writer.n, len(ids))
             bar.update(len(batch_ids))
         bar.close()
         writer.close(complete=True)
+        progress_path(path).unlink(missing_ok=True)
     except BaseException:
         if writer is not None:
             writer.close(complete=False)   # keep the flushed batches for the next attempt

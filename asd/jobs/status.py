@@ -26,7 +26,7 @@ def run_status(run_dir: str | Path, phase: str = "generate") -> dict:
     for i in range(len(plan)):
         ids = plan.sample_ids(i)
         try:
-            state, rows = shard_state(plan.layout.shard(i, phase), ids, rec["fingerprint"])
+            state, rows = shard_state(plan.layout.shard(i, phase), ids, rec["fingerprint"], peek=True)
         except ValueError as e:   # another schema version / run: show it, do not fail the whole table
             state, rows = f"foreign ({e})", 0
         shards.append({"index": i, "state": state, "rows": rows, "samples": int(len(ids)),
