@@ -55,7 +55,7 @@ def test_verdicts_pass_fail_timeout():
 
 def test_cpu_limit_is_a_timeout():
     r = run_program("while True:\n    pass\n", SandboxConfig(wall_s=20, cpu_s=1))
-    assert r.verdict == "timeout" and r.detail == "CPU-time limit" and r.wall_s < 10
+    assert r.verdict == "timeout" and r.detail == "CPU-time limit" and r.wall_s < 19  # before the wall limit
 
 
 def test_output_is_captured_and_capped():
