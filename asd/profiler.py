@@ -60,18 +60,39 @@ def copy_bandwidth(device, nbytes: int = 2 << 30, repeats: int = 20) -> float:
 
 
 # ---- models --------------------------------------------------------------------------------------
-def build_model(spec: str, dtype: str, device: str, random_weights: bool):
+def build_model(spec: str, dtype: str, device: str, random_weights: bool, layers: int | None = None):
     """A ``Qwen2ForCausalLM`` for ``spec``: a Qwen2.5 id (random weights only), a folder, or ``testbed:<s>``.
 
     Random weights are built directly in ``dtype`` on ``device`` (an fp32-first build of 32B peaked at
-    133 GB, NOTES.md).
+    133 GB, NOTES.md); ``layers`` builds only that many decoder layers (random weights only).
     """
     import torch
-    from transformers import AutoConfig, Qwen2Config, Qwen2ForCausalLM
+    from transformers import Qwen2ForCausalLM
+
+    tdtype = getattr(torch, dtype)
+    path, cfg = stage_config(spec, random_weights)
+    if cfg is None:
+        return Qwen2ForCausalLM.from_pretrained(path, dtype=tdtype).to(device).eval()
+    if layers is not None:
+        cfg.num_hidden_layers = int(layers)
+        if hasattr(cfg, "layer_types") and cfg.layer_types is not None:
+            cfg.layer_types = cfg.layer_types[: int(layers)]
+    old = torch.get_default_dtype()
+    torch.set_default_dtype(tdtype)
+    try:
+        with torch.device(device):
+            model = Qwen2ForCausalLM(cfg)
+    finally:
+        torch.set_default_dtype(old)
+    return model.eval()
+
+
+def stage_config(spec: str, random_weights: bool):
+    """(path, config): config is None when ``spec`` is a folder of weights to load as they are."""
+    from transformers import AutoConfig, Qwen2Config
 
     from asd.models.shapes import known_shape
 
-    tdtype = getattr(torch, dtype)
     path = spec
     if spec.startswith("testbed:"):
         from asd.testbed.weights import resolve_model
@@ -79,7 +100,7 @@ def build_model(spec: str, dtype: str, device: str, random_weights: bool):
         path = str(resolve_model(spec))
     if Path(path).is_dir():
         if not random_weights:
-            return Qwen2ForCausalLM.from_pretrained(path, dtype=tdtype).to(device).eval()
+            return path, None
         cfg = AutoConfig.from_pretrained(path)
     else:
         shape = known_shape(spec)
@@ -89,14 +110,7 @@ def build_model(spec: str, dtype: str, device: str, random_weights: bool):
         if not random_weights:
             raise ValueError(f"model {spec!r}: no local weights; pass --random-weights to profile its shape")
         cfg = Qwen2Config(**shape)
-    old = torch.get_default_dtype()
-    torch.set_default_dtype(tdtype)
-    try:
-        with torch.device(device):
-            model = Qwen2ForCausalLM(cfg)
-    finally:
-        torch.set_default_dtype(old)
-    return model.eval()
+    return path, cfg
 
 
 def weight_bytes(model) -> int:
@@ -214,6 +228,58 @@ def profile_stage(model, cfg: ProfilerConfig, copy_bw: float | None = None,
     return rec
 
 
+def profile_stage_by_depth(model, full_layers: int, cfg: ProfilerConfig, copy_bw: float | None = None,
+                           short: int | None = None) -> dict:
+    """Profile a model too large for one device from a build with only its first L1 layers.
+
+    Times L1 and L2 = ``short`` (default L1 // 2) layers and extrapolates every median linearly in
+    depth (identical layers): t(L) = t(L1) + (t(L1) − t(L2)) / (L1 − L2) · (L − L1). The result is a
+    single-device equivalent (not a tensor-parallel time), in ``profile_stage``'s format plus
+    ``extrapolated: True`` and the two measured depths under ``depth``.
+    """
+    l1 = model.config.num_hidden_layers
+    l2 = short or max(1, l1 // 2)
+    assert 1 <= l2 < l1 <= full_layers, (l2, l1, full_layers)
+    meas = {}
+    for L in (l1, l2):
+        meas[L] = {"prefill": measure_prefill(model, cfg.prefill_tokens, cfg.warmup, cfg.repeats, layers=L),
+                   "decode": measure_decode(model, cfg.decode_batch_sizes, cfg.decode_context, cfg.decode_steps,
+                                            cfg.warmup, cfg.repeats, compile_blocks=cfg.compile_blocks, layers=L)}
+
+    def extrap(a, b):
+        return a + (a - b) / (l1 - l2) * (full_layers - l1)
+
+    per_layer = sum(p.numel() * p.element_size() for p in model.model.layers[0].parameters())
+    wb = weight_bytes(model) + per_layer * (full_layers - l1)
+    p1, p2, d1, d2 = meas[l1]["prefill"], meas[l2]["prefill"], meas[l1]["decode"], meas[l2]["decode"]
+    return {
+        "params": None, "weight_bytes": wb, "floor_s": (wb / copy_bw) if copy_bw else None, "extrapolated": True,
+        "prefill": {"tokens": p1["tokens"], "seconds": [extrap(a, b) for a, b in zip(p1["seconds"], p2["seconds"])]},
+        "decode": {"batch_sizes": d1["batch_sizes"],
+                   "seconds_per_step": [extrap(a, b) for a, b in zip(d1["seconds_per_step"], d2["seconds_per_step"])]},
+        "depth": {"layers_measured": [l1, l2], "full_layers": full_layers, "measured": {str(k): v for k, v in meas.items()}},
+    }
+
+
+def _layers_that_fit(config, dtype_bytes: int, free_bytes: int, reserve: float = 0.12) -> int | None:
+    """Decoder layers of ``config`` that fit in ``free_bytes`` (keeping ``reserve`` of it free), or None
+    if the whole model fits."""
+    from asd.models.shapes import param_count
+
+    shape = {k: getattr(config, k) for k in ("hidden_size", "intermediate_size", "num_hidden_layers",
+                                              "num_attention_heads", "num_key_value_heads", "vocab_size")}
+    shape["tie_word_embeddings"] = bool(getattr(config, "tie_word_embeddings", False))
+    total = param_count(shape) * dtype_bytes
+    budget = free_bytes * (1 - reserve)
+    if total <= budget:
+        return None
+    layer = (param_count(dict(shape, num_hidden_layers=1)) - param_count(dict(shape, num_hidden_layers=0))) * dtype_bytes
+    n = int((budget - (total - layer * shape["num_hidden_layers"])) // layer)
+    if n < 2:
+        raise ValueError(f"not even 2 layers of this model fit in {free_bytes / 1e9:.1f} GB free device memory")
+    return n
+
+
 def profile_hierarchy(hierarchy, cfg: ProfilerConfig, random_weights: bool, device: str,
                       eager_batch_sizes: list[int] | None = None) -> dict:
     """Profile each stage in turn (one model in memory at a time); returns the JSON-able profile."""
@@ -230,9 +296,19 @@ def profile_hierarchy(hierarchy, cfg: ProfilerConfig, random_weights: bool, devi
         if st.tensor_parallel_size > 1 and dev.type == "cuda" and torch.cuda.device_count() < st.tensor_parallel_size:
             tqdm.write(f"note: stage {st.name} runs tensor-parallel {st.tensor_parallel_size} on the cluster; "
                        "profiled here on one device")
-        model = build_model(st.model, st.dtype, device, random_weights)
-        rec = {"name": st.name, "model": st.model, "dtype": st.dtype, "random_weights": random_weights,
-               "devices": 1, **profile_stage(model, cfg, bw, eager_batch_sizes)}
+        fit_layers = None
+        if dev.type == "cuda" and random_weights:
+            _, scfg = stage_config(st.model, True)
+            fit_layers = _layers_that_fit(scfg, torch.empty((), dtype=getattr(torch, st.dtype)).element_size(),
+                                          torch.cuda.mem_get_info(dev)[0])
+        model = build_model(st.model, st.dtype, device, random_weights, layers=fit_layers)
+        base = {"name": st.name, "model": st.model, "dtype": st.dtype, "random_weights": random_weights, "devices": 1}
+        if fit_layers is None:
+            rec = {**base, **profile_stage(model, cfg, bw, eager_batch_sizes)}
+        else:
+            tqdm.write(f"note: stage {st.name} does not fit one device: {fit_layers} layers built, time "
+                       "extrapolated in depth (single-device equivalent)")
+            rec = {**base, **profile_stage_by_depth(model, scfg.num_hidden_layers, cfg, bw)}
         stages.append(rec)
         del model
         gc.collect()
@@ -258,7 +334,7 @@ def _free(dec) -> None:
 def stage_records(profile: dict) -> list[dict]:
     """The profile's stages in hierarchy order, depth-extrapolated ones (``profile["extrapolated"]``,
     from scripts/gpu_decode.py) appended as ordinary records marked ``extrapolated: True``."""
-    recs = [dict(r, extrapolated=False) for r in profile["stages"]]
+    recs = [dict(r, extrapolated=bool(r.get("extrapolated", False))) for r in profile["stages"]]
     for name, r in profile.get("extrapolated", {}).items():
         recs.append({"name": name, "extrapolated": True, "weight_bytes": r["weight_bytes"],
                      "floor_s": r["floor_s"], "layers_measured": r["layers_measured"],
@@ -289,7 +365,7 @@ def fit_cost_model(profile: dict, batch_size: int = 1):
             if key in r:
                 row[key + "_s_per_step"] = dict(zip(map(str, r[key]["batch_sizes"]), r[key]["seconds_per_step"]))
         if r.get("extrapolated"):
-            row["layers_measured"] = r["layers_measured"]
+            row["layers_measured"] = r["depth"]["layers_measured"] if "depth" in r else r["layers_measured"]
         summary.append(row)
     prov = profile.get("provenance", {})
     measured = {"environment": prov.get("environment"), "git_revision": prov.get("git_revision"),

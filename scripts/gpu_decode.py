@@ -100,7 +100,7 @@ def main(argv=None) -> int:
     bw = copy_bandwidth(dev, nbytes=(2 << 30) if not args.tiny else (64 << 20))
     print(f"copy bandwidth {bw / 1e12:.3f} TB/s", flush=True)
     prof = {"schema_version": SCHEMA_VERSION, "copy_bandwidth_Bps": bw, "stages": [], "checks": {},
-            "extrapolated": {}, "checks_fp32": {}}
+            "checks_fp32": {}}
     for size in [x for x in args.sizes.split(",") if x]:
         t0 = time.time()
         if args.tiny:
@@ -163,7 +163,8 @@ def main(argv=None) -> int:
     print("\nsize | floor ms | batch | graph ms/step | x floor | eager ms/step | eager x floor")
     for rec in prof["stages"]:
         f = rec["floor_s"]
-        eager = dict(zip(rec["eager_decode"]["batch_sizes"], rec["eager_decode"]["seconds_per_step"]))
+        ed = rec.get("eager_decode", {"batch_sizes": [], "seconds_per_step": []})
+        eager = dict(zip(ed["batch_sizes"], ed["seconds_per_step"]))
         for b, s in zip(rec["decode"]["batch_sizes"], rec["decode"]["seconds_per_step"]):
             es = eager.get(b)
             print(f"{rec['name']} | {f * 1e3:.2f} | {b} | {s * 1e3:.2f} | {s / f:.2f} | "
@@ -172,56 +173,27 @@ def main(argv=None) -> int:
         if pg:
             print(f"{rec['name']} plain graph (no compiled blocks): "
                   f"{[round(x * 1e3, 2) for x in pg['seconds_per_step']]} ms at {pg['batch_sizes']}")
-    for size, r in prof["extrapolated"].items():
-        print(f"{size} (depth-extrapolated) floor {r['floor_s'] * 1e3:.2f} ms; decode "
-              f"{[round(x * 1e3, 2) for x in r['decode_seconds_per_step']]} at {r['batch_sizes']}; x floor "
-              f"{[round(x / r['floor_s'], 2) for x in r['decode_seconds_per_step']]}")
     return 0
 
 
 def deep(spec, cfg, bw, prof, out, device="cuda"):
-    """A model too large for one device: build it with L1 layers, time L1 and L2 < L1 layers, extrapolate.
-
-    Time is linear in depth (identical layers): t(L) = a + b*L, b = (t(L1) - t(L2)) / (L1 - L2).
-    """
+    """A model too large for one device: built with L1 layers, timed at L1 and L2, extrapolated in depth
+    (asd.profiler.profile_stage_by_depth). Appended to ``stages`` with ``extrapolated: True``."""
     import torch
-    from transformers import Qwen2Config, Qwen2ForCausalLM
 
-    from asd.models.shapes import QWEN25, param_count
-    from asd.profiler import measure_decode, measure_prefill, save_profile
+    from asd.profiler import build_model, profile_stage_by_depth, save_profile
 
     size, l1, l2 = spec.split(":")
-    l1, l2 = int(l1), int(l2)
-    shape = dict(QWEN25[size])
-    full_layers = shape["num_hidden_layers"]
+    model_id = f"Qwen/Qwen2.5-{size.upper()}-Instruct"
     t0 = time.time()
-    old = torch.get_default_dtype()
-    torch.set_default_dtype(torch.bfloat16)
-    try:
-        with torch.device(device):
-            model = Qwen2ForCausalLM(Qwen2Config(**{**shape, "num_hidden_layers": l1})).eval()
-    finally:
-        torch.set_default_dtype(old)
+    model = build_model(model_id, "bfloat16", device, True, layers=int(l1))
     print(f"[{size}:{l1} layers] built in {time.time() - t0:.1f}s", flush=True)
-    rec = {"layers_measured": [l1, l2], "full_layers": full_layers}
-    for L in (l1, l2):
-        rec[f"decode_{L}"] = measure_decode(model, cfg.decode_batch_sizes, cfg.decode_context, cfg.decode_steps,
-                                            cfg.warmup, cfg.repeats, compile_blocks=cfg.compile_blocks, layers=L)
-        rec[f"prefill_{L}"] = measure_prefill(model, cfg.prefill_tokens, cfg.warmup, cfg.repeats, layers=L)
+    from asd.models.shapes import known_shape
 
-    def extrap(t1, t2):
-        b = (t1 - t2) / (l1 - l2)
-        return t1 + b * (full_layers - l1)
-
-    rec["batch_sizes"] = rec[f"decode_{l1}"]["batch_sizes"]
-    rec["decode_seconds_per_step"] = [extrap(a, b) for a, b in zip(rec[f"decode_{l1}"]["seconds_per_step"],
-                                                                    rec[f"decode_{l2}"]["seconds_per_step"])]
-    rec["prefill_tokens"] = rec[f"prefill_{l1}"]["tokens"]
-    rec["prefill_seconds"] = [extrap(a, b) for a, b in zip(rec[f"prefill_{l1}"]["seconds"],
-                                                           rec[f"prefill_{l2}"]["seconds"])]
-    rec["weight_bytes"] = 2 * param_count(shape)
-    rec["floor_s"] = rec["weight_bytes"] / bw
-    prof["extrapolated"][size] = rec
+    rec = profile_stage_by_depth(model, known_shape(model_id)["num_hidden_layers"], cfg, bw, short=int(l2))
+    prof["stages"].append({"name": size, "model": model_id, "dtype": "bfloat16", "random_weights": True,
+                           "devices": 1, **rec})
+    prof["extrapolated_stages"] = prof.get("extrapolated_stages", []) + [size]
     del model
     gc.collect()
     if device.startswith("cuda"):

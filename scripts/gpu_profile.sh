@@ -6,6 +6,7 @@ set -uo pipefail
 export PYTHONPATH=. PYTHONUNBUFFERED=1 HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1
 export NCCL_NVLS_ENABLE=0 TORCH_SYMM_MEM_DISABLE_MULTICAST=1 NVSHMEM_DISABLE_NVLS=1
 OUT=${OUT:?set OUT}
+# the device copy has no .git: pass ASD_GIT_REVISION=$(git rev-parse HEAD) in the command for provenance
 nvidia-smi --query-gpu=name,memory.total,driver_version,clocks.sm,clocks.mem --format=csv | tee "$OUT/nvidia_smi.txt"
 timeout 120 python3 -m pytest tests/models/test_cuda_graph.py -q -m gpu -p no:cacheprovider 2>&1 | tee "$OUT/pytest_gpu.log"
 timeout "${PROFILE_TIMEOUT:-450}" python3 scripts/gpu_decode.py --out "$OUT/profile.json" "$@" 2>&1 | tee "$OUT/gpu_decode.log"

@@ -6,6 +6,7 @@ set -uo pipefail
 export PYTHONPATH=. PYTHONUNBUFFERED=1 HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1
 export NCCL_NVLS_ENABLE=0 TORCH_SYMM_MEM_DISABLE_MULTICAST=1 NVSHMEM_DISABLE_NVLS=1
 OUT=${OUT:?set OUT}
+# the device copy has no .git: pass ASD_GIT_REVISION=$(git rev-parse HEAD) in the command for provenance
 N=${NGPU:-4}
 nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv | tee "$OUT/nvidia_smi_tp.txt"
 timeout "${TP_TIMEOUT:-420}" torchrun --nproc_per_node "$N" scripts/gpu_tp.py --check --size 72b \

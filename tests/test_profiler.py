@@ -140,3 +140,34 @@ def test_unknown_model_without_weights_is_a_value_error():
         build_model("nobody/nothing", "float32", "cpu", random_weights=True)
     with pytest.raises(ValueError, match="random-weights"):
         build_model("Qwen/Qwen2.5-7B", "bfloat16", "cpu", random_weights=False)
+
+
+def test_profile_by_depth_counts_the_full_model():
+    """Built with 2 of 4 layers: weights counted for 4, every point extrapolated from 2 and 1 layers."""
+    from asd.profiler import profile_stage_by_depth
+
+    full = tiny(5, layers=4)
+    part = tiny(5, layers=2)
+    rec = profile_stage_by_depth(part, 4, SMALL, copy_bw=1e9)
+    assert rec["extrapolated"] and rec["depth"]["layers_measured"] == [2, 1]
+    assert rec["weight_bytes"] == sum(p.numel() * p.element_size() for p in full.parameters())
+    m2, m1 = rec["depth"]["measured"]["2"], rec["depth"]["measured"]["1"]
+    for a, b, got in zip(m2["decode"]["seconds_per_step"], m1["decode"]["seconds_per_step"],
+                         rec["decode"]["seconds_per_step"]):
+        assert got == pytest.approx(a + (a - b) * 2)
+    assert m2["decode"]["layers"] == 2 and m1["prefill"]["layers"] == 1
+    model = fit_cost_model({"schema_version": 1, "stages": [dict(rec, name="x")], "provenance": {}})
+    assert model.provenance["measured"]["stages"][0]["layers_measured"] == [2, 1]
+
+
+def test_layers_that_fit():
+    from asd.profiler import _layers_that_fit
+
+    cfg = transformers.Qwen2Config(**QWEN25["72b"])
+    assert _layers_that_fit(cfg, 2, 200e9) is None                    # 145 GB fits in 200 GB
+    n = _layers_that_fit(cfg, 2, 80e9)
+    per_layer = (param_count(dict(QWEN25["72b"], num_hidden_layers=1)) - param_count(dict(QWEN25["72b"], num_hidden_layers=0))) * 2
+    rest = param_count(dict(QWEN25["72b"], num_hidden_layers=0)) * 2
+    assert rest + n * per_layer <= 0.88 * 80e9 < rest + (n + 1) * per_layer
+    with pytest.raises(ValueError, match="fit"):
+        _layers_that_fit(cfg, 2, 4e9)
