@@ -277,7 +277,6 @@ class Cascade:
             for j, r in enumerate(rows):
                 new_tok[r], new_st[r] = so.tokens[j], so.stats[j]
                 new_pr[r] = so.probs[j] if self.sampling else None
-                rec["draft_len"][idx[r], drafter] += 0  # the drafter's work is counted in latency, not here
         elif cont.any():
             sess.truncate(np.where(cont, [len(p) for p in prompts] + a, sess.length))
             res = sess.decode(nxt, pend_stats, np.where(cont, P.max_new_tokens - a, 0), P,

@@ -15,6 +15,7 @@ import sys
 # name → module holding ``register(subparsers)``; order is the order in --help.
 SUBCOMMANDS: list[str] = [
     "asd.commands.run",
+    "asd.commands.cascade",
     "asd.commands.testbed",
     "asd.commands.data",
     "asd.commands.profile",
