@@ -223,16 +223,25 @@ def _collect(proc: subprocess.Popen, cfg: SandboxConfig, t0: float):
             if room > 0:
                 buf += chunk[:room]
     sel.close()
-    try:
-        proc.wait(timeout=max(0.0, deadline - time.monotonic()))
-    except subprocess.TimeoutExpired:
+    if not timed_out and not _exited_unreaped(proc.pid, deadline):
         timed_out = True
-        _kill_tree(proc)
-        proc.wait()
-    _kill_tree(proc)  # anything left in the group (audit mode: the program's own children)
+    # the launcher is still unreaped here (a zombie at worst), so its pid, the group id, cannot have been
+    # reused: killing the group now never hits another process; it ends anything left in it
+    _kill_tree(proc)
+    proc.wait()
     for f in bufs:
         f.close()
     return bytes(bufs[proc.stdout]), bytes(bufs[proc.stderr]), truncated, timed_out
+
+
+def _exited_unreaped(pid: int, deadline: float) -> bool:
+    """Wait until ``pid`` exits or ``deadline`` passes, without reaping it (``WNOWAIT``)."""
+    while True:
+        if os.waitid(os.P_PID, pid, os.WEXITED | os.WNOHANG | os.WNOWAIT) is not None:
+            return True
+        if time.monotonic() >= deadline:
+            return False
+        time.sleep(0.002)
 
 
 def _read_report(fd: int) -> dict | None:
