@@ -120,3 +120,19 @@ def test_bad_input(model_dir):
         GenerationParams(max_new_tokens=0)
     with pytest.raises(ValueError, match="2 prompts but 1 continuations"):
         eng.score([[5], [6]], [[7]])
+
+
+def test_protocol_conformance_and_processing(model_dir):
+    from asd.models.base import Engine, Session
+    from asd.models.hf import process_logits
+
+    eng = HFEngine(model_dir, dtype="float32", device="cpu")
+    assert isinstance(eng, Engine)
+    assert isinstance(eng.score([[5, 6]], [[7]], keep_session=True).session, Session)
+    lg = torch.tensor([[2.0, 1.0, 0.0, -1.0]])
+    p = process_logits(lg, GenerationParams(temperature=1.0, top_k=2))
+    assert (p[0, 2:] == 0).all() and torch.isclose(p.sum(), torch.tensor(1.0))
+    p = process_logits(lg, GenerationParams(temperature=1.0, top_p=0.5))
+    assert p[0, 0] == 1.0                      # the top token alone already covers half the mass
+    p = process_logits(lg, GenerationParams(temperature=0.5))
+    torch.testing.assert_close(p, torch.softmax(lg / 0.5, -1))
