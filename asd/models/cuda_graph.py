@@ -100,25 +100,28 @@ class StaticDecoder:
         self.inter = cfg.intermediate_size
         self.eps = cfg.rms_norm_eps
         self.vocab = cfg.vocab_size
-        self.max_batch, self.max_len = max_batch, -(-max_len // 64) * 64
+        # slots per row: max_len usable + 1 scratch slot (holes write there; always masked), to a multiple of 64
+        self._n_slots = -(-(max_len + 1) // 64) * 64
+        self.max_batch, self.max_len, self._scratch = max_batch, self._n_slots - 1, self._n_slots - 1
         self.use_graphs = (self.device.type == "cuda") if use_graphs is None else use_graphs
         if self.use_graphs and self.device.type != "cuda":
             raise ValueError("use_graphs=True needs the model on a CUDA device")
         self._fuse_weights()
         dev = self.device
         # [layers, B, 2 (K,V), kv_heads, slots, head_dim]
-        self.kv = torch.zeros(self.n_layers, max_batch, 2, self.n_kv, self.max_len, self.head_dim,
+        self.kv = torch.zeros(self.n_layers, max_batch, 2, self.n_kv, self._n_slots, self.head_dim,
                               dtype=self.dtype, device=dev)
         self.lengths = torch.zeros(max_batch, dtype=torch.long, device=dev)  # [B] filled slots per row
         self._host_len = [0] * max_batch
         rot = model.model.rotary_emb
         inv_freq = rot.inv_freq.to(device=dev, dtype=torch.float)
         scale = float(getattr(rot, "attention_scaling", 1.0))
-        freqs = torch.arange(self.max_len, device=dev, dtype=torch.float)[:, None] * inv_freq[None]
+        freqs = torch.arange(self._n_slots, device=dev, dtype=torch.float)[:, None] * inv_freq[None]
         emb = torch.cat((freqs, freqs), dim=-1)  # [slots, head_dim], as Qwen2RotaryEmbedding computes it
         self._cos = (emb.cos() * scale).to(self.dtype)
         self._sin = (emb.sin() * scale).to(self.dtype)
-        self._slots = torch.arange(self.max_len, device=dev)
+        self._slots = torch.arange(self._n_slots, device=dev)
+        self.last_hidden: torch.Tensor | None = None   # [B,T,hidden] final-norm states of the last step
         self._attn_in, self._attn_out_mlp = _attn_in, _attn_out_mlp
         if compile_blocks and self.device.type == "cuda":
             import torch._dynamo as dynamo
@@ -156,14 +159,18 @@ class StaticDecoder:
                             layer.post_attention_layernorm.weight, wgu, m.down_proj.weight))
 
     # ---- the step --------------------------------------------------------------------------------
-    def _forward(self, ids: torch.Tensor, window: int) -> torch.Tensor:
-        """ids [B,T] at slots lengths[:B] + t; writes K/V; returns final-norm hidden states [B,T,hidden].
+    def _forward(self, ids: torch.Tensor, valid: torch.Tensor, window: int) -> torch.Tensor:
+        """ids [B,T] int64, valid [B,T] int64 (0 = hole: padding inside a ragged chunk) → final-norm hidden
+        states [B,T,hidden]; writes K/V.
 
-        Attends over cache slots [0, window). Does not advance lengths. No host sync (capturable).
+        Row b's valid tokens take slots (== RoPE positions) lengths[b], lengths[b]+1, ...; holes write
+        to the scratch slot and their outputs are garbage. Attends over slots [0, window). Does not
+        advance lengths. No host sync (capturable).
         """
         B, T = ids.shape
         lens = self.lengths[:B]
-        pos = lens[:, None] + torch.arange(T, device=ids.device)                 # [B,T] slot == position
+        pos = (lens[:, None] + valid.cumsum(1) - 1).clamp_min(0)                  # [B,T] position
+        slot = torch.where(valid.bool(), pos, torch.full_like(pos, self._scratch))  # [B,T] cache slot
         cos, sin = self._cos[pos], self._sin[pos]                                 # [B,T,head_dim]
         g = self.n_q // self.n_kv
         allowed = self._slots[:window][None, None, :] <= pos[:, :, None]         # [B,T,window]
@@ -176,7 +183,7 @@ class StaticDecoder:
             q, kv_new = self._attn_in(x, w_ln1, w_qkv, b_qkv, cos, sin, self.eps, self.n_q, self.n_kv,
                                       self.head_dim)
             cache = self.kv[li, :B]                                               # [B,2,kv,slots,hd]
-            cache[rows, :, :, pos] = kv_new                                       # [B,T,2,kv,hd]
+            cache[rows, :, :, slot] = kv_new                                      # [B,T,2,kv,hd]
             k, v = cache[:, 0, :, :window], cache[:, 1, :, :window]
             o = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, scale=self.head_dim ** -0.5)
             o = o.view(B, self.n_kv, g, T, self.head_dim).permute(0, 3, 1, 2, 4).reshape(B, T, -1)
@@ -210,7 +217,9 @@ class StaticDecoder:
             raise ValueError(f"lengths must hold {B} values in 1..{T}, got {list(lengths)}")
         self.set_lengths([0] * B)
         self._check_room(B, T)
-        h = self._forward(ids.to(self.device), window=T)                           # [B,T,hidden]
+        valid = (torch.arange(T)[None] < torch.tensor(list(lengths))[:, None]).long()
+        h = self._forward(ids.to(self.device), valid.to(self.device), window=T)   # [B,T,hidden]
+        self.last_hidden = h
         self.set_lengths(lengths)
         if not all_logits:
             idx = torch.tensor([n - 1 for n in lengths], device=self.device)
@@ -218,37 +227,67 @@ class StaticDecoder:
         return self.model.lm_head(h)
 
     @torch.no_grad()
-    def step(self, ids: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """Feed ids [B,T] (T=1: decode; T>1: verify a draft) at each row's current length; advance by T.
+    def step(self, ids: torch.Tensor, valid: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """Feed ids [B,T] (T=1: decode; T>1: verify a draft, or a ragged chunk) after each row's filled
+        slots; row b advances by its number of valid tokens (``valid`` [B,T] 0/1, default all 1; holes,
+        e.g. left padding of right-aligned ragged rows, take no slot).
 
-        Returns (logits [B,T,V], argmax of the last position [B] int64). On CUDA these are static graph
-        buffers: valid until the next call of ``step`` with any shape.
+        Returns (logits [B,T,V], argmax of the last position [B] int64); ``last_hidden`` [B,T,hidden]
+        holds the final-norm states. On CUDA these are static graph buffers: valid until the next call
+        of ``step`` with any shape.
         """
         B, T = ids.shape
         self._check_room(B, T)
+        if valid is None:
+            adv = [T] * B
+            valid_d = None
+        else:
+            if tuple(valid.shape) != (B, T):
+                raise ValueError(f"valid must have shape {(B, T)}, got {tuple(valid.shape)}")
+            adv = valid.long().sum(1).tolist()
+            valid_d = valid.long().to(self.device, non_blocking=True)
         if self.use_graphs:
-            static_ids, logits, nxt, graph = self._graph(B, T)
+            static_ids, static_valid, logits, nxt, hidden, graph = self._graph(B, T)
             static_ids.copy_(ids, non_blocking=True)
+            if valid_d is None:
+                static_valid.fill_(1)
+            else:
+                static_valid.copy_(valid_d)
             graph.replay()
         else:
-            logits = self.model.lm_head(self._forward(ids.to(self.device), window=self.max_len))
+            v = torch.ones(B, T, dtype=torch.long, device=self.device) if valid_d is None else valid_d
+            hidden = self._forward(ids.to(self.device), v, window=self._n_slots)
+            logits = self.model.lm_head(hidden)
             nxt = logits[:, -1].argmax(-1)
-            self.lengths[:B] += T
+            self.lengths[:B] += v.sum(1)
+        self.last_hidden = hidden
         for b in range(B):
-            self._host_len[b] += T
+            self._host_len[b] += adv[b]
         return logits, nxt
+
+    @torch.no_grad()
+    def select_rows(self, idx: Sequence[int]) -> None:
+        """Keep rows ``idx`` (in that order) as rows 0..len(idx)-1: batch compaction."""
+        if not idx or any(not 0 <= i < self.max_batch for i in idx):
+            raise ValueError(f"row indices must be in 0..{self.max_batch - 1}, got {list(idx)}")
+        n, ti = len(idx), torch.as_tensor(list(idx), device=self.device)
+        self.kv[:, :n] = self.kv[:, ti]
+        self.lengths[:n] = self.lengths[ti]
+        self._host_len[:n] = [self._host_len[i] for i in idx]
 
     def _graph(self, B: int, T: int):
         key = (B, T)
         if key not in self._graphs:
             saved = self.lengths.clone()
             static_ids = torch.zeros(B, T, dtype=torch.long, device=self.device)
+            static_valid = torch.ones(B, T, dtype=torch.long, device=self.device)
 
             def body():
-                logits = self.model.lm_head(self._forward(static_ids, window=self.max_len))
+                hidden = self._forward(static_ids, static_valid, window=self._n_slots)
+                logits = self.model.lm_head(hidden)
                 nxt = logits[:, -1].argmax(-1)
-                self.lengths[:B] += T
-                return logits, nxt
+                self.lengths[:B] += static_valid.sum(1)
+                return logits, nxt, hidden
 
             # warm up on a side stream (compiles, cuBLAS handles), then capture. Warm-up writes K/V
             # past every row's filled slots (free, masked until overwritten); capture runs nothing.
@@ -265,9 +304,9 @@ class StaticDecoder:
                 self._pool = torch.cuda.graph_pool_handle()
             graph = torch.cuda.CUDAGraph()
             with torch.cuda.graph(graph, pool=self._pool):
-                logits, nxt = body()
+                logits, nxt, hidden = body()
             self.lengths.copy_(saved)
-            self._graphs[key] = (static_ids, logits, nxt, graph)
+            self._graphs[key] = (static_ids, static_valid, logits, nxt, hidden, graph)
         return self._graphs[key]
 
     # ---- greedy generation ----------------------------------------------------------------------

@@ -77,6 +77,47 @@ def test_prefill_all_logits_match_hf():
     torch.testing.assert_close(got, model(input_ids=torch.tensor([p])).logits[0], rtol=1e-4, atol=1e-5)
 
 
+def test_ragged_chunks_with_holes_match_full_forward():
+    """Rows appended in right-aligned ragged chunks (left holes) == one forward over each row's tokens."""
+    model = tiny_model(13)
+    rows = random_prompts(14, (5, 2, 7), 128)
+    more = random_prompts(15, (3, 6, 1), 128)
+    dec = StaticDecoder(model, max_batch=3, max_len=32)
+    dec.set_lengths([0, 0, 0])
+    for chunk in (rows, more):
+        W = max(map(len, chunk))
+        ids = torch.zeros(3, W, dtype=torch.long)
+        valid = torch.zeros(3, W, dtype=torch.long)
+        for b, r in enumerate(chunk):
+            ids[b, W - len(r):] = torch.tensor(r)
+            valid[b, W - len(r):] = 1
+        logits, nxt = dec.step(ids, valid)
+    assert dec._host_len[:3] == [len(a) + len(b) for a, b in zip(rows, more)]
+    torch.testing.assert_close(dec.lengths[:3], torch.tensor(dec._host_len[:3]))
+    for b, (r, m) in enumerate(zip(rows, more)):
+        ref = model.model(input_ids=torch.tensor([r + m])).last_hidden_state[0, -len(m):]
+        torch.testing.assert_close(dec.last_hidden[b, W - len(m):], ref, rtol=1e-4, atol=1e-5)
+        assert int(nxt[b]) == int(model.lm_head(ref[-1]).argmax())
+
+
+def test_select_rows_compacts_the_batch():
+    model = tiny_model(17)
+    prompts = random_prompts(18, (4, 9, 6), 128)
+    full = StaticDecoder(model, max_batch=3, max_len=32).generate_greedy(prompts, 6)
+    dec = StaticDecoder(model, max_batch=3, max_len=32)
+    T = max(map(len, prompts))
+    ids = torch.zeros(3, T, dtype=torch.long)
+    for b, p in enumerate(prompts):
+        ids[b, : len(p)] = torch.tensor(p)
+    tok = dec.prefill(ids, [len(p) for p in prompts]).argmax(-1)
+    dec.select_rows([2, 0])                                         # drop row 1, swap the others
+    got = [tok[[2, 0]]]
+    for _ in range(5):
+        _, t = dec.step(got[-1][:, None])
+        got.append(t.clone())
+    assert torch.stack(got, 1).tolist() == [full[2], full[0]]
+
+
 def test_eos_truncates_each_row():
     model = tiny_model(11)
     prompts = random_prompts(12, (5, 8), 128)
@@ -90,8 +131,8 @@ def test_eos_truncates_each_row():
 
 def test_user_errors_are_value_errors():
     model = tiny_model(0)
-    dec = StaticDecoder(model, max_batch=2, max_len=8)                # rounded up to 64 slots
-    assert dec.max_len == 64
+    dec = StaticDecoder(model, max_batch=2, max_len=8)                # 64 slots, one of them scratch
+    assert dec.max_len == 63
     with pytest.raises(ValueError, match="max_len"):
         dec.generate_greedy([[1, 2, 3]], 80)
     with pytest.raises(ValueError, match="batch size"):
@@ -136,3 +177,25 @@ def test_graph_verify_step_matches_eager():
     assert torch.equal(out[0][1], out[2][1])
     torch.testing.assert_close(out[1][0], out[3][0], rtol=1e-5, atol=1e-5)
     torch.testing.assert_close(out[1][0][:, 0], out[0][0][:, 2], rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.gpu
+@needs_cuda
+def test_graph_ragged_chunks_match_eager():
+    model = tiny_model(41, "cuda", torch.float32, vocab=512)
+    rows = random_prompts(42, (5, 2, 7), 512)
+    ids = torch.zeros(3, 7, dtype=torch.long)
+    valid = torch.zeros(3, 7, dtype=torch.long)
+    for b, r in enumerate(rows):
+        ids[b, 7 - len(r):] = torch.tensor(r)
+        valid[b, 7 - len(r):] = 1
+    out = []
+    for graphs in (False, True):
+        dec = StaticDecoder(model, max_batch=3, max_len=32, use_graphs=graphs)
+        dec.set_lengths([0, 0, 0])
+        dec.step(ids, valid)
+        logits, nxt = dec.step(ids[:, -2:], valid[:, -2:])
+        out.append((logits.clone(), nxt.clone(), dec.last_hidden.clone(), dec.lengths[:3].clone()))
+    torch.testing.assert_close(out[0][0], out[1][0], rtol=1e-5, atol=1e-5)
+    assert torch.equal(out[0][1], out[1][1]) and torch.equal(out[0][3], out[1][3])
+    torch.testing.assert_close(out[0][2], out[1][2], rtol=1e-5, atol=1e-5)
