@@ -27,7 +27,9 @@ parallel runner does). Everything it reads is relative to the work directory:
 
 ``run``
     reads the one-time nonce from stdin, points stdin at /dev/null, installs the
-    fallback audit hook when asked, executes the program with fresh globals and
+    fallback audit hook when asked, puts the caller's site-packages on ``sys.path`` (the interpreter
+    starts with ``-S``: ~40 ms less per run, and no ``.pth`` hooks such as editable installs),
+    executes the program with fresh globals and
     writes ``{"nonce", "status"}`` to the result fd; status ``ok`` only when the
     program ran to its end, so ``os._exit(0)`` or ``sys.exit(0)`` halfway never
     reports success.
@@ -99,7 +101,7 @@ def _exec_run(spec):
         os.setgroups([])
         os.setgid(spec["gid"])
         os.setuid(spec["uid"])
-    os.execve(sys.executable, [sys.executable, "-I", "child.py", "run"], spec["env"])
+    os.execve(sys.executable, [sys.executable, "-I", "-S", "child.py", "run"], spec["env"])
 
 
 def _status(status):
@@ -192,6 +194,7 @@ def run():
     os.dup2(devnull, 0)
     os.close(devnull)
     fd = spec["result_fd"]
+    sys.path.extend(spec["site_packages"])  # third-party packages importable; no .pth processing (-S: fast start)
     hook = None if spec["namespaces"] else _fallback_hook(os.getcwd())
     del spec
     if hook is not None:

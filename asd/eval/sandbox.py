@@ -134,6 +134,7 @@ def _spec(cfg: SandboxConfig, isolation: str, workdir: str, result_fd: int) -> d
     env = dict(SAFE_ENV, HOME=workdir, TMPDIR=workdir)
     return {"namespaces": ns, "uid": uid, "gid": uid, "env": env, "result_fd": result_fd,
             "expose": expose, "hide": _closed_ancestors(expose) if ns else [],
+            "site_packages": [p for p in sys.path if p.endswith(("site-packages", "dist-packages"))],
             "cpu_s": cfg.cpu_s, "memory_mb": cfg.memory_mb, "file_size_mb": cfg.file_size_mb,
             "max_procs": cfg.max_procs, "max_files": cfg.max_files, "tmpfs_mb": cfg.tmpfs_mb}
 
