@@ -169,3 +169,21 @@ def test_lossless_greedy_float32(family):
     rec = Cascade(engines, CascadeConfig(max_new_tokens=MAX_NEW, gamma=3), PolicyConfig(name="dp", lam=math.inf),
                   eos_token_ids=(EOS,)).run(prompts)
     assert [t.tolist() for t in rec["tokens"]] == ref
+
+
+def test_records_are_written_by_the_trace_writer(family, tmp_path):
+    from asd.provenance import provenance
+    from asd.traces import SCHEMA_VERSION, TraceWriter, read_traces
+
+    engines, prompts, ref = family
+    c = Cascade(engines, CascadeConfig(max_new_tokens=MAX_NEW), PolicyConfig(name="dp", lam=math.inf),
+                eos_token_ids=(EOS,))
+    rec = c.run(prompts[:8], sample_ids=range(8))
+    with TraceWriter(tmp_path / "t.h5", num_stages=3, feature_names=c.feature_names,
+                     attrs=provenance(config={}, schema_version=SCHEMA_VERSION)) as w:
+        w.append({**rec, "dataset": ["random"] * 8})
+    tr = read_traces(tmp_path / "t.h5")
+    got = tr.data
+    assert tr.feature_names == c.feature_names
+    assert [list(t) for t in got["tokens"]] == ref[:8]
+    assert (got["final_stage"] == 2).all()
