@@ -1,6 +1,8 @@
 """Print the speed ratios that benchmarks store in ``extra_info`` (keys ``ratio_*``), from a saved JSON.
 
-    .venv/bin/python benchmarks/ratios.py benchmarks/results/dp.json
+    .venv/bin/python benchmarks/ratios.py benchmarks/results/dp.json [--markdown]
+
+``--markdown``: a table of the interleaved medians (``extra_info["median_ms"]``) and ratios, for docs/.
 
 The same table is printed at the end of a pytest-benchmark run by benchmarks/conftest.py.
 """
@@ -36,12 +38,33 @@ def format_table(rows) -> str:
     return "\n".join(lines)
 
 
+def markdown(benchmarks) -> str:
+    """Markdown rows: group | median ms per implementation | ratios (benchmarks carrying ``median_ms``)."""
+    rows = [(b.get("group") or b.get("name"), b["extra_info"]) for b in benchmarks
+            if "median_ms" in (b.get("extra_info") or {})]
+    if not rows:
+        return ""
+    impls = list(rows[0][1]["median_ms"])
+    ratios = sorted({k for _, e in rows for k in e if k.startswith("ratio_")})
+    head = ["case"] + [f"{i} ms" for i in impls] + [k[len("ratio_"):] for k in ratios]
+    out = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for g, e in rows:
+        cells = [g] + [f"{e['median_ms'][i]:.3g}" for i in impls] + [f"{e[k]:.2f}" if k in e else "" for k in ratios]
+        out.append("| " + " | ".join(cells) + " |")
+    return "\n".join(out)
+
+
 def main(argv: list[str]) -> int:
+    md = "--markdown" in argv
+    argv = [a for a in argv if a != "--markdown"]
     if len(argv) != 1:
         print(__doc__, file=sys.stderr)
         return 2
     with open(argv[0]) as f:
         data = json.load(f)
+    if md:
+        print(markdown(data.get("benchmarks", [])))
+        return 0
     print(format_table(ratio_rows(data.get("benchmarks", []))) or "no ratio_* entries in extra_info")
     mi = data.get("machine_info", {})
     print(f"\nmachine: {mi.get('cpu', {}).get('brand_raw', '?')}, {mi.get('cpu', {}).get('count', '?')} CPUs; "

@@ -90,6 +90,7 @@ def test_bench_dp(benchmark, B, S, kappa, r_dtype, impl):
         np.testing.assert_allclose(plan.value, ref.value, rtol=1e-6)
         med = _interleaved_medians(fns, INTERLEAVED[B], NUMPY_CAP.get(B, INTERLEAVED[B]))
         benchmark.extra_info.update(
+            load_avg_1min=os.getloadavg()[0],  # the machine is shared: how busy it was
             median_ms={k: v * 1e3 for k, v in med.items()},
             ratio_numpy_over_cpp=med["numpy"] / med["cpp"],
             ratio_cpp_over_memcpy=med["cpp"] / med["memcpy"],
