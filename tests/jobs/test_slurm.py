@@ -1,0 +1,174 @@
+"""Real jobs on the local SLURM cluster (scripts/slurm_up.sh; `make test` starts it): submitit arrays, the
+sbatch templates, and the faults — kill -9, scontrol requeue, a time-out, a truncated shard file.
+
+Every faulted run must merge to the same data as an uninterrupted one: 0 samples lost, 0 duplicated.
+"""
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+
+from asd.jobs.executor import submit_run
+from asd.jobs.plan import ShardPlan
+from asd.jobs.shard import progress_path
+
+from .helpers import reference, same_traces, write_config
+
+pytestmark = pytest.mark.slurm
+
+
+def _cluster_up() -> bool:
+    if shutil.which("sbatch") is None:
+        return False
+    r = subprocess.run(["sinfo", "-h", "-o", "%t"], capture_output=True, text=True, timeout=20)
+    return r.returncode == 0 and any(s in r.stdout for s in ("idle", "mix", "alloc"))
+
+
+@pytest.fixture(scope="module", autouse=True)
+def cluster():
+    if not _cluster_up():
+        pytest.skip("no SLURM cluster: run `bash scripts/slurm_up.sh` as root (make test does)")
+
+
+def _wait_rows(path: Path, rows: int, timeout: float = 60) -> dict:
+    """Wait until the shard's progress file reports >= rows flushed; returns it."""
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        try:
+            p = json.loads(progress_path(path).read_text())
+            if p["rows"] >= rows:
+                return p
+        except (OSError, ValueError):
+            pass
+        time.sleep(0.2)
+    raise AssertionError(f"{path}: fewer than {rows} rows after {timeout} s")
+
+
+def _sacct_state(job_id: str) -> str:
+    out = subprocess.run(["sacct", "-n", "-X", "-j", job_id, "-o", "State"], capture_output=True, text=True).stdout
+    return out.split()[0] if out.split() else "UNKNOWN"
+
+
+def _wait_sacct(job_id: str, timeout: float = 90) -> str:
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        st = _sacct_state(job_id)
+        if st in ("COMPLETED", "FAILED", "CANCELLED", "TIMEOUT", "OUT_OF_MEMORY", "NODE_FAIL"):
+            return st
+        time.sleep(0.5)
+    raise AssertionError(f"job {job_id} not finished after {timeout} s")
+
+
+def test_slurm_array_merges_to_the_same_data_as_local(tmp_path):
+    jobs = dict(num_samples=400, shards=8, array_parallelism=2, batch_size=16, timeout_min=5,
+                slurm_signal_delay_s=30)
+    slurm = submit_run(write_config(tmp_path / "s.yaml", tmp_path / "s", executor="slurm", **jobs))
+    assert len(slurm.shard_jobs) == 8 and "_" in slurm.shard_jobs[0].job_id   # one array of 8 tasks
+    local = submit_run(write_config(tmp_path / "l.yaml", tmp_path / "l", executor="local", **jobs))
+    s, l_ = slurm.wait(), local.wait()
+    assert s["samples"] == l_["samples"] == 400
+    counts = same_traces(Path(l_["path"]), Path(s["path"]))
+    print("slurm vs local:", counts)
+    assert counts == {"samples": 400, "unique": 400, "lost": 0, "duplicated": 0}
+    # a rerun skips every finished shard and only merges again
+    again = submit_run(tmp_path / "s.yaml")
+    assert again.shard_jobs == [] and sorted(again.skipped) == list(range(8))
+    assert again.wait()["samples"] == 400
+
+
+def _faulted_run(tmp_path, **extra):
+    jobs = dict(num_samples=160, shards=2, array_parallelism=2, batch_size=8, timeout_min=5,
+                slurm_signal_delay_s=30, step_options={"delay_s": 0.4})
+    jobs.update(extra)
+    cfg = write_config(tmp_path / "f.yaml", tmp_path / "f", executor="slurm", **jobs)
+    return cfg, jobs
+
+
+def test_kill_9_of_a_task_mid_write_then_rerun(tmp_path):
+    import submitit
+
+    cfg, jobs = _faulted_run(tmp_path)
+    sub = submit_run(cfg)
+    shard0 = ShardPlan(__import__("asd.configs").configs.load_config(cfg)["jobs"]).layout.shard(0)
+    prog = _wait_rows(shard0, 16)
+    os.kill(prog["pid"], signal.SIGKILL)                        # the task's python process, mid-run
+    with pytest.raises(submitit.core.utils.UncompletedJobError):
+        sub.shard_jobs[0].result()
+    sub.shard_jobs[1].result()
+    rerun = submit_run(cfg)
+    assert rerun.indices == [0] and rerun.skipped == [1]
+    stats = rerun.wait()
+    assert 16 <= stats["shards_run"][0]["resumed_from"] < 80
+    counts = same_traces(reference(tmp_path, **jobs), Path(stats["path"]))
+    print("kill -9:", counts, "resumed_from", stats["shards_run"][0]["resumed_from"])
+    assert counts == {"samples": 160, "unique": 160, "lost": 0, "duplicated": 0}
+
+
+def test_scontrol_requeue_of_a_running_task_resumes(tmp_path):
+    # 20 batches of 0.6 s per shard: the requeue's SIGTERM, then SIGKILL ~7 s later, land mid-shard
+    cfg, jobs = _faulted_run(tmp_path, num_samples=320, step_options={"delay_s": 0.6})
+    sub = submit_run(cfg)
+    shard0 = ShardPlan(__import__("asd.configs").configs.load_config(cfg)["jobs"]).layout.shard(0)
+    _wait_rows(shard0, 16)
+    subprocess.run(["scontrol", "requeue", sub.shard_jobs[0].job_id], check=True)
+    stats = sub.wait()                                          # the requeued task comes back by itself
+    assert not stats["shards_run"][0]["skipped"] and 16 <= stats["shards_run"][0]["resumed_from"] < 160
+    counts = same_traces(reference(tmp_path, **jobs), Path(stats["path"]))
+    print("scontrol requeue:", counts, "resumed_from", stats["shards_run"][0]["resumed_from"])
+    assert counts == {"samples": 320, "unique": 320, "lost": 0, "duplicated": 0}
+
+
+@pytest.mark.slow
+def test_task_over_its_time_limit_checkpoints_and_requeues(tmp_path):
+    """timeout_min=1 with USR2 50 s before the limit: submitit checkpoints, requeues, the task resumes."""
+    cfg, jobs = _faulted_run(tmp_path, shards=1, timeout_min=1, slurm_signal_delay_s=50,
+                             step_options={"delay_s": 1.2})
+    sub = submit_run(cfg)
+    stats = sub.wait()
+    assert stats["shards_run"][0]["resumed_from"] > 0           # it was interrupted and resumed
+    log = "".join(p.read_text() for p in sub.folder.glob("*_log.err"))
+    assert "timed-out" in log
+    counts = same_traces(reference(tmp_path, **jobs), Path(stats["path"]))
+    print("time-out:", counts, "resumed_from", stats["shards_run"][0]["resumed_from"])
+    assert counts == {"samples": 160, "unique": 160, "lost": 0, "duplicated": 0}
+
+
+def test_truncated_shard_file_is_redone_on_resubmit(tmp_path):
+    jobs = dict(num_samples=200, shards=4, array_parallelism=2, batch_size=16, timeout_min=5,
+                slurm_signal_delay_s=30)
+    cfg = write_config(tmp_path / "t.yaml", tmp_path / "t", executor="slurm", **jobs)
+    first = submit_run(cfg).wait()
+    shard = Path(tmp_path / "t" / "shards" / "shard-00002-of-00004.h5")
+    with open(shard, "r+b") as f:
+        f.truncate(shard.stat().st_size // 3)
+    rerun = submit_run(cfg)
+    assert rerun.indices == [2]
+    stats = rerun.wait()
+    assert stats["samples"] == first["samples"] == 200
+    counts = same_traces(reference(tmp_path, **jobs), Path(stats["path"]))
+    print("truncated shard:", counts)
+    assert counts == {"samples": 200, "unique": 200, "lost": 0, "duplicated": 0}
+
+
+def test_sbatch_templates_submit_a_real_array_and_merge(tmp_path):
+    jobs = dict(num_samples=100, shards=8, array_parallelism=2, batch_size=16, timeout_min=5,
+                slurm_signal_delay_s=30)
+    cfg = write_config(tmp_path / "h.yaml", tmp_path / "h", executor="slurm", **jobs)
+    from asd.jobs.sbatch import render_all
+
+    render_all(cfg, tmp_path / "scripts")
+    array = subprocess.run(["sbatch", "--parsable", str(tmp_path / "scripts" / "array_generate.sbatch")],
+                           capture_output=True, text=True, check=True).stdout.strip()
+    merge = subprocess.run(["sbatch", "--parsable", f"--dependency=afterok:{array}", "--kill-on-invalid-dep=yes",
+                            str(tmp_path / "scripts" / "merge.sbatch")],
+                           capture_output=True, text=True, check=True).stdout.strip()
+    assert _wait_sacct(merge) == "COMPLETED", (tmp_path / "h" / "logs")
+    counts = same_traces(reference(tmp_path, **jobs), tmp_path / "h" / "traces.h5")
+    assert counts == {"samples": 100, "unique": 100, "lost": 0, "duplicated": 0}
