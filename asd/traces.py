@@ -116,6 +116,14 @@ def check_schema(f, path) -> None:
                          f"regenerate the file or read it with the asd version that wrote it")
 
 
+def _objects(items: list) -> np.ndarray:
+    """[B] object array holding ``items`` as they are (numpy would stack equal-length arrays into 2-d)."""
+    arr = np.empty(len(items), dtype=object)
+    for i, x in enumerate(items):
+        arr[i] = x
+    return arr
+
+
 def normalise_batch(batch: dict[str, Any], K: int, F: int) -> dict[str, np.ndarray]:
     """Validate one batch of records (dict of arrays, first axis = samples) and fill absent fields.
 
@@ -139,8 +147,7 @@ def normalise_batch(batch: dict[str, Any], K: int, F: int) -> dict[str, np.ndarr
         shape = (B,) + _shape(dims, K, F)
         if name not in batch:
             if kind == "vlen_int32":
-                arr = np.empty(B, dtype=object)
-                arr[:] = [np.zeros(0, np.int32) for _ in range(B)]
+                arr = _objects([np.zeros(0, np.int32) for _ in range(B)])
             elif kind == "str":
                 arr = np.full(B, fill, dtype=object)
             else:
@@ -151,13 +158,11 @@ def normalise_batch(batch: dict[str, Any], K: int, F: int) -> dict[str, np.ndarr
         if kind == "vlen_int32":
             if len(v) != B:
                 raise ValueError(f"field 'tokens' has {len(v)} rows, expected {B}")
-            arr = np.empty(B, dtype=object)
-            arr[:] = [np.asarray(t, dtype=np.int32).reshape(-1) for t in v]
+            arr = _objects([np.asarray(t, dtype=np.int32).reshape(-1) for t in v])
         elif kind == "str":
             if len(v) != B:
                 raise ValueError(f"field {name!r} has {len(v)} rows, expected {B}")
-            arr = np.empty(B, dtype=object)
-            arr[:] = [x.decode() if isinstance(x, bytes) else str(x) for x in v]
+            arr = _objects([x.decode() if isinstance(x, bytes) else str(x) for x in v])
         else:
             arr = np.asarray(v)
             if arr.shape != shape:
@@ -190,8 +195,11 @@ class TraceWriter:
         if self.K < 1:
             raise ValueError(f"num_stages must be >= 1, got {num_stages}")
         self.tmp.parent.mkdir(parents=True, exist_ok=True)
+        from asd.provenance import provenance
+
         self.f = h5py.File(self.tmp, "w")
-        for k, v in (attrs or {}).items():
+        for k, v in {**provenance(), "config": None, "seed": -1, "lam": None, "models": None, "cost_model": None,
+                     **(attrs or {})}.items():
             self.f.attrs[k] = _attr_value(v)
         self.f.attrs["schema_version"] = SCHEMA_VERSION
         self.f.attrs["num_stages"] = self.K
@@ -220,7 +228,11 @@ class TraceWriter:
         for name, arr in rec.items():
             ds = self.f[name]
             ds.resize(self.n + B, axis=0)
-            ds[self.n:self.n + B] = arr
+            if name == "tokens" and B > 1 and len({len(t) for t in arr}) == 1:
+                for i, t in enumerate(arr):   # h5py cannot write equal-length vlen rows in one call
+                    ds[self.n + i] = t
+            else:
+                ds[self.n:self.n + B] = arr
         self.n += B
         self.last_id = int(rec["sample_id"][-1])
         self.f.attrs["n_complete"] = self.n   # rows up to here are valid even if the process dies next
