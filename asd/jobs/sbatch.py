@@ -73,7 +73,8 @@ def template_values(config: dict, config_path: str, script_dir: str, workdir: st
     }
 
 
-def render_all(config_path: str | Path, out_dir: str | Path, workdir: str | None = None) -> list[Path]:
+def render_all(config_path: str | Path, out_dir: str | Path, workdir: str | None = None,
+               make_log_dir: bool = True) -> list[Path]:
     """Write every script of :data:`SCRIPTS` into ``out_dir``; creates the run's log folder (sbatch needs it)."""
     from asd.configs import load_config
 
@@ -90,6 +91,6 @@ def render_all(config_path: str | Path, out_dir: str | Path, workdir: str | None
         text = render_text((TEMPLATE_DIR / tmpl).read_text(), values)
         (out / name).write_text(text)
         written.append(out / name)
-    log_dir = Path(base["workdir"]) / base["log_dir"]
-    log_dir.mkdir(parents=True, exist_ok=True)
+    if make_log_dir:
+        (Path(base["workdir"]) / base["log_dir"]).mkdir(parents=True, exist_ok=True)
     return written
