@@ -85,6 +85,15 @@ class TokenTable:
     newlines: np.ndarray  # [V] float64 newline characters
     depth: np.ndarray     # [V] float64 net bracket nesting change ((, [, { minus ), ], })
 
+    @property
+    def matrix(self) -> np.ndarray:
+        """[V, 4] float64 columns chars, digits, newlines, depth (cached)."""
+        m = self.__dict__.get("_matrix")
+        if m is None:
+            m = np.stack([self.chars, self.digits, self.newlines, self.depth], axis=1)
+            object.__setattr__(self, "_matrix", m)
+        return m
+
     @classmethod
     def from_tokenizer(cls, tok, vocab_size: int) -> "TokenTable":
         a = np.zeros((4, vocab_size))
@@ -115,43 +124,40 @@ def batch_features(stage: int,
     bracket changes (not clamped at 0, unlike ``text_features``).
     """
     R = len(tokens)
-    n = np.array([len(t) for t in tokens], dtype=np.int64)
+    n = np.fromiter(map(len, tokens), dtype=np.int64, count=R)
     out = np.zeros((R, NUM_FEATURES), dtype=np.float32)
     out[:, 0] = stage
     out[:, 1] = prompt_len
     out[:, 2] = prompt_nll
     out[:, 3] = n
     out[:, 4] = ended_eos
-    has = n > 0
-    if has.any():
-        st = np.concatenate([np.asarray(s, np.float32).reshape(-1, 5) for s in stats])    # [Σn, 5]
-        tk = np.concatenate([np.asarray(t, np.int64) for t in tokens])
-        starts = (np.cumsum(n) - n)[has]
-        ends = np.cumsum(n)[has] - 1
-        cnt = n[has][:, None]
-        cols = [ENTROPY, MAXPROB, MARGIN]
-        per_tok = np.empty((len(tk), 8), dtype=np.float64)             # summed per response in one reduceat
-        per_tok[:, :3] = st[:, cols]
-        per_tok[:, 3] = st[:, MAXPROB] < LOW_CONFIDENCE
-        per_tok[:, 4] = st[:, LOGPROB]
-        per_tok[:, 5] = table.chars[tk]
-        per_tok[:, 6] = table.digits[tk]
-        per_tok[:, 7] = table.newlines[tk]
-        sums = np.add.reduceat(per_tok, starts, axis=0) / cnt          # [R', 8] means
-        mins = np.minimum.reduceat(st[:, cols], starts, axis=0)
-        maxs = np.maximum.reduceat(st[:, cols], starts, axis=0)
-        lasts = st[ends][:, cols]
-        blk = np.stack([sums[:, :3], mins, maxs, lasts], axis=2)        # [R', 3 stats, 4 aggregates]
-        out[has, 5:17] = blk.reshape(-1, 12)
-        j = 17
-        out[has, j] = sums[:, 3]
-        out[has, j + 1] = sums[:, 4]
-        chars = sums[:, 5] * cnt[:, 0]
-        out[has, j + 3] = sums[:, 6] / np.maximum(sums[:, 5], 1e-12) * (chars > 0)
-        out[has, j + 4] = sums[:, 7] * cnt[:, 0] + (chars > 0)
-        cs = np.cumsum(table.depth[tk])
-        base = np.concatenate([[0.0], cs])[starts]
-        out[has, j + 5] = np.maximum(np.maximum.reduceat(cs, starts) - base, 0)
+    if n.all():
+        st = np.concatenate(stats)                                        # [Σn, 5]
+        tk = np.concatenate(tokens)
+        ends = np.cumsum(n)
+        starts = ends - n
+        ends -= 1
+        cnt = n[:, None]
+        tab = table.matrix[tk]                                            # [Σn, 4] chars, digits, newlines, depth
+        # [Σn, 8]: entropy, maxprob, margin, low-confidence, logprob, chars, digits, newlines — one reduceat
+        per_tok = np.concatenate([st[:, :3], st[:, 1:2] < LOW_CONFIDENCE, st[:, 3:4], tab[:, :3]], axis=1)
+        sums = np.add.reduceat(per_tok, starts, axis=0) / cnt           # [R, 8] means
+        mm = np.minimum.reduceat(np.concatenate([st[:, :3], -st[:, :3]], axis=1), starts, axis=0)
+        blk = np.stack([sums[:, :3], mm[:, :3], -mm[:, 3:], st[ends, :3]], axis=2)   # [R, 3 stats, 4 aggregates]
+        out[:, 5:17] = blk.reshape(R, 12)
+        out[:, 17:19] = sums[:, 3:5]
+        chars = sums[:, 5] * n
+        out[:, 20] = sums[:, 6] / np.maximum(sums[:, 5], 1e-12) * (chars > 0)
+        out[:, 21] = sums[:, 7] * n + (chars > 0)
+        cs = np.cumsum(tab[:, 3])
+        out[:, 22] = np.maximum(np.maximum.reduceat(cs, starts) - (cs[ends] - np.add.reduceat(tab[:, 3], starts))
+                                , 0)
+    elif n.any():   # some empty responses: compute the others, leave zeros
+        has = np.flatnonzero(n)
+        out[has] = batch_features(stage, np.asarray(prompt_len)[has], np.asarray(prompt_nll)[has],
+                                  [stats[i] for i in has], [tokens[i] for i in has], np.asarray(ended_eos)[has],
+                                  np.asarray(accept_prev)[has], None if hidden is None else np.asarray(hidden)[has],
+                                  table)
     j = 5 + 12
     ap = np.asarray(accept_prev, dtype=np.float64)
     out[:, j + 2] = np.where(np.isfinite(ap), ap, 1.0)

@@ -31,6 +31,17 @@ def first_stage(policy, K: int) -> int:
     return resolve_stage(policy.stage, K) if policy.name == "single" else 0
 
 
+def _upper(K: int) -> np.ndarray:
+    """[K, K] bool, True where m > j (cached)."""
+    m = _UPPER.get(K)
+    if m is None:
+        m = _UPPER[K] = np.triu(np.ones((K, K), dtype=bool), k=1)
+    return m
+
+
+_UPPER: dict[int, np.ndarray] = {}
+
+
 def proxy_costs(prompt_len: np.ndarray,      # [B] tokens
                 resp_len: np.ndarray,        # [B] tokens of the current response
                 accept_mean: np.ndarray,     # [B, K, K] expected accepted fraction of y_j under M_m
@@ -42,14 +53,11 @@ def proxy_costs(prompt_len: np.ndarray,      # [B] tokens
     c_{j→m} = size_m·(ρ·(P + L) + (1 − â_{j,m})·L) / (size_{K−1}·(ρ·P + L)): a prefill over prompt
     + response plus decoding the rejected suffix, over the final model's own latency. inf where m ≤ j.
     """
-    B = len(prompt_len)
     K = len(size)
     P = np.asarray(prompt_len, np.float64)[:, None, None]
     L = np.maximum(np.asarray(resp_len, np.float64), 1.0)[:, None, None]
     s = np.asarray(size, np.float64)
     a = np.clip(np.asarray(accept_mean, np.float64), 0.0, 1.0)
-    c = s[None, None, :] * (prefill_ratio * (P + L) + (1.0 - a) * L) / (s[-1] * (prefill_ratio * P + L))
-    upper = np.triu(np.ones((K, K), dtype=bool), k=1)
-    out = np.full((B, K, K), math.inf)
-    out[:, upper] = c[:, upper]
+    c = (prefill_ratio * (P + L) + (1.0 - a) * L) * (s / s[-1]) / (prefill_ratio * P + L)
+    out = np.where(_upper(K), c, math.inf)
     return out
