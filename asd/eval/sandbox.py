@@ -103,15 +103,32 @@ def namespaces_available() -> bool:
     return probe is not None and probe.returncode == 0
 
 
+@lru_cache(maxsize=1)
+def _namespaces_work() -> bool:
+    """A real run in namespaces mode passes (the probe above does not try the tmpfs and bind mounts)."""
+    return run_program("pass", SandboxConfig(isolation="namespaces")).verdict == "pass"
+
+
 def resolve_isolation(cfg: SandboxConfig) -> str:
     if cfg.isolation == "audit":
         return "audit"
-    if namespaces_available():
-        return "namespaces"
     if cfg.isolation == "namespaces":
-        raise ValueError("sandbox.isolation: 'namespaces' needs root and permission to unshare "
-                         "PID/network/mount namespaces here; use 'auto' or 'audit'")
+        if not namespaces_available():
+            raise ValueError("sandbox.isolation: 'namespaces' needs root and permission to unshare "
+                             "PID/network/mount namespaces here; use 'auto' or 'audit'")
+        return "namespaces"
+    if namespaces_available() and _namespaces_work():
+        return "namespaces"
+    _warn_fallback()
     return "audit"
+
+
+@lru_cache(maxsize=1)
+def _warn_fallback() -> None:
+    import warnings
+
+    warnings.warn("sandbox: PID/network/mount namespaces are not available here; running generated code with "
+                  "the weaker audit-hook isolation (docs/sandbox.md)", RuntimeWarning, stacklevel=3)
 
 
 def _closed_ancestors(paths: Sequence[str]) -> list[str]:
