@@ -52,8 +52,16 @@ def _seed(seed: int, key: str) -> int:
     return int.from_bytes(hashlib.sha256(f"{seed}/{key}".encode()).digest()[:8], "little")
 
 
+def fewshot_index(pool: Sequence) -> dict:
+    """``{subject: [items]}`` of a few-shot pool; pass it instead of the pool when building many prompts."""
+    idx: dict = {}
+    for x in pool:
+        idx.setdefault(x.subject, []).append(x)
+    return idx
+
+
 def select_fewshot(task: str, item, cfg: TaskPromptConfig, pool: Sequence | None, seed: int) -> list[tuple[str, str]]:
-    """Exemplars as (user text, assistant text) pairs."""
+    """Exemplars as (user text, assistant text) pairs; ``pool``: items or ``fewshot_index(items)``."""
     k, src = cfg.num_fewshot, cfg.fewshot_source
     if k == 0 or src == "none":
         return []
@@ -72,16 +80,19 @@ def select_fewshot(task: str, item, cfg: TaskPromptConfig, pool: Sequence | None
         raise ValueError(f"mmlu {k}-shot from {src!r} needs a pool of exemplars (the dev split for 'dev'); "
                          "copies without a dev split (e.g. the evals subset): set data.mmlu.fewshot_source: "
                          "test_others or num_fewshot: 0")
+    idx = pool if isinstance(pool, dict) else fewshot_index(pool)
     if src == "dev":  # lm-eval: the first k dev questions of the same subject
-        same = [x for x in pool if x.subject == item.subject]
+        same = idx.get(item.subject, [])
         if len(same) < k:
             raise ValueError(f"mmlu dev split has {len(same)} questions for subject {item.subject!r}, need {k}")
         chosen = same[:k]
     else:  # test_others: k other questions of the split, same subject first, seeded per item
-        others = [x for x in pool if x.id != item.id]
         rng = random.Random(_seed(seed, item.id))
-        same = [x for x in others if item.subject is not None and x.subject == item.subject]
-        rest = [x for x in others if x not in same] if len(same) < k else []
+        same = [x for x in idx.get(item.subject, []) if x.id != item.id] if item.subject is not None else []
+        rest = []
+        if len(same) < k:
+            rest = [x for s, xs in idx.items() if item.subject is None or s != item.subject
+                    for x in xs if x.id != item.id]
         chosen = rng.sample(same, min(k, len(same))) + rng.sample(rest, k - min(k, len(same)))
     return [(mmlu_text(x), f" {'ABCD'[x.answer]}") for x in chosen]
 
