@@ -9,7 +9,7 @@ from asd.data.config import DataConfig, TaskPromptConfig
 from asd.data.fewshot import GSM8K_COT
 from asd.data.gsm8k import GSM8KItem
 from asd.data.humaneval import HumanEvalProblem
-from asd.data.prompts import build_prompt, mc_continuations
+from asd.data.prompts import build_prompt, fewshot_index, mc_continuations
 
 FIX = Path(__file__).resolve().parent.parent / "fixtures" / "data"
 ROOT = Path(__file__).resolve().parents[2]
@@ -51,6 +51,7 @@ def test_mmlu_test_others_never_uses_the_question_and_is_seeded(mm):
     cfg = DataConfig(mmlu=TaskPromptConfig(3, "test_others", 8))
     a = build_prompt("mmlu", mm[0], cfg, pool=mm).text
     assert a == build_prompt("mmlu", mm[0], cfg, pool=mm).text
+    assert a == build_prompt("mmlu", mm[0], cfg, pool=fewshot_index(mm)).text  # the indexed pool: same draw
     assert a.count(mm[0].question) == 1  # only as the final question
     assert a.count("\nAnswer:") == 4
 
