@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Train the four testbed stages concurrently on one GPU, calibrate per knowledge-base bucket, and
 # pack the result for the device tool's $OUT (≤ 8 files of ≤ 16 MiB): weights + logs as a split tar.
-# Usage (on the GPU machine, repo root): OUT=/some/dir bash scripts/train_testbed_gpu.sh [config]
+# Usage (on the GPU machine, repo root): OUT=/some/dir [STAGES="s3"] bash scripts/train_testbed_gpu.sh [config]
 set -euo pipefail
 CONFIG=${1:-configs/testbed.yaml}
 WORK=${WORK:-/tmp/testbed-run}
@@ -9,7 +9,8 @@ export PYTHONUNBUFFERED=1 HF_HUB_OFFLINE=1 TOKENIZERS_PARALLELISM=false ASD_GIT_
 rm -rf "$WORK"; mkdir -p "$WORK/logs" "$OUT"
 nvidia-smi --query-gpu=name,memory.total --format=csv,noheader || true
 start=$(date +%s)
-python3 -m asd.testbed.train --config "$CONFIG" --out "$WORK" 2>&1 | grep -v -E "Writing model shards|it/s\]$" || true
+STAGE_ARGS=""; for s in ${STAGES:-}; do STAGE_ARGS="$STAGE_ARGS --stage $s"; done
+python3 -m asd.testbed.train --config "$CONFIG" --out "$WORK" $STAGE_ARGS 2>&1 | grep -v -E "Writing model shards|it/s\]$" || true
 echo "train wall: $(( $(date +%s) - start )) s"
 python3 -m asd.testbed.quality --weights "$WORK/weights" --n 50 --device cuda --batch-size 512 \
   --out "$WORK/logs/calibration.json" 2>&1 | grep -v -E "Loading weights|it/s\]$" || true

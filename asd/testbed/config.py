@@ -34,6 +34,7 @@ class ModelShape:
     intermediate_size: int
     lr: float                     # peak AdamW learning rate
     steps: int | None = None      # this size's step budget (default: training.steps)
+    batch_size: int | None = None  # this size's sequences per step (default: training.batch_size)
 
     def __post_init__(self) -> None:
         if self.hidden_size % self.num_attention_heads:

@@ -50,12 +50,12 @@ def _encode_chunk(args: tuple[int, int]) -> tuple[np.ndarray, np.ndarray, np.nda
     return np.asarray(toks, np.uint8), np.asarray(lens, np.int32), np.asarray(plens, np.int32)
 
 
-def build_data(cfg: TrainingConfig, steps: int, workers: int = 4, chunk: int = 8192):
+def build_data(cfg: TrainingConfig, steps: int, workers: int = 4, chunk: int = 8192, batch_size: int | None = None):
     """The first ``steps * batch_size`` training sequences: (tokens [T] uint8, offsets [N+1] int64, plens [N] int32).
 
     Chunk ``c`` is seeded by ``(seed, c)`` alone, so a shorter budget sees a prefix of a longer one's data.
     """
-    n = steps * cfg.batch_size
+    n = steps * (batch_size or cfg.batch_size)
     jobs = [(cfg.seed * 1_000_003 + c, min(chunk, n - c * chunk)) for c in range(math.ceil(n / chunk))]
     if workers > 1:
         with Pool(workers) as pool:
@@ -138,9 +138,10 @@ def train_stage(cfg: TrainingConfig, stage: str, out: Path, workers: int = 4) ->
         torch.set_num_threads(2)
     t0 = time.time()
     steps = shape.steps or cfg.steps
-    toks, offsets, plens = build_data(cfg, steps, workers)
+    bs = shape.batch_size or cfg.batch_size
+    toks, offsets, plens = build_data(cfg, steps, workers, batch_size=bs)
     data_s = time.time() - t0
-    batches = batch_order(offsets, cfg.batch_size, cfg.seed)
+    batches = batch_order(offsets, bs, cfg.seed)
     model = make_model(shape, cfg.seed).to(dev)
     n_params = sum(p.numel() for p in model.parameters())
     decay = [p for n, p in model.named_parameters() if p.ndim >= 2]
@@ -181,7 +182,7 @@ def train_stage(cfg: TrainingConfig, stage: str, out: Path, workers: int = 4) ->
     import transformers
 
     rec = provenance(config=to_dict(cfg), stage=stage, params=n_params, steps=steps, stopped_at_step=stopped_at,
-                     batch_size=cfg.batch_size, train_seconds=round(train_s, 1), data_seconds=round(data_s, 1),
+                     batch_size=bs, train_seconds=round(train_s, 1), data_seconds=round(data_s, 1),
                      device=torch.cuda.get_device_name(0) if dev.startswith("cuda") else "cpu",
                      torch=torch.__version__, transformers=transformers.__version__,
                      final_loss=curve[-1][1], loss_curve=curve)
@@ -190,7 +191,8 @@ def train_stage(cfg: TrainingConfig, stage: str, out: Path, workers: int = 4) ->
     return rec
 
 
-def train_all(config_path: str, out: Path, stages: list[str] | None = None, concurrent: bool | None = None) -> int:
+def train_all(config_path: str, out: Path, stages: list[str] | None = None, concurrent: bool | None = None,
+              n_parallel: int = 1) -> int:
     """Train every stage; concurrently in one process each on CUDA (default), else sequentially."""
     from asd.configs import load_section
 
@@ -204,12 +206,13 @@ def train_all(config_path: str, out: Path, stages: list[str] | None = None, conc
 
         concurrent = cfg.device != "cpu" and torch.cuda.is_available()
     if not concurrent:
+        workers = max(1, min(12, (os.cpu_count() or 1) // max(1, n_parallel)))
         for s in names:
-            rec = train_stage(cfg, s, out, workers=min(4, os.cpu_count() or 1))
+            rec = train_stage(cfg, s, out, workers=workers)
             print(f"{s}: {rec['params'] / 1e6:.2f}M params, loss {rec['final_loss']:.4f}, {rec['train_seconds']} s")
         return 0
     procs = [subprocess.Popen([sys.executable, "-m", "asd.testbed.train", "--config", config_path, "--out", str(out),
-                               "--stage", s, "--sequential"]) for s in names]
+                               "--stage", s, "--sequential", "--parallel", str(len(names))]) for s in names]
     return max(p.wait() for p in procs)
 
 
@@ -219,11 +222,12 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--out", default=None, help="output folder (default: training.out_dir)")
     ap.add_argument("--stage", action="append", help="train only this stage (repeatable)")
     ap.add_argument("--sequential", action="store_true", help="one stage after the other in this process")
+    ap.add_argument("--parallel", type=int, default=1, help=argparse.SUPPRESS)  # processes sharing the CPUs
     a = ap.parse_args(argv)
     from asd.configs import load_section
 
     out = Path(a.out or load_section(a.config, "training").out_dir)
-    return train_all(a.config, out, a.stage, concurrent=False if a.sequential else None)
+    return train_all(a.config, out, a.stage, concurrent=False if a.sequential else None, n_parallel=a.parallel)
 
 
 if __name__ == "__main__":
