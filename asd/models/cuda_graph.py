@@ -4,8 +4,9 @@ transformers' eager decode of Qwen2.5 shapes is launch-bound (NOTES.md: 7B at 51
 4.0 ms bandwidth floor on an H200), and ``torch.compile(mode="reduce-overhead")`` over its static cache
 failed in transformers 5.17. This module runs the model's own weights through its own step function:
 
-- a static KV cache, one tensor ``kv [layers, max_batch, 2, kv_heads, max_len, head_dim]`` (K at index 0,
-  V at 1 of dim 2), preallocated and zeroed (masked slots must hold finite numbers: 0 × NaN is NaN);
+- a static KV cache, one tensor ``kv [layers, max_batch, 2, kv_heads, slots, head_dim]`` (K at index 0,
+  V at 1 of dim 2; slots = max_len + 1 scratch slot for holes, rounded up to 64), preallocated and
+  zeroed (masked slots must hold finite numbers: 0 × NaN is NaN);
 - per-row lengths ``lengths [max_batch] int64`` on the device; row b's next token goes to cache slot
   ``lengths[b]`` and has RoPE position ``lengths[b]`` (rows may have different prompt lengths;
   prompts are right-padded, so slot == position, as in HF generate with left padding and position ids
@@ -18,7 +19,8 @@ failed in transformers 5.17. This module runs the model's own weights through it
 - on CUDA, one ``torch.cuda.CUDAGraph`` per (batch size, tokens per step), captured on first use; the
   step advances ``lengths`` inside the graph and leaves the argmax of the last position in a static buffer.
 
-Greedy output equals the eager HF path (tests/models/test_cuda_graph.py; on GPU in bf16 up to ties).
+Greedy output equals the eager HF path (tests/models/test_cuda_graph.py; fp32 at Qwen2.5-7B/14B shapes
+on an H100; in bf16 only up to rounding ties, as HF's own attention back-ends differ: docs/gpu.md).
 
 Example::
 
