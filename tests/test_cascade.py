@@ -77,6 +77,8 @@ def test_lossless_greedy(family, policy, gamma):
     rec = c.run(prompts)
     assert [t.tolist() for t in rec["tokens"]] == ref
     assert (rec["final_stage"] == 2).all()
+    if policy.name == "dp":   # with the prior, jumping straight to the final stage is the cheapest route
+        assert not rec["ran"][:, 1].any() and (rec["decision"][:, 0] == 2).all()
     if policy.name == "fixed_depth":
         assert rec["ran"].all()
         # the drafts were partly accepted somewhere: the test exercises truncate + continue
@@ -136,6 +138,16 @@ def test_policies_run_in_the_same_loop(family):
     ok = [orc["tokens"][i].tolist() == ref[i] for i in range(len(prompts))]
     assert all(ok)                                   # with λ = 10 the oracle never accepts a wrong answer
     from asd.predictor import PriorPredictor
+    from asd.core.costs import CostModel, LinearFit, StageCost
+    # finite λ: stage 1 is predicted nearly always right and costs a tenth of stage 2 (a measured-style
+    # cost model), so the DP stops there (adaptive below λ = ∞)
+    cm = CostModel(stages=tuple(StageCost(f"s{k}", prefill=LinearFit(1e-4 * f, 0.0), decode=LinearFit(0.0, 1e-2 * f))
+                                for k, f in enumerate((0.05, 0.1, 1.0))))
+    mid = Cascade(engines, CascadeConfig(max_new_tokens=MAX_NEW), PolicyConfig(name="dp", lam=1.0),
+                  predictor=PriorPredictor(r_prior=(0.2, 0.95, 1.0)), cost_model=cm,
+                  eos_token_ids=(EOS,)).run(prompts)
+    assert (mid["final_stage"] == 1).all() and [t.tolist() for t in mid["tokens"]] == own[1]
+    assert np.allclose(mid["predictions"][:, 0], [0.2, 0.95, 1.0])
     thr = Cascade(engines, CascadeConfig(max_new_tokens=MAX_NEW), PolicyConfig(name="threshold", tau=0.6),
                   predictor=PriorPredictor(r_prior=(0.5, 0.7, 1.0)), eos_token_ids=(EOS,)).run(prompts)
     assert (thr["final_stage"] == 1).all() and [t.tolist() for t in thr["tokens"]] == own[1]
