@@ -172,3 +172,11 @@ def test_sbatch_templates_submit_a_real_array_and_merge(tmp_path):
     assert _wait_sacct(merge) == "COMPLETED", (tmp_path / "h" / "logs")
     counts = same_traces(reference(tmp_path, **jobs), tmp_path / "h" / "traces.h5")
     assert counts == {"samples": 100, "unique": 100, "lost": 0, "duplicated": 0}
+
+
+def test_slurm_up_is_a_no_op_when_the_cluster_is_up():
+    script = Path(__file__).resolve().parents[2] / "scripts" / "slurm_up.sh"
+    t = time.time()
+    r = subprocess.run(["bash", str(script)], capture_output=True, text=True, timeout=60)
+    assert r.returncode == 0 and "already up" in r.stdout, r.stdout + r.stderr
+    assert time.time() - t < 5
