@@ -31,7 +31,6 @@
 #include <cstdint>
 #include <cstring>
 #include <limits>
-#include <sstream>
 #include <stdexcept>
 #include <string>
 #include <vector>
@@ -39,6 +38,9 @@
 #include <pybind11/numpy.h>
 
 #include "asd.h"
+#ifdef ASD_WITH_CUDA
+#include "token_stats_cuda.h"
+#endif
 
 #ifdef ASD_WITH_OPENMP
 #include <omp.h>
@@ -313,10 +315,10 @@ py::array_t<float> token_stats_py(const py::array& logits, const py::array& chos
   }
   const int64_t row_stride = logits.strides(0) / item;
   if (chosen.ndim() != 1 || chosen.shape(0) != N) {
-    std::ostringstream msg;
-    msg << "token_stats: chosen must have shape [N] = [" << N << "] (one token per logits row), got ndim "
-        << chosen.ndim() << (chosen.ndim() == 1 ? " length " + std::to_string(chosen.shape(0)) : "");
-    throw std::invalid_argument(msg.str());
+    std::string got = "ndim " + std::to_string(chosen.ndim());
+    if (chosen.ndim() == 1) got += " length " + std::to_string(chosen.shape(0));
+    throw std::invalid_argument("token_stats: chosen must have shape [N] = [" + std::to_string(N) +
+                                "] (one token per logits row), got " + got);
   }
   if (chosen.dtype().kind() != 'i' || chosen.itemsize() != 8) {
     throw std::invalid_argument("token_stats: chosen dtype must be int64, got " +
@@ -352,5 +354,24 @@ void register_token_stats(py::module_& m) {
         "One pass over V (online softmax), OpenMP over rows (and over pieces of a row when N is small).\n"
         "Rows with NaN or +inf, or all -inf, give NaN in all five columns.");
 }
+
+#ifdef ASD_WITH_CUDA
+void register_token_stats_cuda(py::module_& m) {
+  m.def(
+      "token_stats_cuda",
+      [](uintptr_t logits, int64_t n, int64_t v, int64_t row_stride, int dtype, uintptr_t chosen, uintptr_t out,
+         uintptr_t stream, int device, int64_t pieces) {
+        py::gil_scoped_release release;
+        token_stats_cuda_launch(logits, n, v, row_stride, dtype, chosen, out, stream, device, pieces);
+      },
+      py::arg("logits_ptr"), py::arg("n"), py::arg("v"), py::arg("row_stride"), py::arg("dtype"),
+      py::arg("chosen_ptr"), py::arg("out_ptr"), py::arg("stream"), py::arg("device"), py::arg("pieces") = 0,
+      "token_stats_cuda(logits_ptr, n, v, row_stride, dtype, chosen_ptr, out_ptr, stream, device, pieces=0):\n"
+      "the CUDA token_stats (csrc/token_stats.cu) on device buffers: dtype 0 float32, 1 bfloat16,\n"
+      "2 float16; chosen int64 [n]; out float32 [n,5]; enqueued on `stream` (an integer cudaStream_t).\n"
+      "pieces: blocks per row (0 = chosen from n and the SM count). Use asd.tokstats.token_stats,\n"
+      "which checks the tensors.");
+}
+#endif
 
 }  // namespace asd

@@ -23,9 +23,7 @@
 #include <stdexcept>
 #include <string>
 
-#include "asd.h"
-
-namespace py = pybind11;
+#include "token_stats_cuda.h"
 
 namespace asd {
 namespace {
@@ -96,37 +94,34 @@ __device__ __forceinline__ void merge(State& a, const State& b) {
   a.arg = arg;
 }
 
-// Entries f[0..W) of the row at indices idx0 + k, in increasing index order.
+// Entries f[0..W) of the row at indices idx0 + k, in increasing index order. Branch-free top-2
+// (a per-thread branch here diverged in almost every warp step: with ~40 vectors per thread some
+// lane nearly always meets a new top-2 value). s.m1 propagates NaN (max.NaN), which ends the sums
+// for that thread; the row is flagged at the end. s.arg holds the start of the first group in
+// which s.m1 was reached; resolve_arg() finds the element at the end.
 template <int W>
 __device__ __forceinline__ void update(State& s, const float (&f)[W], int idx0) {
-  float vmax = f[0];
+  float b1 = s.m1, b2 = s.m2;
 #pragma unroll
-  for (int k = 1; k < W; ++k) vmax = max_nan(vmax, f[k]);
-  if (!(vmax <= s.m2)) {  // cold: a new top-2 value, or a NaN
-    if (isnan(vmax) || vmax == INFINITY) s.bad = 1;
-    const float old = s.m1;
-#pragma unroll
-    for (int k = 0; k < W; ++k) {
-      if (f[k] > s.m1) {
-        s.m2 = s.m1;
-        s.m1 = f[k];
-        s.arg = idx0 + k;
-      } else if (f[k] > s.m2) {
-        s.m2 = f[k];  // also a tie with m1
-      }
-    }
-    if (s.m1 > old && s.z > 0.0f) {  // rescale to the new max
-      const float d = fmaxf((old - s.m1) * kLog2e, kMinD);
+  for (int k = 0; k < W; ++k) {
+    b2 = fmaxf(b2, fminf(b1, f[k]));  // a tie with the max makes it the second value too
+    b1 = max_nan(b1, f[k]);
+  }
+  if (b1 > s.m1) {  // new max: rescale the sums to it
+    if (s.z > 0.0f) {
+      const float d = fmaxf((s.m1 - b1) * kLog2e, kMinD);
       const float sc = ex2(d);
       s.t = sc * (s.t + d * s.z);
       s.z *= sc;
     }
+    s.arg = idx0;
   }
-  const float m = s.m1;
-  if (m == -INFINITY || m == INFINITY) return;  // nothing to add yet / row already undefined
+  s.m1 = b1;
+  s.m2 = b2;
+  if (!(fabsf(b1) < INFINITY)) return;  // nothing finite yet, or +inf / NaN: the row is undefined
 #pragma unroll
   for (int k = 0; k < W; ++k) {
-    const float d = fmaxf((f[k] - m) * kLog2e, kMinD);  // NaN here was flagged above
+    const float d = fmaxf((f[k] - b1) * kLog2e, kMinD);
     const float e = ex2(d);
     s.z += e;
     s.t = fmaf(e, d, s.t);
@@ -251,6 +246,21 @@ stats_kernel(const T* __restrict__ logits, int64_t row_stride, int64_t V, int pi
     }
   }
 
+  // flag NaN / +inf; turn the group start of the max into its first index (≤ W re-reads, cached)
+  s.bad = isnan(s.m1) || s.m1 == INFINITY;
+  if (!s.bad && s.m1 > -INFINITY) {
+    const int64_t i0 = s.arg;
+    for (int k = 0; k < W && i0 + k < V; ++k) {
+      if (Elem<T>::one(x + i0 + k) == s.m1) {
+        s.arg = static_cast<int>(i0 + k);
+        break;
+      }
+    }
+  } else {
+    s.arg = INT32_MAX;
+    if (s.bad) s.m1 = s.m2 = -INFINITY, s.z = s.t = 0.0f;  // keep the merges free of NaN
+  }
+
   // block reduction: warps, then the first warp over the warps' states
   __shared__ State warp_states[kBlock / 32];
   warp_reduce(s);
@@ -333,11 +343,10 @@ void launch(uintptr_t logits, int64_t N, int64_t V, int64_t row_stride, uintptr_
   check(err, "kernel launch");
 }
 
-// logits: device pointer to [N,V] (row stride in elements; last axis contiguous) of dtype code
-// 0 float32 / 1 bfloat16 / 2 float16; chosen: device int64 [N]; out: device float32 [N,5];
-// stream: cudaStream_t as an integer (torch.cuda.current_stream().cuda_stream); device: its index.
-void token_stats_cuda(uintptr_t logits, int64_t N, int64_t V, int64_t row_stride, int dtype,
-                      uintptr_t chosen, uintptr_t out, uintptr_t stream, int device, int64_t pieces) {
+}  // namespace
+
+void token_stats_cuda_launch(uintptr_t logits, int64_t N, int64_t V, int64_t row_stride, int dtype,
+                             uintptr_t chosen, uintptr_t out, uintptr_t stream, int device, int64_t pieces) {
   if (N < 0) throw std::invalid_argument("token_stats_cuda: N (rows of logits) must be >= 0");
   if (V < 1 || V > INT32_MAX) throw std::invalid_argument("token_stats_cuda: V (columns of logits) must be in [1, 2^31)");
   if (row_stride < V) throw std::invalid_argument("token_stats_cuda: row_stride must be >= V");
@@ -349,24 +358,11 @@ void token_stats_cuda(uintptr_t logits, int64_t N, int64_t V, int64_t row_stride
   if (!logits || !chosen || !out) throw std::invalid_argument("token_stats_cuda: null logits, chosen or out pointer");
   const size_t esize = dtype == kF32 ? 4 : 2;
   if (logits % esize != 0) throw std::invalid_argument("token_stats_cuda: logits pointer is not aligned to its dtype");
-  py::gil_scoped_release release;
   check(cudaSetDevice(device), "cudaSetDevice");
   cudaStream_t s = reinterpret_cast<cudaStream_t>(stream);
   if (dtype == kF32) launch<float>(logits, N, V, row_stride, chosen, out, s, device, pieces);
   else if (dtype == kBF16) launch<__nv_bfloat16>(logits, N, V, row_stride, chosen, out, s, device, pieces);
   else launch<__half>(logits, N, V, row_stride, chosen, out, s, device, pieces);
-}
-
-}  // namespace
-
-void register_token_stats_cuda(py::module_& m) {
-  m.def("token_stats_cuda", &token_stats_cuda, py::arg("logits_ptr"), py::arg("n"), py::arg("v"),
-        py::arg("row_stride"), py::arg("dtype"), py::arg("chosen_ptr"), py::arg("out_ptr"), py::arg("stream"),
-        py::arg("device"), py::arg("pieces") = 0,
-        "token_stats_cuda(logits_ptr, n, v, row_stride, dtype, chosen_ptr, out_ptr, stream, device, pieces=0):\n"
-        "the CUDA token_stats on device buffers (dtype 0 float32, 1 bfloat16, 2 float16; chosen int64 [n];\n"
-        "out float32 [n,5]), enqueued on `stream`. pieces: blocks per row (0 = chosen from N and the SM count).\n"
-        "Use asd.tokstats.token_stats, which checks the tensors.");
 }
 
 }  // namespace asd

@@ -217,6 +217,11 @@ def main() -> None:
                        "-q", "-p", "no:cacheprovider", "-x"], out / "pytest.log", timeout=300)
         tests = {"rc": rc, "summary": text.strip().splitlines()[-1] if text.strip() else ""}
         print(text[-3000:], flush=True)
+        if rc < 0:  # crashed: a native backtrace (cuda-gdb also debugs host code; there is no gdb)
+            _, bt = sh(["cuda-gdb", "-batch", "-ex", "run", "-ex", "bt", "--args", sys.executable, "-m", "pytest",
+                        "tests/test_tokstats.py", "-q", "-p", "no:cacheprovider", "-x"], out / "backtrace.log",
+                       timeout=240)
+            print(bt[-4000:], flush=True)
     res = bench(out)
     res["sass"] = sass
     res["tests"] = tests
