@@ -21,7 +21,7 @@ import submitit
 
 from asd.jobs.merge import merge_run
 from asd.jobs.plan import JobConfig, ShardPlan, gpus_per_task, prepare_output_dir
-from asd.jobs.shard import run_shard, shard_state
+from asd.jobs.shard import live_writer, run_shard, shard_state
 
 
 class ShardTask(submitit.helpers.Checkpointable):
@@ -109,8 +109,15 @@ def submit_run(config_path: str | Path, phase: str = "generate", executor: str |
     fp = fingerprint(config)
     pending, skipped = [], []
     for i in range(len(plan)):   # raises on a shard of another schema version / run before submitting anything
-        state, _ = shard_state(plan.layout.shard(i, phase), plan.sample_ids(i), fp)
-        (skipped if state == "done" else pending).append(i)
+        path = plan.layout.shard(i, phase)
+        state, _ = shard_state(path, plan.sample_ids(i), fp, peek=True)
+        if state == "partial" and (who := live_writer(path)):
+            raise ValueError(f"shard {i} of {job.output_dir} is being written by {who}: an earlier submission "
+                             f"still runs (asd status {job.output_dir}; scancel it) — nothing submitted")
+        if state == "done":
+            skipped.append(i)
+        else:
+            pending.append(i)
     stamp = _dt.datetime.now(_dt.timezone.utc).strftime("%Y%m%dT%H%M%S")
     folder = plan.layout.submitit_dir() / f"{stamp}-{os.getpid()}-{phase}"
     sub = Submission(config_path, job, config, folder, phase, skipped=skipped)

@@ -57,6 +57,28 @@ def _write_progress(path: Path, rows: int, total: int) -> None:
     tmp.replace(path)
 
 
+def live_writer(path: Path, max_age_s: float = 120.0) -> str | None:
+    """Who is writing shard ``path`` now, judged from its progress file: a live pid on this host, or an
+    update less than ``max_age_s`` ago from another host; None if nobody seems to be."""
+    import time
+
+    p = progress_path(path)
+    try:
+        d = json.loads(p.read_text())
+        age = time.time() - p.stat().st_mtime
+    except (OSError, ValueError):
+        return None
+    if d.get("host") == os.uname().nodename:
+        try:
+            os.kill(int(d["pid"]), 0)
+        except (ProcessLookupError, KeyError, ValueError):
+            return None
+        except PermissionError:
+            pass
+        return f"pid {d['pid']} on {d['host']}"
+    return f"pid {d.get('pid')} on {d.get('host')} ({age:.0f} s ago)" if age < max_age_s else None
+
+
 def shard_state(path: Path, ids: np.ndarray, fp: str, peek: bool = False) -> tuple[str, int]:
     """``("done"|"partial"|"missing"|"corrupt", rows valid)`` of a shard's files (final, then .partial).
 

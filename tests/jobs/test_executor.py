@@ -47,3 +47,30 @@ def test_zero_or_negative_shards_submit_nothing(tmp_path, shards):
     with pytest.raises(ValueError, match="shards must be >= 1"):
         submit_run(cfg)
     assert not (tmp_path / "a").exists()
+
+
+def test_resubmitting_while_a_task_writes_is_refused(tmp_path):
+    """A live writer (here: a real subprocess running the shard) blocks a second submission of the run."""
+    import time
+
+    from asd.configs import load_config
+    from asd.jobs.plan import ShardPlan, prepare_output_dir
+    from asd.jobs.shard import progress_path
+
+    cfg = write_config(tmp_path / "a.yaml", tmp_path / "a", shards=1, step_options={"delay_s": 0.3})
+    prepare_output_dir(load_config(cfg), cfg)
+    shard = ShardPlan(load_config(cfg)["jobs"]).layout.shard(0)
+    proc = subprocess.Popen([sys.executable, "-m", "asd.jobs", "shard", "--config", str(cfg), "--index", "0"],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.time() + 30
+        while not progress_path(shard).exists() and time.time() < deadline:
+            time.sleep(0.05)
+        with pytest.raises(ValueError, match="shard 0 .* is being written by pid"):
+            submit_run(cfg)
+    finally:
+        proc.kill()
+        proc.wait()
+    sub = submit_run(cfg)                         # the writer is dead: resubmission resumes the shard
+    assert sub.indices == [0]
+    sub.shard_jobs[0].cancel()
