@@ -32,6 +32,11 @@ def _submit(args) -> int:
         return 0
     from asd.jobs.executor import submit_run
 
+    if args.no_wait:
+        from asd.configs import load_section
+
+        if (args.executor or load_section(args.config, "jobs").executor) != "slurm":
+            raise ValueError("--no-wait needs executor slurm: local tasks are children of this process")
     sub = submit_run(args.config, args.phase, executor=args.executor)
     print(f"submitted {len(sub.shard_jobs)} shard(s) {[j.job_id for j in sub.shard_jobs]}, "
           f"skipped {len(sub.skipped)} done; logs in {sub.folder}")
