@@ -99,7 +99,9 @@ def decode_attrs(attrs) -> dict:
             v = v.item()
         if isinstance(v, np.ndarray):
             v = [x.decode() if isinstance(x, bytes) else x for x in v.tolist()]
-        if k in JSON_ATTRS and isinstance(v, str):
+        if v == "null":
+            v = None
+        elif k in JSON_ATTRS and isinstance(v, str):
             try:
                 v = json.loads(v)
             except json.JSONDecodeError:
@@ -341,6 +343,15 @@ def to_pandas(traces: Traces):
     return pd.DataFrame(cols)
 
 
+def _dtype_name(dt) -> str:
+    import h5py
+
+    if h5py.check_string_dtype(dt) is not None:
+        return f"vlen str ({h5py.check_string_dtype(dt).encoding})"
+    base = h5py.check_vlen_dtype(dt)
+    return f"vlen {base}" if base is not None else str(dt)
+
+
 def describe(path: str | Path) -> dict:
     """Schema, counts and provenance of a trace file (what ``asd inspect`` prints)."""
     import h5py
@@ -348,7 +359,7 @@ def describe(path: str | Path) -> dict:
     with h5py.File(path, "r") as f:
         attrs = decode_attrs(f.attrs)
         n = int(attrs.get("n_complete", len(f["sample_id"])))
-        schema = {name: {"dtype": str(ds.dtype), "shape": list(ds.shape), "chunks": list(ds.chunks or [])}
+        schema = {name: {"dtype": _dtype_name(ds.dtype), "shape": list(ds.shape), "chunks": list(ds.chunks or [])}
                   for name, ds in f.items()}
         counts = {"samples": n, "complete": bool(attrs.get("complete", False))}
         if n and "ran" in f and "final_stage" in f:
