@@ -302,3 +302,19 @@ def test_policy_config_section(tmp_path):
         p.write_text(f"policy:\n  {body}\n")
         with pytest.raises(ConfigError, match=msg):
             load_section(p, "policy")
+
+
+def test_fallback_to_numpy_twin_without_extension(monkeypatch):
+    # asd._ext.get_ext() returns None when _C failed to build: solve must then run solve_ref
+    import asd._ext
+
+    rng = np.random.default_rng(12)
+    r, cost, current = random_inputs(rng, 300, 4, 4)
+    want = solve(r, cost, current, 2.0, 0.5)
+    monkeypatch.setattr(asd._ext, "get_ext", lambda: None)
+    assert_same(solve(r, cost, current, 2.0, 0.5), want)
+    out = dp.Plan(np.empty(300, np.int64), np.empty((300, 4)), np.empty((300, 4), np.int64))
+    assert solve(r, cost, current, 2.0, 0.5, out=out) is out
+    assert_same(out, want)
+    with pytest.raises(ValueError, match="cost contains NaN"):
+        solve(r, np.full_like(cost, np.nan), current, 1.0)
