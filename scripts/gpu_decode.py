@@ -76,6 +76,7 @@ def main(argv=None) -> int:
     ap.add_argument("--eager-batch", default="1,8")
     ap.add_argument("--device", default="cuda")
     ap.add_argument("--tiny", action="store_true", help="dry run: a tiny random Qwen2 and a small config")
+    ap.add_argument("--quick", action="store_true", help="re-check: prefill 512 only, batch 1 and 8, 5 repeats")
     args = ap.parse_args(argv)
 
     import torch
@@ -89,6 +90,8 @@ def main(argv=None) -> int:
 
     torch.backends.cuda.matmul.allow_tf32 = False
     cfg = ProfilerConfig()   # the configs/cost_profiling.yaml defaults
+    if args.quick:
+        cfg = ProfilerConfig(prefill_tokens=[512], decode_batch_sizes=[1, 8], repeats=5)
     if args.tiny:
         cfg = ProfilerConfig(prefill_tokens=[8, 16, 32], decode_batch_sizes=[1, 2], decode_context=16,
                              decode_steps=4, warmup=1, repeats=3)
@@ -103,7 +106,9 @@ def main(argv=None) -> int:
             "checks_fp32": {}}
     for size in [x for x in args.sizes.split(",") if x]:
         t0 = time.time()
-        if args.tiny:
+        if args.quick:
+        cfg = ProfilerConfig(prefill_tokens=[512], decode_batch_sizes=[1, 8], repeats=5)
+    if args.tiny:
             from transformers import Qwen2Config, Qwen2ForCausalLM
 
             model = Qwen2ForCausalLM(Qwen2Config(vocab_size=256, hidden_size=64, intermediate_size=128,

@@ -10,5 +10,5 @@ OUT=${OUT:?set OUT}
 nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv | tee "$OUT/nvidia_smi.txt"
 timeout 120 python3 -m pytest tests/models/test_cuda_graph.py -q -m gpu -p no:cacheprovider 2>&1 | tee "$OUT/pytest_gpu.log"
 timeout 180 python3 scripts/gpu_e2e.py --out "$OUT/e2e.json" 2>&1 | tee "$OUT/gpu_e2e.log"
-timeout 150 python3 scripts/gpu_decode.py --out "$OUT/profile_7b.json" --sizes 7b --deep "" --fp32-checks "" \
+timeout 120 python3 scripts/gpu_decode.py --out "$OUT/profile_7b.json" --sizes 7b --deep "" --fp32-checks "" --quick \
   2>&1 | tee "$OUT/gpu_decode_7b.log"
