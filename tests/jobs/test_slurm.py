@@ -127,17 +127,21 @@ def test_scontrol_requeue_of_a_running_task_resumes(tmp_path):
 
 @pytest.mark.slow
 def test_task_over_its_time_limit_checkpoints_and_requeues(tmp_path):
-    """timeout_min=1 with USR2 50 s before the limit: submitit checkpoints, requeues, the task resumes."""
-    cfg, jobs = _faulted_run(tmp_path, shards=1, timeout_min=1, slurm_signal_delay_s=50,
-                             step_options={"delay_s": 1.2})
+    """timeout_min=1 with USR2 50 s before the limit: submitit checkpoints, requeues, the task resumes.
+
+    slurmctld checks limits every 30 s, so USR2 comes 10–40 s into a run: 40 batches of 1.1 s (44 s) make
+    sure the first run is interrupted; later runs may be too (max_num_timeout allows it)."""
+    cfg, jobs = _faulted_run(tmp_path, shards=1, num_samples=320, timeout_min=1, slurm_signal_delay_s=50,
+                             max_num_timeout=8, step_options={"delay_s": 1.1})
     sub = submit_run(cfg)
     stats = sub.wait()
     assert stats["shards_run"][0]["resumed_from"] > 0           # it was interrupted and resumed
     log = "".join(p.read_text() for p in sub.folder.glob("*_log.err"))
     assert "timed-out" in log
     counts = same_traces(reference(tmp_path, **jobs), Path(stats["path"]))
-    print("time-out:", counts, "resumed_from", stats["shards_run"][0]["resumed_from"])
-    assert counts == {"samples": 160, "unique": 160, "lost": 0, "duplicated": 0}
+    print("time-out:", counts, "resumed_from", stats["shards_run"][0]["resumed_from"],
+          "USR2 count", log.count("timed-out"))
+    assert counts == {"samples": 320, "unique": 320, "lost": 0, "duplicated": 0}
 
 
 def test_truncated_shard_file_is_redone_on_resubmit(tmp_path):
