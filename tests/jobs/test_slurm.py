@@ -94,7 +94,7 @@ def _faulted_run(tmp_path, **extra):
 def test_kill_9_of_a_task_mid_write_then_rerun(tmp_path):
     import submitit
 
-    cfg, jobs = _faulted_run(tmp_path)
+    cfg, jobs = _faulted_run(tmp_path, step_options={"delay_s": 0.6})   # 10 batches of 0.6 s a shard
     sub = submit_run(cfg)
     shard0 = ShardPlan(__import__("asd.configs").configs.load_config(cfg)["jobs"]).layout.shard(0)
     prog = _wait_rows(shard0, 16)
@@ -112,8 +112,8 @@ def test_kill_9_of_a_task_mid_write_then_rerun(tmp_path):
 
 
 def test_scontrol_requeue_of_a_running_task_resumes(tmp_path):
-    # 20 batches of 0.6 s per shard: the requeue's SIGTERM, then SIGKILL ~7 s later, land mid-shard
-    cfg, jobs = _faulted_run(tmp_path, num_samples=320, step_options={"delay_s": 0.6})
+    # 20 batches of 0.8 s per shard: the requeue's SIGTERM, then SIGKILL ~7 s later, land mid-shard
+    cfg, jobs = _faulted_run(tmp_path, num_samples=320, step_options={"delay_s": 0.8})
     sub = submit_run(cfg)
     shard0 = ShardPlan(__import__("asd.configs").configs.load_config(cfg)["jobs"]).layout.shard(0)
     _wait_rows(shard0, 16)
