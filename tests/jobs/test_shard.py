@@ -118,3 +118,16 @@ def test_shard_of_another_schema_version_or_run_is_refused_untouched(tmp_path):
         f.attrs["run_fingerprint"] = "0123456789abcdef"
     with pytest.raises(ValueError, match="shard of another run"):
         run_shard(str(cfg), 0, show_progress=False)
+
+
+def test_evaluate_phase_writes_its_own_shards_and_merged_file(tmp_path):
+    cfg = write_config(tmp_path / "a.yaml", tmp_path / "a", shards=2, evaluate_step="asd.jobs.steps:synthetic")
+    prepare_output_dir(load_config(cfg), cfg)
+    for i in range(2):
+        run_shard(str(cfg), i, phase="evaluate", show_progress=False)
+    stats = merge_run(str(cfg), phase="evaluate")
+    assert Path(stats["path"]).name == "traces-evaluate.h5" and stats["samples"] == 120
+    assert (tmp_path / "a" / "shards-evaluate").is_dir() and not (tmp_path / "a" / "shards").exists()
+    no_eval = write_config(tmp_path / "b.yaml", tmp_path / "b", shards=2)
+    with pytest.raises(ValueError, match="evaluate_step is not set"):
+        run_shard(str(no_eval), 0, phase="evaluate", show_progress=False)
