@@ -38,7 +38,7 @@ from asd.testbed import kb
 TASKS = ("gsm8k", "mmlu", "humaneval", "truthfulqa")
 LEVELS = (1, 2, 3, 4, 5)
 # difficulty level → knowledge-base frequency buckets its kingdoms come from (level 1: none, fact in prompt)
-LEVEL_BUCKETS: dict[int, tuple[int, ...]] = {2: (0, 1), 3: (2, 3, 4), 4: (5, 6), 5: (7, 8, 9)}
+LEVEL_BUCKETS: dict[int, tuple[int, ...]] = {2: (0, 1, 2, 3), 3: (4, 5), 4: (6, 7), 5: (8, 9)}
 TEST_MODULUS = 8
 LETTERS = "ABCD"
 IN_CONTEXT_FRACTION = 0.2     # share of level-1 (fact in prompt) examples in the training stream

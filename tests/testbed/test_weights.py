@@ -58,7 +58,6 @@ def test_missing_checksums(tmp_path):
         W.resolve_model("testbed:s0", tmp_path)
 
 
-@pytest.mark.skipif(not (W.WEIGHTS_DIR / "SHA256SUMS").is_file(), reason="weights not committed yet")
 def test_committed_weights_verify_and_fit_budget():
     names = W.stages()
     assert names == ["s0", "s1", "s2", "s3"]
