@@ -360,16 +360,19 @@ void register_token_stats_cuda(py::module_& m) {
   m.def(
       "token_stats_cuda",
       [](uintptr_t logits, int64_t n, int64_t v, int64_t row_stride, int dtype, uintptr_t chosen, uintptr_t out,
-         uintptr_t stream, int device, int64_t pieces) {
+         uintptr_t stream, int device, int64_t pieces, int variant) {
         py::gil_scoped_release release;
-        token_stats_cuda_launch(logits, n, v, row_stride, dtype, chosen, out, stream, device, pieces);
+        token_stats_cuda_launch(logits, n, v, row_stride, dtype, chosen, out, stream, device, pieces, variant);
       },
       py::arg("logits_ptr"), py::arg("n"), py::arg("v"), py::arg("row_stride"), py::arg("dtype"),
       py::arg("chosen_ptr"), py::arg("out_ptr"), py::arg("stream"), py::arg("device"), py::arg("pieces") = 0,
-      "token_stats_cuda(logits_ptr, n, v, row_stride, dtype, chosen_ptr, out_ptr, stream, device, pieces=0):\n"
+      py::arg("variant") = 0,
+      "token_stats_cuda(logits_ptr, n, v, row_stride, dtype, chosen_ptr, out_ptr, stream, device, pieces=0,\n"
+      "variant=0):\n"
       "the CUDA token_stats (csrc/token_stats.cu) on device buffers: dtype 0 float32, 1 bfloat16,\n"
       "2 float16; chosen int64 [n]; out float32 [n,5]; enqueued on `stream` (an integer cudaStream_t).\n"
-      "pieces: blocks per row (0 = chosen from n and the SM count). Use asd.tokstats.token_stats,\n"
+      "pieces: blocks per row (0 = chosen from n and the SM count); variant: 0 auto, 1 float scan,\n"
+      "2 packed scan (bf16/fp16 top-2 on pairs). Use asd.tokstats.token_stats,\n"
       "which checks the tensors.");
 }
 #endif

@@ -99,15 +99,10 @@ __device__ __forceinline__ void merge(State& a, const State& b) {
 // lane nearly always meets a new top-2 value). s.m1 propagates NaN (max.NaN), which ends the sums
 // for that thread; the row is flagged at the end. s.arg holds the start of the first group in
 // which s.m1 was reached; resolve_arg() finds the element at the end.
-template <int W>
-__device__ __forceinline__ void update(State& s, const float (&f)[W], int idx0) {
-  float b1 = s.m1, b2 = s.m2;
-#pragma unroll
-  for (int k = 0; k < W; ++k) {
-    b2 = fmaxf(b2, fminf(b1, f[k]));  // a tie with the max makes it the second value too
-    b1 = max_nan(b1, f[k]);
-  }
-  if (b1 > s.m1) {  // new max: rescale the sums to it
+// s.m1 := b1 (≥ s.m1, or NaN); on a strictly larger max rescale the sums to it and remember the
+// group start idx0 for the argmax.
+__device__ __forceinline__ void new_max(State& s, float b1, int idx0) {
+  if (b1 > s.m1) {
     if (s.z > 0.0f) {
       const float d = fmaxf((s.m1 - b1) * kLog2e, kMinD);
       const float sc = ex2(d);
@@ -117,6 +112,17 @@ __device__ __forceinline__ void update(State& s, const float (&f)[W], int idx0) 
     s.arg = idx0;
   }
   s.m1 = b1;
+}
+
+template <int W>
+__device__ __forceinline__ void update(State& s, const float (&f)[W], int idx0) {
+  float b1 = s.m1, b2 = s.m2;
+#pragma unroll
+  for (int k = 0; k < W; ++k) {
+    b2 = fmaxf(b2, fminf(b1, f[k]));  // a tie with the max makes it the second value too
+    b1 = max_nan(b1, f[k]);
+  }
+  new_max(s, b1, idx0);
   s.m2 = b2;
   if (!(fabsf(b1) < INFINITY)) return;  // nothing finite yet, or +inf / NaN: the row is undefined
 #pragma unroll
@@ -165,6 +171,103 @@ template <> struct Elem<__half> {
   }
 };
 
+// Scan policies: how one thread folds its logits into its State.
+// FloatScan (all dtypes): widen every logit to float, then update() (float top-2, clamp in float).
+template <typename T>
+struct FloatScan {
+  State s;
+  __device__ FloatScan() : s(empty_state()) {}
+  __device__ void one(const T* x, int64_t i) {
+    const float f[1] = {Elem<T>::one(x + i)};
+    update<1>(s, f, static_cast<int>(i));
+  }
+  __device__ void vec(const uint4& r, int idx0) {
+    float f[Elem<T>::W];
+    Elem<T>::unpack(r, f);
+    update<Elem<T>::W>(s, f, idx0);
+  }
+  __device__ State finish() { return s; }
+};
+
+// PackedScan (bf16, fp16): the top-2 runs on packed pairs (HMNMX2: 1.5 instructions a logit instead
+// of 3) and −inf is clamped in the packed domain, which takes the float clamp off the hot path. On
+// Hopper min/max run on the half-rate ALU pipe, which bound the float version. The sums still use
+// float. The pair lanes (even, odd logits) keep their own top-2, merged in finish().
+template <typename T> struct Pair;
+template <> struct Pair<__nv_bfloat16> {
+  using P = __nv_bfloat162;
+  static constexpr float kClamp = -1e30f;    // −inf → this; exp(that − max) = 0 while max > kFastMin
+  static constexpr float kFastMin = -1e29f;
+  __device__ static P splat(float v) { return __float2bfloat162_rn(v); }
+  __device__ static P pair(__nv_bfloat16 lo, __nv_bfloat16 hi) { return __halves2bfloat162(lo, hi); }
+  __device__ static float2 f2(P p) { return __bfloat1622float2(p); }
+  __device__ static __nv_bfloat16 ninf() { return __float2bfloat16_rn(-INFINITY); }
+};
+template <> struct Pair<__half> {
+  using P = __half2;
+  static constexpr float kClamp = -65504.0f;  // the most negative finite half
+  static constexpr float kFastMin = -60000.0f;
+  __device__ static P splat(float v) { return __float2half2_rn(v); }
+  __device__ static P pair(__half lo, __half hi) { return __halves2half2(lo, hi); }
+  __device__ static float2 f2(P p) { return __half22float2(p); }
+  __device__ static __half ninf() { return __float2half_rn(-INFINITY); }
+};
+
+template <typename T>
+struct PackedScan {
+  using PT = Pair<T>;
+  using P = typename PT::P;
+  State s;
+  P a1, a2;  // per pair lane: largest, second largest
+  __device__ PackedScan() : s(empty_state()), a1(PT::splat(-INFINITY)), a2(PT::splat(-INFINITY)) {}
+
+  template <int NP>
+  __device__ __forceinline__ void pairs(const P (&w)[NP], int idx0) {
+#pragma unroll
+    for (int k = 0; k < NP; ++k) {
+      a2 = __hmax2(a2, __hmin2(a1, w[k]));
+      a1 = __hmax2_nan(a1, w[k]);
+    }
+    const float2 m = PT::f2(a1);
+    const float b1 = max_nan(s.m1, max_nan(m.x, m.y));
+    new_max(s, b1, idx0);
+    if (b1 > PT::kFastMin && b1 < 1e37f) {  // −inf → kClamp in packed form: no float clamp
+      const P lo = PT::splat(PT::kClamp);
+#pragma unroll
+      for (int k = 0; k < NP; ++k) {
+        const float2 f = PT::f2(__hmax2(w[k], lo));
+        const float d0 = (f.x - b1) * kLog2e, d1 = (f.y - b1) * kLog2e;
+        const float e0 = ex2(d0), e1 = ex2(d1);
+        s.z += e0 + e1;
+        s.t = fmaf(e0, d0, fmaf(e1, d1, s.t));
+      }
+    } else if (fabsf(b1) < INFINITY) {  // a huge or very negative max: clamp in float
+#pragma unroll
+      for (int k = 0; k < NP; ++k) {
+        const float2 f = PT::f2(w[k]);
+        const float d0 = fmaxf((f.x - b1) * kLog2e, kMinD), d1 = fmaxf((f.y - b1) * kLog2e, kMinD);
+        const float e0 = ex2(d0), e1 = ex2(d1);
+        s.z += e0 + e1;
+        s.t = fmaf(e0, d0, fmaf(e1, d1, s.t));
+      }
+    }  // else nothing finite yet, or NaN / +inf (the row is undefined)
+  }
+  __device__ void one(const T* x, int64_t i) {  // a lone logit: paired with −inf
+    const P w[1] = {PT::pair(x[i], PT::ninf())};
+    pairs<1>(w, static_cast<int>(i));
+  }
+  __device__ void vec(const uint4& r, int idx0) {
+    P w[4];
+    memcpy(w, &r, sizeof w);
+    pairs<4>(w, idx0);
+  }
+  __device__ State finish() {
+    const float2 h1 = PT::f2(a1), h2 = PT::f2(a2);
+    s.m2 = fmaxf(fminf(h1.x, h1.y), fmaxf(h2.x, h2.y));  // s.m1 is already the max of both lanes
+    return s;
+  }
+};
+
 __device__ __forceinline__ State shfl_state(const State& s, int off) {
   State o;
   o.m1 = __shfl_xor_sync(0xffffffffu, s.m1, off);
@@ -198,7 +301,7 @@ __device__ void finalize(const State& s, const T* row, int64_t V, int64_t c, flo
 }
 
 // grid = N·pieces blocks; block b handles piece b % pieces of row b / pieces.
-template <typename T>
+template <typename T, typename Scan>
 __global__ void __launch_bounds__(kBlock, 2)
 stats_kernel(const T* __restrict__ logits, int64_t row_stride, int64_t V, int pieces,
              const int64_t* __restrict__ chosen, float* __restrict__ out, State* __restrict__ partial) {
@@ -214,12 +317,9 @@ stats_kernel(const T* __restrict__ logits, int64_t row_stride, int64_t V, int pi
   const int64_t body_end = head + nvec * W;
   const int64_t vb = nvec * piece / pieces, ve = nvec * (piece + 1) / pieces;
 
-  State s = empty_state();
+  Scan scan;
   if (piece == 0) {
-    for (int64_t i = threadIdx.x; i < head; i += kBlock) {
-      const float f[1] = {Elem<T>::one(x + i)};
-      update<1>(s, f, static_cast<int>(i));
-    }
+    for (int64_t i = threadIdx.x; i < head; i += kBlock) scan.one(x, i);
   }
   const uint4* xv = reinterpret_cast<const uint4*>(x + head);
   for (int64_t j0 = vb + threadIdx.x; j0 < ve; j0 += static_cast<int64_t>(kBlock) * kUnroll) {
@@ -232,19 +332,13 @@ stats_kernel(const T* __restrict__ logits, int64_t row_stride, int64_t V, int pi
 #pragma unroll
     for (int u = 0; u < kUnroll; ++u) {
       const int64_t j = j0 + static_cast<int64_t>(u) * kBlock;
-      if (j < ve) {
-        float f[W];
-        Elem<T>::unpack(raw[u], f);
-        update<W>(s, f, static_cast<int>(head + j * W));
-      }
+      if (j < ve) scan.vec(raw[u], static_cast<int>(head + j * W));
     }
   }
   if (piece == pieces - 1) {
-    for (int64_t i = body_end + threadIdx.x; i < V; i += kBlock) {
-      const float f[1] = {Elem<T>::one(x + i)};
-      update<1>(s, f, static_cast<int>(i));
-    }
+    for (int64_t i = body_end + threadIdx.x; i < V; i += kBlock) scan.one(x, i);
   }
+  State s = scan.finish();
 
   // flag NaN / +inf; turn the group start of the max into its first index (≤ W re-reads, cached)
   s.bad = isnan(s.m1) || s.m1 == INFINITY;
@@ -306,7 +400,7 @@ int sm_count(int device) {
   return cache[device];
 }
 
-template <typename T>
+template <typename T, typename Scan>
 void launch(uintptr_t logits, int64_t N, int64_t V, int64_t row_stride, uintptr_t chosen, uintptr_t out,
             cudaStream_t stream, int device, int64_t pieces_req) {
   const T* x = reinterpret_cast<const T*>(logits);
@@ -325,13 +419,13 @@ void launch(uintptr_t logits, int64_t N, int64_t V, int64_t row_stride, uintptr_
   if (N * pieces > INT32_MAX) throw std::invalid_argument("token_stats_cuda: too many rows");
   const unsigned grid = static_cast<unsigned>(N * pieces);
   if (pieces == 1) {
-    stats_kernel<T><<<grid, kBlock, 0, stream>>>(x, row_stride, V, 1, c, o, nullptr);
+    stats_kernel<T, Scan><<<grid, kBlock, 0, stream>>>(x, row_stride, V, 1, c, o, nullptr);
     check(cudaGetLastError(), "stats_kernel launch");
     return;
   }
   State* ws = nullptr;
   check(cudaMallocAsync(reinterpret_cast<void**>(&ws), sizeof(State) * N * pieces, stream), "workspace");
-  stats_kernel<T><<<grid, kBlock, 0, stream>>>(x, row_stride, V, static_cast<int>(pieces), c, o, ws);
+  stats_kernel<T, Scan><<<grid, kBlock, 0, stream>>>(x, row_stride, V, static_cast<int>(pieces), c, o, ws);
   cudaError_t err = cudaGetLastError();
   if (err == cudaSuccess) {
     const int threads = 256;
@@ -346,7 +440,8 @@ void launch(uintptr_t logits, int64_t N, int64_t V, int64_t row_stride, uintptr_
 }  // namespace
 
 void token_stats_cuda_launch(uintptr_t logits, int64_t N, int64_t V, int64_t row_stride, int dtype,
-                             uintptr_t chosen, uintptr_t out, uintptr_t stream, int device, int64_t pieces) {
+                             uintptr_t chosen, uintptr_t out, uintptr_t stream, int device, int64_t pieces,
+                             int variant) {
   if (N < 0) throw std::invalid_argument("token_stats_cuda: N (rows of logits) must be >= 0");
   if (V < 1 || V > INT32_MAX) throw std::invalid_argument("token_stats_cuda: V (columns of logits) must be in [1, 2^31)");
   if (row_stride < V) throw std::invalid_argument("token_stats_cuda: row_stride must be >= V");
@@ -360,9 +455,19 @@ void token_stats_cuda_launch(uintptr_t logits, int64_t N, int64_t V, int64_t row
   if (logits % esize != 0) throw std::invalid_argument("token_stats_cuda: logits pointer is not aligned to its dtype");
   check(cudaSetDevice(device), "cudaSetDevice");
   cudaStream_t s = reinterpret_cast<cudaStream_t>(stream);
-  if (dtype == kF32) launch<float>(logits, N, V, row_stride, chosen, out, s, device, pieces);
-  else if (dtype == kBF16) launch<__nv_bfloat16>(logits, N, V, row_stride, chosen, out, s, device, pieces);
-  else launch<__half>(logits, N, V, row_stride, chosen, out, s, device, pieces);
+  if (variant < 0 || variant > 2) {
+    throw std::invalid_argument("token_stats_cuda: variant must be 0 (auto), 1 (float scan) or 2 (packed scan)");
+  }
+  const bool packed = variant != 1;  // float32 always uses the float scan
+  if (dtype == kF32) {
+    launch<float, FloatScan<float>>(logits, N, V, row_stride, chosen, out, s, device, pieces);
+  } else if (dtype == kBF16) {
+    if (packed) launch<__nv_bfloat16, PackedScan<__nv_bfloat16>>(logits, N, V, row_stride, chosen, out, s, device, pieces);
+    else launch<__nv_bfloat16, FloatScan<__nv_bfloat16>>(logits, N, V, row_stride, chosen, out, s, device, pieces);
+  } else {
+    if (packed) launch<__half, PackedScan<__half>>(logits, N, V, row_stride, chosen, out, s, device, pieces);
+    else launch<__half, FloatScan<__half>>(logits, N, V, row_stride, chosen, out, s, device, pieces);
+  }
 }
 
 }  // namespace asd

@@ -143,11 +143,13 @@ def bench(out: Path) -> dict:
         calls = max(n_sets, 8 if nbytes > (16 << 20) else 64)
         case = {"shape": [n, v], "dtype": str(dtype), "bytes_read": nbytes, "rotating_sets": n_sets, "variants": {}}
 
-        def ours(pieces):
+        def ours(pieces, variant=0):
             return lambda i: ext.token_stats_cuda(xs[i].data_ptr(), n, v, v, code, cs[i].data_ptr(),
-                                                  outs[i].data_ptr(), stream(), 0, pieces)
+                                                  outs[i].data_ptr(), stream(), 0, pieces, variant)
 
         fns = {f"ours pieces={p or 'auto'}": ours(p) for p in variants_pieces}
+        if dtype != torch.float32:
+            fns["ours float scan (v2), pieces=auto"] = ours(0, 1)
         fns["ours via token_stats()"] = lambda i: token_stats(xs[i], cs[i], validate=False)
         fns["torch eager"] = lambda i: token_stats_ref(xs[i], cs[i])
         if with_copy:

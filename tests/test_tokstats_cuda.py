@@ -20,12 +20,13 @@ CODES = {torch.float32: DTYPE_F32, torch.bfloat16: DTYPE_BF16, torch.float16: DT
 SENTINEL = -7777.0  # poison: no output may keep it
 
 
-def _raw(x: torch.Tensor, c: torch.Tensor, pieces: int) -> torch.Tensor:
-    """The extension called directly on a poisoned output, with a forced number of pieces per row."""
+def _raw(x: torch.Tensor, c: torch.Tensor, pieces: int, variant: int = 0) -> torch.Tensor:
+    """The extension called directly on a poisoned output, with a forced number of pieces per row
+    and scan variant (1 float scan, 2 packed bf16/fp16 scan)."""
     out = torch.full((x.shape[0], 5), SENTINEL, device=x.device)
     get_ext().token_stats_cuda(
         x.data_ptr(), x.shape[0], x.shape[1], x.stride(0), CODES[x.dtype], c.data_ptr(), out.data_ptr(),
-        torch.cuda.current_stream().cuda_stream, x.device.index or 0, pieces,
+        torch.cuda.current_stream().cuda_stream, x.device.index or 0, pieces, variant,
     )
     torch.cuda.synchronize()
     assert not (out == SENTINEL).any(), "an output element was not written"
@@ -62,7 +63,8 @@ def test_matches_spec(dtype, n, v):
     x, c = _rand(n, v, dtype, seed=n * 7 + v)
     _check(token_stats(x, c), x, c)
     for pieces in (1, 3):  # one block per row, and rows cut into pieces merged by a second kernel
-        _check(_raw(x, c, pieces), x, c)
+        for variant in (1, 2):
+            _check(_raw(x, c, pieces, variant), x, c)
 
 
 def test_same_as_cpu_kernel():
@@ -79,13 +81,15 @@ def test_misaligned_and_strided_rows(dtype):
     c = c % x.shape[1]
     assert x.data_ptr() % 16 != 0
     for pieces in (0, 1, 2):
-        _check(_raw(x, c, pieces), x, c)
+        for variant in (1, 2):
+            _check(_raw(x, c, pieces, variant), x, c)
     seq = _rand(4 * 3, 4096, dtype, seed=4)[0].view(4, 3, 4096)[:, -1, :]  # last position, [N,T,V]
     _check(token_stats(seq, c[:4] % 4096), seq, c[:4] % 4096)
 
 
+@pytest.mark.parametrize("variant", [1, 2])
 @pytest.mark.parametrize("pieces", [1, 4])
-def test_undefined_rows_and_neg_inf(pieces):
+def test_undefined_rows_and_neg_inf(pieces, variant):
     x, c = _rand(8, 20_000, torch.float32, seed=5)
     x[0, 123] = math.nan
     x[1, 19_999] = math.nan
@@ -96,8 +100,8 @@ def test_undefined_rows_and_neg_inf(pieces):
     x[5] = -math.inf
     x[5, 4321] = 1.0  # one finite token: entropy 0, p_max 1, margin 1
     x[6, 10] = x[6, 15_000] = 99.0  # tie across blocks: first index, margin 0
-    for xx in (x, x.bfloat16()):
-        out = _raw(xx, c, pieces)
+    for xx in (x, x.bfloat16(), x.half()):
+        out = _raw(xx, c, pieces, variant)
         assert torch.isnan(out[:4]).all()
         assert torch.isfinite(out[4:, [0, 1, 2, 4]]).all()
         assert out[4, LOGPROB] == -math.inf
@@ -117,6 +121,10 @@ def test_huge_magnitudes():
     out = token_stats(x, c)
     _check(out, x, c)
     assert out[2, LOGPROB] == -math.inf
+    xb = x.bfloat16()  # ± float max rounds to ±inf in bf16: row 1 and 2 become undefined
+    xb[3] = -(torch.rand(30_000, generator=g, device="cuda") + 1).bfloat16() * 1e35  # all very negative
+    for variant in (1, 2):
+        _check(_raw(xb, c, 0, variant), xb, c)
 
 
 def test_chosen_out_of_range():
