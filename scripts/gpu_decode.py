@@ -106,9 +106,7 @@ def main(argv=None) -> int:
             "checks_fp32": {}}
     for size in [x for x in args.sizes.split(",") if x]:
         t0 = time.time()
-        if args.quick:
-        cfg = ProfilerConfig(prefill_tokens=[512], decode_batch_sizes=[1, 8], repeats=5)
-    if args.tiny:
+        if args.tiny:
             from transformers import Qwen2Config, Qwen2ForCausalLM
 
             model = Qwen2ForCausalLM(Qwen2Config(vocab_size=256, hidden_size=64, intermediate_size=128,
