@@ -307,7 +307,6 @@ class Cascade:
 
     def _two_model(self, idx: np.ndarray) -> None:
         """Policy "speculative": the final stage generates, drafted token by token by stage 0 (lookahead γ)."""
-        from asd.models.hf import HFSession
         from asd.speculative import speculative_decode
 
         t0 = time.perf_counter()
@@ -315,7 +314,7 @@ class Cascade:
         tgt = self.engines[K - 1]
         prompts = [self._prompts[i] for i in idx]
         seeds = [_seed(self.cfg.seed, self._ids[i], K - 1, 0) for i in idx]
-        sess = HFSession(tgt, len(idx), seeds=seeds)
+        sess = tgt.new_session(len(idx), seeds=seeds)
         first, st, pr = sess.start(prompts, P)
         so = speculative_decode(
             sess, self.engines[0], prompts, [[] for _ in idx], first, st, pr,

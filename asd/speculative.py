@@ -59,9 +59,8 @@ def speculative_decode(target, drafter_engine, prompts: Sequence[Sequence[int]],
                                top_k=params.top_k, top_p=params.top_p, eos_token_ids=params.eos_token_ids,
                                keep_probs=sampling)
     sampler = sampler or SpeculativeSampler()
-    from asd.models.hf import HFSession  # the only session type so far; vLLM has its own loop
 
-    drafter = HFSession(drafter_engine, R, seeds=drafter_seeds)
+    drafter = drafter_engine.new_session(R, seeds=drafter_seeds)
     resp = [list(map(int, p)) for p in prefix]
     probs = [list(pp) for pp in prefix_probs] if sampling else None
     stats = [list(s) for s in prefix_stats]

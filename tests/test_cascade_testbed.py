@@ -62,3 +62,20 @@ def test_testbed_matches_transformers_generate(testbed):
         o = out[i, L:].tolist()
         hf.append(o[:o.index(tk.EOS_ID) + 1] if tk.EOS_ID in o else o)
     assert hf == ref
+
+
+@pytest.mark.parametrize("policy,gamma", [(PolicyConfig(name="dp", lam=math.inf), 4),
+                                          (PolicyConfig(name="fixed_depth"), 0),
+                                          (PolicyConfig(name="speculative"), 3)])
+def test_testbed_lossless_on_the_static_cache_path(testbed, policy, gamma):
+    """Engines with fast=True (StaticSession over asd.models.cuda_graph.StaticDecoder): the cascade equals
+    that path's own generate, which here also equals the transformers-module path."""
+    from asd.models.hf import HFEngine
+
+    engines, prompts, ref, tk, _ = testbed
+    fast = [HFEngine(e.path, dtype="float32", device="cpu", fast=True) for e in engines]
+    own = [t.tolist() for t in fast[-1].generate(prompts, GenerationParams(MAX_NEW, eos_token_ids=(tk.EOS_ID,))).tokens]
+    rec = Cascade(fast, CascadeConfig(max_new_tokens=MAX_NEW, gamma=gamma, batch_size=48), policy,
+                  eos_token_ids=(tk.EOS_ID,)).run(prompts)
+    assert [t.tolist() for t in rec["tokens"]] == own
+    assert own == ref

@@ -55,7 +55,8 @@ class HFEngine:
     supports_append = True   # sessions teacher-force appended tokens and return full distributions
 
     def __init__(self, model: str | Path, *, dtype: str = "float32", device: str = "auto",
-                 name: str | None = None, max_context: int | None = None, attn_implementation: str = "sdpa"):
+                 name: str | None = None, max_context: int | None = None, attn_implementation: str = "sdpa",
+                 fast: bool = False):
         from transformers import AutoModelForCausalLM
 
         if dtype not in DTYPES:
@@ -77,6 +78,9 @@ class HFEngine:
         # transformers renamed `past_key_values` to `cache` (deprecated in 5.x); use what this version takes
         sig = inspect.signature(self.model.model.forward).parameters
         self.cache_kwarg = "cache" if "cache" in sig else "past_key_values"
+        self.fast = fast              # sessions on the static-cache decoder (asd/models/static_session.py)
+        self._decoder = None
+        self._decoder_owner = None
         self.pad_id = int(cfg.pad_token_id) if getattr(cfg, "pad_token_id", None) is not None else 0
 
     @classmethod
@@ -84,6 +88,29 @@ class HFEngine:
         """Build from an :class:`asd.models.config.StageConfig` (``dtype`` overrides the stage's)."""
         return cls(stage.model, dtype=dtype or stage.dtype, device=device, name=stage.name,
                    max_context=stage.max_model_len)
+
+    def new_session(self, batch: int, seeds: Sequence[int] | None = None):
+        """A fresh session of ``batch`` rows: HFSession, or StaticSession when ``fast``."""
+        if self.fast:
+            from asd.models.static_session import StaticSession
+
+            return StaticSession(self, batch, seeds=seeds)
+        return HFSession(self, batch, seeds=seeds)
+
+    def static_decoder(self, batch: int, owner):
+        """The engine's StaticDecoder (grown to ``batch`` rows), or a private one if another session holds it."""
+        from asd.models.cuda_graph import StaticDecoder
+
+        if self._decoder_owner is not None and self._decoder_owner is not owner:
+            return StaticDecoder(self.model, max_batch=batch, max_len=self.max_context)
+        if self._decoder is None or self._decoder.max_batch < batch:
+            self._decoder = StaticDecoder(self.model, max_batch=max(batch, 16), max_len=self.max_context)
+        self._decoder_owner = owner
+        return self._decoder
+
+    def release_decoder(self, owner) -> None:
+        if self._decoder_owner is owner:
+            self._decoder_owner = None
 
     def num_parameters(self) -> int:
         return sum(p.numel() for p in self.model.parameters())
@@ -95,7 +122,7 @@ class HFEngine:
         """Generate a response for every prompt (left-padded batch; per-row seeds for sampling)."""
         t0 = time.perf_counter()
         check_prompts(prompts, self.max_context, self.vocab_size, params.max_new_tokens)
-        sess = HFSession(self, len(prompts), seeds=seeds)
+        sess = self.new_session(len(prompts), seeds=seeds)
         first, stats, probs = sess.start(prompts, params)
         res = sess.decode(first, stats, [params.max_new_tokens] * len(prompts), params,
                           first_probs=probs, release=True)
@@ -118,7 +145,7 @@ class HFEngine:
         check_prompts(prompts, self.max_context, self.vocab_size)
         full = [list(p) + list(c) for p, c in zip(prompts, continuations)]
         check_prompts(full, self.max_context, self.vocab_size, what="prompt+continuation")
-        sess = HFSession(self, len(prompts), seeds=seeds)
+        sess = self.new_session(len(prompts), seeds=seeds)
         n_cont = [len(c) for c in continuations]
         h = sess.append_raw(full, params, nll=params.prompt_nll, nll_len=[len(p) for p in prompts])
         res = sess.read_positions(h, full, n_cont, params, with_probs)

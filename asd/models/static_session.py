@@ -1,0 +1,57 @@
+"""``StaticSession``: the HFSession protocol on the static-KV-cache decoder of asd/models/cuda_graph.py.
+
+The seam of asd/models/hf_session.py: only ``_forward``, ``truncate``, ``select_rows`` and ``close``
+change. The static decoder keeps slot == position per row and lets padding tokens take no slot, so
+truncation is a roll-back of each row's length (no holes), and one step may feed a ragged chunk.
+On CUDA the decoder replays CUDA graphs; on the CPU it runs the same fused step eagerly, which on
+the tiny testbed models cuts the per-step module overhead of transformers' eager path.
+
+Numerics: the fused projections round differently from transformers' modules, so greedy output
+equals *this path's* own ``generate`` (what the cascade's losslessness is tested against), and
+transformers' ``generate`` up to ties (tests/models/test_cuda_graph.py).
+"""
+from __future__ import annotations
+
+from typing import Sequence
+
+import numpy as np
+import torch
+
+from asd.models.hf_session import HFSession
+
+
+class StaticSession(HFSession):
+    """A batch of rows on the engine's StaticDecoder (one live session per engine; a second gets its own)."""
+
+    def __init__(self, engine, batch: int, seeds: Sequence[int] | None = None):
+        super().__init__(engine, batch, seeds=seeds)
+        self.dec = engine.static_decoder(batch, owner=self)
+        self.dec.set_lengths([0] * batch)
+
+    @torch.inference_mode()
+    def _forward(self, tok: torch.Tensor, new_mask: torch.Tensor) -> torch.Tensor:
+        """tok [B, W], new_mask [B, W] (0 = padding: takes no slot) → final-norm hidden [B, W, H]."""
+        self.dec.step(tok, new_mask)
+        self.length = self.length + new_mask.sum(1).cpu().numpy()
+        return self.dec.last_hidden
+
+    def _crop(self, t: int) -> None:  # no holes to crop: truncate rolls lengths back
+        pass
+
+    @torch.inference_mode()
+    def truncate(self, keep: Sequence[int]) -> None:
+        keep = np.asarray(keep, dtype=np.int64)
+        assert keep.shape == self.length.shape and (keep <= self.length).all() and (keep >= 0).all()
+        self.dec.set_lengths(keep.tolist())
+        self.length = keep.copy()
+
+    @torch.inference_mode()
+    def select_rows(self, idx: np.ndarray) -> None:
+        self.dec.select_rows([int(i) for i in idx])
+        ti = torch.as_tensor(idx, device=self.hid_sum.device)
+        self.length = self.length[idx]
+        self.hid_sum, self.hid_cnt = self.hid_sum[ti], self.hid_cnt[ti]
+
+    def close(self) -> None:
+        self.engine.release_decoder(self)
+        self.dec = None
