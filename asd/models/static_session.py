@@ -31,9 +31,23 @@ class StaticSession(HFSession):
     @torch.inference_mode()
     def _forward(self, tok: torch.Tensor, new_mask: torch.Tensor) -> torch.Tensor:
         """tok [B, W], new_mask [B, W] (0 = padding: takes no slot) → final-norm hidden [B, W, H]."""
-        self.dec.step(tok, new_mask)
-        self.length = self.length + new_mask.sum(1).cpu().numpy()
-        return self.dec.last_hidden
+        dec = self.dec
+        n_new = new_mask.sum(1).cpu().numpy()
+        if dec.use_graphs:
+            dec.step(tok, new_mask)
+            h = dec.last_hidden
+        else:
+            # eager (CPU): attend over the slots in use only, rounded up to 64, instead of the whole cache
+            B, W = tok.shape
+            dec._check_room(B, W)
+            win = min(dec._n_slots, -(-(int(self.length.max()) + W) // 64) * 64)
+            h = dec._forward(tok, new_mask, window=win)
+            dec.lengths[:B] += new_mask.sum(1)
+            for b in range(B):
+                dec._host_len[b] += int(n_new[b])
+            dec.last_hidden = h
+        self.length = self.length + n_new
+        return h
 
     def _crop(self, t: int) -> None:  # no holes to crop: truncate rolls lengths back
         pass

@@ -136,3 +136,22 @@ def test_protocol_conformance_and_processing(model_dir):
     assert p[0, 0] == 1.0                      # the top token alone already covers half the mass
     p = process_logits(lg, GenerationParams(temperature=0.5))
     torch.testing.assert_close(p, torch.softmax(lg / 0.5, -1))
+
+
+def test_static_cache_path_matches_and_continues(model_dir):
+    """HFEngine(fast=True): StaticSession over the static-cache decoder; same tokens, same continuation."""
+    slow = HFEngine(model_dir, dtype="float64", device="cpu")
+    fast = HFEngine(model_dir, dtype="float64", device="cpu", fast=True)
+    prompts = ragged_prompts(10, seed=7)
+    P = GenerationParams(max_new_tokens=16, eos_token_ids=(EOS,), hidden=True, prompt_nll=True)
+    a, b = slow.generate(prompts, P), fast.generate(prompts, P)
+    assert [t.tolist() for t in a.tokens] == [t.tolist() for t in b.tokens]
+    np.testing.assert_allclose(a.prompt_nll, b.prompt_nll, rtol=1e-9)
+    np.testing.assert_allclose(a.hidden, b.hidden, rtol=1e-6, atol=1e-9)
+    sc = fast.score(prompts, b.tokens, P, keep_session=True)
+    keep = [len(t) // 3 for t in b.tokens]
+    sc.session.truncate([len(p) + k for p, k in zip(prompts, keep)])
+    out = sc.session.decode(np.array([t[k] for t, k in zip(b.tokens, keep)]), None, [16 - k for k in keep], P)
+    for t, k, o in zip(b.tokens, keep, out.tokens):
+        assert np.concatenate([t[:k], o]).tolist() == t.tolist()
+    sc.session.close()
