@@ -5,6 +5,7 @@
 - ``evaluate --config configs/testbed.yaml [--out FILE]``: greedy quality of the committed weights on
   the held-out prompts (section ``testbed``): accuracy per stage × level × task and agreement with the
   final stage; prints the tables and writes the JSON record.
+- ``costs [--out FILE]``: CPU seconds of a batch-16 decode step and a 256-token prefill per stage.
 - ``verify``: check every committed weight file against SHA256SUMS.
 """
 from __future__ import annotations
@@ -27,6 +28,10 @@ def register(subparsers) -> None:
     e.add_argument("--device", default=None, help="override testbed.device")
     e.add_argument("--out", default=None, help="JSON record (default: testbed.results)")
     e.set_defaults(func=_evaluate)
+    c = sub.add_parser("costs", help="CPU cost per stage: batch-16 decode step and 256-token prefill")
+    c.add_argument("--config", default="configs/testbed.yaml")
+    c.add_argument("--out", default="benchmarks/results/testbed_cpu_costs.json")
+    c.set_defaults(func=_costs)
     v = sub.add_parser("verify", help="check the committed weights against SHA256SUMS")
     v.set_defaults(func=_verify)
 
@@ -73,4 +78,26 @@ def _verify(args) -> int:
 
     for s in stages():
         print(f"{s}: ok ({verify(s)})")
+    return 0
+
+
+def _costs(args) -> int:
+    import json
+    from pathlib import Path
+
+    from asd.config import to_dict
+    from asd.configs import load_section
+    from asd.provenance import provenance
+    from asd.testbed import speed
+    from asd.testbed.weights import resolve_model
+
+    hier = load_section(args.config, "hierarchy")
+    res = speed.measure({s.name: resolve_model(s.model) for s in hier.stages})
+    rec = provenance(config={"hierarchy": to_dict(hier)}, schema_version=1, costs=res)
+    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+    Path(args.out).write_text(json.dumps(rec, indent=1) + "\n")
+    for name, r in res["stages"].items():
+        print(f"{name}: {r['params'] / 1e6:.2f}M params  decode step (b16) {r['decode_step_s'] * 1e3:.2f} ms "
+              f"({r['decode_ratio']:.1f}x s0)  prefill 256 {r['prefill_s'] * 1e3:.1f} ms ({r['prefill_ratio']:.1f}x)")
+    print(f"wrote {args.out}")
     return 0

@@ -3,7 +3,7 @@
 ``decode_step(model, batch=16, context=128)``: seconds of one forward over one new token per
 sequence with a KV cache of ``context`` tokens (what a cascade pays per generated token).
 ``prefill(model, tokens=256)``: seconds of one forward over a 256-token prompt (batch 1).
-Medians of ``repeats`` timed runs after ``warmup`` untimed ones; float32 (the testbed's dtype).
+Median (or another statistic) of ``repeats`` timed runs after ``warmup`` untimed ones; float32.
 """
 from __future__ import annotations
 
@@ -20,8 +20,9 @@ def _inputs(batch: int, length: int, seed: int = 0):
     return torch.randint(len(tk.SPECIALS), tk.VOCAB_SIZE, (batch, length), generator=g)
 
 
-def decode_step(model, batch: int = 16, context: int = 128, warmup: int = 3, repeats: int = 15) -> float:
-    """Median seconds of one batched decode step (batch ``batch``, KV cache of ``context`` tokens)."""
+def decode_step(model, batch: int = 16, context: int = 128, warmup: int = 3, repeats: int = 15,
+                stat=statistics.median) -> float:
+    """Seconds (``stat`` of the repeats) of one batched decode step (batch ``batch``, KV cache of ``context``)."""
     import torch
 
     x = _inputs(batch, context)
@@ -38,11 +39,11 @@ def decode_step(model, batch: int = 16, context: int = 128, warmup: int = 3, rep
             cache = o.past_key_values
             if i >= warmup:
                 times.append(dt)
-    return statistics.median(times)
+    return stat(times)
 
 
-def prefill(model, tokens: int = 256, batch: int = 1, warmup: int = 2, repeats: int = 7) -> float:
-    """Median seconds of one forward over a ``tokens``-token prompt."""
+def prefill(model, tokens: int = 256, batch: int = 1, warmup: int = 2, repeats: int = 7, stat=statistics.median) -> float:
+    """Seconds (``stat`` of the repeats) of one forward over a ``tokens``-token prompt."""
     import torch
 
     x = _inputs(batch, tokens, seed=1)
@@ -53,11 +54,12 @@ def prefill(model, tokens: int = 256, batch: int = 1, warmup: int = 2, repeats: 
             model(x, use_cache=True)
             if i >= warmup:
                 times.append(time.perf_counter() - t0)
-    return statistics.median(times)
+    return stat(times)
 
 
-def measure(folders: dict, batch: int = 16, context: int = 128, prompt_tokens: int = 256) -> dict:
-    """``{stage: {params, decode_step_s, prefill_s}}`` plus ratios to the first stage."""
+def measure(folders: dict, batch: int = 16, context: int = 128, prompt_tokens: int = 256, repeats: int = 40) -> dict:
+    """``{stage: {params, decode_step_s, prefill_s}}`` (best of ``repeats``: the machine is shared, and the
+    minimum is the least disturbed by other processes) plus ratios to the first stage."""
     import torch
 
     from asd.testbed.quality import load_model
@@ -67,8 +69,8 @@ def measure(folders: dict, batch: int = 16, context: int = 128, prompt_tokens: i
     for name, folder in folders.items():
         m = load_model(folder, "float32", "cpu")
         res[name] = {"params": sum(p.numel() for p in m.parameters()),
-                     "decode_step_s": decode_step(m, batch, context),
-                     "prefill_s": prefill(m, prompt_tokens)}
+                     "decode_step_s": decode_step(m, batch, context, repeats=repeats, stat=min),
+                     "prefill_s": prefill(m, prompt_tokens, repeats=max(3, repeats // 2), stat=min)}
     first = next(iter(res.values()))
     for r in res.values():
         r["decode_ratio"] = r["decode_step_s"] / first["decode_step_s"]
