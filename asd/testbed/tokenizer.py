@@ -8,9 +8,9 @@ loads offline — the same loading path as a real checkpoint folder. The committ
 lives in ``asd/testbed/tokenizer/``; ``load_tokenizer()`` loads it.
 
 Special tokens (ids 0..2): ``<|endoftext|>`` (pad), ``<|im_start|>``, ``<|im_end|>`` (eos of
-a chat turn, the token generation stops at). A character outside the vocabulary maps to
-``<|endoftext|>`` is avoided: ``encode`` maps it to ``?`` via a normaliser-free fallback
-(unknown characters are replaced before tokenising by ``clean_text``).
+a chat turn, the token generation stops at). A character outside the vocabulary becomes the
+unknown token (``<|endoftext|>``) in the HF tokenizer and ``?`` in the fast ``encode``; pass
+untrusted text through ``clean_text`` first so that both agree.
 """
 from __future__ import annotations
 
