@@ -38,6 +38,8 @@ test-fast: build
 
 demo: build
 	$(BIN)/asd run --config configs/demo.yaml
+	$(BIN)/asd submit --config configs/demo_testbed.yaml
+	$(BIN)/asd report runs/demo-testbed/traces.h5 --plot runs/demo-testbed/summary.png --json runs/demo-testbed/summary.json
 
 bench: build
 	$(BIN)/python -m pytest benchmarks --benchmark-only --benchmark-json=benchmarks/results/latest.json

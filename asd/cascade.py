@@ -199,7 +199,7 @@ class Cascade:
         final = np.array([max(np.flatnonzero(r)) for r in rec["ran"]], np.int8)
         rec["final_stage"] = final
         rec["tokens"] = [r.astype(np.int32) for r in self.resp]
-        rec["text"] = [self.tokenizer.decode(r.tolist()) if self.tokenizer else "" for r in self.resp]
+        rec["text"] = [self.tokenizer.decode(r.tolist(), skip_special_tokens=True) if self.tokenizer else "" for r in self.resp]
         rec["score"] = np.full(B, np.nan, np.float32)
         assert all(len(r) <= P.max_new_tokens for r in self.resp)
         assert all(not (set(r[:-1].tolist()) & eos) for r in self.resp)

@@ -22,6 +22,7 @@ SUBCOMMANDS: list[str] = [
     "asd.commands.submit",
     "asd.commands.status",
     "asd.commands.inspect",
+    "asd.commands.report",
 ]
 
 

@@ -1,0 +1,1 @@
+"""Reports over merged traces: summary tables (pure numpy) and plots (matplotlib, Agg)."""
