@@ -6,6 +6,7 @@
 PYBIND11_MODULE(_C, m) {
   m.doc() = "asd hot-path kernels (DP stopping rule, token statistics)";
   asd::register_dp(m);
+  asd::register_decision(m);
   asd::register_token_stats(m);
 #ifdef ASD_WITH_CUDA
   asd::register_token_stats_cuda(m);

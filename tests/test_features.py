@@ -1,7 +1,9 @@
 """Features: the vectorised batch path equals the per-sample definition; fixed width across stages."""
 import numpy as np
+import pytest
 
-from asd.features import FEATURE_NAMES, NUM_FEATURES, TokenTable, batch_features, stage_features, text_features
+from asd.features import (FEATURE_NAMES, NUM_FEATURES, TokenTable, batch_features, batch_features_ref, stage_features,
+                          text_features)
 from asd.predictor import PriorPredictor
 from asd.testbed.tokenizer import load_tokenizer
 
@@ -36,3 +38,49 @@ def test_text_features_and_hidden_width():
 def test_prior_predictor_shapes():
     r, a = PriorPredictor(num_draws=4).predict(np.zeros((5, NUM_FEATURES)), np.zeros(5, int), 3)
     assert r.shape == (5, 4, 3) and (r[..., -1] == 1).all() and a.shape == (5, 3, 3)
+
+
+def _ext_or_skip(name):
+    from asd._ext import get_ext
+
+    ext = get_ext()
+    if ext is None or not hasattr(ext, name):
+        pytest.skip(f"asd._C.{name} not built (make build)")
+
+
+@pytest.mark.parametrize("seed", [1, 2, 3])
+def test_compiled_batch_features_bit_identical_to_numpy_twin(seed):
+    _ext_or_skip("decision_features")
+    rng = np.random.default_rng(seed)
+    V, R = 50, 24
+    # integer text facts (as TokenTable.from_tokenizer makes them), brackets in both directions
+    table = TokenTable(*rng.integers(-2, 4, size=(4, V)).astype(np.float64).clip(0, None)[:3],
+                       rng.integers(-2, 3, size=V).astype(np.float64))
+    lens = rng.choice([0, 1, 2, 7, 8, 9, 31, 129, 300], size=R)
+    lens[0] = 5
+    toks = [rng.integers(0, V, size=n).astype(rng.choice([np.int32, np.int64])) for n in lens]
+    stats = [rng.random((n, 5)).astype(rng.choice([np.float32, np.float64])) for n in lens]
+    hid = rng.standard_normal((R, 24)).astype(np.float32)
+    pl, nll = rng.integers(5, 50, R).astype(np.int32), rng.random(R)
+    eos, ap = rng.random(R) < 0.5, np.where(rng.random(R) < 0.3, np.nan, rng.random(R))
+    for stage, h in ((2, hid), (0, None)):
+        got = batch_features(stage, pl, nll, stats, toks, eos, ap, h, table)
+        want = batch_features_ref(stage, pl, nll, stats, toks, eos, ap, h, table)
+        np.testing.assert_array_equal(got, want)
+    # all responses non-empty (the twin's single-pass branch), and all empty
+    full = [i for i in range(R) if lens[i]]
+    args = (pl[full], nll[full], [stats[i] for i in full], [toks[i] for i in full], eos[full], ap[full], hid[full])
+    np.testing.assert_array_equal(batch_features(1, *args, table), batch_features_ref(1, *args, table))
+    empty = [np.zeros(0, np.int64)] * 3
+    e_args = (pl[:3], nll[:3], [np.zeros((0, 5), np.float32)] * 3, empty, eos[:3], ap[:3], None)
+    np.testing.assert_array_equal(batch_features(1, *e_args, table), batch_features_ref(1, *e_args, table))
+
+
+def test_compiled_batch_features_rejects_bad_input():
+    _ext_or_skip("decision_features")
+    table = TokenTable.empty(10)
+    one = np.ones(1)
+    with pytest.raises(IndexError, match="token id 10"):
+        batch_features(0, one, one, [np.zeros((1, 5), np.float32)], [np.array([10])], one, one, None, table)
+    with pytest.raises(ValueError, match=r"shape \[n, 5\]"):
+        batch_features(0, one, one, [np.zeros((2, 5), np.float32)], [np.array([1])], one, one, None, table)

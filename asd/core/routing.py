@@ -48,6 +48,24 @@ def proxy_costs(prompt_len: np.ndarray,      # [B] tokens
                 size: np.ndarray,            # [K] relative cost of one token of work per stage (e.g. params)
                 prefill_ratio: float = 0.05,  # cost of one prefill token / one decode step, same model
                 ) -> np.ndarray:
+    """[B, K, K] float64 ``proxy_costs_ref`` in one compiled call (``asd._C.proxy_costs``, bit-identical).
+
+    Falls back to the numpy twin when the extension is not built.
+    """
+    from asd._ext import get_ext
+
+    ext = get_ext()
+    if ext is None or not hasattr(ext, "proxy_costs"):
+        return proxy_costs_ref(prompt_len, resp_len, accept_mean, size, prefill_ratio)
+    return ext.proxy_costs(prompt_len, resp_len, accept_mean, size, float(prefill_ratio))
+
+
+def proxy_costs_ref(prompt_len: np.ndarray,      # [B] tokens
+                    resp_len: np.ndarray,        # [B] tokens of the current response
+                    accept_mean: np.ndarray,     # [B, K, K] expected accepted fraction of y_j under M_m
+                    size: np.ndarray,            # [K] relative cost of one token of work per stage
+                    prefill_ratio: float = 0.05,  # cost of one prefill token / one decode step, same model
+                    ) -> np.ndarray:
     """[B, K, K] normalised c_{j→m} when no measured cost model is given (shape of DESIGN §1.4).
 
     c_{j→m} = size_m·(ρ·(P + L) + (1 − â_{j,m})·L) / (size_{K−1}·(ρ·P + L)): a prefill over prompt

@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 
 from asd.core.dp import PolicyConfig
-from asd.core.routing import REPLAN, first_stage, proxy_costs, resolve_stage
+from asd.core.routing import REPLAN, first_stage, proxy_costs, proxy_costs_ref, resolve_stage
 
 
 def test_proxy_costs_hand_value():
@@ -15,6 +15,25 @@ def test_proxy_costs_hand_value():
     assert c.shape == (1, 2, 2)
     assert math.isclose(c[0, 0, 1], 17.5 / 55)
     assert np.isinf(c[0, 0, 0]) and np.isinf(c[0, 1, 0]) and np.isinf(c[0, 1, 1])
+
+
+@pytest.mark.parametrize("seed", [0, 1])
+def test_compiled_proxy_costs_bit_identical_to_numpy_twin(seed):
+    from asd._ext import get_ext
+
+    ext = get_ext()
+    if ext is None or not hasattr(ext, "proxy_costs"):
+        pytest.skip("asd._C.proxy_costs not built (make build)")
+    rng = np.random.default_rng(seed)
+    B, K = 37, 5
+    P, L = rng.integers(1, 500, B), rng.integers(0, 300, B).astype(np.int32)   # L = 0 is clamped to 1
+    acc = rng.uniform(-0.2, 1.2, (B, K, K))                                      # clipped to [0, 1]
+    acc[0, 0, 1] = np.nan
+    size = np.sort(rng.uniform(0.1, 100.0, K))
+    for rho in (0.05, 0.3):
+        np.testing.assert_array_equal(proxy_costs(P, L, acc, size, rho), proxy_costs_ref(P, L, acc, size, rho))
+    with pytest.raises(ValueError, match="accept_mean must have shape"):
+        proxy_costs(P, L, acc[:, :2], size)
 
 
 def test_stage_resolution_and_first_stage():
