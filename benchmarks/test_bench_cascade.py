@@ -28,8 +28,8 @@ import torch
 from asd.cascade import Cascade, CascadeConfig
 from asd.core.dp import PolicyConfig
 from asd.core.policies import decide
-from asd.core.routing import proxy_costs
-from asd.features import TokenTable, batch_features
+from asd.core.routing import proxy_costs, proxy_costs_ref
+from asd.features import TokenTable, batch_features, batch_features_ref
 from asd.models.base import GenerationParams
 from asd.models.hf import HFEngine
 from asd.predictor import PriorPredictor
@@ -151,27 +151,45 @@ def test_bench_decision_overhead_b16(benchmark):
     cur = np.zeros(B, np.int64)
     sizes = np.array([1.0, 4.0, 20.0, 100.0])
 
-    def decision():
-        f = batch_features(0, plen, res.prompt_nll, res.stats, res.tokens, np.zeros(B, bool),
-                           np.full(B, np.nan), res.hidden, table)
+    def decision(features=batch_features, costs=proxy_costs):
+        """What the cascade does per decision (Cascade._features + _decide): features, predictor, costs, DP."""
+        f = features(0, plen, res.prompt_nll, res.stats, res.tokens, np.zeros(B, bool), np.full(B, np.nan),
+                     res.hidden, table)
         r, acc = pred.predict(f, cur, K)
-        cost = proxy_costs(plen, np.array([len(t) for t in res.tokens]), acc, sizes)
+        cost = costs(plen, np.array([len(t) for t in res.tokens]), acc, sizes)
         return decide(policy, cur, K, r=r, cost=cost)
 
-    # one decode step at batch 16: (generate 33 tokens − generate 1 token) / 32, interleaved
+    def twin():  # the same with the numpy twins of the two compiled kernels (the pre-kernel path)
+        return decision(batch_features_ref, proxy_costs_ref)
+
+    a, b = decision(), twin()
+    assert np.array_equal(a.action, b.action) and np.array_equal(a.next, b.next) and np.array_equal(a.value, b.value)
+
+    def per_call(fn, n=2000):
+        t = time.perf_counter()
+        for _ in range(n):
+            fn()
+        return (time.perf_counter() - t) / n
+
+    # one decode step at batch 16: (generate 33 tokens − generate 1 token) / 32; interleaved with the decision
+    # timings, 7 rounds, medians
     P1, P33 = GenerationParams(1), GenerationParams(33)
-    steps = []
-    for _ in range(5):
+    steps, decs, twins = [], [], []
+    for _ in range(7):
         t = time.perf_counter()
         eng.generate(prompts, P1)
         t1 = time.perf_counter() - t
         t = time.perf_counter()
         eng.generate(prompts, P33)
         steps.append((time.perf_counter() - t - t1) / 32)
-    step = statistics.median(steps)
-    benchmark(decision)
-    over = benchmark.stats.stats.median
+        decs.append(per_call(decision))
+        twins.append(per_call(twin, 500))
+    step, over, over_twin = statistics.median(steps), statistics.median(decs), statistics.median(twins)
+    benchmark.pedantic(decision, rounds=2000, iterations=1, warmup_rounds=100)
     benchmark.extra_info.update(stage0=label, seconds_decode_step_b16=step, seconds_decision_b16=over,
+                                seconds_decision_b16_numpy_twins=over_twin,
+                                ratio_twins_over_compiled=over_twin / over,
                                 ratio_overhead_pct=100 * over / step,
+                                ratio_overhead_pct_numpy_twins=100 * over_twin / step,
                                 ratio_overhead_pct_per_sample=100 * over / B / step,
                                 ratio_overhead_pct_of_stage0_run=100 * over / (step * MAX_NEW))

@@ -231,18 +231,17 @@ void decision_features(py::array_t<float> out, double stage, const py::handle& p
 
 // c_{j→m} = size_m·(ρ·(P + L) + (1 − â)·L) / (size_{K−1}·(ρ·P + L)), evaluated as the twin does:
 // (ρ·(P + L) + (1 − â)·L) · (size_m / size_{K−1}) / (ρ·P + L); inf where m <= j.
-py::array_t<double> proxy_costs(const f64c& prompt_len, const f64c& resp_len, const f64c& accept, const f64c& size,
-                                double rho) {
+py::array_t<double> proxy_costs(const py::handle& prompt_len, const py::handle& resp_len, const f64c& accept,
+                                const f64c& size, double rho) {
   if (size.ndim() != 1) throw std::invalid_argument("size must have shape [K]");
-  const int64_t K = size.shape(0), B = prompt_len.size();
-  if (prompt_len.ndim() != 1 || resp_len.ndim() != 1 || resp_len.shape(0) != B)
-    throw std::invalid_argument("prompt_len and resp_len must have shape [B]");
+  const int64_t K = size.shape(0), B = py::len(prompt_len);
   if (accept.ndim() != 3 || accept.shape(0) != B || accept.shape(1) != K || accept.shape(2) != K)
     throw std::invalid_argument("accept_mean must have shape [B, K, K]=(" + std::to_string(B) + ", " +
                                 std::to_string(K) + ", " + std::to_string(K) + ")");
+  const Vec P(prompt_len, B, "prompt_len"), Lr(resp_len, B, "resp_len");
   py::array_t<double> out({B, K, K});
   double* po = out.mutable_data();
-  const double *P = prompt_len.data(), *Lr = resp_len.data(), *A = accept.data(), *s = size.data();
+  const double *A = accept.data(), *s = size.data();
   const double inf = std::numeric_limits<double>::infinity();
   for (int64_t b = 0; b < B; ++b) {
     const double L = std::max(Lr[b], 1.0);
