@@ -31,7 +31,8 @@ def summarize(data: dict[str, np.ndarray], K: int) -> dict:
             "runs": ran.sum(0).tolist(),
             # tokens a stage received from the stage before it and accepted, over those it received
             "acceptance": [float(acc[ran[:, k], k].sum() / max(1, _incoming(draft, ran, final, k)))
-                           if k > 0 else float("nan") for k in range(K)],
+                           if k > 0 and ran[:, k].any() else float("nan") for k in range(K)],
+            # latency_s is the wall time of the batched call a sample was part of (asd.cascade)
             "mean_latency_s": [float(lat[ran[:, k], k].mean()) if ran[:, k].any() else float("nan")
                                for k in range(K)],
         },
@@ -69,7 +70,7 @@ def format_summary(s: dict, stage_names: list[str]) -> str:
     lines.append(f"{'ran':<24}" + "".join(f"{v:>{w + 2}}" for v in s["stage"]["runs"]))
     lines.append(f"{'acceptance of drafts':<24}" + "".join(
         f"{'—' if np.isnan(v) else f'{v:.3f}':>{w + 2}}" for v in s["stage"]["acceptance"]))
-    lines.append(f"{'mean latency (ms)':<24}" + "".join(
+    lines.append(f"{'batch wall time (ms)':<24}" + "".join(
         f"{'—' if np.isnan(v) else f'{1e3 * v:.1f}':>{w + 2}}" for v in s["stage"]["mean_latency_s"]))
     lines += ["", f"{'dataset':<24}{'n':>6}{'score':>8}   ended at " + "/".join(stage_names[:K])]
     for name, d in s["datasets"].items():
