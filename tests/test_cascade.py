@@ -10,6 +10,8 @@ import numpy as np
 import pytest
 import torch
 
+from hf_reference import hf_generate as _hf_generate, ragged_prompts
+
 from asd.cascade import NOT_RUN, Cascade, CascadeConfig
 from asd.core.dp import PolicyConfig
 from asd.features import NUM_FEATURES
@@ -18,6 +20,12 @@ from asd.models.hf import HFEngine
 from asd.models.random_init import random_family, save_random_qwen2
 
 EOS = 2
+
+
+def hf_generate(model, prompts, max_new, eos=EOS):
+    return _hf_generate(model, prompts, max_new, eos)
+
+
 MAX_NEW = 20
 SHAPES = {
     "tiny": dict(hidden_size=16, num_layers=1, num_heads=2, num_kv_heads=1, intermediate_size=32, seed=11,
@@ -27,27 +35,6 @@ SHAPES = {
     "wide": dict(hidden_size=64, num_layers=2, num_heads=8, num_kv_heads=2, intermediate_size=96, seed=13,
                  noise=0.03, init_std=0.2),
 }
-
-
-def ragged_prompts(n, seed=0, lo=1, hi=24):
-    rng = np.random.default_rng(seed)
-    return [rng.integers(3, 99, size=rng.integers(lo, hi)).tolist() for _ in range(n)]
-
-
-def hf_generate(model, prompts, max_new, eos=EOS):
-    L = max(map(len, prompts))
-    ids = torch.zeros(len(prompts), L, dtype=torch.long)
-    am = torch.zeros_like(ids)
-    for i, p in enumerate(prompts):
-        ids[i, L - len(p):] = torch.tensor(p)
-        am[i, L - len(p):] = 1
-    out = model.generate(input_ids=ids, attention_mask=am, do_sample=False, max_new_tokens=max_new,
-                         eos_token_id=eos, pad_token_id=0)
-    res = []
-    for i in range(len(prompts)):
-        o = out[i, L:].tolist()
-        res.append(o[:o.index(eos) + 1] if eos in o else o)
-    return res
 
 
 @pytest.fixture(scope="module", params=sorted(SHAPES))
@@ -212,7 +199,7 @@ def test_lossless_greedy_cuda(family, dtype):
     own = engines[-1].generate(prompts, GenerationParams(MAX_NEW, eos_token_ids=(EOS,)))
     ref = [t.tolist() for t in own.tokens]
     if dtype == "float32":
-        assert ref == hf_generate_on(engines[-1].model, prompts, MAX_NEW)
+        assert ref == hf_generate(engines[-1].model, prompts, MAX_NEW)
     for policy, gamma in [(PolicyConfig(name="dp", lam=math.inf), 0), (PolicyConfig(name="fixed_depth"), 3)]:
         rec = Cascade(engines, CascadeConfig(max_new_tokens=MAX_NEW, gamma=gamma), policy,
                       eos_token_ids=(EOS,)).run(prompts)
@@ -222,20 +209,3 @@ def test_lossless_greedy_cuda(family, dtype):
             assert same == len(ref)
         else:  # bf16: chunked and stepwise passes round differently; near-ties may flip (docs/engines.md)
             assert same >= len(ref) * 0.5
-
-
-def hf_generate_on(model, prompts, max_new, eos=EOS):
-    dev = next(model.parameters()).device
-    L = max(map(len, prompts))
-    ids = torch.zeros(len(prompts), L, dtype=torch.long)
-    am = torch.zeros_like(ids)
-    for i, p in enumerate(prompts):
-        ids[i, L - len(p):] = torch.tensor(p)
-        am[i, L - len(p):] = 1
-    out = model.generate(input_ids=ids.to(dev), attention_mask=am.to(dev), do_sample=False,
-                         max_new_tokens=max_new, eos_token_id=eos, pad_token_id=0).cpu()
-    res = []
-    for i in range(len(prompts)):
-        o = out[i, L:].tolist()
-        res.append(o[:o.index(eos) + 1] if eos in o else o)
-    return res

@@ -3,6 +3,8 @@ import numpy as np
 import pytest
 import torch
 
+from hf_reference import hf_generate as _hf_generate, ragged_prompts
+
 from asd.models.base import GenerationParams
 from asd.models.hf import HFEngine
 from asd.models.random_init import save_random_qwen2
@@ -10,33 +12,15 @@ from asd.models.random_init import save_random_qwen2
 EOS = 2
 
 
+def hf_generate(model, prompts, max_new, eos=EOS):
+    return _hf_generate(model, prompts, max_new, eos)
+
+
 @pytest.fixture(scope="module")
 def model_dir(tmp_path_factory):
     return save_random_qwen2(tmp_path_factory.mktemp("m") / "m", hidden_size=32, num_layers=2, num_heads=4,
                              num_kv_heads=2, intermediate_size=64, seed=3, init_std=0.3,
                              max_position_embeddings=128)
-
-
-def ragged_prompts(n, seed=0, lo=1, hi=24, vocab=99):
-    rng = np.random.default_rng(seed)
-    return [rng.integers(3, vocab, size=rng.integers(lo, hi)).tolist() for _ in range(n)]
-
-
-def hf_generate(model, prompts, max_new, eos=EOS):
-    """transformers' generate on a left-padded batch, cut after the first EOS."""
-    L = max(map(len, prompts))
-    ids = torch.zeros(len(prompts), L, dtype=torch.long)
-    am = torch.zeros_like(ids)
-    for i, p in enumerate(prompts):
-        ids[i, L - len(p):] = torch.tensor(p)
-        am[i, L - len(p):] = 1
-    out = model.generate(input_ids=ids, attention_mask=am, do_sample=False, max_new_tokens=max_new,
-                         eos_token_id=eos, pad_token_id=0)
-    res = []
-    for i in range(len(prompts)):
-        o = out[i, L:].tolist()
-        res.append(o[:o.index(eos) + 1] if eos in o else o)
-    return res
 
 
 @pytest.mark.parametrize("dtype", ["float64", "float32"])
