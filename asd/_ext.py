@@ -27,7 +27,7 @@ def get_ext() -> ModuleType | None:
             print(
                 f"asd: the compiled extension asd._C is not available ({e}); "
                 "using the slower numpy/torch reference implementations. "
-                "Rebuild with `pip install -e .` (see README).",
+                "Rebuild with `make build` (or `pip install -e .`; see README).",
                 file=sys.stderr,
             )
     return _EXT
