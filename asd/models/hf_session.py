@@ -279,16 +279,22 @@ class HFSession:
         finished = np.zeros(B, dtype=bool)
         active = budget > 0
         last = np.zeros(B, dtype=np.int64)
-        for i in np.flatnonzero(active):
-            last[i] = first[i]
-            out_tok[i].append(int(first[i]))
-            out_st[i].append(first_stats[i] if first_stats is not None else np.full(5, np.nan, np.float32))
+
+        def emit(i: int, tok: int, st: np.ndarray, pr) -> None:
+            """Row i emits ``tok``; it stops at EOS (finished) or when its budget is spent."""
+            last[i] = tok
+            out_tok[i].append(int(tok))
+            out_st[i].append(st)
             if out_pr is not None:
-                out_pr[i].append(first_probs[i])
-            if first[i] in eos:
+                out_pr[i].append(pr)
+            if tok in eos:
                 finished[i], active[i] = True, False
             elif len(out_tok[i]) >= budget[i]:
                 active[i] = False
+
+        for i in np.flatnonzero(active):
+            emit(i, first[i], first_stats[i] if first_stats is not None else np.full(5, np.nan, np.float32),
+                 first_probs[i] if out_pr is not None else None)
         rows = np.arange(B)           # session row → result row
         hidden_out = np.zeros((B, self.engine.hidden_size), np.float32) if params.hidden else None
         while active[rows].any():
@@ -309,16 +315,7 @@ class HFSession:
             logits = self.engine.model.lm_head(h[torch.as_tensor(sel, device=h.device), -1]).float()
             toks, st, pr = self.choose(logits, params, rows[sel].tolist())
             for j, s in enumerate(sel):
-                i = rows[s]
-                last[i] = toks[j]
-                out_tok[i].append(int(toks[j]))
-                out_st[i].append(st[j])
-                if out_pr is not None:
-                    out_pr[i].append(pr[j])
-                if toks[j] in eos:
-                    finished[i], active[i] = True, False
-                elif len(out_tok[i]) >= budget[i]:
-                    active[i] = False
+                emit(rows[s], toks[j], st[j], pr[j] if out_pr is not None else None)
         if params.hidden:
             self._save_hidden(np.arange(len(rows)), rows, hidden_out)
         V = self.engine.vocab_size
