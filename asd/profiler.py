@@ -24,8 +24,13 @@ SCHEMA_VERSION = 1
 
 
 # ---- timing --------------------------------------------------------------------------------------
-def time_fn(fn: Callable[[], None], device, warmup: int, repeats: int) -> list[float]:
-    """Seconds per call of ``fn`` (repeats values): CUDA events on a GPU, perf_counter otherwise."""
+def time_fn(fn: Callable[[], None], device, warmup: int, repeats: int,
+            sync: Callable[[], None] | None = None) -> list[float]:
+    """Seconds per call of ``fn`` (repeats values): CUDA events on a GPU, perf_counter otherwise.
+
+    ``sync`` runs untimed before each timed call (e.g. ``torch.distributed.barrier`` so that all ranks of a
+    tensor-parallel step start together).
+    """
     import torch
 
     for _ in range(warmup):
@@ -33,6 +38,8 @@ def time_fn(fn: Callable[[], None], device, warmup: int, repeats: int) -> list[f
     out = []
     cuda = getattr(device, "type", str(device)).startswith("cuda")
     for _ in range(repeats):
+        if sync is not None:
+            sync()
         if cuda:
             start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
             start.record()

@@ -28,6 +28,7 @@ import torch.nn.functional as F
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
 from asd.models.cuda_graph import _rms_norm, _rotate_half  # noqa: E402
+from asd.profiler import time_fn  # noqa: E402
 
 
 class TPDecoder:
@@ -171,23 +172,8 @@ class TPDecoder:
 
 
 def timed(fn, device, warmup, repeats):
-    for _ in range(warmup):
-        fn()
-    out = []
-    for _ in range(repeats):
-        dist.barrier()
-        if device.type == "cuda":
-            a, b = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
-            a.record()
-            fn()
-            b.record()
-            b.synchronize()
-            out.append(a.elapsed_time(b) / 1e3)
-        else:
-            t0 = time.perf_counter()
-            fn()
-            out.append(time.perf_counter() - t0)
-    return out
+    """asd.profiler.time_fn with every rank released together (a barrier before each timed call)."""
+    return time_fn(fn, device, warmup, repeats, sync=dist.barrier)
 
 
 def check(rank, world, device):

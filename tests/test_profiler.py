@@ -171,3 +171,12 @@ def test_layers_that_fit():
     assert rest + n * per_layer <= 0.88 * 80e9 < rest + (n + 1) * per_layer
     with pytest.raises(ValueError, match="fit"):
         _layers_that_fit(cfg, 2, 4e9)
+
+
+def test_time_fn_runs_sync_before_each_timed_call():
+    from asd.profiler import time_fn
+
+    calls = []
+    secs = time_fn(lambda: calls.append("fn"), "cpu", warmup=2, repeats=3, sync=lambda: calls.append("sync"))
+    assert len(secs) == 3 and all(s >= 0 for s in secs)
+    assert calls == ["fn", "fn"] + ["sync", "fn"] * 3
