@@ -24,6 +24,7 @@ import time
 import numpy as np
 import pytest
 import torch
+from timing import median_seconds
 
 from asd.cascade import Cascade, CascadeConfig
 from asd.core.dp import PolicyConfig
@@ -56,15 +57,6 @@ def setup():
     exs = [e for t in tasks.TASKS for e in tasks.generate(t, 4, 2, seed=123)]
     prompts = [tk.encode(tk.chat_prompt(e.prompt)) for e in exs]
     return engines, prompts, tk
-
-
-def _median_time(fn, reps=3):
-    ts = []
-    for _ in range(reps):
-        t = time.perf_counter()
-        fn()
-        ts.append(time.perf_counter() - t)
-    return statistics.median(ts)
 
 
 def test_bench_cascade_vs_assisted(benchmark, setup):
@@ -106,7 +98,7 @@ def test_bench_cascade_vs_assisted(benchmark, setup):
     times = {k: [] for k in runs}
     for _ in range(5):
         for k, fn in runs.items():
-            times[k].append(_median_time(fn, reps=1))
+            times[k].append(median_seconds(fn, reps=1))
     med = {k: statistics.median(v) for k, v in times.items()}
     benchmark.pedantic(runs["ours_cascade_fast_gamma4_b1"], rounds=1, iterations=1)
     best = min(("ours_cascade_b1", "ours_cascade_gamma4_b1", "ours_cascade_fast_b1", "ours_cascade_fast_gamma4_b1"),

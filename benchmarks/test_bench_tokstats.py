@@ -10,11 +10,11 @@ the ratio in extra_info["speedup_vs_torch"], so that the ratio comes from the sa
 shared, noisy machine.
 """
 import os
-import statistics
-import time
 
 import pytest
 import torch
+
+from timing import median_seconds
 
 from asd._ext import get_ext
 from asd.tokstats import token_stats, token_stats_ref
@@ -31,16 +31,6 @@ def inputs():
     x = torch.randn(N, V, generator=g) * 4  # [N, V] logits, roughly the spread of a real LM's
     chosen = torch.randint(0, V, (N,), generator=g)  # [N] int64
     return x, chosen
-
-
-def _median_s(fn, reps=5):
-    fn()
-    times = []
-    for _ in range(reps):
-        t0 = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t0)
-    return statistics.median(times)
 
 
 @pytest.mark.parametrize("dtype", list(DTYPES))
@@ -63,8 +53,8 @@ def test_bench_tokstats_cpp(benchmark, inputs, dtype):
     benchmark.extra_info.update(threads=THREADS, dtype=dtype, impl="asd._C")
     out = benchmark.pedantic(token_stats, args=(x, chosen), rounds=30, warmup_rounds=2)
     torch.testing.assert_close(out, token_stats_ref(x.double(), chosen), rtol=1e-5, atol=1e-6)
-    t_cpp = _median_s(lambda: token_stats(x, chosen), reps=15)
-    t_ref = _median_s(lambda: token_stats_ref(x, chosen), reps=5)
+    t_cpp = median_seconds(lambda: token_stats(x, chosen), reps=15, warmup=1)
+    t_ref = median_seconds(lambda: token_stats_ref(x, chosen), reps=5, warmup=1)
     ratio = t_ref / t_cpp
     benchmark.extra_info.update(
         median_cpp_ms=t_cpp * 1e3, median_torch_ms=t_ref * 1e3, speedup_vs_torch=ratio, goal=4.0,
