@@ -226,7 +226,9 @@ def main(argv=None) -> int:
     if cuda:
         torch.cuda.set_device(device)
     rec = {"world": world, "device": torch.cuda.get_device_name(device) if cuda else "cpu",
-           "torch": torch.__version__, "cuda": torch.version.cuda}
+           "torch": torch.__version__, "cuda": torch.version.cuda, "args": vars(args),
+           "git_revision": os.environ.get("ASD_GIT_REVISION", "unknown"),
+           "created_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
     with torch.no_grad():
         if args.check or not cuda:
             rec["check"] = check(rank, world, device)
