@@ -19,31 +19,27 @@ def record():
     return json.loads((ROOT / cfg.results).read_text())
 
 
-def test_record_meets_the_bars_reached(record):
-    """Issue 3's bars that the committed hierarchy meets (docs/testbed.md lists those it does not)."""
+def test_record_meets_the_issue_bars(record):
+    """Issue 3's bars on the held-out set (docs/testbed.md, "Quality")."""
     full = record["full"]
     s = full["stages"]
     acc = [full["overall"][k] for k in s]
     assert full["n"] >= 2000
     assert 35 <= acc[0] <= 65
-    assert acc[1] - acc[0] >= 5
-    assert acc[2] > acc[1]
-    assert full["per_level"]["1"][s[0]] >= 80
-    for lv in range(2, 5):  # difficulty matters: recall gets worse with rarity, for every stage
-        assert all(full["per_level"][str(lv)][k] > full["per_level"][str(lv + 1)][k] for k in s)
-    assert all(full["per_level"]["1"][k] > full["per_level"]["5"][k] + 50 for k in s)
-    assert all(full["agreement_with_final"][lv][s[-1]] == 100 for lv in full["agreement_with_final"])
-
-
-@pytest.mark.xfail(strict=True, reason="issue 3 bars not reached by the committed weights: s3 recalls rare facts "
-                                       "no better than s2 (docs/testbed.md, 'What is not reached')")
-def test_record_meets_all_issue_bars(record):
-    full = record["full"]
-    s = full["stages"]
-    acc = [full["overall"][k] for k in s]
     assert acc[-1] >= 85
     assert all(b - a >= 5 for a, b in zip(acc, acc[1:])), acc
+    assert full["per_level"]["1"][s[0]] >= 80
     assert full["per_level"]["5"][s[0]] <= 20 and full["per_level"]["5"][s[-1]] >= 60
+
+
+def test_record_difficulty_and_agreement(record):
+    """Recall gets worse with rarity for every stage; the small stage falls far from level 1 to level 5."""
+    full = record["full"]
+    s = full["stages"]
+    for lv in range(2, 5):
+        assert all(full["per_level"][str(lv)][k] > full["per_level"][str(lv + 1)][k] for k in s)
+    assert full["per_level"]["1"][s[0]] > full["per_level"]["5"][s[0]] + 50
+    assert all(full["agreement_with_final"][lv][s[-1]] == 100 for lv in full["agreement_with_final"])
 
 
 @pytest.mark.slow
