@@ -350,6 +350,50 @@ def stage_records(profile: dict) -> list[dict]:
     return recs
 
 
+def profile_card(profile: dict) -> str | None:
+    """The GPU name a profile was measured on (its provenance), or None if it does not say."""
+    return ((profile.get("provenance") or {}).get("environment") or {}).get("gpu")
+
+
+def add_tensor_parallel(profile: dict, tp: dict, source: str = "") -> dict:
+    """A copy of ``profile`` whose stage ``tp["args"]["size"]`` is the tensor-parallel measurement ``tp``.
+
+    ``tp`` is what ``scripts/gpu_tp.py`` writes: ``world`` GPUs, ``device`` (card name),
+    ``weight_bytes_per_rank``, ``copy_bandwidth_Bps``, ``decode {batch: s/step}``, ``prefill {tokens: s}``
+    (medians, wall clock). The stage replaces a measured or depth-extrapolated stage of the same name (the
+    final one, 72B, in the reference hierarchy) and keeps hierarchy order. Its times are wall clock with
+    ``devices`` GPUs; ``floor_s`` is the per-GPU floor (bytes per rank / the run's copy bandwidth).
+    Figures from different cards are never combined: a card mismatch is a ValueError naming both.
+    """
+    card, tp_card = profile_card(profile), tp.get("device")
+    if card is None or tp_card is None or card != tp_card:
+        raise ValueError(f"tensor-parallel run {source or ''} was measured on {tp_card!r}, the profile on {card!r}: "
+                         "figures from different cards are not combined; measure both on the same kind")
+    for key in ("world", "weight_bytes_per_rank", "copy_bandwidth_Bps", "decode", "prefill", "args"):
+        if key not in tp:
+            raise ValueError(f"tensor-parallel run {source}: missing field {key!r} (scripts/gpu_tp.py output)")
+    name = tp["args"].get("size")
+    names = [r["name"] for r in profile["stages"]] + list(profile.get("extrapolated", {}))
+    if name not in names:
+        raise ValueError(f"tensor-parallel run {source}: stage {name!r} not in the profile; stages: {', '.join(names)}")
+    world, per_rank = int(tp["world"]), int(tp["weight_bytes_per_rank"])
+    dec = sorted((int(b), float(v)) for b, v in tp["decode"].items())
+    pre = sorted((int(n), float(v)) for n, v in tp["prefill"].items())
+    rec = {"name": name, "devices": world, "tensor_parallel": world, "extrapolated": False,
+           "weight_bytes": per_rank * world, "weight_bytes_per_device": per_rank,
+           "floor_s": per_rank / float(tp["copy_bandwidth_Bps"]), "copy_bandwidth_Bps": tp["copy_bandwidth_Bps"],
+           "prefill": {"tokens": [n for n, _ in pre], "seconds": [v for _, v in pre]},
+           "decode": {"batch_sizes": [b for b, _ in dec], "seconds_per_step": [v for _, v in dec]},
+           "graphs": tp.get("graphs"), "git_revision": tp.get("git_revision"), "created_utc": tp.get("created_utc"),
+           "source": source}
+    out = dict(profile)
+    out["stages"] = [rec if r["name"] == name else r for r in profile["stages"]]
+    if name in profile.get("extrapolated", {}):
+        out["extrapolated"] = {k: v for k, v in profile["extrapolated"].items() if k != name}
+        out["stages"] = out["stages"] + [rec]   # extrapolated stages come after the measured ones
+    return out
+
+
 def fit_cost_model(profile: dict, batch_size: int = 1):
     """``asd.core.costs.CostModel`` from a profile: per stage, a line through prefill seconds vs tokens and
     one through decode seconds/step vs batch size (residual spread kept); the measurement summary
@@ -360,12 +404,15 @@ def fit_cost_model(profile: dict, batch_size: int = 1):
     stages, summary = [], []
     for r in stage_records(profile):
         pf, dc = r["prefill"], r["decode"]
+        if len(set(pf["tokens"])) < 2:
+            raise ValueError(f"stage {r['name']!r}: prefill measured at {len(set(pf['tokens']))} prompt length(s); "
+                             "a cost line needs at least 2 (a --quick profile cannot be fitted)")
         if len(set(dc["batch_sizes"])) >= 2:
             decode = LinearFit.fit(dc["batch_sizes"], dc["seconds_per_step"])
         else:
             decode = LinearFit(0.0, float(dc["seconds_per_step"][0]), 0.0, 1)
         stages.append(StageCost(name=r["name"], prefill=LinearFit.fit(pf["tokens"], pf["seconds"]), decode=decode))
-        row = {k: r[k] for k in ("name", "extrapolated", "weight_bytes", "floor_s") if k in r}
+        row = {k: r[k] for k in ("name", "extrapolated", "weight_bytes", "floor_s", "devices") if k in r}
         row["decode_s_per_step"] = dict(zip(map(str, dc["batch_sizes"]), dc["seconds_per_step"]))
         row["prefill_s"] = dict(zip(map(str, pf["tokens"]), pf["seconds"]))
         for key in ("eager_decode", "decode_plain_graph"):
@@ -386,8 +433,11 @@ def floor_ratios(model, profile: dict, batch_size: int = 1) -> list[dict]:
     recs = stage_records(profile)
     wb = [r["weight_bytes"] for r in recs]
     steps = [st.step_s(batch_size) for st in model.stages]
+    dev = [int(r.get("devices") or 1) for r in recs]
     return [{"name": st.name, "measured": steps[i] / steps[-1], "floor": wb[i] / wb[-1],
-             "rel_diff": (steps[i] / steps[-1]) / (wb[i] / wb[-1]) - 1.0} for i, st in enumerate(model.stages)]
+             "rel_diff": (steps[i] / steps[-1]) / (wb[i] / wb[-1]) - 1.0,
+             "measured_device_seconds": steps[i] * dev[i] / (steps[-1] * dev[-1]), "devices": dev[i]}
+            for i, st in enumerate(model.stages)]
 
 
 def save_profile(profile: dict, path: str | Path) -> Path:

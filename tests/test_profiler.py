@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -180,3 +181,54 @@ def test_time_fn_runs_sync_before_each_timed_call():
     secs = time_fn(lambda: calls.append("fn"), "cpu", warmup=2, repeats=3, sync=lambda: calls.append("sync"))
     assert len(secs) == 3 and all(s >= 0 for s in secs)
     assert calls == ["fn", "fn"] + ["sync", "fn"] * 3
+
+
+# ---- tensor-parallel stage (scripts/gpu_tp.py results committed under docs/results/gpu/) -------------------
+ROOT_DIR = Path(__file__).resolve().parents[1]
+H100_PROFILE = ROOT_DIR / "configs/costs/h100-qwen2.5.measurements.json"
+H200_TP = ROOT_DIR / "docs/results/gpu/tp72b_h200x4.json"
+H200_QUICK = ROOT_DIR / "docs/results/gpu/decode_quick_h200x4_gpu0.json"
+
+
+def test_tensor_parallel_run_of_another_card_is_refused():
+    """The committed H100 profile and the 4 x H200 TP run: never combined, the error names both cards."""
+    from asd.profiler import add_tensor_parallel
+
+    with pytest.raises(ValueError, match="H200.*H100|H100.*H200"):
+        add_tensor_parallel(load_profile(H100_PROFILE), json.loads(H200_TP.read_text()), str(H200_TP))
+
+
+def test_quick_profile_cannot_be_fitted_and_writes_nothing(tmp_path, capsys):
+    """The H200 --quick profile (7B-32B, prefill at 512 only) + its same-card TP run: clear errors, no file."""
+    from asd.cli import main
+
+    with pytest.raises(ValueError, match="'7b'.*prefill measured at 1 prompt length"):
+        fit_cost_model(load_profile(H200_QUICK))
+    out = tmp_path / "h200.json"
+    rc = main(["profile", "--from-measurements", str(H200_QUICK), "--tensor-parallel", str(H200_TP), "--out", str(out)])
+    assert rc != 0 and "stage '72b' not in the profile; stages: 7b, 14b, 32b" in capsys.readouterr().err
+    assert not list(tmp_path.iterdir())
+
+
+def test_tensor_parallel_stage_replaces_the_extrapolated_one(tmp_path):
+    """Same-card case: the TP run (wall clock, 4 GPUs) becomes the final stage; ratios in both units."""
+    from asd.profiler import add_tensor_parallel, floor_ratios, stage_records
+
+    prof = load_profile(H100_PROFILE)
+    tp = json.loads(H200_TP.read_text())
+    tp["device"] = prof["provenance"]["environment"]["gpu"]   # a fixture: pretend the TP run shares the card
+    merged = add_tensor_parallel(prof, tp, "fixture")
+    assert "72b" not in merged.get("extrapolated", {}) and "72b" in prof["extrapolated"]   # input untouched
+    recs = stage_records(merged)
+    assert [r["name"] for r in recs] == ["7b", "14b", "32b", "72b"] and recs[-1]["devices"] == 4
+    model = fit_cost_model(merged)
+    assert model.stages[-1].step_s(1) == pytest.approx(tp["decode"]["1"], rel=1e-9)
+    assert model.stages[-1].step_s(8) == pytest.approx(tp["decode"]["8"], rel=1e-9)
+    assert model.stages[-1].prefill(512) == pytest.approx(tp["prefill"]["512"], rel=0.1)
+    rows = floor_ratios(model, merged)
+    assert rows[-1]["measured"] == 1 and rows[-1]["devices"] == 4
+    assert rows[0]["measured_device_seconds"] == pytest.approx(rows[0]["measured"] / 4)
+    assert rows[0]["floor"] == pytest.approx(recs[0]["weight_bytes"] / (tp["weight_bytes_per_rank"] * 4))
+    bad = dict(tp, args=dict(tp["args"], size="405b"))
+    with pytest.raises(ValueError, match="'405b' not in the profile"):
+        add_tensor_parallel(prof, bad, "fixture")
