@@ -35,10 +35,12 @@ from typing import Sequence
 
 import numpy as np
 
-from asd.core.dp import STOP, PolicyConfig
-from asd.core.routing import REPLAN, first_stage, proxy_costs, resolve_stage
+from asd._ext import get_ext
+from asd.core.dp import STOP, Plan, PolicyConfig, solve_ref
+from asd.core.policies import decide
+from asd.core.routing import REPLAN, first_stage, proxy_costs, proxy_costs_ref, resolve_stage
 from asd.core.verify import SpeculativeSampler, greedy_accept
-from asd.features import FEATURE_NAMES, NUM_FEATURES, TokenTable, batch_features
+from asd.features import FEATURE_NAMES, NUM_FEATURES, TokenTable, record_batch_features
 from asd.models.base import GenerationParams, check_prompts
 from asd.predictor import PriorPredictor
 
@@ -69,9 +71,55 @@ class CascadeConfig:
             raise ValueError(f"temperature must be >= 0, got {self.temperature}")
 
 
+def decide_proxy_dp(prompt_len: np.ndarray,          # [N] tokens (read at rows; [B] without rows)
+                    responses: Sequence[np.ndarray],  # N current responses (only their lengths are read)
+                    accept_mean: np.ndarray,          # [B, K, K] float64 â_{j,m}
+                    size: np.ndarray,                 # [K] relative cost per stage
+                    r: np.ndarray,                    # [B, S, K] float32/float64 predictions
+                    current: np.ndarray,              # [B] int64 current stage
+                    lam: float, kappa: float = 0.0, prefill_ratio: float = 0.05,
+                    rows: np.ndarray | None = None,   # [B] int64: the samples decided (default: all N = B)
+                    predictions: np.ndarray | None = None,  # [N, K, K] float32: gets r.mean(1) at [rows, current]
+                    ) -> Plan:
+    """Policy ``dp`` on the proxy costs: ``decide_proxy_dp_ref`` in one compiled call (``asd._C.proxy_dp``).
+
+    The same plan, bit for bit, as ``proxy_costs`` → ``asd.core.policies.decide`` (the kernel repeats both
+    kernels' float64 arithmetic; tests/test_decision_fused.py), without their two Python→C transitions, two
+    sets of checks, the [B, K, K] cost array and the gathers of the live rows. Falls back to the twin
+    without ``asd._C``.
+    """
+    kernel = getattr(get_ext(), "proxy_dp", None)
+    if kernel is None:
+        return decide_proxy_dp_ref(prompt_len, responses, accept_mean, size, r, current, lam, kappa, prefill_ratio,
+                                   rows, predictions)
+    return Plan(*kernel(prompt_len, responses, accept_mean, size, prefill_ratio, r, current, lam, kappa, None, rows,
+                        predictions))
+
+
+def decide_proxy_dp_ref(prompt_len, responses, accept_mean, size, r, current, lam, kappa=0.0, prefill_ratio=0.05,
+                        rows=None, predictions=None) -> Plan:
+    """The readable twin of ``decide_proxy_dp``: ``proxy_costs_ref`` then ``asd.core.dp.solve_ref``."""
+    rows = np.arange(len(responses)) if rows is None else np.asarray(rows, np.int64)
+    r, current = np.asarray(r), np.asarray(current)
+    if predictions is not None:
+        predictions[rows, current] = r.mean(1)
+    resp_len = np.array([len(responses[i]) for i in rows], dtype=np.int64)
+    cost = proxy_costs_ref(np.asarray(prompt_len)[rows], resp_len, accept_mean, size, prefill_ratio)
+    return solve_ref(r, cost, current, lam, kappa)
+
+
 def _seed(run_seed: int, sample_id: int, stage: int, purpose: int) -> int:
     return int(np.random.SeedSequence([run_seed & 0xFFFFFFFF, int(sample_id) & 0xFFFFFFFF, stage, purpose])
                .generate_state(1)[0])
+
+
+class _Rows:
+    """Stands in for the [L, F] features given to a predictor that reads only their number of rows."""
+
+    __slots__ = ("shape",)
+
+    def __init__(self, n: int):
+        self.shape = (n, NUM_FEATURES)
 
 
 class Cascade:
@@ -206,20 +254,20 @@ class Cascade:
         return rec
 
     def _features(self, idx: np.ndarray, k: int, prompt_nll: np.ndarray, hidden, accept_prev: np.ndarray) -> None:
-        """Record the stage-k features of samples ``idx`` (one vectorised call)."""
-        eos = set(self.params.eos_token_ids)
-        resp = [self.resp[i] for i in idx]
-        ended = np.array([bool(len(r) and int(r[-1]) in eos) for r in resp])
-        self._rec["features"][idx, k] = batch_features(
-            k, self._rec["prompt_len"][idx], prompt_nll, [self.stats[i] for i in idx], resp, ended,
-            accept_prev, hidden, self.table)
+        """Record the stage-k features of samples ``idx`` (one compiled call; EOS read from the last tokens)."""
+        record_batch_features(self._rec["features"], idx, k, self._rec["prompt_len"], prompt_nll, self.stats,
+                              self.resp, accept_prev, hidden, self.table, self.params.eos_token_ids)
 
     def _decide(self, live: np.ndarray, cur: np.ndarray, outcome):
-        from asd.core.policies import decide
-
-        K, rec = self.K, self._rec
-        feats = rec["features"][live, cur]                                  # [L, F]
-        r, acc = self.predictor.predict(np.nan_to_num(feats), cur, K)      # [L, S, K], [L, K, K]
+        K, rec, pred = self.K, self._rec, self.predictor
+        if getattr(pred, "reads_features", True):
+            r, acc = pred.predict(np.nan_to_num(rec["features"][live, cur]), cur, K)   # [L, S, K], [L, K, K]
+        else:   # e.g. PriorPredictor: only the batch size matters (skips a gather and nan_to_num, ~10 µs)
+            r, acc = pred.predict(_Rows(live.size), cur, K)
+        if self.policy.name == "dp" and self.cost_model is None:
+            # proxy costs, the DP and the predictions' record in one compiled call
+            return decide_proxy_dp(rec["prompt_len"], self.resp, acc, self.sizes, r, cur, self.policy.lam,
+                                   self.policy.kappa, rows=live, predictions=rec["predictions"])
         rec["predictions"][live, cur] = r.mean(1)
         plen = rec["prompt_len"][live]
         L = np.array([len(self.resp[i]) for i in live])

@@ -7,7 +7,9 @@ A predictor maps stage-k features to, for every stage m:
 - ``accept`` [B, K, K]: â_{k,m}(x), the expected fraction of y_k that M_m accepts.
 
 The trained MLP (torch) comes with the training issue and implements the same
-``predict``; the cascade only sees this protocol.
+``predict``; the cascade only sees this protocol. A predictor whose ``predict`` reads only
+``features.shape[0]`` may say so with ``reads_features = False``: the cascade then skips gathering
+the features for it (a predictor without the attribute gets them).
 """
 from __future__ import annotations
 
@@ -40,6 +42,8 @@ class PriorPredictor:
     r_prior: tuple[float, ...] | None = None   # [K] or None → 0.5 everywhere but the last stage
     accept_prior: float = 0.7
     num_draws: int = 1
+    # predict() reads only features.shape[0]: the cascade may skip gathering the features for it
+    reads_features = False
 
     def predict(self, features: np.ndarray, stage: np.ndarray, K: int) -> tuple[np.ndarray, np.ndarray]:
         """r [B, S, K] float64, accept [B, K, K] float64: read-only arrays, cached per (B, K) and prior values.

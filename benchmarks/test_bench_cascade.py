@@ -7,7 +7,8 @@
    path {transformers modules, static-cache fast path}, all reported), ``ratio_assisted`` = baseline /
    assisted generation; ``ratio_ours_over_assisted`` = their quotient (goal ≥ 1.2). Beside them: the
    speed-up against our own engine's final-alone run, and batch 16 (which assisted generation lacks).
-2. Per-decision overhead at batch 16 (features + predictor + costs + DP) against one stage-0
+2. Per-decision overhead at batch 16 (features + predictor + costs + DP, timed through the cascade's own
+   ``Cascade._features`` + ``Cascade._decide`` with their record keeping) against one stage-0
    decode step at batch 16 (goal < 1 %): ``ratio_overhead_pct`` for the decisions of the whole
    batch of 16, ``ratio_overhead_pct_per_sample`` for one sample's share, and
    ``ratio_overhead_pct_of_stage0_run`` against stage 0's whole 32-token run.
@@ -18,6 +19,7 @@
 All timings of one test are taken interleaved in the same minute (the machine is shared and noisy).
 """
 import math
+import os
 import statistics
 import time
 
@@ -30,7 +32,7 @@ from asd.cascade import Cascade, CascadeConfig
 from asd.core.dp import PolicyConfig
 from asd.core.policies import decide
 from asd.core.routing import proxy_costs, proxy_costs_ref
-from asd.features import TokenTable, batch_features, batch_features_ref
+from asd.features import NUM_FEATURES, TokenTable, batch_features, batch_features_ref
 from asd.models.base import GenerationParams
 from asd.models.hf import HFEngine
 from asd.predictor import PriorPredictor
@@ -143,19 +145,43 @@ def test_bench_decision_overhead_b16(benchmark):
     cur = np.zeros(B, np.int64)
     sizes = np.array([1.0, 4.0, 20.0, 100.0])
 
-    def decision(features=batch_features, costs=proxy_costs):
-        """What the cascade does per decision (Cascade._features + _decide): features, predictor, costs, DP."""
+    # A K-stage cascade (stage 0's engine in every slot: only its decision path runs here) in the state
+    # Cascade._run_batch holds right after stage 0 generated: responses, statistics, the record.
+    casc = Cascade([eng] * K, CascadeConfig(max_new_tokens=MAX_NEW, batch_size=B), policy, predictor=pred)
+    casc.sizes = sizes
+    casc._rec = dict(prompt_len=plen.astype(np.int32), features=np.full((B, K, NUM_FEATURES), np.nan, np.float32),
+                     predictions=np.full((B, K, K), np.nan, np.float32))
+    casc._ids, casc.resp, casc.stats = np.arange(B), list(res.tokens), list(res.stats)
+    assert casc.table.matrix.shape == table.matrix.shape and not casc.table.matrix.any()   # = TokenTable.empty
+
+    def decision():
+        """One decision, by the cascade's own code as _run_batch calls it: record stage 0's features
+        (Cascade._features), then predictor + proxy costs + DP (Cascade._decide) for the live samples."""
+        casc._features(np.arange(B), 0, res.prompt_nll, res.hidden, np.full(B, math.nan))
+        live = np.arange(B)
+        return casc._decide(live, cur[live], None)
+
+    def previous(features=batch_features, costs=proxy_costs):
+        """The decision path before the fused kernels (features, predictor, costs, decide as separate calls;
+        without the cascade's record keeping, as this benchmark timed it until 2026-11-27)."""
         f = features(0, plen, res.prompt_nll, res.stats, res.tokens, np.zeros(B, bool), np.full(B, np.nan),
                      res.hidden, table)
         r, acc = pred.predict(f, cur, K)
         cost = costs(plen, np.array([len(t) for t in res.tokens]), acc, sizes)
         return decide(policy, cur, K, r=r, cost=cost)
 
-    def twin():  # the same with the numpy twins of the two compiled kernels (the pre-kernel path)
-        return decision(batch_features_ref, proxy_costs_ref)
+    def twin():  # the same with the numpy twins of the kernels (the pre-kernel path)
+        return previous(batch_features_ref, proxy_costs_ref)
 
-    a, b = decision(), twin()
-    assert np.array_equal(a.action, b.action) and np.array_equal(a.next, b.next) and np.array_equal(a.value, b.value)
+    a, b, c = decision(), previous(), twin()
+    for p in (b, c):   # the same plan, bit for bit
+        for name in ("action", "next", "value"):
+            np.testing.assert_array_equal(getattr(a, name), getattr(p, name))
+    # and the same record: features (numpy twin) and the predictions' mean over draws
+    np.testing.assert_array_equal(casc._rec["features"][:, 0], batch_features_ref(
+        0, plen, res.prompt_nll, res.stats, res.tokens, np.zeros(B, bool), np.full(B, np.nan), res.hidden, table))
+    r_prior = pred.predict(np.zeros((B, NUM_FEATURES)), cur, K)[0]
+    np.testing.assert_array_equal(casc._rec["predictions"][:, 0], r_prior.mean(1))
 
     def per_call(fn, n=2000):
         t = time.perf_counter()
@@ -166,7 +192,7 @@ def test_bench_decision_overhead_b16(benchmark):
     # one decode step at batch 16: (generate 33 tokens − generate 1 token) / 32; interleaved with the decision
     # timings, 7 rounds, medians
     P1, P33 = GenerationParams(1), GenerationParams(33)
-    steps, decs, twins = [], [], []
+    steps, decs, prevs, twins = [], [], [], []
     for _ in range(7):
         t = time.perf_counter()
         eng.generate(prompts, P1)
@@ -175,10 +201,15 @@ def test_bench_decision_overhead_b16(benchmark):
         eng.generate(prompts, P33)
         steps.append((time.perf_counter() - t - t1) / 32)
         decs.append(per_call(decision))
+        prevs.append(per_call(previous))
         twins.append(per_call(twin, 500))
     step, over, over_twin = statistics.median(steps), statistics.median(decs), statistics.median(twins)
+    over_prev = statistics.median(prevs)
     benchmark.pedantic(decision, rounds=2000, iterations=1, warmup_rounds=100)
-    benchmark.extra_info.update(stage0=label, seconds_decode_step_b16=step, seconds_decision_b16=over,
+    benchmark.extra_info.update(stage0=label, load_average=list(os.getloadavg()),
+                                seconds_decode_step_b16=step, seconds_decision_b16=over,
+                                seconds_decision_b16_previous_path=over_prev,
+                                ratio_previous_over_now=over_prev / over,
                                 seconds_decision_b16_numpy_twins=over_twin,
                                 ratio_twins_over_compiled=over_twin / over,
                                 ratio_overhead_pct=100 * over / step,
