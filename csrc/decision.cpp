@@ -101,15 +101,17 @@ constexpr int kI32 = py::detail::npy_api::NPY_INT_, kI64 = py::detail::npy_api::
 // dtypes converted into `keep`.
 const int64_t* int64_view(const py::handle& h, int64_t n, const char* name, py::array& keep, int64_t& len) {
   PyObject* a = h.ptr();
-  const std::string want = std::string(name) + " must be a 1-D integer array" +
-                           (n >= 0 ? " of shape [B]=(" + std::to_string(n) + ",)" : std::string());
-  if (!is_ndarray(a) || py::detail::array_proxy(a)->nd != 1) throw std::invalid_argument(want);
+  auto fail = [&]() {  // the message is built on the error path only
+    return std::invalid_argument(std::string(name) + " must be a 1-D integer array" +
+                                 (n >= 0 ? " of shape [B]=(" + std::to_string(n) + ",)" : std::string()));
+  };
+  if (!is_ndarray(a) || py::detail::array_proxy(a)->nd != 1) throw fail();
   len = py::detail::array_proxy(a)->dimensions[0];
   const char kind = py::detail::array_descriptor_proxy(py::detail::array_proxy(a)->descr)->kind;
-  if ((n >= 0 && len != n) || (kind != 'i' && kind != 'u')) throw std::invalid_argument(want);
+  if ((n >= 0 && len != n) || (kind != 'i' && kind != 'u')) throw fail();
   if (type_num(a) == kI64 && c_contig(a)) return static_cast<const int64_t*>(data_of(a));
   keep = py::array_t<int64_t, py::array::c_style | py::array::forcecast>::ensure(h);
-  if (!keep) throw std::invalid_argument(want);
+  if (!keep) throw fail();
   return static_cast<const int64_t*>(keep.data());
 }
 
