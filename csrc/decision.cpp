@@ -117,23 +117,30 @@ const int64_t* int64_view(const py::handle& h, int64_t n, const char* name, py::
 
 // A [R] argument of any numeric dtype, read element-wise as double (no converted copy for the common dtypes).
 struct Vec {
-  py::array keep;  // owns a converted copy when the dtype is unusual
+  py::array keep;  // owns a converted copy when the argument is no ndarray or its dtype is unusual
   const char* p = nullptr;
   int64_t stride = 0;
   int tn = 0;
   Vec(const py::handle& h, int64_t R, const char* name) {
-    // an ndarray is borrowed as is (py::array::ensure would go through PyArray_FromAny, ~0.2 µs each)
-    keep = py::isinstance<py::array>(h) ? py::reinterpret_borrow<py::array>(h) : py::array::ensure(h);
-    if (!keep || keep.ndim() != 1 || keep.shape(0) != R)
+    // an ndarray is read in place through its raw pointer (py::array::ensure would go through
+    // PyArray_FromAny, ~0.2 µs; a pybind11 reference costs a GIL check per incref/decref in this build)
+    PyObject* a = h.ptr();
+    if (!is_ndarray(a)) {
+      keep = py::array::ensure(h);
+      if (!keep) throw std::invalid_argument(std::string(name) + " must be a numeric array");
+      a = keep.ptr();
+    }
+    if (py::detail::array_proxy(a)->nd != 1 || py::detail::array_proxy(a)->dimensions[0] != R)
       throw std::invalid_argument(std::string(name) + " must have shape [R]=(" + std::to_string(R) + ",)");
-    tn = type_num(keep.ptr());
+    tn = type_num(a);
     if (tn != kF64 && tn != kF32 && tn != kI64 && tn != kI32 && tn != py::detail::npy_api::NPY_BOOL_) {
-      keep = f64c::ensure(keep);
+      keep = f64c::ensure(py::handle(a));
       if (!keep) throw std::invalid_argument(std::string(name) + " must be numeric");
+      a = keep.ptr();
       tn = kF64;
     }
-    p = static_cast<const char*>(keep.data());
-    stride = keep.strides(0);
+    p = static_cast<const char*>(data_of(a));
+    stride = py::detail::array_proxy(a)->strides[0];
   }
   double operator[](int64_t i) const {
     const char* q = p + i * stride;
@@ -237,18 +244,20 @@ int64_t last_token(const py::handle& tok, int64_t n) {
 
 // Table [V, 4] float64 C-contiguous, borrowed when it is one already (f64c's conversion costs ~0.3 µs a call).
 struct Table {
-  py::array keep;
+  py::array keep;  // a converted copy, when needed
   const double* p = nullptr;
   int64_t V = 0;
   explicit Table(const py::handle& h) {
     PyObject* a = h.ptr();
-    if (py::isinstance<py::array>(h) && type_num(a) == kF64 && c_contig(a))
-      keep = py::reinterpret_borrow<py::array>(h);
-    else
+    if (!(is_ndarray(a) && type_num(a) == kF64 && c_contig(a))) {
       keep = f64c::ensure(h);
-    if (!keep || keep.ndim() != 2 || keep.shape(1) != 4) throw std::invalid_argument("table must have shape [V, 4]");
-    p = static_cast<const double*>(keep.data());
-    V = keep.shape(0);
+      if (!keep) throw std::invalid_argument("table must be a float64 array of shape [V, 4]");
+      a = keep.ptr();
+    }
+    const auto* ap = py::detail::array_proxy(a);
+    if (ap->nd != 2 || ap->dimensions[1] != 4) throw std::invalid_argument("table must have shape [V, 4]");
+    p = static_cast<const double*>(data_of(a));
+    V = ap->dimensions[0];
   }
 };
 
@@ -463,15 +472,21 @@ struct Lengths {
   double operator[](int64_t b) const { return vec ? (*vec)[b] : own[b]; }
 };
 
-// A float64 C-contiguous array, borrowed when it is one already (f64c's caster costs ~0.3 µs a call).
-py::array f64_borrow(const py::handle& h, const char* name) {
-  PyObject* a = h.ptr();
-  py::array out = (py::isinstance<py::array>(h) && type_num(a) == kF64 && c_contig(a))
-                      ? py::reinterpret_borrow<py::array>(h)
-                      : py::array(f64c::ensure(h));
-  if (!out) throw std::invalid_argument(std::string(name) + " must be a float64 array");
-  return out;
-}
+// A float64 C-contiguous array, read in place when it is one already (f64c's caster costs ~0.3 µs a call).
+struct F64 {
+  py::array keep;  // a converted copy, when needed
+  PyObject* a = nullptr;
+  F64(const py::handle& h, const char* name) : a(h.ptr()) {
+    if (!(is_ndarray(a) && type_num(a) == kF64 && c_contig(a))) {
+      keep = f64c::ensure(h);
+      if (!keep) throw std::invalid_argument(std::string(name) + " must be a float64 array");
+      a = keep.ptr();
+    }
+  }
+  int ndim() const { return py::detail::array_proxy(a)->nd; }
+  int64_t shape(int d) const { return py::detail::array_proxy(a)->dimensions[d]; }
+  const double* data() const { return static_cast<const double*>(data_of(a)); }
+};
 
 // The per-sample loop of proxy_dp (KC > 0: K known at compile time, as dp.cpp's kernel).
 template <int KC, typename TR>
@@ -582,7 +597,7 @@ py::tuple proxy_dp(const py::handle& prompt_len, const py::handle& resp_len, con
   const int64_t B = r.shape(0), S = r.shape(1), K = r.shape(2);
   if (S < 1 || K < 1) throw std::invalid_argument("r must have S >= 1 draws and K >= 1 stages");
   if (K > kMaxStages) throw std::invalid_argument("r has K=" + std::to_string(K) + " stages; at most 64 are supported");
-  const py::array accept = f64_borrow(accept_h, "accept_mean"), size = f64_borrow(size_h, "size");
+  const F64 accept(accept_h, "accept_mean"), size(size_h, "size");
   if (size.ndim() != 1 || size.shape(0) != K)
     throw std::invalid_argument("size must have shape [K]=(" + std::to_string(K) + ",)");
   if (accept.ndim() != 3 || accept.shape(0) != B || accept.shape(1) != K || accept.shape(2) != K)
@@ -647,8 +662,8 @@ py::tuple proxy_dp(const py::handle& prompt_len, const py::handle& resp_len, con
   int64_t* pa = action.mutable_data();
   double* pv = value.mutable_data();
   int64_t* pn = next.mutable_data();
-  const double* A = static_cast<const double*>(accept.data());
-  const double* sz = static_cast<const double*>(size.data());
+  const double* A = accept.data();
+  const double* sz = size.data();
   double ratio[kMaxStages];  // size_m / size_{K−1}, the same double proxy_costs forms for every entry
   for (int64_t m = 0; m < K; ++m) ratio[m] = sz[m] / sz[K - 1];
   int64_t bad_r = B, bad_cost = B, bad_cur = B;
