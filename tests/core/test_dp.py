@@ -5,6 +5,8 @@ import math
 import numpy as np
 import pytest
 
+from asd._ext import get_ext
+
 from asd import _C  # the extension must be built (make build); its absence is a failure here
 from asd.config import ConfigError
 from asd.configs import load_section
@@ -318,3 +320,58 @@ def test_fallback_to_numpy_twin_without_extension(monkeypatch):
     assert_same(out, want)
     with pytest.raises(ValueError, match="cost contains NaN"):
         solve(r, np.full_like(cost, np.nan), current, 1.0)
+
+
+@pytest.mark.parametrize("S", [1, 3, 8])
+@pytest.mark.parametrize("K", [3, 4, 5])
+def test_cpp_bit_identical_fresh_inputs_all_paths(S, K):
+    """Fresh random inputs every run through every compiled path (K = 4 has a vector path; S = 1 and 8 are
+    compiled with S known; B above the threading threshold): float32/float64 r and cost, κ = 0 and > 0, λ = ∞."""
+    if get_ext() is None or not hasattr(get_ext(), "dp_solve"):
+        pytest.skip("asd._C not built")
+    seed = int(np.random.SeedSequence().entropy % 2**32)
+    rng = np.random.default_rng(seed)
+    for r_dtype, c_dtype in [(np.float64, np.float64), (np.float32, np.float64), (np.float32, np.float32)]:
+        r, cost, current = random_inputs(rng, 9000, S, K, r_dtype=r_dtype, c_dtype=c_dtype)
+        r[rng.random(r.shape) < 0.01] = 1.0      # exact ends of the range
+        r[rng.random(r.shape) < 0.01] = 0.0
+        for lam, kappa in [(0.7, 0.0), (3.0, 1.3), (INF, 0.0), (0.0, 0.5)]:
+            a, b = solve(r, cost, current, lam, kappa), solve_ref(r, cost, current, lam, kappa)
+            assert np.array_equal(a.value, b.value), (seed, r_dtype, c_dtype, lam, kappa)
+            assert np.array_equal(a.next, b.next) and np.array_equal(a.action, b.action), seed
+
+
+@pytest.mark.parametrize("bad", ["r_nan", "r_above", "r_below", "cost_nan", "cost_negative"])
+def test_cpp_bad_contents_on_the_vector_path(bad):
+    """K = 4, S = 8, B above the threading threshold: the first offending sample is named, as in numpy."""
+    if get_ext() is None or not hasattr(get_ext(), "dp_solve"):
+        pytest.skip("asd._C not built")
+    rng = np.random.default_rng()
+    r, cost, current = random_inputs(rng, 9000, 8, 4)
+    i, j = sorted(rng.choice(9000, 2, replace=False))
+    for b in (j, i):   # two offending samples: the smaller index must be reported
+        if bad == "r_nan":
+            r[b, 3, 1] = np.nan
+        elif bad == "r_above":
+            r[b, 0, 2] = 1.0 + 1e-12
+        elif bad == "r_below":
+            r[b, 7, 0] = -1e-300
+        elif bad == "cost_nan":
+            cost[b, 1, 3] = np.nan
+        else:
+            cost[b, 0, 1] = -0.5
+    arg = "r" if bad.startswith("r") else "cost"
+    with pytest.raises(ValueError, match=rf"{arg}.*\b{i}\b"):
+        solve(r, cost, current, 1.0, 0.5)
+    with pytest.raises(ValueError, match=arg):
+        solve_ref(r, cost, current, 1.0, 0.5)
+
+
+def test_cpp_vector_path_ignores_entries_on_and_below_the_diagonal():
+    if get_ext() is None or not hasattr(get_ext(), "dp_solve"):
+        pytest.skip("asd._C not built")
+    rng = np.random.default_rng()
+    r, cost, current = random_inputs(rng, 9000, 8, 4)
+    low = np.tril(np.ones((4, 4), bool))
+    cost[:, low] = np.where(rng.random((9000, low.sum())) < 0.5, np.nan, -1.0)
+    assert_same(solve(r, cost, current, 1.3, 0.4), solve_ref(r, cost, current, 1.3, 0.4))
