@@ -36,6 +36,7 @@
 #include <pybind11/numpy.h>
 
 #include "asd.h"
+#include "dp_sample.h"
 
 namespace py = pybind11;
 
@@ -46,8 +47,8 @@ constexpr int kStats = 5;           // asd.tokstats columns: entropy, maxprob, m
 constexpr int kFirstHidden = 23;    // columns 0..22 are written here
 constexpr double kLowConfidence = 0.5;
 constexpr int kPwBlock = 128;       // numpy's PW_BLOCKSIZE
-constexpr int64_t kMaxStages = 64;  // as dp.cpp
-constexpr int64_t kStop = -1;
+using dp_sample::kMaxStages;
+using dp_sample::kStop;
 
 using f64c = py::array_t<double, py::array::c_style | py::array::forcecast>;
 
@@ -495,9 +496,6 @@ void proxy_dp_kernel(const TR* __restrict r, int64_t B, int64_t S, int64_t K_dyn
                      double lam, double kappa, int64_t* pa, double* pv, int64_t* pn, float* pred, int64_t& bad_r,
                      int64_t& bad_cost, int64_t& bad_cur) {
   const int64_t K = KC > 0 ? KC : K_dyn;
-  const double inf = std::numeric_limits<double>::infinity();
-  const bool lam_inf = std::isinf(lam);
-  const double sd = static_cast<double>(S);
   for (int64_t b = 0; b < B; ++b) {
     // the costs of proxy_costs (only m > j is read), then dp.cpp's kernel on them
     double c[KC > 0 ? KC * KC : kMaxStages * kMaxStages];
@@ -514,54 +512,12 @@ void proxy_dp_kernel(const TR* __restrict r, int64_t B, int64_t S, int64_t K_dyn
         c_bad |= !(v >= 0.0);
       }
     if (c_bad && b < bad_cost) bad_cost = b;
-    double sum[kMaxStages], lo[kMaxStages], hi[kMaxStages], stopv[kMaxStages], V[kMaxStages];
+    double stopv[kMaxStages], V[kMaxStages];
     int64_t nx[kMaxStages];
-    for (int64_t k = 0; k < K; ++k) {
-      sum[k] = 0.0;
-      lo[k] = 0.0;
-      hi[k] = 1.0;
-    }
     const TR* rb = r + b * S * K;
-    auto rv = [&](int64_t i) { return static_cast<double>(rb[i]); };
-    for (int64_t s = 0; s < S; ++s)
-      for (int64_t k = 0; k < K; ++k) {
-        const double v = rv(s * K + k);
-        sum[k] += 1.0 - v;
-        lo[k] = v < lo[k] ? v : lo[k];
-        hi[k] = v > hi[k] ? v : hi[k];
-      }
-    bool r_ok = true;
-    for (int64_t k = 0; k < K; ++k) r_ok &= (lo[k] >= 0.0) & (hi[k] <= 1.0) & (sum[k] == sum[k]);
-    if (!r_ok && b < bad_r) bad_r = b;
-    for (int64_t k = 0; k < K; ++k) sum[k] = sum[k] / sd;
-    if (kappa > 0.0) {
-      double var[kMaxStages];
-      for (int64_t k = 0; k < K; ++k) var[k] = 0.0;
-      for (int64_t s = 0; s < S; ++s)
-        for (int64_t k = 0; k < K; ++k) {
-          const double d = (1.0 - rv(s * K + k)) - sum[k];
-          var[k] += d * d;
-        }
-      for (int64_t k = 0; k < K; ++k) stopv[k] = lam * (sum[k] + kappa * std::sqrt(var[k] / sd));
-    } else {
-      for (int64_t k = 0; k < K; ++k) stopv[k] = lam * sum[k];
-    }
-    if (lam_inf)
-      for (int64_t k = 0; k < K; ++k) stopv[k] = inf;
-    V[K - 1] = 0.0;
-    nx[K - 1] = kStop;
-    for (int64_t j = K - 2; j >= 0; --j) {
-      double best = stopv[j];
-      int64_t arg = kStop;
-      for (int64_t m = j + 1; m < K; ++m) {
-        const double cand = c[j * K + m] + V[m];
-        const bool better = cand < best;
-        best = better ? cand : best;
-        arg = better ? m : arg;
-      }
-      V[j] = best;
-      nx[j] = arg;
-    }
+    // dp.cpp's per-sample DP (csrc/dp_sample.h) on these costs
+    if (!dp_sample::stop_values<KC, 0>(rb, S, K, lam, kappa, stopv) && b < bad_r) bad_r = b;
+    dp_sample::recurse<KC>(stopv, [&c, K](int64_t j, int64_t m) { return c[j * K + m]; }, K, V, nx);
     for (int64_t k = 0; k < K; ++k) {
       pv[b * K + k] = V[k];
       pn[b * K + k] = nx[k];

@@ -24,19 +24,17 @@
 
 #include <pybind11/numpy.h>
 
-#if defined(__AVX2__)
-#include <immintrin.h>
-#endif
 
 #include "asd.h"
+#include "dp_sample.h"
 
 namespace py = pybind11;
 
 namespace asd {
 namespace {
 
-constexpr int64_t kStop = -1;
-constexpr int64_t kMaxStages = 64;  // stack arrays per sample; real hierarchies have K <= 8
+using dp_sample::kMaxStages;
+using dp_sample::kStop;
 // Below this many samples the loop runs on one thread: ~30 ns per sample makes the whole batch cheaper
 // than waking a team, and on a shared (oversubscribed) machine a barrier can wait a scheduler slice.
 constexpr int64_t kParallelMinBatch = 8192;
@@ -46,46 +44,6 @@ struct BadIndex {  // smallest offending sample index per kind of error (B = non
 };
 
 // KC > 0: K known at compile time (lets the compiler unroll the K loops); KC == 0: runtime K.
-#if defined(__AVX2__)
-// K = 4: one 4-lane double vector holds a draw's four stages, so the per-stage sums run in the same
-// order (draw 0, 1, …) as the scalar loop and numpy: bit-identical. min/max keep the scalar loop's
-// NaN behaviour (_mm256_min_pd(v, lo) == v < lo ? v : lo).
-inline __m256d load4(const double* p) { return _mm256_loadu_pd(p); }
-inline __m256d load4(const float* p) { return _mm256_cvtps_pd(_mm_loadu_ps(p)); }
-
-// stopv[4] = λ·ℓ̃ per stage for one sample; returns false if r is outside [0, 1] or NaN
-template <int SC, typename TR>
-inline bool stop_values_k4(const TR* rb, int64_t S, double sd, double lam, double kappa, bool lam_inf,
-                           double* stopv) {
-  const __m256d one = _mm256_set1_pd(1.0), zero = _mm256_setzero_pd();
-  __m256d sum = zero, lo = zero, hi = one;
-  for (int64_t s = 0; s < (SC > 0 ? SC : S); ++s) {
-    const __m256d v = load4(rb + 4 * s);
-    sum = _mm256_add_pd(sum, _mm256_sub_pd(one, v));
-    lo = _mm256_min_pd(v, lo);
-    hi = _mm256_max_pd(v, hi);
-  }
-  const __m256d ok = _mm256_and_pd(_mm256_and_pd(_mm256_cmp_pd(lo, zero, _CMP_GE_OQ), _mm256_cmp_pd(hi, one, _CMP_LE_OQ)),
-                                   _mm256_cmp_pd(sum, sum, _CMP_EQ_OQ));
-  const __m256d sdv = _mm256_set1_pd(sd);
-  const __m256d mean = _mm256_div_pd(sum, sdv);
-  __m256d st;
-  if (kappa > 0.0) {
-    __m256d var = zero;
-    for (int64_t s = 0; s < (SC > 0 ? SC : S); ++s) {
-      const __m256d d = _mm256_sub_pd(_mm256_sub_pd(one, load4(rb + 4 * s)), mean);
-      var = _mm256_add_pd(var, _mm256_mul_pd(d, d));
-    }
-    const __m256d sdev = _mm256_sqrt_pd(_mm256_div_pd(var, sdv));
-    st = _mm256_mul_pd(_mm256_set1_pd(lam), _mm256_add_pd(mean, _mm256_mul_pd(_mm256_set1_pd(kappa), sdev)));
-  } else {
-    st = _mm256_mul_pd(_mm256_set1_pd(lam), mean);
-  }
-  if (lam_inf) st = _mm256_set1_pd(std::numeric_limits<double>::infinity());
-  _mm256_storeu_pd(stopv, st);
-  return _mm256_movemask_pd(ok) == 0xF;
-}
-#endif
 
 template <int KC, int SC, typename TR, typename TC>
 void dp_kernel(const TR* __restrict r, const TC* __restrict cost, const int64_t* __restrict current,
@@ -94,8 +52,6 @@ void dp_kernel(const TR* __restrict r, const TC* __restrict cost, const int64_t*
                BadIndex& bad) {
   const int64_t K = KC > 0 ? KC : K_dyn;
   const int64_t S = SC > 0 ? SC : S_dyn;  // S = 1 and 8 compiled with S known: the draw loops unroll
-  const bool lam_inf = std::isinf(lam);
-  const double sd = static_cast<double>(S);
   // upper[j*K+m] = 1 for m > j: the cost entries the DP reads (checked in one regular loop over K×K)
   unsigned char upper[kMaxStages * kMaxStages];
   for (int64_t j = 0; j < K; ++j)
@@ -106,52 +62,9 @@ void dp_kernel(const TR* __restrict r, const TC* __restrict cost, const int64_t*
   for (int64_t b = 0; b < B; ++b) {
     const TR* rb = r + b * S * K;
     const TC* cb = cost + b * K * K;
-    double sum[kMaxStages], lo[kMaxStages], hi[kMaxStages], var[kMaxStages], V[kMaxStages];
+    double stopv[kMaxStages], V[kMaxStages];
     int64_t nx[kMaxStages];
-
-    // ℓ̃: two passes over this sample's S×K block (it sits in L1), like numpy's mean and std. The
-    // range check rides along as min/max (vectorisable); NaN shows up in the sum.
-    double stopv[kMaxStages];
-#if defined(__AVX2__)
-    if constexpr (KC == 4) {
-      if (!stop_values_k4<SC>(rb, S, sd, lam, kappa, lam_inf, stopv) && b < bad_r) bad_r = b;
-    } else
-#endif
-    {
-      for (int64_t k = 0; k < K; ++k) {
-        sum[k] = 0.0;
-        lo[k] = 0.0;
-        hi[k] = 1.0;
-      }
-      for (int64_t s = 0; s < S; ++s) {
-        for (int64_t k = 0; k < K; ++k) {
-          const double v = static_cast<double>(rb[s * K + k]);
-          sum[k] += 1.0 - v;
-          lo[k] = v < lo[k] ? v : lo[k];
-          hi[k] = v > hi[k] ? v : hi[k];
-        }
-      }
-      bool r_ok = true;
-      for (int64_t k = 0; k < K; ++k) r_ok &= (lo[k] >= 0.0) & (hi[k] <= 1.0) & (sum[k] == sum[k]);
-      if (!r_ok && b < bad_r) bad_r = b;
-      // divide (not multiply by 1/S), as numpy's mean and std do: bit-identical to solve_ref
-      for (int64_t k = 0; k < K; ++k) sum[k] = sum[k] / sd;  // now the mean of 1 − r
-      // stop values λ·ℓ̃_k for all k at once (one vector div/sqrt instead of a scalar chain per stage)
-      if (kappa > 0.0) {
-        for (int64_t k = 0; k < K; ++k) var[k] = 0.0;
-        for (int64_t s = 0; s < S; ++s) {
-          for (int64_t k = 0; k < K; ++k) {
-            const double d = (1.0 - static_cast<double>(rb[s * K + k])) - sum[k];
-            var[k] += d * d;
-          }
-        }
-        for (int64_t k = 0; k < K; ++k) stopv[k] = lam * (sum[k] + kappa * std::sqrt(var[k] / sd));
-      } else {
-        for (int64_t k = 0; k < K; ++k) stopv[k] = lam * sum[k];
-      }
-      if (lam_inf)
-        for (int64_t k = 0; k < K; ++k) stopv[k] = std::numeric_limits<double>::infinity();
-    }
+    if (!dp_sample::stop_values<KC, SC>(rb, S, K, lam, kappa, stopv) && b < bad_r) bad_r = b;
 
     // costs the DP reads must be >= 0 (NaN fails the comparison too)
     int c_bad = 0;
@@ -160,7 +73,7 @@ void dp_kernel(const TR* __restrict r, const TC* __restrict cost, const int64_t*
       const __m256d zero = _mm256_setzero_pd();
       for (int j = 0; j < 3; ++j) {
         const int want = (0xF << (j + 1)) & 0xF;
-        c_bad |= (_mm256_movemask_pd(_mm256_cmp_pd(load4(cb + 4 * j), zero, _CMP_GE_OQ)) & want) != want;
+        c_bad |= (_mm256_movemask_pd(_mm256_cmp_pd(dp_sample::load4(cb + 4 * j), zero, _CMP_GE_OQ)) & want) != want;
       }
     } else
 #endif
@@ -169,21 +82,9 @@ void dp_kernel(const TR* __restrict r, const TC* __restrict cost, const int64_t*
     }
     if (c_bad && b < bad_cost) bad_cost = b;
 
-    // Backward recursion with the tie rule above (branch-free selects: the comparisons are data-dependent).
-    V[K - 1] = 0.0;
-    nx[K - 1] = kStop;
-    for (int64_t j = K - 2; j >= 0; --j) {
-      double best = stopv[j];
-      int64_t arg = kStop;
-      for (int64_t m = j + 1; m < K; ++m) {
-        const double cand = static_cast<double>(cb[j * K + m]) + V[m];
-        const bool better = cand < best;
-        best = better ? cand : best;
-        arg = better ? m : arg;
-      }
-      V[j] = best;
-      nx[j] = arg;
-    }
+    // backward recursion with the tie rule (docs/dp.md)
+    dp_sample::recurse<KC>(stopv, [cb, K](int64_t j, int64_t m) { return static_cast<double>(cb[j * K + m]); }, K,
+                           V, nx);
 
     double* vb = value + b * K;
     int64_t* nb = next + b * K;
