@@ -3,6 +3,7 @@
 // both compile with -ffp-contract=off, so every value is bit-identical to the numpy twin solve_ref.
 #pragma once
 
+#include <algorithm>
 #include <cmath>
 #include <cstdint>
 #include <limits>
@@ -112,9 +113,10 @@ inline void recurse(const double* stopv, CostAt cost, int64_t K_dyn, double* V, 
     int64_t arg = kStop;
     for (int64_t m = j + 1; m < K; ++m) {
       const double cand = cost(j, m) + V[m];
-      const bool better = cand < best;
-      best = better ? cand : best;
-      arg = better ? m : arg;
+      // arithmetic selects: with a ?: GCC emitted data-dependent branches here (mispredicted on real data)
+      const int64_t take = -static_cast<int64_t>(cand < best);  // all ones iff strictly better
+      arg = (arg & ~take) | (m & take);
+      best = std::min(best, cand);  // == cand < best ? cand : best (one minsd), NaN never taken
     }
     V[j] = best;
     nx[j] = arg;
