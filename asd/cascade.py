@@ -83,8 +83,9 @@ def decide_proxy_dp(prompt_len: np.ndarray,          # [N] tokens (read at rows;
                     ) -> Plan:
     """Policy ``dp`` on the proxy costs: ``decide_proxy_dp_ref`` in one compiled call (``asd._C.proxy_dp``).
 
-    The same plan, bit for bit, as ``proxy_costs`` → ``asd.core.policies.decide`` (the kernel repeats both
-    kernels' float64 arithmetic; tests/test_decision_fused.py), without their two Python→C transitions, two
+    The same plan, bit for bit, as ``proxy_costs`` → ``asd.core.policies.decide`` (the kernel repeats the
+    proxy-cost arithmetic and shares dp.cpp's per-sample DP, csrc/dp_sample.h; tests/test_decision_fused.py),
+    without their two Python→C transitions, two
     sets of checks, the [B, K, K] cost array and the gathers of the live rows. Falls back to the twin
     without ``asd._C``.
     """

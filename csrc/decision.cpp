@@ -497,7 +497,7 @@ void proxy_dp_kernel(const TR* __restrict r, int64_t B, int64_t S, int64_t K_dyn
                      int64_t& bad_cost, int64_t& bad_cur) {
   const int64_t K = KC > 0 ? KC : K_dyn;
   for (int64_t b = 0; b < B; ++b) {
-    // the costs of proxy_costs (only m > j is read), then dp.cpp's kernel on them
+    // the costs of proxy_costs (only m > j is read), then the per-sample DP of csrc/dp_sample.h on them
     double c[KC > 0 ? KC * KC : kMaxStages * kMaxStages];
     const int64_t e = src ? src[b] : b;
     const double L = std::max(Lr[e], 1.0);
