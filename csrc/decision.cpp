@@ -411,8 +411,14 @@ void record_features(const py::handle& features, const py::handle& rows, int64_t
   }
 }
 
-// c_{j→m} = size_m·(ρ·(P + L) + (1 − â)·L) / (size_{K−1}·(ρ·P + L)), evaluated as the twin does:
-// (ρ·(P + L) + (1 − â)·L) · (size_m / size_{K−1}) / (ρ·P + L); inf where m <= j.
+// c_{j→m} of one entry as the twin evaluates it: (ρ·(P + L) + (1 − â)·L) · (size_m / size_{K−1}) / (ρ·P + L),
+// with pre = ρ·(P + L), den = ρ·P + L, ratio_m = size_m / size_{K−1}; â clipped to [0, 1] (NaN stays NaN).
+inline double proxy_cost(double pre, double den, double L, double a, double ratio_m) {
+  a = a < 0.0 ? 0.0 : (a > 1.0 ? 1.0 : a);  // np.clip
+  return (pre + (1.0 - a) * L) * ratio_m / den;
+}
+
+// c_{j→m} = size_m·(ρ·(P + L) + (1 − â)·L) / (size_{K−1}·(ρ·P + L)) (proxy_cost); inf where m <= j.
 py::array_t<double> proxy_costs(const py::handle& prompt_len, const py::handle& resp_len, const f64c& accept,
                                 const f64c& size, double rho) {
   if (size.ndim() != 1) throw std::invalid_argument("size must have shape [K]");
@@ -435,9 +441,7 @@ py::array_t<double> proxy_costs(const py::handle& prompt_len, const py::handle& 
           po[i] = inf;
           continue;
         }
-        double a = A[i];
-        a = a < 0.0 ? 0.0 : (a > 1.0 ? 1.0 : a);  // np.clip; NaN stays NaN
-        po[i] = (pre + (1.0 - a) * L) * (s[m] / s[K - 1]) / den;
+        po[i] = proxy_cost(pre, den, L, A[i], s[m] / s[K - 1]);
       }
   }
   return out;
@@ -505,9 +509,7 @@ void proxy_dp_kernel(const TR* __restrict r, int64_t B, int64_t S, int64_t K_dyn
     bool c_bad = false;
     for (int64_t j = 0; j < K; ++j)
       for (int64_t m = j + 1; m < K; ++m) {
-        double a = A[(b * K + j) * K + m];
-        a = a < 0.0 ? 0.0 : (a > 1.0 ? 1.0 : a);
-        const double v = (pre + (1.0 - a) * L) * ratio[m] / den;
+        const double v = proxy_cost(pre, den, L, A[(b * K + j) * K + m], ratio[m]);
         c[j * K + m] = v;
         c_bad |= !(v >= 0.0);
       }
@@ -590,31 +592,7 @@ py::tuple proxy_dp(const py::handle& prompt_len, const py::handle& resp_len, con
   }
   const Vec P(prompt_len, N, "prompt_len");
   const Lengths Lr(resp_len, N, "resp_len");
-  py::array_t<int64_t> action, next;
-  py::array_t<double> value;
-  if (out.is_none()) {
-    action = py::array_t<int64_t>(B);
-    value = py::array_t<double>({B, K});
-    next = py::array_t<int64_t>({B, K});
-  } else {
-    if (!PyTuple_Check(out.ptr()) || PyTuple_GET_SIZE(out.ptr()) != 3)
-      throw std::invalid_argument("out must be None or a tuple (action, value, next)");
-    const int want[3] = {kI64, kF64, kI64};
-    const char* names[3] = {"out action", "out value", "out next"};
-    for (int i = 0; i < 3; ++i) {
-      PyObject* a = PyTuple_GET_ITEM(out.ptr(), i);
-      if (!py::isinstance<py::array>(a)) throw std::invalid_argument(std::string(names[i]) + " must be a numpy array");
-      auto arr = py::reinterpret_borrow<py::array>(a);
-      const bool shape_ok = i == 0 ? (arr.ndim() == 1 && arr.shape(0) == B)
-                                   : (arr.ndim() == 2 && arr.shape(0) == B && arr.shape(1) == K);
-      if (type_num(a) != want[i] || !shape_ok || !c_contig(a) || !arr.writeable())
-        throw std::invalid_argument(std::string(names[i]) + " must be a writeable C-contiguous array of the result's "
-                                    "dtype and shape ([B] int64, [B, K] float64, [B, K] int64)");
-    }
-    action = py::reinterpret_borrow<py::array_t<int64_t>>(PyTuple_GET_ITEM(out.ptr(), 0));
-    value = py::reinterpret_borrow<py::array_t<double>>(PyTuple_GET_ITEM(out.ptr(), 1));
-    next = py::reinterpret_borrow<py::array_t<int64_t>>(PyTuple_GET_ITEM(out.ptr(), 2));
-  }
+  auto [action, value, next] = plan_arrays(out, B, K);
   int64_t* pa = action.mutable_data();
   double* pv = value.mutable_data();
   int64_t* pn = next.mutable_data();

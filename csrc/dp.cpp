@@ -171,34 +171,7 @@ py::tuple dp_solve(const py::array& r, const py::array& cost, const py::array& c
   if (!is_c_contig(cost)) throw std::invalid_argument("cost must be C-contiguous");
   if (!is_c_contig(current)) throw std::invalid_argument("current must be C-contiguous");
 
-  py::array_t<int64_t> action;
-  py::array_t<double> value;
-  py::array_t<int64_t> next;
-  if (out.is_none()) {
-    action = py::array_t<int64_t>(B);
-    value = py::array_t<double>({B, K});
-    next = py::array_t<int64_t>({B, K});
-  } else {
-    if (!py::isinstance<py::tuple>(out) || py::len(out) != 3)
-      throw std::invalid_argument("out must be None or a tuple (action, value, next)");
-    py::tuple t = out.cast<py::tuple>();
-    const char* names[3] = {"out action", "out value", "out next"};
-    for (int i = 0; i < 3; ++i) {
-      if (!py::isinstance<py::array>(t[i])) throw std::invalid_argument(std::string(names[i]) + " must be a numpy array");
-      py::array a = t[i].cast<py::array>();
-      const bool want_f64 = (i == 1);
-      const bool dtype_ok = want_f64 ? a.dtype().is(py::dtype::of<double>()) : a.dtype().is(py::dtype::of<int64_t>());
-      const bool shape_ok = (i == 0) ? (a.ndim() == 1 && a.shape(0) == B)
-                                     : (a.ndim() == 2 && a.shape(0) == B && a.shape(1) == K);
-      if (!dtype_ok || !shape_ok || !is_c_contig(a) || !a.writeable())
-        throw std::invalid_argument(std::string(names[i]) + " must be a writeable C-contiguous " +
-                                    (want_f64 ? "float64" : "int64") + " array of shape " +
-                                    (i == 0 ? "[B]" : "[B, K]") + ", got shape " + shape_str(a));
-    }
-    action = t[0].cast<py::array_t<int64_t>>();
-    value = t[1].cast<py::array_t<double>>();
-    next = t[2].cast<py::array_t<int64_t>>();
-  }
+  auto [action, value, next] = plan_arrays(out, B, K);
   int64_t* pa = action.mutable_data();
   double* pv = value.mutable_data();
   int64_t* pn = next.mutable_data();
@@ -246,6 +219,31 @@ py::tuple dp_solve(const py::array& r, const py::array& cost, const py::array& c
 }
 
 }  // namespace
+
+PlanArrays plan_arrays(const py::object& out, int64_t B, int64_t K) {
+  if (out.is_none())
+    return {py::array_t<int64_t>(B), py::array_t<double>({B, K}), py::array_t<int64_t>({B, K})};
+  if (!PyTuple_Check(out.ptr()) || PyTuple_GET_SIZE(out.ptr()) != 3)
+    throw std::invalid_argument("out must be None or a tuple (action, value, next)");
+  const char* names[3] = {"out action", "out value", "out next"};
+  for (int i = 0; i < 3; ++i) {
+    // borrowed items, no pybind11 casts: this build checks the GIL on every incref/decref
+    const py::handle h(PyTuple_GET_ITEM(out.ptr(), i));
+    if (!py::isinstance<py::array>(h)) throw std::invalid_argument(std::string(names[i]) + " must be a numpy array");
+    const auto a = py::reinterpret_borrow<py::array>(h);
+    const bool want_f64 = (i == 1);
+    const bool dtype_ok = want_f64 ? a.dtype().is(py::dtype::of<double>()) : a.dtype().is(py::dtype::of<int64_t>());
+    const bool shape_ok = (i == 0) ? (a.ndim() == 1 && a.shape(0) == B)
+                                   : (a.ndim() == 2 && a.shape(0) == B && a.shape(1) == K);
+    if (!dtype_ok || !shape_ok || !is_c_contig(a) || !a.writeable())
+      throw std::invalid_argument(std::string(names[i]) + " must be a writeable C-contiguous " +
+                                  (want_f64 ? "float64" : "int64") + " array of shape " +
+                                  (i == 0 ? "[B]" : "[B, K]") + ", got shape " + shape_str(a));
+  }
+  return {py::reinterpret_borrow<py::array_t<int64_t>>(PyTuple_GET_ITEM(out.ptr(), 0)),
+          py::reinterpret_borrow<py::array_t<double>>(PyTuple_GET_ITEM(out.ptr(), 1)),
+          py::reinterpret_borrow<py::array_t<int64_t>>(PyTuple_GET_ITEM(out.ptr(), 2))};
+}
 
 void register_dp(py::module_& m) {
   m.def("dp_solve", &dp_solve, py::arg("r"), py::arg("cost"), py::arg("current"), py::arg("lam"),
