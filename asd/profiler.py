@@ -361,8 +361,10 @@ def add_tensor_parallel(profile: dict, tp: dict, source: str = "") -> dict:
     ``tp`` is what ``scripts/gpu_tp.py`` writes: ``world`` GPUs, ``device`` (card name),
     ``weight_bytes_per_rank``, ``copy_bandwidth_Bps``, ``decode {batch: s/step}``, ``prefill {tokens: s}``
     (medians, wall clock). The stage replaces a measured or depth-extrapolated stage of the same name (the
-    final one, 72B, in the reference hierarchy) and keeps hierarchy order. Its times are wall clock with
-    ``devices`` GPUs; ``floor_s`` is the per-GPU floor (bytes per rank / the run's copy bandwidth).
+    final one, 72B, in the reference hierarchy) and keeps hierarchy order; a stage the profile lacks is
+    appended as the final one if it is larger than every stage there (a ValueError otherwise). Its times
+    are wall clock with ``devices`` GPUs; ``floor_s`` is the per-GPU floor (bytes per rank / the run's copy
+    bandwidth).
     Figures from different cards are never combined: a card mismatch is a ValueError naming both.
     """
     card, tp_card = profile_card(profile), tp.get("device")
@@ -374,9 +376,14 @@ def add_tensor_parallel(profile: dict, tp: dict, source: str = "") -> dict:
             raise ValueError(f"tensor-parallel run {source}: missing field {key!r} (scripts/gpu_tp.py output)")
     name = tp["args"].get("size")
     names = [r["name"] for r in profile["stages"]] + list(profile.get("extrapolated", {}))
-    if name not in names:
-        raise ValueError(f"tensor-parallel run {source}: stage {name!r} not in the profile; stages: {', '.join(names)}")
     world, per_rank = int(tp["world"]), int(tp["weight_bytes_per_rank"])
+    if name not in names:   # a stage the profile lacks: only as the new final (largest) stage
+        largest = max(stage_records(profile), key=lambda r: r["weight_bytes"])
+        if per_rank * world <= largest["weight_bytes"]:
+            raise ValueError(f"tensor-parallel run {source}: stage {name!r} not in the profile (stages: "
+                             f"{', '.join(names)}) and, at {per_rank * world / 1e9:.1f} GB, not larger than "
+                             f"{largest['name']!r} ({largest['weight_bytes'] / 1e9:.1f} GB): a new stage can only "
+                             "be the final one")
     dec = sorted((int(b), float(v)) for b, v in tp["decode"].items())
     pre = sorted((int(n), float(v)) for n, v in tp["prefill"].items())
     rec = {"name": name, "devices": world, "tensor_parallel": world, "extrapolated": False,
@@ -388,7 +395,9 @@ def add_tensor_parallel(profile: dict, tp: dict, source: str = "") -> dict:
            "source": source}
     out = dict(profile)
     out["stages"] = [rec if r["name"] == name else r for r in profile["stages"]]
-    if name in profile.get("extrapolated", {}):
+    if name not in names:
+        out["stages"] = out["stages"] + [rec]
+    elif name in profile.get("extrapolated", {}):
         out["extrapolated"] = {k: v for k, v in profile["extrapolated"].items() if k != name}
         out["stages"] = out["stages"] + [rec]   # extrapolated stages come after the measured ones
     return out

@@ -188,6 +188,9 @@ ROOT_DIR = Path(__file__).resolve().parents[1]
 H100_PROFILE = ROOT_DIR / "configs/costs/h100-qwen2.5.measurements.json"
 H200_TP = ROOT_DIR / "docs/results/gpu/tp72b_h200x4.json"
 H200_QUICK = ROOT_DIR / "docs/results/gpu/decode_quick_h200x4_gpu0.json"
+H200_PROFILE = ROOT_DIR / "docs/results/gpu/profile_h200x4_gpu0.json"       # 7B-32B, GPU 0 of the 4 x H200
+H200_TP3 = ROOT_DIR / "docs/results/gpu/tp72b_h200x4_run3.json"             # the same machine, all 4 GPUs
+H200_TABLE = ROOT_DIR / "configs/costs/h200-qwen2.5-tp4.json"
 
 
 def test_tensor_parallel_run_of_another_card_is_refused():
@@ -206,7 +209,7 @@ def test_quick_profile_cannot_be_fitted_and_writes_nothing(tmp_path, capsys):
         fit_cost_model(load_profile(H200_QUICK))
     out = tmp_path / "h200.json"
     rc = main(["profile", "--from-measurements", str(H200_QUICK), "--tensor-parallel", str(H200_TP), "--out", str(out)])
-    assert rc != 0 and "stage '72b' not in the profile; stages: 7b, 14b, 32b" in capsys.readouterr().err
+    assert rc != 0 and "'7b': prefill measured at 1 prompt length" in capsys.readouterr().err
     assert not list(tmp_path.iterdir())
 
 
@@ -229,6 +232,47 @@ def test_tensor_parallel_stage_replaces_the_extrapolated_one(tmp_path):
     assert rows[-1]["measured"] == 1 and rows[-1]["devices"] == 4
     assert rows[0]["measured_device_seconds"] == pytest.approx(rows[0]["measured"] / 4)
     assert rows[0]["floor"] == pytest.approx(recs[0]["weight_bytes"] / (tp["weight_bytes_per_rank"] * 4))
-    bad = dict(tp, args=dict(tp["args"], size="405b"))
-    with pytest.raises(ValueError, match="'405b' not in the profile"):
-        add_tensor_parallel(prof, bad, "fixture")
+    bigger = dict(tp, args=dict(tp["args"], size="405b"), weight_bytes_per_rank=tp["weight_bytes_per_rank"] * 6)
+    assert [r["name"] for r in stage_records(add_tensor_parallel(merged, bigger, "fixture"))] == \
+        ["7b", "14b", "32b", "72b", "405b"]
+
+
+def test_tensor_parallel_stage_absent_from_the_profile_becomes_the_final_one():
+    """The H200 profile has 7B-32B only; the same machine's TP run adds 72B as the final stage."""
+    from asd.profiler import add_tensor_parallel, stage_records
+
+    prof, tp = load_profile(H200_PROFILE), json.loads(H200_TP3.read_text())
+    assert [r["name"] for r in prof["stages"]] == ["7b", "14b", "32b"] and not prof.get("extrapolated")
+    merged = add_tensor_parallel(prof, tp, str(H200_TP3))
+    recs = stage_records(merged)
+    assert [r["name"] for r in recs] == ["7b", "14b", "32b", "72b"] and len(prof["stages"]) == 3
+    assert recs[-1]["devices"] == 4 and recs[-1]["weight_bytes"] == 4 * tp["weight_bytes_per_rank"]
+    model = fit_cost_model(merged)
+    assert model.stages[-1].step_s(1) == pytest.approx(tp["decode"]["1"], rel=1e-9)
+    assert model.stages[0].step_s(1) == pytest.approx(prof["stages"][0]["decode"]["seconds_per_step"][0], rel=0.02)
+
+
+def test_new_tensor_parallel_stage_smaller_than_a_profiled_one_is_refused():
+    from asd.profiler import add_tensor_parallel
+
+    prof, tp = load_profile(H200_PROFILE), json.loads(H200_TP3.read_text())
+    small = dict(tp, args=dict(tp["args"], size="20b"), weight_bytes_per_rank=5 * 10**9)   # 20 GB < 32B's 66 GB
+    with pytest.raises(ValueError, match="'20b' not in the profile.*not larger than '32b'.*only be the final one"):
+        add_tensor_parallel(prof, small, "fixture")
+
+
+def test_committed_h200_table_is_the_refit_of_its_measurements(tmp_path):
+    """configs/costs/h200-qwen2.5-tp4.json is what `asd profile --from-measurements --tensor-parallel` gives
+    from the committed raw files (same fits, same card, same revision)."""
+    from asd.cli import main
+
+    out = tmp_path / "h200.json"
+    assert main(["profile", "--from-measurements", str(H200_PROFILE), "--tensor-parallel", str(H200_TP3),
+                 "--out", str(out)]) == 0
+    new, old = json.loads(out.read_text()), json.loads(H200_TABLE.read_text())
+    assert [s["name"] for s in new["stages"]] == [s["name"] for s in old["stages"]] == ["7b", "14b", "32b", "72b"]
+    for a, b in zip(new["stages"], old["stages"]):
+        for part in ("prefill", "decode"):
+            assert a[part]["slope"] == pytest.approx(b[part]["slope"], rel=1e-12)
+            assert a[part]["intercept"] == pytest.approx(b[part]["intercept"], rel=1e-12)
+    assert old["provenance"]["measured"]["environment"]["gpu"] == "NVIDIA H200"
