@@ -190,7 +190,9 @@ H200_TP = ROOT_DIR / "docs/results/gpu/tp72b_h200x4.json"
 H200_QUICK = ROOT_DIR / "docs/results/gpu/decode_quick_h200x4_gpu0.json"
 H200_PROFILE = ROOT_DIR / "docs/results/gpu/profile_h200x4_gpu0.json"       # 7B-32B, GPU 0 of the 4 x H200
 H200_TP3 = ROOT_DIR / "docs/results/gpu/tp72b_h200x4_run3.json"             # the same machine, all 4 GPUs
-H200_TABLE = ROOT_DIR / "configs/costs/h200-qwen2.5-tp4.json"
+H200_TABLE = ROOT_DIR / "configs/costs/h200-qwen2.5-tp4.json"                # fitted from run 4's two files
+H200_PROFILE4 = ROOT_DIR / "docs/results/gpu/profile_h200x4_run4_gpu0.json"
+H200_TP4 = ROOT_DIR / "docs/results/gpu/tp72b_h200x4_run4.json"
 
 
 def test_tensor_parallel_run_of_another_card_is_refused():
@@ -267,7 +269,7 @@ def test_committed_h200_table_is_the_refit_of_its_measurements(tmp_path):
     from asd.cli import main
 
     out = tmp_path / "h200.json"
-    assert main(["profile", "--from-measurements", str(H200_PROFILE), "--tensor-parallel", str(H200_TP3),
+    assert main(["profile", "--from-measurements", str(H200_PROFILE4), "--tensor-parallel", str(H200_TP4),
                  "--out", str(out)]) == 0
     new, old = json.loads(out.read_text()), json.loads(H200_TABLE.read_text())
     assert [s["name"] for s in new["stages"]] == [s["name"] for s in old["stages"]] == ["7b", "14b", "32b", "72b"]
@@ -276,3 +278,5 @@ def test_committed_h200_table_is_the_refit_of_its_measurements(tmp_path):
             assert a[part]["slope"] == pytest.approx(b[part]["slope"], rel=1e-12)
             assert a[part]["intercept"] == pytest.approx(b[part]["intercept"], rel=1e-12)
     assert old["provenance"]["measured"]["environment"]["gpu"] == "NVIDIA H200"
+    tp = json.loads(H200_TP4.read_text())
+    assert sorted(map(int, tp["decode"])) == [1, 8, 16, 32]   # every batch size of the table measured at TP 4
