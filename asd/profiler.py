@@ -156,20 +156,21 @@ def measure_prefill(model, tokens: list[int], warmup: int, repeats: int, use_gra
 
 def measure_decode(model, batch_sizes: list[int], context: int, steps: int, warmup: int, repeats: int,
                    use_graphs: bool | None = None, compile_blocks: bool = False, layers: int | None = None,
-                   seed: int = 0) -> dict:
-    """Decode steps at each batch size with ``context`` tokens in the cache: seconds per step."""
+                   seed: int = 0, attention: str = "auto") -> dict:
+    """Decode steps at each batch size with ``context`` tokens in the cache: seconds per step.
+    ``attention``: StaticDecoder's (auto | kernel | sdpa); the one used is recorded."""
     import torch
 
     from asd.models.cuda_graph import StaticDecoder
 
     bmax = max(batch_sizes)
     dec = StaticDecoder(model, max_batch=bmax, max_len=context + steps, use_graphs=use_graphs,
-                        compile_blocks=compile_blocks, layers=layers)
+                        compile_blocks=compile_blocks, layers=layers, attention=attention)
     g = torch.Generator().manual_seed(seed)
     ids = torch.randint(0, model.config.vocab_size, (bmax, context), generator=g)
     dec.prefill(ids, [context] * bmax)
     out = {"batch_sizes": [], "seconds_per_step": [], "samples": [], "graphs": dec.use_graphs,
-           "compiled": compile_blocks, "layers": dec.n_layers}
+           "compiled": compile_blocks, "layers": dec.n_layers, "attention": dec.attention}
     for b in batch_sizes:
         tok = ids[:b, -1:].to(dec.device)
 
@@ -424,7 +425,7 @@ def fit_cost_model(profile: dict, batch_size: int = 1):
         row = {k: r[k] for k in ("name", "extrapolated", "weight_bytes", "floor_s", "devices") if k in r}
         row["decode_s_per_step"] = dict(zip(map(str, dc["batch_sizes"]), dc["seconds_per_step"]))
         row["prefill_s"] = dict(zip(map(str, pf["tokens"]), pf["seconds"]))
-        for key in ("eager_decode", "decode_plain_graph"):
+        for key in ("eager_decode", "decode_plain_graph", "decode_sdpa"):
             if key in r:
                 row[key + "_s_per_step"] = dict(zip(map(str, r[key]["batch_sizes"]), r[key]["seconds_per_step"]))
         if r.get("extrapolated"):

@@ -22,5 +22,6 @@ void register_decision(pybind11::module_& m);     // csrc/decision.cpp
 void register_token_stats(pybind11::module_& m);  // csrc/token_stats.cpp (CPU)
 #ifdef ASD_WITH_CUDA
 void register_token_stats_cuda(pybind11::module_& m);  // csrc/token_stats.cu
+void register_decode_attention_cuda(pybind11::module_& m);  // csrc/decode_attention.cpp
 #endif
 }  // namespace asd

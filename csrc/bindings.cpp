@@ -10,6 +10,7 @@ PYBIND11_MODULE(_C, m) {
   asd::register_token_stats(m);
 #ifdef ASD_WITH_CUDA
   asd::register_token_stats_cuda(m);
+  asd::register_decode_attention_cuda(m);
   m.attr("WITH_CUDA") = true;
 #else
   m.attr("WITH_CUDA") = false;

@@ -137,6 +137,13 @@ def main(argv=None) -> int:
                                                        cfg.warmup, cfg.repeats, compile_blocks=False)
         except Exception:  # noqa: BLE001
             traceback.print_exc()
+        if rec["decode"].get("attention") == "kernel":
+            try:   # the same graph path with SDPA attention instead of the split-K kernel, same run
+                rec["decode_sdpa"] = measure_decode(model, cfg.decode_batch_sizes, cfg.decode_context,
+                                                    cfg.decode_steps, cfg.warmup, cfg.repeats, compile_blocks=True,
+                                                    attention="sdpa")
+            except Exception:  # noqa: BLE001
+                traceback.print_exc()
         del model
         gc.collect()
         if dev.type == "cuda":
@@ -172,6 +179,11 @@ def main(argv=None) -> int:
             es = eager.get(b)
             print(f"{rec['name']} | {f * 1e3:.2f} | {b} | {s * 1e3:.2f} | {s / f:.2f} | "
                   f"{'' if es is None else f'{es * 1e3:.2f}'} | {'' if es is None else f'{es / f:.2f}'}")
+        print(f"{rec['name']} decode attention: {rec['decode'].get('attention')}")
+        sd = rec.get("decode_sdpa")
+        if sd:
+            print(f"{rec['name']} graph + compiled blocks with SDPA attention: "
+                  f"{[round(x * 1e3, 2) for x in sd['seconds_per_step']]} ms at {sd['batch_sizes']}")
         pg = rec.get("decode_plain_graph")
         if pg:
             print(f"{rec['name']} plain graph (no compiled blocks): "

@@ -11,9 +11,10 @@ failed in transformers 5.17. This module runs the model's own weights through it
   ``lengths[b]`` and has RoPE position ``lengths[b]`` (rows may have different prompt lengths;
   prompts are right-padded, so slot == position, as in HF generate with left padding and position ids
   from the attention mask);
-- attention with ``scaled_dot_product_attention`` over the whole window with a length mask; grouped
-  query attention without repeating K/V (the G query heads of one KV head are folded into the query
-  length axis);
+- attention over the whole window with a length mask; grouped query attention without repeating K/V
+  (the G query heads of one KV head are folded into the query length axis). Decode and verify steps
+  (G*T <= 64 rows) use the split-K CUDA kernel of ``asd.models.attention`` where it applies (CUDA,
+  head_dim 16/32/64/128), prefill and everything else ``scaled_dot_product_attention``;
 - fused q/k/v and gate/up projections (the HF modules' parameters are re-pointed to views of the fused
   tensors: no second copy of the weights, and the HF model keeps working unchanged);
 - on CUDA, one ``torch.cuda.CUDAGraph`` per (batch size, tokens per step), captured on first use; the
@@ -33,6 +34,10 @@ from typing import Callable, Sequence
 
 import torch
 import torch.nn.functional as F
+
+from asd.models.attention import KERNEL_HEAD_DIMS, KERNEL_MAX_ROWS, decode_attention, kernel_supports
+
+ATTENTION_CHOICES = ("auto", "kernel", "sdpa")
 
 
 def _rms_norm(x: torch.Tensor, w: torch.Tensor, eps: float) -> torch.Tensor:
@@ -81,14 +86,18 @@ class StaticDecoder:
     rounded up to a multiple of 64. ``use_graphs``: None = on CUDA only. ``compile_blocks``: run the
     element-wise parts through ``torch.compile`` (fewer kernels per layer; captured in the graphs too;
     CUDA only, ignored on CPU). ``layers``: run only the first N decoder layers (profiling a model too
-    deep for one device by extrapolation in depth; the output is then not the model's).
+    deep for one device by extrapolation in depth; the output is then not the model's). ``attention``:
+    "auto" (the split-K kernel for decode/verify steps where it applies, else SDPA), "kernel" (an error
+    where it does not apply) or "sdpa".
     """
 
     def __init__(self, model, max_batch: int, max_len: int, use_graphs: bool | None = None,
-                 compile_blocks: bool = False, layers: int | None = None) -> None:
+                 compile_blocks: bool = False, layers: int | None = None, attention: str = "auto") -> None:
         cfg = model.config
         if max_batch < 1 or max_len < 1:
             raise ValueError(f"max_batch and max_len must be >= 1, got {max_batch}, {max_len}")
+        if attention not in ATTENTION_CHOICES:
+            raise ValueError(f"attention must be one of {', '.join(ATTENTION_CHOICES)}, got {attention!r}")
         if getattr(cfg, "use_sliding_window", False):
             raise ValueError("StaticDecoder does not implement sliding-window attention (use_sliding_window)")
         self.model = model
@@ -110,6 +119,15 @@ class StaticDecoder:
             raise ValueError("use_graphs=True needs the model on a CUDA device")
         self._fuse_weights()
         dev = self.device
+        # attention of decode/verify steps (R = G*T query rows a KV head): the split-K kernel
+        # (asd.models.attention) or SDPA with an additive mask; prefill-sized steps always use SDPA
+        g = self.n_q // self.n_kv
+        can = kernel_supports(dev, self.dtype, self.head_dim, g)
+        if attention == "kernel" and not can:
+            raise ValueError(f"attention='kernel' needs a CUDA device, asd's CUDA kernels, float32/bfloat16/"
+                             f"float16 and head_dim in {KERNEL_HEAD_DIMS} (got {dev}, {self.dtype}, "
+                             f"head_dim {self.head_dim}); use attention='auto' or 'sdpa'")
+        self.attention = "kernel" if (attention == "kernel" or (attention == "auto" and can)) else "sdpa"
         # [layers, B, 2 (K,V), kv_heads, slots, head_dim]
         self.kv = torch.zeros(self.n_layers, max_batch, 2, self.n_kv, self._n_slots, self.head_dim,
                               dtype=self.dtype, device=dev)
@@ -175,10 +193,13 @@ class StaticDecoder:
         slot = torch.where(valid.bool(), pos, torch.full_like(pos, self._scratch))  # [B,T] cache slot
         cos, sin = self._cos[pos], self._sin[pos]                                 # [B,T,head_dim]
         g = self.n_q // self.n_kv
-        allowed = self._slots[:window][None, None, :] <= pos[:, :, None]         # [B,T,window]
-        bias = torch.zeros(allowed.shape, dtype=self.dtype, device=ids.device).masked_fill_(~allowed, float("-inf"))
-        # additive mask, built once per step for all layers: [B,1,G*T,window], query row g*T + t
-        mask = bias[:, None, None].expand(B, 1, g, T, window).reshape(B, 1, g * T, window)
+        kernel = self.attention == "kernel" and g * T <= KERNEL_MAX_ROWS
+        if not kernel:
+            allowed = self._slots[:window][None, None, :] <= pos[:, :, None]     # [B,T,window]
+            bias = torch.zeros(allowed.shape, dtype=self.dtype, device=ids.device).masked_fill_(
+                ~allowed, float("-inf"))
+            # additive mask, built once per step for all layers: [B,1,G*T,window], query row g*T + t
+            mask = bias[:, None, None].expand(B, 1, g, T, window).reshape(B, 1, g * T, window)
         rows = torch.arange(B, device=ids.device)[:, None].expand(B, T)
         x = self.model.model.embed_tokens(ids)
         for li, (w_ln1, w_qkv, b_qkv, w_o, w_ln2, w_gu, w_down) in enumerate(self._w):
@@ -187,7 +208,10 @@ class StaticDecoder:
             cache = self.kv[li, :B]                                               # [B,2,kv,slots,hd]
             cache[rows, :, :, slot] = kv_new                                      # [B,T,2,kv,hd]
             k, v = cache[:, 0, :, :window], cache[:, 1, :, :window]
-            o = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, scale=self.head_dim ** -0.5)
+            if kernel:   # same rows, same mask (slot <= pos), split over the window
+                o = decode_attention(q, k, v, pos, self.head_dim ** -0.5)
+            else:
+                o = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, scale=self.head_dim ** -0.5)
             o = o.view(B, self.n_kv, g, T, self.head_dim).permute(0, 3, 1, 2, 4).reshape(B, T, -1)
             x = self._attn_out_mlp(x, o, w_o, w_ln2, w_gu, w_down, self.eps, self.inter)
         return _rms_norm(x, self.model.model.norm.weight, self.eps)

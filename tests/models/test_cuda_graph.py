@@ -199,3 +199,30 @@ def test_graph_ragged_chunks_match_eager():
     torch.testing.assert_close(out[0][0], out[1][0], rtol=1e-5, atol=1e-5)
     assert torch.equal(out[0][1], out[1][1]) and torch.equal(out[0][3], out[1][3])
     torch.testing.assert_close(out[0][2], out[1][2], rtol=1e-5, atol=1e-5)
+
+
+def test_attention_choice_is_checked():
+    model = tiny_model(51)
+    with pytest.raises(ValueError, match="attention must be one of auto, kernel, sdpa"):
+        StaticDecoder(model, max_batch=1, max_len=8, attention="flash")
+    with pytest.raises(ValueError, match="attention='kernel' needs a CUDA device"):
+        StaticDecoder(model, max_batch=1, max_len=8, attention="kernel")
+    assert StaticDecoder(model, max_batch=1, max_len=8).attention == "sdpa"          # CPU: auto -> sdpa
+
+
+@pytest.mark.gpu
+@needs_cuda
+def test_kernel_attention_matches_sdpa_in_decode_and_verify():
+    """The split-K kernel (auto on CUDA, head_dim 16 here) against SDPA: greedy tokens equal (fp32), verify
+    logits close, with graphs (steps of G*T <= 64 rows, prefill of these prompts included)."""
+    model = tiny_model(61, "cuda", torch.float32, vocab=512)
+    prompts = random_prompts(62, (9, 14, 5), 512)
+    dec = {a: StaticDecoder(model, max_batch=3, max_len=96, attention=a) for a in ("kernel", "sdpa")}
+    assert StaticDecoder(model, max_batch=1, max_len=8).attention == "kernel"
+    assert dec["kernel"].generate_greedy(prompts, 40) == dec["sdpa"].generate_greedy(prompts, 40)
+    draft = torch.tensor(random_prompts(63, (6, 6, 6), 512), device="cuda")
+    out = {}
+    for a, d in dec.items():
+        d.prefill(torch.tensor([p[:5] for p in prompts], device="cuda"), [5, 5, 5])
+        out[a] = d.step(draft)[0].clone()
+    torch.testing.assert_close(out["kernel"], out["sdpa"], rtol=1e-4, atol=1e-4)

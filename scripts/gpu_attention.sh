@@ -1,0 +1,21 @@
+#!/usr/bin/env bash
+# Device run (one GPU): the split-K decode attention kernel (csrc/decode_attention.cu). Builds asd._C for
+# this machine's Python, runs the GPU tests of the kernel and of StaticDecoder, the attention benchmark
+# (kernel vs twin vs SDPA), and the --quick decode re-measure of 7B/14B/32B with the kernel and, in the
+# same run, with SDPA (scripts/gpu_decode.py records both).
+# Usage on the device machine, from the repository root:  ASD_GIT_REVISION=<sha> OUT=/some/dir bash scripts/gpu_attention.sh
+set -uo pipefail
+export PYTHONPATH=. PYTHONUNBUFFERED=1 HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1
+export NCCL_NVLS_ENABLE=0 TORCH_SYMM_MEM_DISABLE_MULTICAST=1 NVSHMEM_DISABLE_NVLS=1
+OUT=${OUT:?set OUT}
+nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv | tee "$OUT/nvidia_smi.txt"
+t0=$(date +%s)
+ASD_CUDA_ARCHS=90 python3 setup.py -q build_ext --inplace --build-temp /tmp/asd-build > "$OUT/build.log" 2>&1 \
+  || { tail -40 "$OUT/build.log"; exit 1; }
+echo "built in $(( $(date +%s) - t0 )) s"
+timeout 240 python3 -m pytest tests/models/test_attention.py tests/models/test_cuda_graph.py -q -m gpu \
+  -p no:cacheprovider 2>&1 | tee "$OUT/pytest_gpu.log" | tail -15
+timeout 150 python3 -m pytest benchmarks/test_bench_attention_gpu.py -q --benchmark-only -p no:cacheprovider \
+  --benchmark-json="$OUT/attention_gpu.json" --benchmark-columns=median 2>&1 | tail -25
+timeout 300 python3 scripts/gpu_decode.py --sizes "${SIZES:-7b,14b,32b}" --deep "" --fp32-checks "" --quick \
+  --out "$OUT/decode_quick.json" 2>&1 | tee "$OUT/decode_quick.log" | tail -22
