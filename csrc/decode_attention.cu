@@ -8,7 +8,9 @@
 //     S[r][c] = scale * q_r · k_c for the R rows (masked: slot > pos[b, r % T] → -inf), per-row max m,
 //     p = exp(S - m), l = Σ p, acc[r][:] = Σ_c p[r][c] v_c  → workspace (m, l, acc) per chunk;
 //     chunks wholly past every row's pos are skipped (m = -inf, nothing read).
-//   pass 2 (grid [B*H]): out[r] = Σ_s e^{m_s - M} acc_s[r] / Σ_s e^{m_s - M} l_s,  M = max_s m_s.
+//   pass 2 (grid [B*H, R]): out[r] = Σ_s e^{m_s - M} acc_s[r] / Σ_s e^{m_s - M} l_s,  M = max_s m_s.
+// Loads are 16-byte vectors, all of a thread's issued before the first is used (latency, not
+// bandwidth, bounds a kernel this small).
 // Every output element is written; slot 0 is always allowed (pos >= 0), so M is finite.
 #include <cuda_bf16.h>
 #include <cuda_fp16.h>
@@ -27,6 +29,7 @@ namespace {
 constexpr int kChunk = 32;   // slots per block == warp size (one lane per slot in the softmax)
 constexpr int kThreads = 128;
 constexpr int kMaxRows = 64;
+constexpr int64_t kMaxWindow = 1 << 16;   // combine's weights: chunks floats of shared memory
 
 __device__ __forceinline__ float to_f(float x) { return x; }
 __device__ __forceinline__ float to_f(__nv_bfloat16 x) { return __bfloat162float(x); }
@@ -63,25 +66,48 @@ __global__ void __launch_bounds__(kThreads) partial_kernel(const T* __restrict__
   float* l_out = m_out + int64_t(chunks) * R;
   float* acc_out = ws + bh * ws_per_head(R, D, chunks) + 2 * int64_t(chunks) * R + int64_t(chunk) * R * D;
 
+  for (int r = threadIdx.x; r < R; r += kThreads) lim[r] = pos[int64_t(b) * nt + (r % nt)];
+  __syncthreads();
   int64_t maxlim = -1;
-  for (int r = 0; r < R; ++r) {
-    int64_t p = pos[int64_t(b) * nt + (r % nt)];
-    maxlim = max(maxlim, p);
-    if (threadIdx.x == 0) lim[r] = p;
-  }
-  if (c0 > maxlim) {   // the whole chunk is masked for every row: contribute nothing
+  for (int r = 0; r < R; ++r) maxlim = max(maxlim, lim[r]);
+  if (c0 > maxlim) {   // the whole chunk is masked for every row: contribute nothing (uniform branch)
     for (int r = threadIdx.x; r < R; r += kThreads) { m_out[r] = -INFINITY; l_out[r] = 0.f; }
     return;
   }
+  // K, V chunk and q: 16-byte vector loads, all issued before any is used (the host checked alignment)
+  constexpr int kVec = 16 / sizeof(T);            // elements per vector
+  constexpr int kRowVecs = D / kVec;              // vectors per slot row
+  constexpr int kPer = (kChunk * kRowVecs + kThreads - 1) / kThreads;
   const T* kb = k + b * sb + h * sh + int64_t(c0) * ss;
   const T* vb = v + b * sb + h * sh + int64_t(c0) * ss;
-  for (int i = threadIdx.x; i < kChunk * D; i += kThreads) {
-    const int c = i / D, d = i % D;
-    Ks[c * (D + 1) + d] = c < n ? to_f(kb[int64_t(c) * ss + d]) : 0.f;
-    Vs[c * D + d] = c < n ? to_f(vb[int64_t(c) * ss + d]) : 0.f;
+  uint4 kr[kPer], vr[kPer];
+#pragma unroll
+  for (int p = 0; p < kPer; ++p) {
+    const int i = threadIdx.x + p * kThreads, c = i / kRowVecs, dv = i % kRowVecs;
+    const bool in = i < kChunk * kRowVecs && c < n;
+    kr[p] = in ? *reinterpret_cast<const uint4*>(kb + int64_t(c) * ss + dv * kVec) : make_uint4(0, 0, 0, 0);
+    vr[p] = in ? *reinterpret_cast<const uint4*>(vb + int64_t(c) * ss + dv * kVec) : make_uint4(0, 0, 0, 0);
   }
   const T* qb = q + (int64_t(b) * H + h) * R * D;
-  for (int i = threadIdx.x; i < R * D; i += kThreads) Qs[i] = to_f(qb[i]);
+  for (int i = threadIdx.x; i < R * kRowVecs; i += kThreads) {
+    const uint4 x = *reinterpret_cast<const uint4*>(qb + i * kVec);
+    const T* e = reinterpret_cast<const T*>(&x);
+#pragma unroll
+    for (int j = 0; j < kVec; ++j) Qs[i * kVec + j] = to_f(e[j]);
+  }
+#pragma unroll
+  for (int p = 0; p < kPer; ++p) {
+    const int i = threadIdx.x + p * kThreads, c = i / kRowVecs, dv = i % kRowVecs;
+    if (i < kChunk * kRowVecs) {
+      const T* ke = reinterpret_cast<const T*>(&kr[p]);
+      const T* ve = reinterpret_cast<const T*>(&vr[p]);
+#pragma unroll
+      for (int j = 0; j < kVec; ++j) {
+        Ks[c * (D + 1) + dv * kVec + j] = to_f(ke[j]);
+        Vs[c * D + dv * kVec + j] = to_f(ve[j]);
+      }
+    }
+  }
   __syncthreads();
 
   // scores: thread -> (r, c) pairs
@@ -119,28 +145,47 @@ __global__ void __launch_bounds__(kThreads) partial_kernel(const T* __restrict__
   }
 }
 
+// one block per (b*H + h, row r), max(D, 32) threads: warp 0 turns the chunks' (m, l) into weights
+// w_s = e^{m_s - M} / Σ e^{m_s - M} l_s (shared memory), then thread d sums w_s acc_s[r][d]
 template <typename T, int D>
-__global__ void __launch_bounds__(kThreads) combine_kernel(const float* __restrict__ ws, T* __restrict__ out,
-                                                           int R, int chunks) {
-  const int bh = blockIdx.x;
+__global__ void combine_kernel(const float* __restrict__ ws, T* __restrict__ out, int R, int chunks) {
+  extern __shared__ float w[];   // [chunks]
+  const int bh = blockIdx.x, r = blockIdx.y;
   const float* m_in = ws + bh * ws_per_head(R, D, chunks);
   const float* l_in = m_in + int64_t(chunks) * R;
   const float* acc = m_in + 2 * int64_t(chunks) * R;
-  T* o = out + int64_t(bh) * R * D;
-  for (int i = threadIdx.x; i < R * D; i += kThreads) {
-    const int r = i / D, d = i % D;
+  if (threadIdx.x < 32) {
+    const int lane = threadIdx.x;
     float M = -INFINITY;
-    for (int s = 0; s < chunks; ++s) M = fmaxf(M, m_in[s * R + r]);
-    float num = 0.f, den = 0.f;
-    for (int s = 0; s < chunks; ++s) {
+    for (int s = lane; s < chunks; s += 32) M = fmaxf(M, m_in[s * R + r]);
+    for (int o = 16; o > 0; o >>= 1) M = fmaxf(M, __shfl_xor_sync(0xffffffffu, M, o));
+    float L = 0.f;
+    for (int s = lane; s < chunks; s += 32) {
       const float ms = m_in[s * R + r];
-      if (ms == -INFINITY) continue;   // skipped or fully masked chunk: acc never written
-      const float w = expf(ms - M);
-      den += w * l_in[s * R + r];
-      num += w * acc[(int64_t(s) * R + r) * D + d];
+      const float e = ms == -INFINITY ? 0.f : expf(ms - M);   // skipped or fully masked chunk: weight 0
+      w[s] = e;
+      L += e * (ms == -INFINITY ? 0.f : l_in[s * R + r]);
     }
-    o[i] = from_f<T>(num / den);
+    for (int o = 16; o > 0; o >>= 1) L += __shfl_xor_sync(0xffffffffu, L, o);
+    __syncwarp();
+    for (int s = lane; s < chunks; s += 32) w[s] /= L;
   }
+  __syncthreads();
+  const int d = threadIdx.x;
+  if (d >= D) return;
+  float a0 = 0.f, a1 = 0.f, a2 = 0.f, a3 = 0.f;   // four independent sums: loads in flight
+  const float* col = acc + int64_t(r) * D + d;      // acc[s][r][d] = col[s * R * D]
+  const int64_t step = int64_t(R) * D;
+  int s = 0;
+  for (; s + 4 <= chunks; s += 4) {
+    if (w[s] != 0.f) a0 += w[s] * col[s * step];
+    if (w[s + 1] != 0.f) a1 += w[s + 1] * col[(s + 1) * step];
+    if (w[s + 2] != 0.f) a2 += w[s + 2] * col[(s + 2) * step];
+    if (w[s + 3] != 0.f) a3 += w[s + 3] * col[(s + 3) * step];
+  }
+  for (; s < chunks; ++s)
+    if (w[s] != 0.f) a0 += w[s] * col[s * step];
+  out[(int64_t(bh) * R + r) * D + d] = from_f<T>((a0 + a1) + (a2 + a3));
 }
 
 template <int D>
@@ -168,7 +213,8 @@ void launch(uintptr_t q, uintptr_t k, uintptr_t v, int64_t sb, int64_t sh, int64
       reinterpret_cast<const int64_t*>(pos), reinterpret_cast<float*>(ws), static_cast<int>(H),
       static_cast<int>(R), static_cast<int>(nt), static_cast<int>(window), scale);
   check(cudaGetLastError(), "partial_kernel launch");
-  combine_kernel<T, D><<<static_cast<unsigned>(B * H), kThreads, 0, stream>>>(
+  dim3 grid2(static_cast<unsigned>(B * H), static_cast<unsigned>(R));
+  combine_kernel<T, D><<<grid2, D < 32 ? 32 : D, sizeof(float) * chunks, stream>>>(
       reinterpret_cast<const float*>(ws), reinterpret_cast<T*>(out), static_cast<int>(R),
       static_cast<int>(chunks));
   check(cudaGetLastError(), "combine_kernel launch");
@@ -204,10 +250,18 @@ void decode_attention_cuda_launch(uintptr_t q, uintptr_t k, uintptr_t v, int64_t
                                 std::to_string(kMaxRows) + "], got R=" + std::to_string(R) +
                                 ", T=" + std::to_string(T));
   }
-  if (window < 1 || window > (int64_t(1) << 30)) throw std::invalid_argument("decode_attention_cuda: bad window");
+  if (window < 1 || window > kMaxWindow) {
+    throw std::invalid_argument("decode_attention_cuda: window must be in [1, " + std::to_string(kMaxWindow) +
+                                "], got " + std::to_string(window));
+  }
   if (ss < D || sh < 1 || sb < 1) throw std::invalid_argument("decode_attention_cuda: bad K/V strides");
   if (B * H > 65535) throw std::invalid_argument("decode_attention_cuda: B*H must be <= 65535");
   if (!q || !k || !v || !pos || !out || !ws) throw std::invalid_argument("decode_attention_cuda: null pointer");
+  const int64_t esize = dtype == 0 ? 4 : 2;   // 16-byte vector loads: pointers and strides aligned
+  if (q % 16 || k % 16 || v % 16 || (sb * esize) % 16 || (sh * esize) % 16 || (ss * esize) % 16 ||
+      (D * esize) % 16) {
+    throw std::invalid_argument("decode_attention_cuda: q, k, v and the K/V strides must be 16-byte aligned");
+  }
   cudaStream_t st = reinterpret_cast<cudaStream_t>(stream);
   switch (dtype) {
     case 0: return launch_d<float>(D, q, k, v, sb, sh, ss, pos, out, ws, B, H, R, T, window, scale, st);

@@ -11,7 +11,8 @@ namespace asd {
 //   pos [B, T] int64        query (b, t) attends cache slots 0..pos[b,t] (inclusive; < window)
 //   out [B, H, R, D]        contiguous, q's dtype
 //   ws  float32 workspace of at least decode_attention_workspace(B, H, R, D, window) elements
-// dtype: 0 float32 / 1 bfloat16 / 2 float16 (q, k, v, out alike); D in {16, 32, 64, 128}; R <= 64.
+// dtype: 0 float32 / 1 bfloat16 / 2 float16 (q, k, v, out alike); D in {16, 32, 64, 128}; R <= 64;
+// window <= 65536; q, k, v and the strides 16-byte aligned.
 // Enqueues two kernels on `stream` (capturable in a CUDA graph: no allocation, no sync) and returns.
 // Throws std::invalid_argument (bad arguments) or std::runtime_error (CUDA errors).
 std::int64_t decode_attention_workspace(std::int64_t B, std::int64_t H, std::int64_t R, std::int64_t D,

@@ -19,6 +19,7 @@ from asd._ext import get_ext, has_cuda_kernels
 
 KERNEL_HEAD_DIMS = (16, 32, 64, 128)
 KERNEL_MAX_ROWS = 64
+KERNEL_MAX_WINDOW = 1 << 16
 _CODES = {torch.float32: 0, torch.bfloat16: 1, torch.float16: 2}
 
 
@@ -70,12 +71,19 @@ def decode_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, pos: tor
     clipped by the window there and by the twin elsewhere."""
     _check(q, k, v, pos)
     B, H, R, D = q.shape
+    W = k.shape[2]
     if not kernel_supports(q.device, q.dtype, D, R):
         return decode_attention_ref(q, k, v, pos, scale)
-    if k.stride() != v.stride() or k.stride(3) != 1:
+    if W > KERNEL_MAX_WINDOW:
+        return decode_attention_ref(q, k, v, pos, scale)
+    es = k.element_size()
+    aligned = all(x * es % 16 == 0 for x in k.stride()[:3]) and k.data_ptr() % 16 == 0 and v.data_ptr() % 16 == 0
+    if k.stride() != v.stride() or k.stride(3) != 1 or not aligned:   # the kernel's 16-byte vector loads
         k, v = k.contiguous(), v.contiguous()
     q, pos = q.contiguous(), pos.contiguous()
-    W, T = k.shape[2], pos.shape[1]
+    if q.data_ptr() % 16:
+        q = q.clone()
+    T = pos.shape[1]
     ext = get_ext()
     out = torch.empty_like(q)
     ws = torch.empty(ext.decode_attention_workspace(B, H, R, D, W), dtype=torch.float32, device=q.device)

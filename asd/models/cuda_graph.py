@@ -35,7 +35,8 @@ from typing import Callable, Sequence
 import torch
 import torch.nn.functional as F
 
-from asd.models.attention import KERNEL_HEAD_DIMS, KERNEL_MAX_ROWS, decode_attention, kernel_supports
+from asd.models.attention import (KERNEL_HEAD_DIMS, KERNEL_MAX_ROWS, KERNEL_MAX_WINDOW, decode_attention,
+                                  kernel_supports)
 
 ATTENTION_CHOICES = ("auto", "kernel", "sdpa")
 
@@ -193,7 +194,7 @@ class StaticDecoder:
         slot = torch.where(valid.bool(), pos, torch.full_like(pos, self._scratch))  # [B,T] cache slot
         cos, sin = self._cos[pos], self._sin[pos]                                 # [B,T,head_dim]
         g = self.n_q // self.n_kv
-        kernel = self.attention == "kernel" and g * T <= KERNEL_MAX_ROWS
+        kernel = self.attention == "kernel" and g * T <= KERNEL_MAX_ROWS and window <= KERNEL_MAX_WINDOW
         if not kernel:
             allowed = self._slots[:window][None, None, :] <= pos[:, :, None]     # [B,T,window]
             bias = torch.zeros(allowed.shape, dtype=self.dtype, device=ids.device).masked_fill_(
