@@ -137,7 +137,7 @@ def main(argv=None) -> int:
                                                        cfg.warmup, cfg.repeats, compile_blocks=False)
         except Exception:  # noqa: BLE001
             traceback.print_exc()
-        if rec["decode"].get("attention") == "kernel":
+        if rec["decode"].get("attention") != "sdpa":
             try:   # the same graph path with SDPA attention instead of the split-K kernel, same run
                 rec["decode_sdpa"] = measure_decode(model, cfg.decode_batch_sizes, cfg.decode_context,
                                                     cfg.decode_steps, cfg.warmup, cfg.repeats, compile_blocks=True,

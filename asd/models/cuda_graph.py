@@ -13,8 +13,8 @@ failed in transformers 5.17. This module runs the model's own weights through it
   from the attention mask);
 - attention over the whole window with a length mask; grouped query attention without repeating K/V
   (the G query heads of one KV head are folded into the query length axis). Decode and verify steps
-  (G*T <= 64 rows) use the split-K CUDA kernel of ``asd.models.attention`` where it applies (CUDA,
-  head_dim 16/32/64/128), prefill and everything else ``scaled_dot_product_attention``;
+  (G*T <= 64 rows) at batch 1 use the split-K CUDA kernel of ``asd.models.attention`` where it applies
+  (CUDA, head_dim 16/32/64/128), everything else ``scaled_dot_product_attention``;
 - fused q/k/v and gate/up projections (the HF modules' parameters are re-pointed to views of the fused
   tensors: no second copy of the weights, and the HF model keeps working unchanged);
 - on CUDA, one ``torch.cuda.CUDAGraph`` per (batch size, tokens per step), captured on first use; the
@@ -88,8 +88,8 @@ class StaticDecoder:
     element-wise parts through ``torch.compile`` (fewer kernels per layer; captured in the graphs too;
     CUDA only, ignored on CPU). ``layers``: run only the first N decoder layers (profiling a model too
     deep for one device by extrapolation in depth; the output is then not the model's). ``attention``:
-    "auto" (the split-K kernel for decode/verify steps where it applies, else SDPA), "kernel" (an error
-    where it does not apply) or "sdpa".
+    "auto" (the split-K kernel for batch-1 decode/verify steps where it applies, else SDPA), "kernel"
+    (every decode/verify step; an error where it does not apply) or "sdpa".
     """
 
     def __init__(self, model, max_batch: int, max_len: int, use_graphs: bool | None = None,
@@ -128,7 +128,9 @@ class StaticDecoder:
             raise ValueError(f"attention='kernel' needs a CUDA device, asd's CUDA kernels, float32/bfloat16/"
                              f"float16 and head_dim in {KERNEL_HEAD_DIMS} (got {dev}, {self.dtype}, "
                              f"head_dim {self.head_dim}); use attention='auto' or 'sdpa'")
-        self.attention = "kernel" if (attention == "kernel" or (attention == "auto" and can)) else "sdpa"
+        # auto: the kernel at batch 1 only, where it measured faster end to end (H100, docs/gpu.md: 7B decode
+        # 6.11 vs 6.35 ms); at batch 8 SDPA was faster (6.50 vs 6.58 ms), its cost flat in the batch
+        self.attention, self.kernel_available = attention, can
         # [layers, B, 2 (K,V), kv_heads, slots, head_dim]
         self.kv = torch.zeros(self.n_layers, max_batch, 2, self.n_kv, self._n_slots, self.head_dim,
                               dtype=self.dtype, device=dev)
@@ -194,7 +196,8 @@ class StaticDecoder:
         slot = torch.where(valid.bool(), pos, torch.full_like(pos, self._scratch))  # [B,T] cache slot
         cos, sin = self._cos[pos], self._sin[pos]                                 # [B,T,head_dim]
         g = self.n_q // self.n_kv
-        kernel = self.attention == "kernel" and g * T <= KERNEL_MAX_ROWS and window <= KERNEL_MAX_WINDOW
+        kernel = ((self.attention == "kernel" or (self.attention == "auto" and self.kernel_available and B == 1))
+                  and g * T <= KERNEL_MAX_ROWS and window <= KERNEL_MAX_WINDOW)
         if not kernel:
             allowed = self._slots[:window][None, None, :] <= pos[:, :, None]     # [B,T,window]
             bias = torch.zeros(allowed.shape, dtype=self.dtype, device=ids.device).masked_fill_(

@@ -207,7 +207,8 @@ def test_attention_choice_is_checked():
         StaticDecoder(model, max_batch=1, max_len=8, attention="flash")
     with pytest.raises(ValueError, match="attention='kernel' needs a CUDA device"):
         StaticDecoder(model, max_batch=1, max_len=8, attention="kernel")
-    assert StaticDecoder(model, max_batch=1, max_len=8).attention == "sdpa"          # CPU: auto -> sdpa
+    dec = StaticDecoder(model, max_batch=1, max_len=8)
+    assert dec.attention == "auto" and not dec.kernel_available                        # CPU: auto -> SDPA
 
 
 @pytest.mark.gpu
@@ -218,7 +219,7 @@ def test_kernel_attention_matches_sdpa_in_decode_and_verify():
     model = tiny_model(61, "cuda", torch.float32, vocab=512)
     prompts = random_prompts(62, (9, 14, 5), 512)
     dec = {a: StaticDecoder(model, max_batch=3, max_len=96, attention=a) for a in ("kernel", "sdpa")}
-    assert StaticDecoder(model, max_batch=1, max_len=8).attention == "kernel"
+    assert StaticDecoder(model, max_batch=1, max_len=8).kernel_available
     assert dec["kernel"].generate_greedy(prompts, 40) == dec["sdpa"].generate_greedy(prompts, 40)
     draft = torch.tensor(random_prompts(63, (6, 6, 6), 512), device="cuda")
     out = {}
