@@ -153,7 +153,12 @@ def test_graph_replay_matches_eager_and_hf(dtype):
     eager = StaticDecoder(model, max_batch=3, max_len=64, use_graphs=False).generate_greedy(prompts, 24)
     graph = StaticDecoder(model, max_batch=3, max_len=64, use_graphs=True)
     assert graph.generate_greedy(prompts, 24) == eager
-    assert graph.generate_greedy(prompts[:1], 24) == eager[:1]          # a second batch size, same cache
+    # a second batch size, same cache; batch 1 runs the split-K attention kernel (auto), so compare it with
+    # an eager batch-1 decoder (bf16 may differ from batch 3's SDPA on rounding ties; fp32 may not)
+    eager1 = StaticDecoder(model, max_batch=1, max_len=64, use_graphs=False).generate_greedy(prompts[:1], 24)
+    assert graph.generate_greedy(prompts[:1], 24) == eager1
+    if dtype == torch.float32:
+        assert eager1 == eager[:1]
     if dtype == torch.float32:
         assert [hf_greedy(model, p, 24) for p in prompts] == eager
 
