@@ -72,9 +72,7 @@ def decode_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, pos: tor
     _check(q, k, v, pos)
     B, H, R, D = q.shape
     W = k.shape[2]
-    if not kernel_supports(q.device, q.dtype, D, R):
-        return decode_attention_ref(q, k, v, pos, scale)
-    if W > KERNEL_MAX_WINDOW:
+    if W > KERNEL_MAX_WINDOW or not kernel_supports(q.device, q.dtype, D, R):
         return decode_attention_ref(q, k, v, pos, scale)
     es = k.element_size()
     aligned = all(x * es % 16 == 0 for x in k.stride()[:3]) and k.data_ptr() % 16 == 0 and v.data_ptr() % 16 == 0
