@@ -12,7 +12,7 @@ extra_info: ``us_per_layer`` (median, CUDA events), ``kv_bytes_per_layer`` (K+V 
 import pytest
 import torch
 
-from asd.models.attention import decode_attention, decode_attention_ref, kernel_supports
+from asd.models.attention import additive_length_mask, decode_attention, decode_attention_ref, kernel_supports
 
 pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
 
@@ -34,9 +34,8 @@ def _inputs(shape, B, T=1):
 
 
 def _sdpa(q, k, v, pos, scale):
-    B, H, R, _ = q.shape
-    allowed = torch.arange(W, device="cuda")[None, :] <= pos[:, -1:]                         # [B,W]
-    mask = torch.zeros(B, 1, R, W, device="cuda", dtype=q.dtype).masked_fill_(~allowed[:, None, None], float("-inf"))
+    """What StaticDecoder runs without the kernel (its mask built here per call, there once per step)."""
+    mask = additive_length_mask(pos, k.shape[2], q.shape[2] // pos.shape[1], q.dtype)
     return torch.nn.functional.scaled_dot_product_attention(q, k, v, attn_mask=mask, scale=scale)
 
 

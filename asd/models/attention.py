@@ -37,6 +37,15 @@ def decode_attention_ref(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, pos:
     return torch.einsum("bhrw,bhwd->bhrd", s.softmax(-1), v.to(acc)).to(q.dtype)
 
 
+def additive_length_mask(pos: torch.Tensor, window: int, g: int, dtype: torch.dtype) -> torch.Tensor:
+    """The SDPA form of the same mask: pos [B,T] int64 → [B,1,G*T,window] additive (0 where slot <= pos[b,t],
+    -inf elsewhere), query row g*T + t as in ``decode_attention``."""
+    B, T = pos.shape
+    allowed = torch.arange(window, device=pos.device)[None, None, :] <= pos[:, :, None]       # [B,T,window]
+    bias = torch.zeros(allowed.shape, dtype=dtype, device=pos.device).masked_fill_(~allowed, float("-inf"))
+    return bias[:, None, None].expand(B, 1, g, T, window).reshape(B, 1, g * T, window)
+
+
 def kernel_supports(device: torch.device, dtype: torch.dtype, head_dim: int, rows: int) -> bool:
     """Whether ``decode_attention`` runs the CUDA kernel for these (else the twin)."""
     return (device.type == "cuda" and dtype in _CODES and head_dim in KERNEL_HEAD_DIMS

@@ -35,8 +35,8 @@ from typing import Callable, Sequence
 import torch
 import torch.nn.functional as F
 
-from asd.models.attention import (KERNEL_HEAD_DIMS, KERNEL_MAX_ROWS, KERNEL_MAX_WINDOW, decode_attention,
-                                  kernel_supports)
+from asd.models.attention import (KERNEL_HEAD_DIMS, KERNEL_MAX_ROWS, KERNEL_MAX_WINDOW, additive_length_mask,
+                                  decode_attention, kernel_supports)
 
 ATTENTION_CHOICES = ("auto", "kernel", "sdpa")
 
@@ -143,7 +143,6 @@ class StaticDecoder:
         emb = torch.cat((freqs, freqs), dim=-1)  # [slots, head_dim], as Qwen2RotaryEmbedding computes it
         self._cos = (emb.cos() * scale).to(self.dtype)
         self._sin = (emb.sin() * scale).to(self.dtype)
-        self._slots = torch.arange(self._n_slots, device=dev)
         self.last_hidden: torch.Tensor | None = None   # [B,T,hidden] final-norm states of the last step
         self._attn_in, self._attn_out_mlp = _attn_in, _attn_out_mlp
         if compile_blocks and self.device.type == "cuda":
@@ -198,12 +197,8 @@ class StaticDecoder:
         g = self.n_q // self.n_kv
         kernel = ((self.attention == "kernel" or (self.attention == "auto" and self.kernel_available and B == 1))
                   and g * T <= KERNEL_MAX_ROWS and window <= KERNEL_MAX_WINDOW)
-        if not kernel:
-            allowed = self._slots[:window][None, None, :] <= pos[:, :, None]     # [B,T,window]
-            bias = torch.zeros(allowed.shape, dtype=self.dtype, device=ids.device).masked_fill_(
-                ~allowed, float("-inf"))
-            # additive mask, built once per step for all layers: [B,1,G*T,window], query row g*T + t
-            mask = bias[:, None, None].expand(B, 1, g, T, window).reshape(B, 1, g * T, window)
+        if not kernel:   # additive mask, built once per step for all layers: [B,1,G*T,window]
+            mask = additive_length_mask(pos, window, g, self.dtype)
         rows = torch.arange(B, device=ids.device)[:, None].expand(B, T)
         x = self.model.model.embed_tokens(ids)
         for li, (w_ln1, w_qkv, b_qkv, w_o, w_ln2, w_gu, w_down) in enumerate(self._w):
