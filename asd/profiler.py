@@ -54,6 +54,23 @@ def time_fn(fn: Callable[[], None], device, warmup: int, repeats: int,
     return out
 
 
+def capture_graph(body: Callable[[], None], warmup: int = 1):
+    """A ``torch.cuda.CUDAGraph`` of ``body``: ``warmup`` calls on a side stream first (allocations,
+    library handles, compiles), then the capture. Time it with ``time_fn(graph.replay, "cuda", ...)``."""
+    import torch
+
+    s = torch.cuda.Stream()
+    s.wait_stream(torch.cuda.current_stream())
+    with torch.cuda.stream(s):
+        for _ in range(warmup):
+            body()
+    torch.cuda.current_stream().wait_stream(s)
+    graph = torch.cuda.CUDAGraph()
+    with torch.cuda.graph(graph):
+        body()
+    return graph
+
+
 def copy_bandwidth(device, nbytes: int = 2 << 30, repeats: int = 20) -> float:
     """Device-to-device copy bandwidth, bytes/s counting bytes read plus bytes written (median)."""
     import torch

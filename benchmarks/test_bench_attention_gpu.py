@@ -13,6 +13,7 @@ import pytest
 import torch
 
 from asd.models.attention import additive_length_mask, decode_attention, decode_attention_ref, kernel_supports
+from asd.profiler import capture_graph, time_fn
 
 pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
 
@@ -44,25 +45,9 @@ def _graph_timer(fn, q, kvs, pos, scale):
     def body():
         for k, v in kvs:
             fn(q, k, v, pos, scale)
-    s = torch.cuda.Stream()
-    s.wait_stream(torch.cuda.current_stream())
-    with torch.cuda.stream(s):
-        body()
-    torch.cuda.current_stream().wait_stream(s)
-    graph = torch.cuda.CUDAGraph()
-    with torch.cuda.graph(graph):
-        body()
-    e0, e1 = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
-
-    def one():
-        e0.record()
-        graph.replay()
-        e1.record()
-        torch.cuda.synchronize()
-        return e0.elapsed_time(e1) * 1e3 / LAYERS
-    for _ in range(3):
-        one()
-    return one
+    graph = capture_graph(body)
+    time_fn(graph.replay, "cuda", warmup=3, repeats=0)
+    return lambda: time_fn(graph.replay, "cuda", warmup=0, repeats=1)[0] * 1e6 / LAYERS
 
 
 def _median(timer, n=15):

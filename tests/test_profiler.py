@@ -280,3 +280,17 @@ def test_committed_h200_table_is_the_refit_of_its_measurements(tmp_path):
     assert old["provenance"]["measured"]["environment"]["gpu"] == "NVIDIA H200"
     tp = json.loads(H200_TP4.read_text())
     assert sorted(map(int, tp["decode"])) == [1, 8, 16, 32]   # every batch size of the table measured at TP 4
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_capture_graph_replays_its_body():
+    from asd.profiler import capture_graph, time_fn
+
+    x = torch.zeros(4, device="cuda")
+    graph = capture_graph(lambda: x.add_(1), warmup=2)            # two warm-up calls run, the capture does not
+    graph.replay()
+    graph.replay()
+    torch.cuda.synchronize()
+    assert x.tolist() == [4.0] * 4
+    assert len(time_fn(graph.replay, "cuda", warmup=0, repeats=3)) == 3 and x[0].item() == 7.0
