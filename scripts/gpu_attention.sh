@@ -4,10 +4,7 @@
 # (kernel vs twin vs SDPA), and the --quick decode re-measure of 7B/14B/32B with the kernel and, in the
 # same run, with SDPA (scripts/gpu_decode.py records both).
 # Usage on the device machine, from the repository root:  ASD_GIT_REVISION=<sha> OUT=/some/dir bash scripts/gpu_attention.sh
-set -uo pipefail
-export PYTHONPATH=. PYTHONUNBUFFERED=1 HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1
-export NCCL_NVLS_ENABLE=0 TORCH_SYMM_MEM_DISABLE_MULTICAST=1 NVSHMEM_DISABLE_NVLS=1
-OUT=${OUT:?set OUT}
+source "$(dirname "$0")/gpu_env.sh"
 nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv | tee "$OUT/nvidia_smi.txt"
 t0=$(date +%s)
 ASD_CUDA_ARCHS=90 python3 setup.py -q build_ext --inplace --build-temp /tmp/asd-build > "$OUT/build.log" 2>&1 \

@@ -2,10 +2,7 @@
 # Third device run for issue 7 (one H100): GPU tests of the graph path (ragged chunks included), a 7B
 # decode re-check of the final StaticDecoder (floor and eager ceiling in the same run), and the cascade
 # end to end on the GPU with the lossless check (scripts/gpu_e2e.py).
-set -uo pipefail
-export PYTHONPATH=. PYTHONUNBUFFERED=1 HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1
-export NCCL_NVLS_ENABLE=0 TORCH_SYMM_MEM_DISABLE_MULTICAST=1 NVSHMEM_DISABLE_NVLS=1
-OUT=${OUT:?set OUT}
+source "$(dirname "$0")/gpu_env.sh"
 # the device copy has no .git: pass ASD_GIT_REVISION=$(git rev-parse HEAD) in the command for provenance
 nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv | tee "$OUT/nvidia_smi.txt"
 timeout 120 python3 -m pytest tests/models/test_cuda_graph.py -q -m gpu -p no:cacheprovider 2>&1 | tee "$OUT/pytest_gpu.log"

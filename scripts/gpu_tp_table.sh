@@ -7,10 +7,7 @@
 #   ASD_GIT_REVISION=<sha> OUT=/some/dir bash scripts/gpu_tp_table.sh       (about 5 minutes)
 # then here:  asd profile --from-measurements OUT/profile_gpu0.json --tensor-parallel OUT/tp72b.json \
 #                 --out configs/costs/<card>-qwen2.5-tp4.json
-set -uo pipefail
-export PYTHONPATH=. PYTHONUNBUFFERED=1 HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1
-export NCCL_NVLS_ENABLE=0 TORCH_SYMM_MEM_DISABLE_MULTICAST=1 NVSHMEM_DISABLE_NVLS=1
-OUT=${OUT:?set OUT}
+source "$(dirname "$0")/gpu_env.sh"
 TP_TIMEOUT=${TP_TIMEOUT:-240} bash scripts/gpu_tp.sh --batch 1,8,16,32 || exit
 CUDA_VISIBLE_DEVICES=0 timeout "${PROFILE_TIMEOUT:-330}" python3 scripts/gpu_decode.py --sizes 7b,14b,32b \
   --deep "" --fp32-checks "" --out "$OUT/profile_gpu0.json" 2>&1 | tee "$OUT/profile_gpu0.log"
