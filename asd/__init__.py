@@ -6,4 +6,5 @@ predictor and a DP stopping rule decide per input how deep to go (one knob λ).
 Importing ``asd`` is cheap: torch, transformers, vLLM, h5py and submitit are only
 imported by the modules that use them.
 """
+
 __version__ = "0.1.0"

@@ -3,6 +3,7 @@
 Every kernel in ``_C`` has a readable twin (numpy or torch); callers use
 ``get_ext()`` and fall back to the twin when it returns ``None``.
 """
+
 from __future__ import annotations
 
 import sys

@@ -3,8 +3,8 @@
 For a batch of prompts:
 
 1. the first stage (stage 0; stage k for policy "single") generates a response;
-2. per sample: features of that stage's run (asd.features), the predictor's
-   r̂ / â (asd.predictor), the normalised transition costs (asd.core.costs, or
+2. per sample: features of that stage's run (asd.core.features), the predictor's
+   r̂ / â (asd.core.predictor), the normalised transition costs (asd.core.costs, or
    a proxy without a measured cost model), and the policy's decision
    (asd.core.policies.decide: STOP or a later stage m);
 3. samples that stop leave the batch; the others are grouped by their target
@@ -26,25 +26,26 @@ distribution). EOS and ``max_new_tokens`` are applied as the engines'
 ``run`` returns the trace records of DESIGN §5 as a dict of numpy arrays (the
 writer is asd.traces).
 """
+
 from __future__ import annotations
 
+import functools
 import math
+import operator
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Sequence
 
 import numpy as np
 
-from asd._ext import get_ext
-from asd.core.dp import STOP, Plan, PolicyConfig, solve_ref
-from asd.core.policies import decide
-from asd.core.routing import REPLAN, first_stage, proxy_costs, proxy_costs_ref, resolve_stage
+from asd.core.decision import Decider, derive_seed
+from asd.core.dp import STOP, PolicyConfig
+from asd.core.features import FEATURE_NAMES, NUM_FEATURES, TokenTable, record_batch_features
+from asd.core.routing import REPLAN, first_stage, resolve_stage
 from asd.core.verify import SpeculativeSampler, greedy_accept
-from asd.features import FEATURE_NAMES, NUM_FEATURES, TokenTable, record_batch_features
 from asd.models.base import GenerationParams, check_prompts
-from asd.predictor import PriorPredictor
 
-NOT_RUN = -2   # decision[n, k] of a stage that did not run
+NOT_RUN = -2  # decision[n, k] of a stage that did not run
 
 
 @dataclass
@@ -52,13 +53,13 @@ class CascadeConfig:
     """How the cascade generates — YAML section ``cascade``."""
 
     max_new_tokens: int = 64
-    temperature: float = 0.0      # 0: greedy (lossless token for token); > 0: speculative sampling
+    temperature: float = 0.0  # 0: greedy (lossless token for token); > 0: speculative sampling
     top_k: int = 0
     top_p: float = 1.0
-    gamma: int = 0                # lookahead of the drafter that speeds up regeneration; 0: plain decoding
-    regen_drafter: int = 0        # stage that drafts regenerated suffixes when gamma > 0
+    gamma: int = 0  # lookahead of the drafter that speeds up regeneration; 0: plain decoding
+    regen_drafter: int = 0  # stage that drafts regenerated suffixes when gamma > 0
     batch_size: int = 32
-    seed: int = 0                 # run seed; each sample's seed is derived from (seed, sample_id, stage)
+    seed: int = 0  # run seed; each sample's seed is derived from (seed, sample_id, stage)
 
     def __post_init__(self) -> None:
         if self.max_new_tokens < 1:
@@ -71,64 +72,21 @@ class CascadeConfig:
             raise ValueError(f"temperature must be >= 0, got {self.temperature}")
 
 
-def decide_proxy_dp(prompt_len: np.ndarray,          # [N] tokens (read at rows; [B] without rows)
-                    responses: Sequence[np.ndarray],  # N current responses (only their lengths are read)
-                    accept_mean: np.ndarray,          # [B, K, K] float64 â_{j,m}
-                    size: np.ndarray,                 # [K] relative cost per stage
-                    r: np.ndarray,                    # [B, S, K] float32/float64 predictions
-                    current: np.ndarray,              # [B] int64 current stage
-                    lam: float, kappa: float = 0.0, prefill_ratio: float = 0.05,
-                    rows: np.ndarray | None = None,   # [B] int64: the samples decided (default: all N = B)
-                    predictions: np.ndarray | None = None,  # [N, K, K] float32: gets r.mean(1) at [rows, current]
-                    ) -> Plan:
-    """Policy ``dp`` on the proxy costs: ``decide_proxy_dp_ref`` in one compiled call (``asd._C.proxy_dp``).
-
-    The same plan, bit for bit, as ``proxy_costs`` → ``asd.core.policies.decide`` (the kernel repeats the
-    proxy-cost arithmetic and shares dp.cpp's per-sample DP, csrc/dp_sample.h; tests/test_decision_fused.py),
-    without their two Python→C transitions, two
-    sets of checks, the [B, K, K] cost array and the gathers of the live rows. Falls back to the twin
-    without ``asd._C``.
-    """
-    kernel = getattr(get_ext(), "proxy_dp", None)
-    if kernel is None:
-        return decide_proxy_dp_ref(prompt_len, responses, accept_mean, size, r, current, lam, kappa, prefill_ratio,
-                                   rows, predictions)
-    return Plan(*kernel(prompt_len, responses, accept_mean, size, prefill_ratio, r, current, lam, kappa, None, rows,
-                        predictions))
-
-
-def decide_proxy_dp_ref(prompt_len, responses, accept_mean, size, r, current, lam, kappa=0.0, prefill_ratio=0.05,
-                        rows=None, predictions=None) -> Plan:
-    """The readable twin of ``decide_proxy_dp``: ``proxy_costs_ref`` then ``asd.core.dp.solve_ref``."""
-    rows = np.arange(len(responses)) if rows is None else np.asarray(rows, np.int64)
-    r, current = np.asarray(r), np.asarray(current)
-    if predictions is not None:
-        predictions[rows, current] = r.mean(1)
-    resp_len = np.array([len(responses[i]) for i in rows], dtype=np.int64)
-    cost = proxy_costs_ref(np.asarray(prompt_len)[rows], resp_len, accept_mean, size, prefill_ratio)
-    return solve_ref(r, cost, current, lam, kappa)
-
-
-def _seed(run_seed: int, sample_id: int, stage: int, purpose: int) -> int:
-    return int(np.random.SeedSequence([run_seed & 0xFFFFFFFF, int(sample_id) & 0xFFFFFFFF, stage, purpose])
-               .generate_state(1)[0])
-
-
-class _Rows:
-    """Stands in for the [L, F] features given to a predictor that reads only their number of rows."""
-
-    __slots__ = ("shape",)
-
-    def __init__(self, n: int):
-        self.shape = (n, NUM_FEATURES)
-
-
 class Cascade:
     """A hierarchy of engines (smallest first) run as a draft-verify cascade under one policy."""
 
-    def __init__(self, engines: Sequence, cfg: CascadeConfig, policy: PolicyConfig, *,
-                 predictor=None, cost_model=None, tokenizer=None, eos_token_ids: Sequence[int] = (),
-                 sampler: SpeculativeSampler | None = None):
+    def __init__(
+        self,
+        engines: Sequence,
+        cfg: CascadeConfig,
+        policy: PolicyConfig,
+        *,
+        predictor=None,
+        cost_model=None,
+        tokenizer=None,
+        eos_token_ids: Sequence[int] = (),
+        sampler: SpeculativeSampler | None = None,
+    ):
         K = len(engines)
         if K < 2:
             raise ValueError(f"a cascade needs at least 2 stages, got {K}")
@@ -144,37 +102,49 @@ class Cascade:
         if policy.name == "speculative" and cfg.gamma < 1:
             raise ValueError("policy 'speculative' needs cascade.gamma >= 1 (the drafter's lookahead)")
         if cfg.gamma > 0 or policy.name == "speculative" or cfg.temperature > 0:
-            weak = [getattr(e, "name", str(k)) for k, e in enumerate(engines)
-                    if not getattr(e, "supports_append", False)]
+            weak = [
+                getattr(e, "name", str(k)) for k, e in enumerate(engines) if not getattr(e, "supports_append", False)
+            ]
             if weak:
-                raise ValueError(f"stages {weak} cannot teacher-force appended tokens or return full distributions "
-                                 "(backend 'vllm'): gamma > 0, policy 'speculative' and temperature > 0 need "
-                                 "backend 'hf'")
-        if cost_model is not None and cost_model.num_stages != K:
-            raise ValueError(f"the cost model has {cost_model.num_stages} stages; the hierarchy has K={K}")
+                raise ValueError(
+                    f"stages {weak} cannot teacher-force appended tokens or return full distributions "
+                    "(backend 'vllm'): gamma > 0, policy 'speculative' and temperature > 0 need "
+                    "backend 'hf'"
+                )
         self.engines, self.cfg, self.policy, self.K = list(engines), cfg, policy, K
-        self.predictor = predictor or PriorPredictor()
-        self.cost_model = cost_model
         self.tokenizer = tokenizer
         self.sampler = sampler or SpeculativeSampler()
         self.sampling = cfg.temperature > 0
         self.params = GenerationParams(
-            max_new_tokens=cfg.max_new_tokens, temperature=cfg.temperature, top_k=cfg.top_k, top_p=cfg.top_p,
-            eos_token_ids=tuple(int(e) for e in eos_token_ids), keep_probs=self.sampling, hidden=True,
-            prompt_nll=True)
+            max_new_tokens=cfg.max_new_tokens,
+            temperature=cfg.temperature,
+            top_k=cfg.top_k,
+            top_p=cfg.top_p,
+            eos_token_ids=tuple(int(e) for e in eos_token_ids),
+            keep_probs=self.sampling,
+            hidden=True,
+            prompt_nll=True,
+        )
         self.sizes = np.array([float(getattr(e, "num_parameters", lambda: 1.0)()) for e in engines])
+        self.decider = Decider(policy, K, self.sizes, predictor, cost_model)
+        self.predictor, self.cost_model = self.decider.predictor, cost_model
         self.feature_names = list(FEATURE_NAMES)
         V = engines[0].vocab_size
         self.table = TokenTable.from_tokenizer(tokenizer, V) if tokenizer is not None else TokenTable.empty(V)
 
     # -- public -----------------------------------------------------------------------------------------------
     def validate(self, prompts: Sequence[Sequence[int]]) -> None:
-        """ValueError before any model runs: empty prompt, too long for a stage's context, ids outside the vocabulary."""
+        """ValueError before any model runs: an empty prompt, one too long for a stage, an id outside the vocabulary."""
         ctx = min(e.max_context for e in self.engines)
         check_prompts(prompts, ctx, self.engines[0].vocab_size, self.cfg.max_new_tokens)
 
-    def run(self, prompts: Sequence[Sequence[int]], sample_ids: Sequence[int] | None = None,
-            outcome: np.ndarray | None = None, progress: bool = False) -> dict:
+    def run(
+        self,
+        prompts: Sequence[Sequence[int]],
+        sample_ids: Sequence[int] | None = None,
+        outcome: np.ndarray | None = None,
+        progress: bool = False,
+    ) -> dict:
         """Trace records for every prompt (dict of numpy arrays, N rows; see asd.traces).
 
         outcome: [N, K] bool, stage k's output == the final's (policy "oracle" only).
@@ -191,10 +161,16 @@ class Cascade:
         bs = self.cfg.batch_size
         parts = []
         for s in tqdm(range(0, N, bs), desc="cascade", unit="batch", disable=not progress):
-            oc = None if outcome is None else np.asarray(outcome)[s:s + bs]
-            parts.append(self._run_batch([list(map(int, p)) for p in prompts[s:s + bs]], ids[s:s + bs], oc))
-        out = {k: (np.concatenate([p[k] for p in parts]) if not isinstance(parts[0][k], list)
-                   else sum((p[k] for p in parts), [])) for k in parts[0]}
+            oc = None if outcome is None else np.asarray(outcome)[s : s + bs]
+            parts.append(self._run_batch([list(map(int, p)) for p in prompts[s : s + bs]], ids[s : s + bs], oc))
+        out = {
+            k: (
+                np.concatenate([p[k] for p in parts])
+                if not isinstance(parts[0][k], list)
+                else functools.reduce(operator.iadd, (p[k] for p in parts), [])
+            )
+            for k in parts[0]
+        }
         out["tokens"] = np.array(out["tokens"] + [None], dtype=object)[:-1]
         out["text"] = np.array(out["text"] + [None], dtype=object)[:-1]
         return out
@@ -203,12 +179,17 @@ class Cascade:
     def _run_batch(self, prompts: list[list[int]], ids: np.ndarray, outcome) -> dict:
         K, B, P = self.K, len(prompts), self.params
         eos = set(P.eos_token_ids)
-        rec = dict(
-            sample_id=ids.copy(), prompt_len=np.array([len(p) for p in prompts], np.int32),
-            ran=np.zeros((B, K), bool), draft_len=np.zeros((B, K), np.int32),
-            accepted_len=np.zeros((B, K), np.int32), latency_s=np.zeros((B, K), np.float64),
-            decision=np.full((B, K), NOT_RUN, np.int8), predictions=np.full((B, K, K), np.nan, np.float32),
-            features=np.full((B, K, NUM_FEATURES), np.nan, np.float32))
+        rec = {
+            "sample_id": ids.copy(),
+            "prompt_len": np.array([len(p) for p in prompts], np.int32),
+            "ran": np.zeros((B, K), bool),
+            "draft_len": np.zeros((B, K), np.int32),
+            "accepted_len": np.zeros((B, K), np.int32),
+            "latency_s": np.zeros((B, K), np.float64),
+            "decision": np.full((B, K), NOT_RUN, np.int8),
+            "predictions": np.full((B, K, K), np.nan, np.float32),
+            "features": np.full((B, K, NUM_FEATURES), np.nan, np.float32),
+        }
         self._rec, self._prompts, self._ids = rec, prompts, ids
         self.resp: list[np.ndarray] = [np.zeros(0, np.int64)] * B
         self.probs: list[np.ndarray | None] = [None] * B
@@ -219,7 +200,7 @@ class Cascade:
             cur[:] = K - 1
         else:
             k0 = int(cur[0])
-            res = self.engines[k0].generate(prompts, P, seeds=[_seed(self.cfg.seed, i, k0, 0) for i in ids])
+            res = self.engines[k0].generate(prompts, P, seeds=[derive_seed(self.cfg.seed, i, k0, 0) for i in ids])
             for i in range(B):
                 self.resp[i], self.stats[i] = res.tokens[i], res.stats[i]
                 self.probs[i] = res.probs[i] if self.sampling else None
@@ -248,7 +229,9 @@ class Cascade:
         final = np.array([max(np.flatnonzero(r)) for r in rec["ran"]], np.int8)
         rec["final_stage"] = final
         rec["tokens"] = [r.astype(np.int32) for r in self.resp]
-        rec["text"] = [self.tokenizer.decode(r.tolist(), skip_special_tokens=True) if self.tokenizer else "" for r in self.resp]
+        rec["text"] = [
+            self.tokenizer.decode(r.tolist(), skip_special_tokens=True) if self.tokenizer else "" for r in self.resp
+        ]
         rec["score"] = np.full(B, np.nan, np.float32)
         assert all(len(r) <= P.max_new_tokens for r in self.resp)
         assert all(not (set(r[:-1].tolist()) & eos) for r in self.resp)
@@ -256,33 +239,25 @@ class Cascade:
 
     def _features(self, idx: np.ndarray, k: int, prompt_nll: np.ndarray, hidden, accept_prev: np.ndarray) -> None:
         """Record the stage-k features of samples ``idx`` (one compiled call; EOS read from the last tokens)."""
-        record_batch_features(self._rec["features"], idx, k, self._rec["prompt_len"], prompt_nll, self.stats,
-                              self.resp, accept_prev, hidden, self.table, self.params.eos_token_ids)
+        record_batch_features(
+            self._rec["features"],
+            idx,
+            k,
+            self._rec["prompt_len"],
+            prompt_nll,
+            self.stats,
+            self.resp,
+            accept_prev,
+            hidden,
+            self.table,
+            self.params.eos_token_ids,
+        )
 
     def _decide(self, live: np.ndarray, cur: np.ndarray, outcome):
-        K, rec, pred = self.K, self._rec, self.predictor
-        if getattr(pred, "reads_features", True):
-            r, acc = pred.predict(np.nan_to_num(rec["features"][live, cur]), cur, K)   # [L, S, K], [L, K, K]
-        else:   # e.g. PriorPredictor: only the batch size matters (skips a gather and nan_to_num, ~10 µs)
-            r, acc = pred.predict(_Rows(live.size), cur, K)
-        if self.policy.name == "dp" and self.cost_model is None:
-            # proxy costs, the DP and the predictions' record in one compiled call
-            return decide_proxy_dp(rec["prompt_len"], self.resp, acc, self.sizes, r, cur, self.policy.lam,
-                                   self.policy.kappa, rows=live, predictions=rec["predictions"])
-        rec["predictions"][live, cur] = r.mean(1)
-        plen = rec["prompt_len"][live]
-        L = np.array([len(self.resp[i]) for i in live])
-        if self.cost_model is not None:
-            from asd.core.costs import transition_costs
-
-            cost = transition_costs(plen, np.repeat(L[:, None], K, 1), acc, self.cost_model)
-        else:
-            cost = proxy_costs(plen, L, acc, self.sizes)
-        # only "random" draws (seeding a generator is ~20 µs: not on every decision of the other policies)
-        rng = (np.random.default_rng(_seed(self.policy.seed, int(self._ids[live[0]]), int(cur[0]), 3))
-               if self.policy.name == "random" else None)
-        oc = None if outcome is None else np.asarray(outcome)[live]
-        return decide(self.policy, cur, K, r=r, cost=cost, outcome=oc, rng=rng)
+        rec = self._rec
+        return self.decider.decide(
+            rec["features"], rec["prompt_len"], self.resp, live, cur, self._ids, rec["predictions"], outcome
+        )
 
     # -- verification and regeneration ------------------------------------------------------------------------
     def _verify(self, idx: np.ndarray, src: np.ndarray, m: int) -> None:
@@ -291,14 +266,20 @@ class Cascade:
         P, rec, eng = self.params, self._rec, self.engines[m]
         prompts = [self._prompts[i] for i in idx]
         drafts = [self.resp[i] for i in idx]
-        sc = eng.score(prompts, drafts, P, with_probs=self.sampling, keep_session=True,
-                       seeds=[_seed(self.cfg.seed, self._ids[i], m, 0) for i in idx])
+        sc = eng.score(
+            prompts,
+            drafts,
+            P,
+            with_probs=self.sampling,
+            keep_session=True,
+            seeds=[derive_seed(self.cfg.seed, self._ids[i], m, 0) for i in idx],
+        )
         R = len(idx)
         a = np.zeros(R, np.int64)
         nxt = np.zeros(R, np.int64)
         for r, i in enumerate(idx):
             if self.sampling:
-                rng = np.random.default_rng(_seed(self.cfg.seed, self._ids[i], m, 1))
+                rng = np.random.default_rng(derive_seed(self.cfg.seed, self._ids[i], m, 1))
                 a[r], nxt[r] = self.sampler.accept(drafts[r], self.probs[i], sc.probs[r], rng)
             else:
                 a[r], nxt[r] = greedy_accept(drafts[r], sc.argmax[r])
@@ -319,36 +300,46 @@ class Cascade:
             sess.truncate(np.where(cont, [len(p) for p in prompts] + a, sess.length))
             sess.select_rows(rows)
             so = speculative_decode(
-                sess, self.engines[drafter], [prompts[r] for r in rows], [drafts[r][:a[r]] for r in rows],
-                nxt[rows], pend_stats[rows], pend_probs[rows] if self.sampling else None,
-                [sc.probs[r][:a[r]] for r in rows] if self.sampling else None,
-                [sc.stats[r][:a[r]] for r in rows], P, gamma,
-                [np.random.default_rng(_seed(self.cfg.seed, self._ids[idx[r]], m, 2)) for r in rows],
-                self.sampler, drafter_seeds=[_seed(self.cfg.seed, self._ids[idx[r]], drafter, 4) for r in rows])
+                sess,
+                self.engines[drafter],
+                [prompts[r] for r in rows],
+                [drafts[r][: a[r]] for r in rows],
+                nxt[rows],
+                pend_stats[rows],
+                pend_probs[rows] if self.sampling else None,
+                [sc.probs[r][: a[r]] for r in rows] if self.sampling else None,
+                [sc.stats[r][: a[r]] for r in rows],
+                P,
+                gamma,
+                [np.random.default_rng(derive_seed(self.cfg.seed, self._ids[idx[r]], m, 2)) for r in rows],
+                self.sampler,
+                drafter_seeds=[derive_seed(self.cfg.seed, self._ids[idx[r]], drafter, 4) for r in rows],
+            )
             for j, r in enumerate(rows):
                 new_tok[r], new_st[r] = so.tokens[j], so.stats[j]
                 new_pr[r] = so.probs[j] if self.sampling else None
         elif cont.any():
             sess.truncate(np.where(cont, [len(p) for p in prompts] + a, sess.length))
-            res = sess.decode(nxt, pend_stats, np.where(cont, P.max_new_tokens - a, 0), P,
-                              first_probs=pend_probs, release=True)
+            res = sess.decode(
+                nxt, pend_stats, np.where(cont, P.max_new_tokens - a, 0), P, first_probs=pend_probs, release=True
+            )
             for r in np.flatnonzero(cont):
-                new_tok[r] = np.concatenate([drafts[r][:a[r]], res.tokens[r]])
-                new_st[r] = np.concatenate([sc.stats[r][:a[r]], res.stats[r]])
+                new_tok[r] = np.concatenate([drafts[r][: a[r]], res.tokens[r]])
+                new_st[r] = np.concatenate([sc.stats[r][: a[r]], res.stats[r]])
                 if self.sampling:
-                    new_pr[r] = np.concatenate([sc.probs[r][:a[r]], res.probs[r]])
+                    new_pr[r] = np.concatenate([sc.probs[r][: a[r]], res.probs[r]])
         if sess is not None:
             sess.close()
         secs = time.perf_counter() - t0
         for r, i in enumerate(idx):
             if not cont[r]:
-                if a[r] >= n[r]:                       # all accepted: the response stands
+                if a[r] >= n[r]:  # all accepted: the response stands
                     new_tok[r], new_st[r] = drafts[r], sc.stats[r]
-                    new_pr[r] = sc.probs[r][:n[r]] if self.sampling else None
-                else:                                  # the target's token ends it (EOS or length)
-                    new_tok[r] = np.concatenate([drafts[r][:a[r]], [nxt[r]]]).astype(np.int64)
-                    new_st[r] = np.concatenate([sc.stats[r][:a[r]], pend_stats[r:r + 1]])
-                    new_pr[r] = np.concatenate([sc.probs[r][:a[r] + 1]]) if self.sampling else None
+                    new_pr[r] = sc.probs[r][: n[r]] if self.sampling else None
+                else:  # the target's token ends it (EOS or length)
+                    new_tok[r] = np.concatenate([drafts[r][: a[r]], [nxt[r]]]).astype(np.int64)
+                    new_st[r] = np.concatenate([sc.stats[r][: a[r]], pend_stats[r : r + 1]])
+                    new_pr[r] = np.concatenate([sc.probs[r][: a[r] + 1]]) if self.sampling else None
             self.resp[i], self.stats[i], self.probs[i] = new_tok[r], new_st[r], new_pr[r]
             rec["ran"][i, m] = True
             rec["draft_len"][i, m] = len(new_tok[r])
@@ -364,15 +355,25 @@ class Cascade:
         P, K, rec = self.params, self.K, self._rec
         tgt = self.engines[K - 1]
         prompts = [self._prompts[i] for i in idx]
-        seeds = [_seed(self.cfg.seed, self._ids[i], K - 1, 0) for i in idx]
+        seeds = [derive_seed(self.cfg.seed, self._ids[i], K - 1, 0) for i in idx]
         sess = tgt.new_session(len(idx), seeds=seeds)
         first, st, pr = sess.start(prompts, P)
         so = speculative_decode(
-            sess, self.engines[0], prompts, [[] for _ in idx], first, st, pr,
+            sess,
+            self.engines[0],
+            prompts,
+            [[] for _ in idx],
+            first,
+            st,
+            pr,
             [np.zeros((0, tgt.vocab_size), np.float32) for _ in idx] if self.sampling else None,
-            [np.zeros((0, 5), np.float32) for _ in idx], P, self.cfg.gamma,
-            [np.random.default_rng(_seed(self.cfg.seed, self._ids[i], K - 1, 2)) for i in idx], self.sampler,
-            drafter_seeds=[_seed(self.cfg.seed, self._ids[i], 0, 4) for i in idx])
+            [np.zeros((0, 5), np.float32) for _ in idx],
+            P,
+            self.cfg.gamma,
+            [np.random.default_rng(derive_seed(self.cfg.seed, self._ids[i], K - 1, 2)) for i in idx],
+            self.sampler,
+            drafter_seeds=[derive_seed(self.cfg.seed, self._ids[i], 0, 4) for i in idx],
+        )
         hidden = sess.pooled_hidden()
         nll = sess.prompt_nll
         sess.close()

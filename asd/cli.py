@@ -6,6 +6,7 @@ transformers, h5py, submitit) only inside the function it runs, so ``asd --help`
 works on a login node without a GPU. A subcommand exists only when it does
 something.
 """
+
 from __future__ import annotations
 
 import argparse

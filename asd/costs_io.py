@@ -5,6 +5,7 @@ A file holds ``CostModel.to_dict()`` (``schema_version``, ``stages``, ``batch_si
 hardware it measured on and its config) and writes atomically (temporary name, then rename), so a
 reader never sees half a file.
 """
+
 from __future__ import annotations
 
 import dataclasses

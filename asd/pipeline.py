@@ -11,13 +11,14 @@ by the testbed's task metrics (score 1.0 / 0.0) and the dataset column reads ``t
 
 Engines are loaded once per process (array tasks call the step once per batch).
 """
+
 from __future__ import annotations
 
 from typing import Any
 
 import numpy as np
 
-_ENGINES: dict[str, Any] = {}   # hierarchy fingerprint → (engines, tokenizer), cached per process
+_ENGINES: dict[str, Any] = {}  # hierarchy fingerprint → (engines, tokenizer), cached per process
 
 
 def testbed_prompts(sample_ids: np.ndarray, seed: int) -> list:
@@ -36,7 +37,7 @@ def testbed_prompts(sample_ids: np.ndarray, seed: int) -> list:
 def _engines(hier) -> tuple[list, Any]:
     import json
 
-    from asd.config import to_dict
+    from asd.config_loader import to_dict
     from asd.models.loading import load_engines, load_tokenizer
 
     key = json.dumps(to_dict(hier), sort_keys=True)
@@ -57,8 +58,13 @@ def testbed_cascade(sample_ids: np.ndarray, config: dict[str, Any]) -> dict[str,
     job = config["jobs"]
     examples = testbed_prompts(sample_ids, job.seed)
     engines, tok = _engines(config["hierarchy"])
-    casc = Cascade(engines, config.get("cascade", CascadeConfig()), config.get("policy", PolicyConfig()),
-                   tokenizer=tok, eos_token_ids=(tk.EOS_ID,))
+    casc = Cascade(
+        engines,
+        config.get("cascade", CascadeConfig()),
+        config.get("policy", PolicyConfig()),
+        tokenizer=tok,
+        eos_token_ids=(tk.EOS_ID,),
+    )
     prompts = [tk.encode(tk.chat_prompt(e.prompt)) for e in examples]
     rec = casc.run(prompts, sample_ids=np.asarray(sample_ids, dtype=np.int64))
     texts = [str(t) for t in rec["text"]]

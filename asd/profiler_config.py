@@ -1,4 +1,5 @@
 """Config of the cost profiler — ``configs/cost_profiling.yaml`` section ``cost_profiling``."""
+
 from __future__ import annotations
 
 from dataclasses import dataclass, field
@@ -8,11 +9,11 @@ from dataclasses import dataclass, field
 class ProfilerConfig:
     prefill_tokens: list[int] = field(default_factory=lambda: [64, 128, 256, 512, 1024, 2048])  # prompt lengths
     decode_batch_sizes: list[int] = field(default_factory=lambda: [1, 8, 16, 32])
-    decode_context: int = 512     # KV-cache length (tokens) at which decode steps are timed
-    decode_steps: int = 32        # steps per timed measurement
-    warmup: int = 3               # untimed repetitions
-    repeats: int = 10             # timed repetitions; medians are fitted
-    compile_blocks: bool = True   # torch.compile the element-wise blocks inside the CUDA graphs (GPU only)
+    decode_context: int = 512  # KV-cache length (tokens) at which decode steps are timed
+    decode_steps: int = 32  # steps per timed measurement
+    warmup: int = 3  # untimed repetitions
+    repeats: int = 10  # timed repetitions; medians are fitted
+    compile_blocks: bool = True  # torch.compile the element-wise blocks inside the CUDA graphs (GPU only)
 
     def __post_init__(self) -> None:
         for name in ("prefill_tokens", "decode_batch_sizes"):

@@ -1,4 +1,5 @@
 """Provenance attached to every output file: git revision, versions, hardware, schema."""
+
 from __future__ import annotations
 
 import datetime as _dt
@@ -23,7 +24,9 @@ def git_revision() -> str:
         ).stdout.strip()
         dirty = subprocess.run(
             ["git", "-C", str(REPO_ROOT), "status", "--porcelain", "--untracked-files=no"],
-            capture_output=True, text=True, check=True,
+            capture_output=True,
+            text=True,
+            check=True,
         ).stdout.strip()
         return sha + ("-dirty" if dirty else "")
     except (OSError, subprocess.CalledProcessError):

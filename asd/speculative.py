@@ -15,11 +15,12 @@ Each round, for every active row:
 The emitted sequence equals the target's own greedy output (greedy) or is
 distributed as the target's own samples (sampling).
 """
+
 from __future__ import annotations
 
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Sequence
 
 import numpy as np
 
@@ -29,20 +30,30 @@ from asd.models.base import GenerationParams
 
 @dataclass
 class SpecOutput:
-    tokens: list[np.ndarray]          # R × [n_i] int64 full response (prefix included)
-    probs: list[np.ndarray] | None    # R × [n_i, V] float32 target's processed distribution per token (sampling)
-    stats: list[np.ndarray]           # R × [n_i, 5] float32 target-side statistics of each new token
-    drafted: np.ndarray               # [R] int64 tokens the drafter proposed
-    accepted: np.ndarray              # [R] int64 of which the target accepted
+    tokens: list[np.ndarray]  # R × [n_i] int64 full response (prefix included)
+    probs: list[np.ndarray] | None  # R × [n_i, V] float32 target's processed distribution per token (sampling)
+    stats: list[np.ndarray]  # R × [n_i, 5] float32 target-side statistics of each new token
+    drafted: np.ndarray  # [R] int64 tokens the drafter proposed
+    accepted: np.ndarray  # [R] int64 of which the target accepted
     seconds: float
 
 
-def speculative_decode(target, drafter_engine, prompts: Sequence[Sequence[int]],
-                       prefix: Sequence[Sequence[int]], pending: np.ndarray, pending_stats: np.ndarray,
-                       pending_probs: np.ndarray | None, prefix_probs: Sequence[np.ndarray] | None,
-                       prefix_stats: Sequence[np.ndarray], params: GenerationParams, gamma: int,
-                       rngs: Sequence[np.random.Generator], sampler: SpeculativeSampler | None = None,
-                       drafter_seeds: Sequence[int] | None = None) -> SpecOutput:
+def speculative_decode(
+    target,
+    drafter_engine,
+    prompts: Sequence[Sequence[int]],
+    prefix: Sequence[Sequence[int]],
+    pending: np.ndarray,
+    pending_stats: np.ndarray,
+    pending_probs: np.ndarray | None,
+    prefix_probs: Sequence[np.ndarray] | None,
+    prefix_stats: Sequence[np.ndarray],
+    params: GenerationParams,
+    gamma: int,
+    rngs: Sequence[np.random.Generator],
+    sampler: SpeculativeSampler | None = None,
+    drafter_seeds: Sequence[int] | None = None,
+) -> SpecOutput:
     """Continue each row after ``prefix[i]`` with the target's pending token ``pending[i]``.
 
     target: a session whose row i holds ``prompts[i] + prefix[i]`` (nothing more);
@@ -55,9 +66,14 @@ def speculative_decode(target, drafter_engine, prompts: Sequence[Sequence[int]],
     R = len(prompts)
     sampling = not params.greedy
     eos = set(params.eos_token_ids)
-    dparams = GenerationParams(max_new_tokens=params.max_new_tokens, temperature=params.temperature,
-                               top_k=params.top_k, top_p=params.top_p, eos_token_ids=params.eos_token_ids,
-                               keep_probs=sampling)
+    dparams = GenerationParams(
+        max_new_tokens=params.max_new_tokens,
+        temperature=params.temperature,
+        top_k=params.top_k,
+        top_p=params.top_p,
+        eos_token_ids=params.eos_token_ids,
+        keep_probs=sampling,
+    )
     sampler = sampler or SpeculativeSampler()
 
     drafter = drafter_engine.new_session(R, seeds=drafter_seeds)
@@ -85,10 +101,10 @@ def speculative_decode(target, drafter_engine, prompts: Sequence[Sequence[int]],
         # 2. draft up to γ tokens; the drafter first feeds every token it has not seen
         g = np.where(active, np.minimum(gamma, params.max_new_tokens - np.array([len(r) for r in resp])), 0)
         feed = [list(map(int, prompts[i])) + resp[i] if active[i] else [] for i in range(R)]
-        feed = [f[int(drafter.length[i]):] for i, f in enumerate(feed)]
+        feed = [f[int(drafter.length[i]) :] for i, f in enumerate(feed)]
         d = drafter.extend(feed, g, dparams)
         # 3. the target scores [pending] + d in one pass
-        tfeed = [[resp[i][-1]] + d.tokens[i].tolist() if active[i] else [] for i in range(R)]
+        tfeed = [[resp[i][-1], *d.tokens[i].tolist()] if active[i] else [] for i in range(R)]
         sc = target.append(tfeed, params, with_probs=sampling)
         keep = target.length.copy()
         for i in np.flatnonzero(active):
@@ -123,4 +139,7 @@ def speculative_decode(target, drafter_engine, prompts: Sequence[Sequence[int]],
         tokens=[np.asarray(r, np.int64) for r in resp],
         probs=[np.asarray(p, np.float32).reshape(-1, V) for p in probs] if sampling else None,
         stats=[np.asarray(s, np.float32).reshape(-1, 5) for s in stats],
-        drafted=drafted, accepted=accepted, seconds=time.perf_counter() - t0)
+        drafted=drafted,
+        accepted=accepted,
+        seconds=time.perf_counter() - t0,
+    )

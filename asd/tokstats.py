@@ -23,6 +23,7 @@ Example::
     >>> stats  # entropy log 2, p_max 0.5, margin 0, logprob -inf, argmax 0
     tensor([[0.6931, 0.5000, 0.0000, -inf, 0.0000]])
 """
+
 from __future__ import annotations
 
 from typing import Any
@@ -50,8 +51,7 @@ def _check_shapes(shape: tuple, chosen_shape: tuple) -> tuple[int, int]:
         raise ValueError("token_stats: logits must have V >= 1 columns, got 0")
     if tuple(chosen_shape) != (n,):
         raise ValueError(
-            f"token_stats: chosen must have shape [N] = [{n}] (one token per logits row), "
-            f"got {tuple(chosen_shape)}"
+            f"token_stats: chosen must have shape [N] = [{n}] (one token per logits row), got {tuple(chosen_shape)}"
         )
     return n, v
 
@@ -89,8 +89,7 @@ def _token_stats_numpy(logits: np.ndarray, chosen: Any) -> np.ndarray:
     ch = ch.astype(np.int64, copy=False)
     if logits.dtype not in (np.float32, np.float16, np.float64, np.uint16):
         raise ValueError(
-            f"token_stats: logits dtype must be float32, float16, float64 or uint16 (bfloat16 bits), "
-            f"got {logits.dtype}"
+            f"token_stats: logits dtype must be float32, float16, float64 or uint16 (bfloat16 bits), got {logits.dtype}"
         )
     ext = get_ext()
     if ext is None or logits.dtype == np.float64:
@@ -124,9 +123,7 @@ def _token_stats_torch(logits, chosen, validate: bool):
         raise ValueError(f"token_stats: chosen is on {chosen.device} but logits on {logits.device}")
     codes = {torch.float32: DTYPE_F32, torch.bfloat16: DTYPE_BF16, torch.float16: DTYPE_F16}
     if logits.dtype not in codes and logits.dtype != torch.float64:
-        raise ValueError(
-            f"token_stats: logits dtype must be float32, bfloat16, float16 or float64, got {logits.dtype}"
-        )
+        raise ValueError(f"token_stats: logits dtype must be float32, bfloat16, float16 or float64, got {logits.dtype}")
     if n and (validate or logits.device.type != "cuda"):
         mm = torch.aminmax(chosen)
         _check_range(int(mm.min), int(mm.max), v)
@@ -143,8 +140,15 @@ def _token_stats_torch(logits, chosen, validate: bool):
             with torch.cuda.device(logits.device):
                 stream = torch.cuda.current_stream(logits.device).cuda_stream
                 get_ext().token_stats_cuda(
-                    logits.data_ptr(), n, v, logits.stride(0), codes[logits.dtype],
-                    chosen.data_ptr(), out.data_ptr(), stream, logits.device.index,
+                    logits.data_ptr(),
+                    n,
+                    v,
+                    logits.stride(0),
+                    codes[logits.dtype],
+                    chosen.data_ptr(),
+                    out.data_ptr(),
+                    stream,
+                    logits.device.index,
                 )
         return out
 

@@ -29,19 +29,22 @@ valid: a crashed writer's file is trusted up to there) and ``complete`` (set whe
 :class:`TraceWriter` writes ``<path>.partial``, flushes after every batch and renames to ``<path>`` on
 :meth:`TraceWriter.close`. Readers refuse a file of another ``SCHEMA_VERSION``.
 """
+
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any
 
 import numpy as np
 
 SCHEMA_VERSION = 1
-STOP = -1       # decision: stop at this stage
-NOT_RUN = -2    # decision: the stage did not run
+STOP = -1  # decision: stop at this stage
+NOT_RUN = -2  # decision: the stage did not run
 PARTIAL_SUFFIX = ".partial"
 CHUNK_ROWS = 1024
 
@@ -102,10 +105,8 @@ def decode_attrs(attrs) -> dict:
         if v == "null":
             v = None
         elif k in JSON_ATTRS and isinstance(v, str):
-            try:
+            with contextlib.suppress(json.JSONDecodeError):
                 v = json.loads(v)
-            except json.JSONDecodeError:
-                pass
         out[k] = v
     return out
 
@@ -114,8 +115,10 @@ def check_schema(f, path) -> None:
     """Refuse a file written under another schema version (ValueError naming both)."""
     got = f.attrs.get("schema_version")
     if got is None or int(got) != SCHEMA_VERSION:
-        raise ValueError(f"{path}: trace schema version {got} but this asd reads version {SCHEMA_VERSION}; "
-                         f"regenerate the file or read it with the asd version that wrote it")
+        raise ValueError(
+            f"{path}: trace schema version {got} but this asd reads version {SCHEMA_VERSION}; "
+            f"regenerate the file or read it with the asd version that wrote it"
+        )
 
 
 def _objects(items: list) -> np.ndarray:
@@ -146,7 +149,7 @@ def normalise_batch(batch: dict[str, Any], K: int, F: int) -> dict[str, np.ndarr
         raise ValueError(f"duplicate sample ids in a batch: {np.unique(ids[order][1:][np.diff(ids[order]) == 0])}")
     out: dict[str, np.ndarray] = {}
     for name, (kind, dims, fill) in FIELDS.items():
-        shape = (B,) + _shape(dims, K, F)
+        shape = (B, *_shape(dims, K, F))
         if name not in batch:
             if kind == "vlen_int32":
                 arr = _objects([np.zeros(0, np.int32) for _ in range(B)])
@@ -168,8 +171,10 @@ def normalise_batch(batch: dict[str, Any], K: int, F: int) -> dict[str, np.ndarr
         else:
             arr = np.asarray(v)
             if arr.shape != shape:
-                raise ValueError(f"field {name!r}: expected shape {shape} ([B{''.join(', ' + d for d in dims)}]"
-                                 f" with K={K}, F={F}), got {arr.shape}")
+                raise ValueError(
+                    f"field {name!r}: expected shape {shape} ([B{''.join(', ' + d for d in dims)}]"
+                    f" with K={K}, F={F}), got {arr.shape}"
+                )
             arr = arr.astype(kind, copy=False)
         out[name] = arr[order]
     return out
@@ -185,8 +190,14 @@ class TraceWriter:
             w.append({"sample_id": ids, "ran": ran, ...})   # one flush per batch
     """
 
-    def __init__(self, path: str | Path, num_stages: int, feature_names: Iterable[str], attrs: dict | None = None,
-                 chunk_rows: int = CHUNK_ROWS):
+    def __init__(
+        self,
+        path: str | Path,
+        num_stages: int,
+        feature_names: Iterable[str],
+        attrs: dict | None = None,
+        chunk_rows: int = CHUNK_ROWS,
+    ):
         import h5py
 
         self.path = Path(path)
@@ -200,8 +211,15 @@ class TraceWriter:
         from asd.provenance import provenance
 
         self.f = h5py.File(self.tmp, "w")
-        for k, v in {**provenance(), "config": None, "seed": -1, "lam": None, "models": None, "cost_model": None,
-                     **(attrs or {})}.items():
+        for k, v in {
+            **provenance(),
+            "config": None,
+            "seed": -1,
+            "lam": None,
+            "models": None,
+            "cost_model": None,
+            **(attrs or {}),
+        }.items():
             self.f.attrs[k] = _attr_value(v)
         self.f.attrs["schema_version"] = SCHEMA_VERSION
         self.f.attrs["num_stages"] = self.K
@@ -210,8 +228,13 @@ class TraceWriter:
         self.f.attrs["complete"] = False
         for name, (kind, dims, _) in FIELDS.items():
             tail = _shape(dims, self.K, self.F)
-            ds = self.f.create_dataset(name, shape=(0,) + tail, maxshape=(None,) + tail,
-                                       chunks=(chunk_rows,) + tuple(max(1, t) for t in tail), dtype=_h5_dtype(kind))
+            ds = self.f.create_dataset(
+                name,
+                shape=(0, *tail),
+                maxshape=(None, *tail),
+                chunks=(chunk_rows, *tuple(max(1, t) for t in tail)),
+                dtype=_h5_dtype(kind),
+            )
             if name == "features":
                 ds.attrs["feature_names"] = json.dumps(self.feature_names)
         self.n = 0
@@ -225,19 +248,20 @@ class TraceWriter:
         if B == 0:
             return 0
         if self.last_id is not None and rec["sample_id"][0] <= self.last_id:
-            raise ValueError(f"{self.tmp}: sample ids must ascend across batches: got {rec['sample_id'][0]} "
-                             f"after {self.last_id}")
+            raise ValueError(
+                f"{self.tmp}: sample ids must ascend across batches: got {rec['sample_id'][0]} after {self.last_id}"
+            )
         for name, arr in rec.items():
             ds = self.f[name]
             ds.resize(self.n + B, axis=0)
             if name == "tokens" and B > 1 and len({len(t) for t in arr}) == 1:
-                for i, t in enumerate(arr):   # h5py cannot write equal-length vlen rows in one call
+                for i, t in enumerate(arr):  # h5py cannot write equal-length vlen rows in one call
                     ds[self.n + i] = t
             else:
-                ds[self.n:self.n + B] = arr
+                ds[self.n : self.n + B] = arr
         self.n += B
         self.last_id = int(rec["sample_id"][-1])
-        self.f.attrs["n_complete"] = self.n   # rows up to here are valid even if the process dies next
+        self.f.attrs["n_complete"] = self.n  # rows up to here are valid even if the process dies next
         self.f.flush()
         return B
 
@@ -254,7 +278,7 @@ class TraceWriter:
             return self.path
         return self.tmp
 
-    def __enter__(self) -> "TraceWriter":
+    def __enter__(self) -> TraceWriter:
         return self
 
     def __exit__(self, exc_type, exc, tb) -> None:
@@ -273,8 +297,9 @@ class Traces:
         return len(self.data["sample_id"])
 
 
-def read_traces(path: str | Path, fields: Iterable[str] | None = None, rows: slice | None = None,
-                allow_incomplete: bool = False) -> Traces:
+def read_traces(
+    path: str | Path, fields: Iterable[str] | None = None, rows: slice | None = None, allow_incomplete: bool = False
+) -> Traces:
     """Read ``fields`` (default all) of a trace file into numpy; strings as ``str`` objects.
 
     Only the first ``n_complete`` rows are read (the rows a crashed writer flushed). A file not marked
@@ -289,8 +314,10 @@ def read_traces(path: str | Path, fields: Iterable[str] | None = None, rows: sli
     with h5py.File(path, "r") as f:
         check_schema(f, path)
         if not allow_incomplete and not bool(f.attrs.get("complete", False)):
-            raise ValueError(f"{path}: trace file is incomplete (writer did not finish); "
-                             f"pass allow_incomplete=True to read its {int(f.attrs.get('n_complete', 0))} rows")
+            raise ValueError(
+                f"{path}: trace file is incomplete (writer did not finish); "
+                f"pass allow_incomplete=True to read its {int(f.attrs.get('n_complete', 0))} rows"
+            )
         n = int(f.attrs.get("n_complete", len(f["sample_id"])))
         start, stop, _ = (0, n, 1) if rows is None else rows.indices(n)
         sl = slice(start, stop)
@@ -359,8 +386,10 @@ def describe(path: str | Path) -> dict:
     with h5py.File(path, "r") as f:
         attrs = decode_attrs(f.attrs)
         n = int(attrs.get("n_complete", len(f["sample_id"])))
-        schema = {name: {"dtype": _dtype_name(ds.dtype), "shape": list(ds.shape), "chunks": list(ds.chunks or [])}
-                  for name, ds in f.items()}
+        schema = {
+            name: {"dtype": _dtype_name(ds.dtype), "shape": list(ds.shape), "chunks": list(ds.chunks or [])}
+            for name, ds in f.items()
+        }
         counts = {"samples": n, "complete": bool(attrs.get("complete", False))}
         if n and "ran" in f and "final_stage" in f:
             ran = f["ran"][:n]

@@ -32,10 +32,10 @@ from asd.cascade import Cascade, CascadeConfig
 from asd.core.dp import PolicyConfig
 from asd.core.policies import decide
 from asd.core.routing import proxy_costs, proxy_costs_ref
-from asd.features import NUM_FEATURES, TokenTable, batch_features, batch_features_ref
+from asd.core.features import NUM_FEATURES, TokenTable, batch_features, batch_features_ref
 from asd.models.base import GenerationParams
 from asd.models.hf import HFEngine
-from asd.predictor import PriorPredictor
+from asd.core.predictor import PriorPredictor
 
 MAX_NEW = 32
 

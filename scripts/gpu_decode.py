@@ -81,7 +81,7 @@ def main(argv=None) -> int:
 
     import torch
 
-    from asd.config import to_dict
+    from asd.config_loader import to_dict
     from asd.profiler import (SCHEMA_VERSION, build_model, copy_bandwidth, measure_decode, profile_stage,
                               save_profile)
     from asd.profiler_config import ProfilerConfig

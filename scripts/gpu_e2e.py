@@ -46,7 +46,7 @@ def main(argv=None) -> int:
     rec = {"checks": {}, "timing_s": {}}
     tb = Path("asd/testbed/weights/s3")
     if tb.is_dir():
-        from asd.configs import load_section
+        from asd.run_config import load_section
         from asd.models.loading import load_engines
 
         hier = load_section("configs/testbed.yaml", "hierarchy")

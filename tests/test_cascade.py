@@ -14,7 +14,7 @@ from hf_reference import hf_generate as _hf_generate, ragged_prompts
 
 from asd.cascade import NOT_RUN, Cascade, CascadeConfig
 from asd.core.dp import PolicyConfig
-from asd.features import NUM_FEATURES
+from asd.core.features import NUM_FEATURES
 from asd.models.base import GenerationParams
 from asd.models.hf import HFEngine
 from asd.models.random_init import random_family, save_random_qwen2
@@ -124,7 +124,7 @@ def test_policies_run_in_the_same_loop(family):
     orc = run(PolicyConfig(name="oracle", lam=10.0), outcome=outcome)
     ok = [orc["tokens"][i].tolist() == ref[i] for i in range(len(prompts))]
     assert all(ok)                                   # with λ = 10 the oracle never accepts a wrong answer
-    from asd.predictor import PriorPredictor
+    from asd.core.predictor import PriorPredictor
     from asd.core.costs import CostModel, LinearFit, StageCost
     # finite λ: stage 1 is predicted nearly always right and costs a tenth of stage 2 (a measured-style
     # cost model), so the DP stops there (adaptive below λ = ∞)

@@ -7,7 +7,7 @@ import math
 import pytest
 
 from asd.cascade import Cascade, CascadeConfig
-from asd.configs import load_section
+from asd.run_config import load_section
 from asd.core.dp import PolicyConfig
 from asd.models.base import GenerationParams
 

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import yaml
 
-from asd.configs import load_config
+from asd.run_config import load_config
 from asd import pipeline
 from asd.testbed import scoring
 

@@ -7,6 +7,7 @@ final stage match it token for token (λ = ∞: all of them).
 
     asd cascade --config configs/testbed.yaml --n 32 --lam inf --check
 """
+
 from __future__ import annotations
 
 import argparse
@@ -14,13 +15,18 @@ import time
 
 
 def register(subparsers) -> None:
-    p = subparsers.add_parser("cascade", help="run the cascade on generated testbed prompts; print a summary",
-                              description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = subparsers.add_parser(
+        "cascade",
+        help="run the cascade on generated testbed prompts; print a summary",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     p.add_argument("--config", required=True, help="YAML with a hierarchy section, e.g. configs/testbed.yaml")
     p.add_argument("--n", type=int, default=32, help="prompts (spread over the testbed tasks and levels)")
     p.add_argument("--seed", type=int, default=0, help="seed of the generated prompts")
-    p.add_argument("--policy", default=None, help="policy name (dp, single, fixed_depth, threshold, speculative, "
-                                                  "random, oracle)")
+    p.add_argument(
+        "--policy", default=None, help="policy name (dp, single, fixed_depth, threshold, speculative, random, oracle)"
+    )
     p.add_argument("--lam", type=float, default=None, help="λ of the DP (inf: always end at the final stage)")
     p.add_argument("--check", action="store_true", help="compare with the final stage's own output")
     p.set_defaults(func=main)
@@ -32,10 +38,10 @@ def main(args) -> int:
     import numpy as np
 
     from asd.cascade import Cascade, CascadeConfig
-    from asd.configs import load_config
     from asd.core.dp import PolicyConfig
     from asd.models.base import GenerationParams
     from asd.models.loading import load_engines, load_tokenizer
+    from asd.run_config import load_config
     from asd.testbed import tasks
     from asd.testbed import tokenizer as tk
 
@@ -53,7 +59,7 @@ def main(args) -> int:
     tok = load_tokenizer(hier)
     cells = [(t, lv) for t in tasks.TASKS for lv in tasks.LEVELS]
     per = -(-args.n // len(cells))
-    exs = [e for t, lv in cells for e in tasks.generate(t, per, lv, args.seed)][:args.n]
+    exs = [e for t, lv in cells for e in tasks.generate(t, per, lv, args.seed)][: args.n]
     prompts = [tk.encode(tk.chat_prompt(e.prompt)) for e in exs]
     casc = Cascade(engines, ccfg, pol, tokenizer=tok, eos_token_ids=(tk.EOS_ID,))
     t0 = time.perf_counter()
@@ -74,6 +80,8 @@ def main(args) -> int:
         alone = time.perf_counter() - t0
         at_final = rec["final_stage"] == K - 1
         same = sum(rec["tokens"][i].tolist() == own.tokens[i].tolist() for i in np.flatnonzero(at_final))
-        print(f"final stage alone: {alone:.2f} s; samples ending at the final stage equal to its own output: "
-              f"{same}/{int(at_final.sum())}")
+        print(
+            f"final stage alone: {alone:.2f} s; samples ending at the final stage equal to its own output: "
+            f"{same}/{int(at_final.sum())}"
+        )
     return 0

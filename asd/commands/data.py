@@ -8,6 +8,7 @@
 ``asd data list [--data-dir DIR]``
     the prepared copies: rows, published size, subset label, source.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -16,8 +17,12 @@ DEFAULT_CONFIG = "configs/evaluation.yaml"
 
 
 def register(subparsers) -> None:
-    p = subparsers.add_parser("data", help="prepare and list the benchmark datasets (MMLU, HumanEval, GSM8K, TruthfulQA)",
-                              description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = subparsers.add_parser(
+        "data",
+        help="prepare and list the benchmark datasets (MMLU, HumanEval, GSM8K, TruthfulQA)",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     sub = p.add_subparsers(dest="data_command", metavar="ACTION", required=True)
     pp = sub.add_parser("prepare", help="build the local copies and report what is missing")
     pp.add_argument("--config", default=DEFAULT_CONFIG, help="YAML with a `data:` section (default: %(default)s)")
@@ -35,7 +40,7 @@ def register(subparsers) -> None:
 def _cfg(args):
     from pathlib import Path
 
-    from asd.config import load_yaml
+    from asd.config_loader import load_yaml
     from asd.data.config import DataConfig
 
     cfg = load_yaml(DataConfig, args.config, section="data") if Path(args.config).is_file() else DataConfig()
@@ -45,14 +50,19 @@ def _cfg(args):
 
 
 def prepare_main(args) -> int:
-    from asd.config import to_dict
+    from asd.config_loader import to_dict
     from asd.data import catalog
     from asd.data.prepare import format_report, prepare
 
     cfg = _cfg(args)
     names = tuple(args.only) if args.only else tuple(catalog.PUBLISHED_SIZE)
-    statuses = prepare(cfg.data_dir, names, allow_download=cfg.allow_download and not args.no_download,
-                       use_hub=cfg.use_hub and not args.no_hub, config=to_dict(cfg))
+    statuses = prepare(
+        cfg.data_dir,
+        names,
+        allow_download=cfg.allow_download and not args.no_download,
+        use_hub=cfg.use_hub and not args.no_hub,
+        config=to_dict(cfg),
+    )
     print(format_report(statuses))
     print(f"\nmanifest: {cfg.data_dir}/{catalog.MANIFEST}")
     return 0
@@ -69,6 +79,8 @@ def list_main(args) -> int:
         if not entries:
             print(f"{name:<11} {'-':<8} {0:>7} {catalog.PUBLISHED_SIZE[name]:>9,}  missing: run `asd data prepare`")
         for e in entries or []:
-            print(f"{name:<11} {e['format']:<8} {e['rows']:>7,} {catalog.PUBLISHED_SIZE[name]:>9,}  "
-                  f"{e['subset'] or 'complete'} / {e['source']}")
+            print(
+                f"{name:<11} {e['format']:<8} {e['rows']:>7,} {catalog.PUBLISHED_SIZE[name]:>9,}  "
+                f"{e['subset'] or 'complete'} / {e['source']}"
+            )
     return 0

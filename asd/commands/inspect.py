@@ -1,7 +1,7 @@
 """``asd inspect FILE``: schema, counts and provenance of a trace file (docs/traces.md)."""
+
 from __future__ import annotations
 
-import argparse
 import json
 
 

@@ -14,22 +14,31 @@ and print the decode-cost ratios against the bandwidth-floor ratios. ``--tensor-
 stage (72B) by a tensor-parallel run of ``scripts/gpu_tp.py`` measured on the same card (wall clock with
 its GPUs); the ratios are then printed in wall clock and in GPU-seconds.
 """
+
 from __future__ import annotations
 
 import argparse
 
 
 def register(subparsers) -> None:
-    p = subparsers.add_parser("profile", help="measure stage latencies and write the cost model",
-                              description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = subparsers.add_parser(
+        "profile",
+        help="measure stage latencies and write the cost model",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     p.add_argument("--config", default="configs/cost_profiling.yaml", help="YAML with a cost_profiling section")
     p.add_argument("--hierarchy", default=None, help="YAML with a hierarchy section (default: --config)")
     p.add_argument("--random-weights", action="store_true", help="random weights of each stage's shape")
     p.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N")
     p.add_argument("--eager-batch", default="", help="also time transformers' eager decode at these batch sizes")
     p.add_argument("--from-measurements", default=None, help="refit a measurements JSON instead of measuring")
-    p.add_argument("--tensor-parallel", default=None, metavar="FILE",
-                   help="a scripts/gpu_tp.py result that replaces its stage (same card only)")
+    p.add_argument(
+        "--tensor-parallel",
+        default=None,
+        metavar="FILE",
+        help="a scripts/gpu_tp.py result that replaces its stage (same card only)",
+    )
     p.add_argument("--batch-size", type=int, default=1, help="decode batch size the cost model is evaluated at")
     p.add_argument("--out", required=True, help="cost model JSON to write")
     p.set_defaults(func=_profile)
@@ -48,8 +57,8 @@ def _profile(args) -> int:
     else:
         import torch
 
-        from asd.configs import load_section
         from asd.profiler import profile_hierarchy
+        from asd.run_config import load_section
 
         cfg = load_section(args.config, "cost_profiling")
         hier = load_section(args.hierarchy or args.config, "hierarchy")
@@ -58,7 +67,7 @@ def _profile(args) -> int:
         prof = profile_hierarchy(hier, cfg, args.random_weights, device, eager)
     if args.tensor_parallel:
         prof = add_tensor_parallel(prof, json.loads(Path(args.tensor_parallel).read_text()), args.tensor_parallel)
-    model = fit_cost_model(prof, batch_size=args.batch_size)   # before any file is written: a bad profile raises
+    model = fit_cost_model(prof, batch_size=args.batch_size)  # before any file is written: a bad profile raises
     raw = out.with_name(out.stem + ".measurements.json")
     if args.tensor_parallel or not args.from_measurements or Path(args.from_measurements).resolve() != raw.resolve():
         save_profile(prof, raw)

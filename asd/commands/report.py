@@ -1,4 +1,5 @@
 """``asd report TRACES.h5 [--plot OUT.png] [--json OUT.json]``: summary tables (and a plot) of a run's traces."""
+
 from __future__ import annotations
 
 import argparse
@@ -6,8 +7,12 @@ import json
 
 
 def register(subparsers) -> None:
-    p = subparsers.add_parser("report", help="summarise a trace file: scores per dataset, where samples ended",
-                              description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = subparsers.add_parser(
+        "report",
+        help="summarise a trace file: scores per dataset, where samples ended",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     p.add_argument("traces", help="a (merged) trace file, e.g. runs/demo-testbed/traces.h5")
     p.add_argument("--plot", default=None, help="write a PNG figure here")
     p.add_argument("--json", default=None, help="write the summary (with the traces' provenance) here")
@@ -36,7 +41,10 @@ def main(args) -> int:
         plot_summary(s, names, args.plot, title=f"{Path(args.traces).parent.name} (λ={tr.attrs.get('lam')})")
         print(f"plot: {args.plot}")
     if args.json:
-        rec = {"summary": s, "traces": str(args.traces),
-               "provenance": {k: tr.attrs.get(k) for k in ("git_revision", "schema_version", "config", "seed", "lam")}}
+        rec = {
+            "summary": s,
+            "traces": str(args.traces),
+            "provenance": {k: tr.attrs.get(k) for k in ("git_revision", "schema_version", "config", "seed", "lam")},
+        }
         Path(args.json).write_text(json.dumps(rec, indent=1, default=str))
     return 0

@@ -8,14 +8,16 @@ Jobs:
 Later issues add jobs (the cascade on the testbed, evaluation, ...) to ``JOBS``; each is a function
 ``(sections: dict[str, dataclass], args) -> dict`` that returns its statistics and prints at the edge.
 """
+
 from __future__ import annotations
 
 import argparse
-import importlib
 import math
 import time
 from dataclasses import dataclass
 from typing import Literal
+
+from asd.registry import resolve
 
 # job name → "module:function"; heavy jobs import their engines inside.
 JOBS: dict[str, str] = {"synthetic": "asd.commands.run:run_synthetic"}
@@ -29,20 +31,23 @@ class RunConfig:
 
 
 def register(subparsers) -> None:
-    p = subparsers.add_parser("run", help="run the job a config names (make demo: the synthetic DP demo)",
-                              description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = subparsers.add_parser(
+        "run",
+        help="run the job a config names (make demo: the synthetic DP demo)",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     p.add_argument("--config", required=True, help="YAML run config, e.g. configs/demo.yaml")
     p.add_argument("--out", default=None, help="also write the job's statistics as JSON (with provenance)")
     p.set_defaults(func=main)
 
 
 def main(args) -> int:
-    from asd.configs import load_config
+    from asd.run_config import load_config
 
     sections = load_config(args.config)
     run_cfg = sections.get("run", RunConfig())
-    mod, attr = JOBS[run_cfg.job].split(":")
-    stats = getattr(importlib.import_module(mod), attr)(sections, args)
+    stats = resolve(JOBS, run_cfg.job, "job")(sections, args)
     if args.out:
         _write_json(args.out, stats, sections)
         print(f"wrote {args.out}")
@@ -54,7 +59,7 @@ def _write_json(path: str, stats: dict, sections: dict) -> None:
     import os
     from pathlib import Path
 
-    from asd.config import to_dict
+    from asd.config_loader import to_dict
     from asd.provenance import provenance
 
     rec = provenance(config={k: to_dict(v) for k, v in sections.items()}, schema_version=1)
@@ -107,19 +112,28 @@ def run_synthetic(sections: dict, args) -> dict:
             n = plan.next[rows, at]
             skipped |= (n != dp.STOP) & (n > at + 1)
             at = np.where(n != dp.STOP, n, at)
-        return {"hist": policies.stage_histogram(final, K).tolist(),
-                "skip": float(skipped[final > 0].mean()) if (final > 0).any() else 0.0,
-                "quality": float(outcome[rows, final].mean()),           # realised P(output == final)
-                "expected_quality": float(data["r_true"][rows, final].mean()),
-                "cost": float(spent.mean())}
+        return {
+            "hist": policies.stage_histogram(final, K).tolist(),
+            "skip": float(skipped[final > 0].mean()) if (final > 0).any() else 0.0,
+            "quality": float(outcome[rows, final].mean()),  # realised P(output == final)
+            "expected_quality": float(data["r_true"][rows, final].mean()),
+            "cost": float(spent.mean()),
+        }
 
-    print(f"asd run: job synthetic — B={B:,} inputs, S={S} predictor draws, K={K} stages "
-          f"({' → '.join(names)}), κ={pol.kappa}, decode batch {cfg.batch_size}; generated in {gen_s:.2f} s")
-    print("cost 1.00 = the final model alone; cost includes stage 0's own draft "
-          f"(mean {data['draft_cost'].mean():.3f}); quality = P(output == final model's output)\n")
+    print(
+        f"asd run: job synthetic — B={B:,} inputs, S={S} predictor draws, K={K} stages "
+        f"({' → '.join(names)}), κ={pol.kappa}, decode batch {cfg.batch_size}; generated in {gen_s:.2f} s"
+    )
+    print(
+        "cost 1.00 = the final model alone; cost includes stage 0's own draft "
+        f"(mean {data['draft_cost'].mean():.3f}); quality = P(output == final model's output)\n"
+    )
 
-    header = f"{'λ':>6} | " + " ".join(f"{'stop@' + n:>9}" for n in names) + \
-        f" | {'skips':>6} | {'quality':>7} | {'E[qual]':>7} | {'cost':>6} | {'mean V0':>8}"
+    header = (
+        f"{'λ':>6} | "
+        + " ".join(f"{'stop@' + n:>9}" for n in names)
+        + f" | {'skips':>6} | {'quality':>7} | {'E[qual]':>7} | {'cost':>6} | {'mean V0':>8}"
+    )
     print(header)
     print("-" * len(header))
     per_lam = []
@@ -130,9 +144,12 @@ def run_synthetic(sections: dict, args) -> dict:
         s["lam"] = lam
         s["mean_v0"] = float(plan.value[:, 0].mean())
         per_lam.append(s)
-        print(f"{lam:>6g} | " + " ".join(f"{100 * h:>8.1f}%" for h in s["hist"]) +
-              f" | {100 * s['skip']:>5.1f}% | {s['quality']:>7.3f} | {s['expected_quality']:>7.3f} | "
-              f"{s['cost']:>6.3f} | {s['mean_v0']:>8.3f}")
+        print(
+            f"{lam:>6g} | "
+            + " ".join(f"{100 * h:>8.1f}%" for h in s["hist"])
+            + f" | {100 * s['skip']:>5.1f}% | {s['quality']:>7.3f} | {s['expected_quality']:>7.3f} | "
+            f"{s['cost']:>6.3f} | {s['mean_v0']:>8.3f}"
+        )
 
     # Baselines at one λ (the config's policy.lam), same inputs.
     lam = pol.lam
@@ -146,8 +163,10 @@ def run_synthetic(sections: dict, args) -> dict:
         f"speculative 0→{K - 1}": policies.speculative(current, K),
         f"fixed depth {K - 1}": policies.fixed_depth(current, K, K - 1),
     }
-    print(f"\nbaselines at λ={lam:g} (objective = λ·(1 − quality) + cost; final model alone: "
-          f"quality 1.000, cost 1.000, objective 1.000)")
+    print(
+        f"\nbaselines at λ={lam:g} (objective = λ·(1 − quality) + cost; final model alone: "
+        f"quality 1.000, cost 1.000, objective 1.000)"
+    )
     print(f"{'policy':>20} | {'quality':>7} | {'cost':>6} | {'objective':>9}")
     print("-" * 51)
     base_stats = {}
@@ -170,9 +189,12 @@ def run_synthetic(sections: dict, args) -> dict:
         timing["cpp_s"] = _best_of(lambda: dp.solve(r, cost, current, lam, pol.kappa), reps)
         timing["cpp_out_s"] = _best_of(lambda: dp.solve(r, cost, current, lam, pol.kappa, out=plan), reps)
         timing["omp"] = bool(getattr(ext, "WITH_OPENMP", False))
-        print(f"   C++ {1e3 * timing['cpp_s']:.2f} ms ({timing['numpy_s'] / timing['cpp_s']:.0f}× numpy; "
-              f"{1e3 * timing['cpp_out_s']:.2f} ms into reused outputs)"
-              f"   memcpy of r+cost {1e3 * timing['memcpy_s']:.2f} ms (C++/memcpy {timing['cpp_s'] / timing['memcpy_s']:.2f})")
+        print(
+            f"   C++ {1e3 * timing['cpp_s']:.2f} ms ({timing['numpy_s'] / timing['cpp_s']:.0f}× numpy; "
+            f"{1e3 * timing['cpp_out_s']:.2f} ms into reused outputs)"
+            f"   memcpy of r+cost {1e3 * timing['memcpy_s']:.2f} ms "
+            f"(C++/memcpy {timing['cpp_s'] / timing['memcpy_s']:.2f})"
+        )
     else:
         print("   C++ extension not built (numpy twin only)")
     return {"per_lambda": per_lam, "baselines": base_stats, "timing": timing, "cost_model": model.to_dict()}

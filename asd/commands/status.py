@@ -1,4 +1,5 @@
 """``asd status RUN``: progress of a run per shard (done / partial rows / missing / corrupt), read from its folder."""
+
 from __future__ import annotations
 
 import json

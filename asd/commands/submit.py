@@ -6,6 +6,7 @@
 
 A rerun skips finished shards and resumes partial ones (docs/jobs.md).
 """
+
 from __future__ import annotations
 
 import argparse
@@ -13,8 +14,12 @@ import json
 
 
 def register(subparsers) -> None:
-    p = subparsers.add_parser("submit", help="run a config's jobs as a sharded array (slurm | local)",
-                              description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = subparsers.add_parser(
+        "submit",
+        help="run a config's jobs as a sharded array (slurm | local)",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     p.add_argument("--config", required=True, help="YAML with a jobs: section")
     p.add_argument("--phase", default="generate", choices=["generate", "evaluate"])
     p.add_argument("--executor", default=None, choices=["slurm", "local"], help="override jobs.executor")
@@ -33,13 +38,15 @@ def _submit(args) -> int:
     from asd.jobs.executor import submit_run
 
     if args.no_wait:
-        from asd.configs import load_section
+        from asd.run_config import load_section
 
         if (args.executor or load_section(args.config, "jobs").executor) != "slurm":
             raise ValueError("--no-wait needs executor slurm: local tasks are children of this process")
     sub = submit_run(args.config, args.phase, executor=args.executor)
-    print(f"submitted {len(sub.shard_jobs)} shard(s) {[j.job_id for j in sub.shard_jobs]}, "
-          f"skipped {len(sub.skipped)} done; logs in {sub.folder}")
+    print(
+        f"submitted {len(sub.shard_jobs)} shard(s) {[j.job_id for j in sub.shard_jobs]}, "
+        f"skipped {len(sub.skipped)} done; logs in {sub.folder}"
+    )
     if args.no_wait:
         return 0
     stats = sub.wait()

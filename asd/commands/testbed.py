@@ -8,14 +8,19 @@
 - ``costs [--out FILE]``: CPU seconds of a batch-16 decode step and a 256-token prefill per stage.
 - ``verify``: check every committed weight file against SHA256SUMS.
 """
+
 from __future__ import annotations
 
 import argparse
 
 
 def register(subparsers) -> None:
-    p = subparsers.add_parser("testbed", help="train / evaluate / verify the embedded testbed hierarchy",
-                              description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = subparsers.add_parser(
+        "testbed",
+        help="train / evaluate / verify the embedded testbed hierarchy",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     sub = p.add_subparsers(dest="testbed_command", metavar="ACTION", required=True)
     t = sub.add_parser("train", help="train the testbed stages for their fixed step budget")
     t.add_argument("--config", default="configs/testbed.yaml")
@@ -39,7 +44,7 @@ def register(subparsers) -> None:
 def _train(args) -> int:
     from pathlib import Path
 
-    from asd.configs import load_section
+    from asd.run_config import load_section
     from asd.testbed.train import train_all
 
     out = Path(args.out or load_section(args.config, "training").out_dir)
@@ -51,19 +56,26 @@ def format_tables(rec: dict) -> str:
     full = rec["full"]
     stages = full["stages"]
     head = "| | " + " | ".join(stages) + " |\n|---|" + "---:|" * len(stages)
-    rows = [f"accuracy (%), {full['n']} held-out prompts, greedy", head,
-            "| overall | " + " | ".join(f"{full['overall'][s]:.1f}" for s in stages) + " |"]
-    rows += [f"| level {lv} | " + " | ".join(f"{r[s]:.1f}" for s in stages) + " |" for lv, r in full["per_level"].items()]
+    rows = [
+        f"accuracy (%), {full['n']} held-out prompts, greedy",
+        head,
+        "| overall | " + " | ".join(f"{full['overall'][s]:.1f}" for s in stages) + " |",
+    ]
+    rows += [
+        f"| level {lv} | " + " | ".join(f"{r[s]:.1f}" for s in stages) + " |" for lv, r in full["per_level"].items()
+    ]
     rows += [f"| {t} | " + " | ".join(f"{r[s]:.1f}" for s in stages) + " |" for t, r in full["per_task"].items()]
     rows += ["", "P(stage output == final stage output) (%)", head]
-    rows += [f"| level {lv} | " + " | ".join(f"{r[s]:.1f}" for s in stages) + " |"
-             for lv, r in full["agreement_with_final"].items()]
+    rows += [
+        f"| level {lv} | " + " | ".join(f"{r[s]:.1f}" for s in stages) + " |"
+        for lv, r in full["agreement_with_final"].items()
+    ]
     rows += ["| all | " + " | ".join(f"{full['agreement_overall'][s]:.1f}" for s in stages) + " |"]
     return "\n".join(rows)
 
 
 def _evaluate(args) -> int:
-    from asd.configs import load_section
+    from asd.run_config import load_section
     from asd.testbed.quality import evaluate
 
     out = args.out or load_section(args.config, "testbed").results
@@ -85,9 +97,9 @@ def _costs(args) -> int:
     import json
     from pathlib import Path
 
-    from asd.config import to_dict
-    from asd.configs import load_section
+    from asd.config_loader import to_dict
     from asd.provenance import provenance
+    from asd.run_config import load_section
     from asd.testbed import speed
     from asd.testbed.weights import resolve_model
 
@@ -97,7 +109,9 @@ def _costs(args) -> int:
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.out).write_text(json.dumps(rec, indent=1) + "\n")
     for name, r in res["stages"].items():
-        print(f"{name}: {r['params'] / 1e6:.2f}M params  decode step (b16) {r['decode_step_s'] * 1e3:.2f} ms "
-              f"({r['decode_ratio']:.1f}x s0)  prefill 256 {r['prefill_s'] * 1e3:.1f} ms ({r['prefill_ratio']:.1f}x)")
+        print(
+            f"{name}: {r['params'] / 1e6:.2f}M params  decode step (b16) {r['decode_step_s'] * 1e3:.2f} ms "
+            f"({r['decode_ratio']:.1f}x s0)  prefill 256 {r['prefill_s'] * 1e3:.1f} ms ({r['prefill_ratio']:.1f}x)"
+        )
     print(f"wrote {args.out}")
     return 0

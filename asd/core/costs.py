@@ -23,6 +23,7 @@ receding-horizon re-plans. Costs are dimensionless.
 Serialisation: ``CostModel.to_dict()`` / ``CostModel.from_dict()`` (schema version, provenance); files
 are read and written by the adapter ``asd.costs_io``.
 """
+
 from __future__ import annotations
 
 import math
@@ -31,15 +32,16 @@ from typing import Any
 
 import numpy as np
 
-from asd.config import from_dict as _strict_from_dict
-from asd.config import to_dict as _to_dict
+from asd.config_loader import from_dict as _strict_from_dict
+from asd.config_loader import to_dict as _to_dict
 
 SCHEMA_VERSION = 1  # of CostModel.to_dict(); readers refuse other versions
 
 
-def fit_linear(x: np.ndarray,   # [n] regressor (tokens, or batch size)
-               y: np.ndarray,   # [n] measured seconds
-               ) -> tuple[float, float, float]:
+def fit_linear(
+    x: np.ndarray,  # [n] regressor (tokens, or batch size)
+    y: np.ndarray,  # [n] measured seconds
+) -> tuple[float, float, float]:
     """Least-squares line ``y ≈ slope·x + intercept``: returns ``(slope, intercept, residual_std)``.
 
     ``residual_std = sqrt(Σ residual² / (n − 2))`` (0.0 when n == 2: a line through two points).
@@ -70,10 +72,10 @@ class LinearFit:
     slope: float
     intercept: float
     residual_std: float = 0.0
-    n: int = 0               # number of points fitted (0 = set by hand)
+    n: int = 0  # number of points fitted (0 = set by hand)
 
     @classmethod
-    def fit(cls, x: np.ndarray, y: np.ndarray) -> "LinearFit":
+    def fit(cls, x: np.ndarray, y: np.ndarray) -> LinearFit:
         slope, intercept, std = fit_linear(x, y)
         return cls(slope, intercept, std, int(np.asarray(x).size))
 
@@ -86,9 +88,9 @@ class StageCost:
     """The measured latency model of one stage."""
 
     name: str
-    prefill: LinearFit          # seconds of one forward pass vs tokens (batch 1)
-    decode: LinearFit           # seconds per decode step vs batch size
-    overhead_s: float = 0.0     # fixed seconds per call of this stage
+    prefill: LinearFit  # seconds of one forward pass vs tokens (batch 1)
+    decode: LinearFit  # seconds per decode step vs batch size
+    overhead_s: float = 0.0  # fixed seconds per call of this stage
 
     def __post_init__(self) -> None:
         if not (self.overhead_s >= 0):
@@ -108,7 +110,7 @@ class CostModel:
     """Per-stage latency models (smallest stage first) and where they were measured."""
 
     stages: tuple[StageCost, ...]
-    batch_size: int = 1                                    # decode batch size the costs are evaluated at
+    batch_size: int = 1  # decode batch size the costs are evaluated at
     provenance: dict[str, Any] = field(default_factory=dict)  # hardware, software, git revision, config
 
     def __post_init__(self) -> None:
@@ -126,15 +128,17 @@ class CostModel:
         return {"schema_version": SCHEMA_VERSION, **_to_dict(self)}
 
     @classmethod
-    def from_dict(cls, data: dict, source: str | None = None) -> "CostModel":
+    def from_dict(cls, data: dict, source: str | None = None) -> CostModel:
         """Strict inverse of :meth:`to_dict`; refuses another schema version, unknown or missing keys."""
         if not isinstance(data, dict):
             raise ValueError(f"{source or 'cost model'}: expected a mapping, got {type(data).__name__}")
         data = dict(data)
         version = data.pop("schema_version", None)
         if version != SCHEMA_VERSION:
-            raise ValueError(f"{source or 'cost model'}: schema_version {version!r}; this asd reads "
-                             f"version {SCHEMA_VERSION} (re-run the profiler)")
+            raise ValueError(
+                f"{source or 'cost model'}: schema_version {version!r}; this asd reads "
+                f"version {SCHEMA_VERSION} (re-run the profiler)"
+            )
         return _strict_from_dict(cls, data, source=source)
 
     def latency_s(self, stage: int, prompt_len, out_len):
@@ -143,15 +147,18 @@ class CostModel:
 
     def relative_latency(self, stage: int, prompt_len, out_len) -> np.ndarray:
         """L_stage / L_{K−1} per input (e.g. the normalised cost of stage 0's own draft)."""
-        return np.asarray(self.latency_s(stage, prompt_len, out_len) /
-                          self.latency_s(self.num_stages - 1, prompt_len, out_len), dtype=np.float64)
+        return np.asarray(
+            self.latency_s(stage, prompt_len, out_len) / self.latency_s(self.num_stages - 1, prompt_len, out_len),
+            dtype=np.float64,
+        )
 
 
-def transition_costs(prompt_len: np.ndarray,   # [B] int, prompt tokens
-                     draft_len: np.ndarray,    # [B, K] int, |y_j| (unrun stages: the latest known length)
-                     accept_mean: np.ndarray,  # [B, K, K] â_{j,m} ∈ [0, 1], expected accepted fraction of y_j by M_m
-                     model: CostModel,
-                     ) -> np.ndarray:          # [B, K, K] float64 c_{j→m}, inf where m <= j
+def transition_costs(
+    prompt_len: np.ndarray,  # [B] int, prompt tokens
+    draft_len: np.ndarray,  # [B, K] int, |y_j| (unrun stages: the latest known length)
+    accept_mean: np.ndarray,  # [B, K, K] â_{j,m} ∈ [0, 1], expected accepted fraction of y_j by M_m
+    model: CostModel,
+) -> np.ndarray:  # [B, K, K] float64 c_{j→m}, inf where m <= j
     """The normalised transition costs of the module docstring, for every (j, m > j).
 
     Entries of ``accept_mean`` with m <= j are not read. Worked example (K = 2, batch 1): stage 1 with
@@ -166,8 +173,9 @@ def transition_costs(prompt_len: np.ndarray,   # [B] int, prompt tokens
         raise ValueError(f"prompt_len must have shape [B], got shape {prompt_len.shape}")
     B = prompt_len.shape[0]
     if draft_len.shape != (B, K):
-        raise ValueError(f"draft_len must have shape [B, K]=({B}, {K}) (K from the cost model), "
-                         f"got shape {draft_len.shape}")
+        raise ValueError(
+            f"draft_len must have shape [B, K]=({B}, {K}) (K from the cost model), got shape {draft_len.shape}"
+        )
     if accept_mean.shape != (B, K, K):
         raise ValueError(f"accept_mean must have shape [B, K, K]=({B}, {K}, {K}), got shape {accept_mean.shape}")
     if (prompt_len < 0).any() or (draft_len < 0).any():
@@ -180,7 +188,7 @@ def transition_costs(prompt_len: np.ndarray,   # [B] int, prompt tokens
     p = prompt_len.astype(np.float64)
     y = draft_len.astype(np.float64)
     final = model.stages[K - 1]
-    norm = final.latency_s(p, y[:, 0], model.batch_size)                      # [B] seconds
+    norm = final.latency_s(p, y[:, 0], model.batch_size)  # [B] seconds
     if not np.all(norm > 0):
         raise ValueError("the final stage's latency must be > 0 for every input (check the cost model and lengths)")
     cost = np.full((B, K, K), np.inf)

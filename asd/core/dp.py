@@ -41,6 +41,7 @@ O(B·K) output. The C++ kernel (``asd._C.dp_solve``) is OpenMP-parallel over B
 with a static schedule and releases the GIL; it validates shapes and scalars
 with the GIL held and the array contents (NaN, ranges) inside its single pass.
 """
+
 from __future__ import annotations
 
 import math
@@ -60,12 +61,12 @@ class PolicyConfig:
     """How the cascade decides — YAML section ``policy`` (see asd.core.policies for each name)."""
 
     name: Literal["dp", "single", "fixed_depth", "threshold", "speculative", "random", "oracle"] = "dp"
-    lam: float = 1.0        # λ ≥ 0 or inf: weight of the quality loss against normalised cost (dp, oracle)
-    kappa: float = 0.0      # κ ≥ 0: risk aversion, ℓ̃ = mean + κ·std over predictor draws (dp)
-    stage: int = -1         # the model of "single" / the depth of "fixed_depth"; -1 = the last stage
-    tau: float = 0.9        # "threshold": stop at stage j when mean r̂_j > τ
+    lam: float = 1.0  # λ ≥ 0 or inf: weight of the quality loss against normalised cost (dp, oracle)
+    kappa: float = 0.0  # κ ≥ 0: risk aversion, ℓ̃ = mean + κ·std over predictor draws (dp)
+    stage: int = -1  # the model of "single" / the depth of "fixed_depth"; -1 = the last stage
+    tau: float = 0.9  # "threshold": stop at stage j when mean r̂_j > τ
     histogram: list[float] | None = None  # "random": P(stop at stage k), K entries (e.g. the DP's)
-    seed: int = 0           # "random": seed of its generator
+    seed: int = 0  # "random": seed of its generator
 
     def __post_init__(self) -> None:
         if self.name not in POLICIES:
@@ -89,8 +90,8 @@ class Plan:
     """The DP's decision for a batch of B inputs over K stages."""
 
     action: np.ndarray  # [B] int64: STOP (-1) or the stage to jump to from `current`
-    value: np.ndarray   # [B, K] float64: V_j, optimal expected λ·loss + remaining cost from stage j
-    next: np.ndarray    # [B, K] int64: arg-min at every node j (STOP or m > j): the planned route
+    value: np.ndarray  # [B, K] float64: V_j, optimal expected λ·loss + remaining cost from stage j
+    next: np.ndarray  # [B, K] int64: arg-min at every node j (STOP or m > j): the planned route
 
 
 # ----------------------------------------------------------------------------- validation
@@ -128,7 +129,7 @@ def _check_shapes(r: np.ndarray, cost: np.ndarray, current: np.ndarray) -> tuple
     if current.shape != (B,):
         raise ValueError(f"current must have shape [B]=({B},), got shape {current.shape}")
     for name, a in (("r", r), ("cost", cost)):
-        if a.dtype.char not in "fd":   # float32, float64 (the char test is ~10x cheaper than `in (np.float32, ...)`)
+        if a.dtype.char not in "fd":  # float32, float64 (the char test is ~10x cheaper than `in (np.float32, ...)`)
             raise ValueError(f"{name} must be float32 or float64, got dtype {a.dtype}")
     if current.dtype.kind not in "iu":  # np.issubdtype(dtype, np.integer), without its ~0.6 µs
         raise ValueError(f"current must be an integer array, got dtype {current.dtype}")
@@ -147,8 +148,7 @@ def _check_contents(r: np.ndarray, cost: np.ndarray, current: np.ndarray) -> Non
     if (c < 0).any():
         raise ValueError("cost must be >= 0 above the diagonal (cost[b, j, m] with m > j)")
     if current.size and (current.min() < 0 or current.max() >= K):
-        raise ValueError(f"current must hold stages in 0..{K - 1}, got values in "
-                         f"[{current.min()}, {current.max()}]")
+        raise ValueError(f"current must hold stages in 0..{K - 1}, got values in [{current.min()}, {current.max()}]")
 
 
 # ----------------------------------------------------------------------------- reference
@@ -157,19 +157,20 @@ def _check_contents(r: np.ndarray, cost: np.ndarray, current: np.ndarray) -> Non
 def risk_adjusted_loss(r: np.ndarray, kappa: float) -> np.ndarray:
     """ℓ̃ [B, K] float64 from r [B, S, K]: mean + κ·std (ddof=0) of 1 − r over draws; ℓ̃[:, K−1] = 0."""
     loss = 1.0 - r.astype(np.float64, copy=False)  # [B, S, K]
-    lt = loss.mean(axis=1)                      # [B, K]
+    lt = loss.mean(axis=1)  # [B, K]
     if kappa > 0:
         lt = lt + kappa * loss.std(axis=1)
     lt[:, -1] = 0.0
     return lt
 
 
-def solve_ref(r: np.ndarray,        # [B, S, K] P(stage k's output == final output), S predictor draws
-              cost: np.ndarray,     # [B, K, K] normalised cost j → m (1.0 = final model alone); m <= j ignored
-              current: np.ndarray,  # [B] int: the stage each input is at now
-              lam: float,           # λ ≥ 0 or inf; dimensionless weight of the quality loss
-              kappa: float = 0.0,   # κ ≥ 0; risk aversion over the predictor's draws
-              ) -> Plan:
+def solve_ref(
+    r: np.ndarray,  # [B, S, K] P(stage k's output == final output), S predictor draws
+    cost: np.ndarray,  # [B, K, K] normalised cost j → m (1.0 = final model alone); m <= j ignored
+    current: np.ndarray,  # [B] int: the stage each input is at now
+    lam: float,  # λ ≥ 0 or inf; dimensionless weight of the quality loss
+    kappa: float = 0.0,  # κ ≥ 0; risk aversion over the predictor's draws
+) -> Plan:
     """The numpy specification of the DP (see the module docstring for terms and the tie rule).
 
     Worked example (B = 1, S = 1, K = 3, λ = 1, current = 0)::
@@ -190,12 +191,12 @@ def solve_ref(r: np.ndarray,        # [B, S, K] P(stage k's output == final outp
     cost = np.asarray(cost)
     current = np.asarray(current)
     lam, kappa = _check_scalars(lam, kappa)
-    B, S, K = _check_shapes(r, cost, current)
+    B, _S, K = _check_shapes(r, cost, current)
     _check_contents(r, cost, current)
 
-    lt = risk_adjusted_loss(r, kappa)                       # [B, K]
+    lt = risk_adjusted_loss(r, kappa)  # [B, K]
     if math.isinf(lam):
-        stop_val = np.full((B, K), np.inf)                  # never stop before the last stage
+        stop_val = np.full((B, K), np.inf)  # never stop before the last stage
     else:
         stop_val = lam * lt
     stop_val[:, K - 1] = 0.0
@@ -204,8 +205,8 @@ def solve_ref(r: np.ndarray,        # [B, S, K] P(stage k's output == final outp
     nxt = np.full((B, K), STOP, dtype=np.int64)
     value[:, K - 1] = 0.0
     for j in range(K - 2, -1, -1):
-        best = stop_val[:, j].copy()                        # STOP is the first candidate
-        for m in range(j + 1, K):                           # then m = j+1 .. K-1, replaced only if strictly better
+        best = stop_val[:, j].copy()  # STOP is the first candidate
+        for m in range(j + 1, K):  # then m = j+1 .. K-1, replaced only if strictly better
             cand = cost[:, j, m].astype(np.float64, copy=False) + value[:, m]
             better = cand < best
             best = np.where(better, cand, best)
@@ -218,13 +219,14 @@ def solve_ref(r: np.ndarray,        # [B, S, K] P(stage k's output == final outp
 # ----------------------------------------------------------------------------- fast path
 
 
-def solve(r: np.ndarray,        # [B, S, K] float32/float64, P(stage k's output == final output)
-          cost: np.ndarray,     # [B, K, K] float32/float64, normalised cost j → m; m <= j ignored
-          current: np.ndarray,  # [B] int: current stage per input
-          lam: float,           # λ ≥ 0 or inf
-          kappa: float = 0.0,   # κ ≥ 0
-          out: Plan | None = None,  # optional: write into these arrays (same shapes/dtypes as the result)
-          ) -> Plan:
+def solve(
+    r: np.ndarray,  # [B, S, K] float32/float64, P(stage k's output == final output)
+    cost: np.ndarray,  # [B, K, K] float32/float64, normalised cost j → m; m <= j ignored
+    current: np.ndarray,  # [B] int: current stage per input
+    lam: float,  # λ ≥ 0 or inf
+    kappa: float = 0.0,  # κ ≥ 0
+    out: Plan | None = None,  # optional: write into these arrays (same shapes/dtypes as the result)
+) -> Plan:
     """Same result as :func:`solve_ref` (identical actions/next, values to rtol 1e-6), via ``asd._C``.
 
     Falls back to ``solve_ref`` when the extension is not built (``asd._ext`` says so once).

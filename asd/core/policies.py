@@ -23,6 +23,7 @@ The policies (names as in ``PolicyConfig.name``):
 ``dp``          :func:`asd.core.dp.solve`.
 =============== ============================================================================
 """
+
 from __future__ import annotations
 
 import math
@@ -76,10 +77,11 @@ def speculative(current: np.ndarray, K: int) -> Plan:
     return single_model(current, K, K - 1)
 
 
-def threshold(r: np.ndarray,        # [B, S, K] or [B, K] predicted P(stage k's output == final)
-              current: np.ndarray,  # [B] int
-              tau: float,           # stop when the mean r̂_j > τ
-              ) -> Plan:
+def threshold(
+    r: np.ndarray,  # [B, S, K] or [B, K] predicted P(stage k's output == final)
+    current: np.ndarray,  # [B] int
+    tau: float,  # stop when the mean r̂_j > τ
+) -> Plan:
     """Threshold cascade: at j stop if mean_s r̂_j > τ, else go to j+1; the last stage stops."""
     r = np.asarray(r, dtype=np.float64)
     if r.ndim == 2:
@@ -92,16 +94,17 @@ def threshold(r: np.ndarray,        # [B, S, K] or [B, K] predicted P(stage k's 
     current = _current(current, K)
     if current.size != B:
         raise ValueError(f"current has {current.size} entries but r has B={B}")
-    rbar = r.mean(axis=1)                                     # [B, K]
+    rbar = r.mean(axis=1)  # [B, K]
     j = np.arange(K)
     nxt = np.where((rbar > tau) | (j == K - 1), STOP, j + 1).astype(np.int64)
     return _plan(nxt, current)
 
 
-def random_stop(current: np.ndarray,    # [B] int
-                histogram: np.ndarray,  # [K] weights of the final stage (e.g. the DP's stage histogram)
-                rng: np.random.Generator,
-                ) -> Plan:
+def random_stop(
+    current: np.ndarray,  # [B] int
+    histogram: np.ndarray,  # [K] weights of the final stage (e.g. the DP's stage histogram)
+    rng: np.random.Generator,
+) -> Plan:
     """Draw a final stage t ≥ current[b] with P(t) ∝ histogram[t]; route: jump straight to t, stop.
 
     Inputs whose remaining stages all have weight 0 stop where they are.
@@ -113,22 +116,23 @@ def random_stop(current: np.ndarray,    # [B] int
     current = _current(current, K)
     B = current.size
     j = np.arange(K)
-    w = np.where(j[None, :] >= current[:, None], h[None, :], 0.0)   # [B, K]
+    w = np.where(j[None, :] >= current[:, None], h[None, :], 0.0)  # [B, K]
     tot = w.sum(axis=1)
     cdf = np.cumsum(w, axis=1) / np.where(tot > 0, tot, 1.0)[:, None]
     u = rng.random(B)
-    t = (u[:, None] >= cdf).sum(axis=1)                              # first k with u < cdf[k]
-    last = K - 1 - np.argmax(w[:, ::-1] > 0, axis=1)                  # last stage with weight (rounding guard)
+    t = (u[:, None] >= cdf).sum(axis=1)  # first k with u < cdf[k]
+    last = K - 1 - np.argmax(w[:, ::-1] > 0, axis=1)  # last stage with weight (rounding guard)
     t = np.where(tot > 0, np.minimum(t, last), current)
     nxt = np.where(j[None, :] < t[:, None], t[:, None], STOP).astype(np.int64)
     return _plan(nxt, current)
 
 
-def oracle(outcome: np.ndarray,  # [B, K] bool/0-1: stage k's output == the final stage's output
-           cost: np.ndarray,     # [B, K, K] normalised transition costs
-           current: np.ndarray,  # [B] int
-           lam: float,
-           ) -> Plan:
+def oracle(
+    outcome: np.ndarray,  # [B, K] bool/0-1: stage k's output == the final stage's output
+    cost: np.ndarray,  # [B, K, K] normalised transition costs
+    current: np.ndarray,  # [B] int
+    lam: float,
+) -> Plan:
     """The DP on the known outcomes (S = 1, κ = 0): min over routes of λ·(1 − o_t) + cost (a lower bound)."""
     o = np.asarray(outcome, dtype=np.float64)
     if o.ndim != 2:
@@ -152,7 +156,7 @@ def with_values(plan: Plan, r: np.ndarray, cost: np.ndarray, lam: float, kappa: 
     """
     nxt = plan.next
     B, K = nxt.shape
-    lt = risk_adjusted_loss(np.asarray(r), kappa)                    # [B, K]
+    lt = risk_adjusted_loss(np.asarray(r), kappa)  # [B, K]
     stop_val = np.full((B, K), np.inf) if math.isinf(lam) else lam * lt
     stop_val[:, K - 1] = 0.0
     value = np.empty((B, K))
@@ -165,15 +169,17 @@ def with_values(plan: Plan, r: np.ndarray, cost: np.ndarray, lam: float, kappa: 
     return Plan(action=plan.action, value=value, next=nxt)
 
 
-def decide(cfg: PolicyConfig,
-           current: np.ndarray,                 # [B] int
-           K: int,
-           r: np.ndarray | None = None,         # [B, S, K] predictions (dp, threshold)
-           cost: np.ndarray | None = None,      # [B, K, K] transition costs (dp, oracle)
-           outcome: np.ndarray | None = None,   # [B, K] known outcomes (oracle)
-           rng: np.random.Generator | None = None,  # random; default: default_rng(cfg.seed)
-           ) -> Plan:
+def decide(
+    cfg: PolicyConfig,
+    current: np.ndarray,  # [B] int
+    K: int,
+    r: np.ndarray | None = None,  # [B, S, K] predictions (dp, threshold)
+    cost: np.ndarray | None = None,  # [B, K, K] transition costs (dp, oracle)
+    outcome: np.ndarray | None = None,  # [B, K] known outcomes (oracle)
+    rng: np.random.Generator | None = None,  # random; default: default_rng(cfg.seed)
+) -> Plan:
     """Run the policy ``cfg.name`` with the inputs it needs (ValueError naming a missing one)."""
+
     def need(name, v):
         if v is None:
             raise ValueError(f"policy {cfg.name!r} needs {name}")

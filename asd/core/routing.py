@@ -7,12 +7,12 @@ decision (single, fixed_depth, speculative, random: a random stop drawn again
 at every stage would not follow its histogram); which stage generates first;
 and a cost proxy for runs without a measured cost model.
 """
+
 from __future__ import annotations
 
 import math
 
 import numpy as np
-
 
 
 def resolve_stage(stage: int, K: int) -> int:
@@ -42,12 +42,13 @@ def _upper(K: int) -> np.ndarray:
 _UPPER: dict[int, np.ndarray] = {}
 
 
-def proxy_costs(prompt_len: np.ndarray,      # [B] tokens
-                resp_len: np.ndarray,        # [B] tokens of the current response
-                accept_mean: np.ndarray,     # [B, K, K] expected accepted fraction of y_j under M_m
-                size: np.ndarray,            # [K] relative cost of one token of work per stage (e.g. params)
-                prefill_ratio: float = 0.05,  # cost of one prefill token / one decode step, same model
-                ) -> np.ndarray:
+def proxy_costs(
+    prompt_len: np.ndarray,  # [B] tokens
+    resp_len: np.ndarray,  # [B] tokens of the current response
+    accept_mean: np.ndarray,  # [B, K, K] expected accepted fraction of y_j under M_m
+    size: np.ndarray,  # [K] relative cost of one token of work per stage (e.g. params)
+    prefill_ratio: float = 0.05,  # cost of one prefill token / one decode step, same model
+) -> np.ndarray:
     """[B, K, K] float64 ``proxy_costs_ref`` in one compiled call (``asd._C.proxy_costs``, bit-identical).
 
     Falls back to the numpy twin when the extension is not built.
@@ -60,12 +61,13 @@ def proxy_costs(prompt_len: np.ndarray,      # [B] tokens
     return ext.proxy_costs(prompt_len, resp_len, accept_mean, size, float(prefill_ratio))
 
 
-def proxy_costs_ref(prompt_len: np.ndarray,      # [B] tokens
-                    resp_len: np.ndarray,        # [B] tokens of the current response
-                    accept_mean: np.ndarray,     # [B, K, K] expected accepted fraction of y_j under M_m
-                    size: np.ndarray,            # [K] relative cost of one token of work per stage
-                    prefill_ratio: float = 0.05,  # cost of one prefill token / one decode step, same model
-                    ) -> np.ndarray:
+def proxy_costs_ref(
+    prompt_len: np.ndarray,  # [B] tokens
+    resp_len: np.ndarray,  # [B] tokens of the current response
+    accept_mean: np.ndarray,  # [B, K, K] expected accepted fraction of y_j under M_m
+    size: np.ndarray,  # [K] relative cost of one token of work per stage
+    prefill_ratio: float = 0.05,  # cost of one prefill token / one decode step, same model
+) -> np.ndarray:
     """[B, K, K] normalised c_{j→m} when no measured cost model is given (shape of DESIGN §1.4).
 
     c_{j→m} = size_m·(ρ·(P + L) + (1 − â_{j,m})·L) / (size_{K−1}·(ρ·P + L)): a prefill over prompt

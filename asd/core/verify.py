@@ -20,16 +20,18 @@ first rejection draw ``next`` from ``norm(max(0, p[t] − q[t]))``; when all are
 accepted draw ``next`` from ``p[n]``. Then every emitted token is distributed
 exactly as the target's own sample (the theorem the χ² test checks).
 """
+
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 import numpy as np
 
 
-def greedy_accept(draft: np.ndarray,         # [n] int draft tokens
-                  target_argmax: np.ndarray,  # [n + 1] int target's argmax before each draft token and after
-                  ) -> tuple[int, int]:
+def greedy_accept(
+    draft: np.ndarray,  # [n] int draft tokens
+    target_argmax: np.ndarray,  # [n + 1] int target's argmax before each draft token and after
+) -> tuple[int, int]:
     """(accepted length a in 0..n, the target's token at position a).
 
     Example: draft [5, 7, 9], target argmax [5, 7, 2, 4] → (2, 2): keeps 5, 7 and emits 2.
@@ -73,12 +75,13 @@ class SpeculativeSampler:
             return p.astype(np.float64)
         return r
 
-    def accept(self,
-               draft: np.ndarray,   # [n] int draft tokens
-               q: np.ndarray,       # [n, V] float draft's processed distribution at each draft token
-               p: np.ndarray,       # [n + 1, V] or [n, V] float target's processed distribution
-               rng: np.random.Generator,
-               ) -> tuple[int, int]:
+    def accept(
+        self,
+        draft: np.ndarray,  # [n] int draft tokens
+        q: np.ndarray,  # [n, V] float draft's processed distribution at each draft token
+        p: np.ndarray,  # [n + 1, V] or [n, V] float target's processed distribution
+        rng: np.random.Generator,
+    ) -> tuple[int, int]:
         """(accepted length a, next token); next = -1 when all n are accepted and p has no bonus row."""
         n = len(draft)
         for t in range(n):
@@ -91,9 +94,10 @@ class SpeculativeSampler:
         return n, -1
 
 
-def accept_batch(drafts: Sequence[np.ndarray],            # B × [n_i] int
-                 target_argmax: Sequence[np.ndarray],     # B × [n_i + 1] int (greedy)
-                 ) -> tuple[np.ndarray, np.ndarray]:
+def accept_batch(
+    drafts: Sequence[np.ndarray],  # B × [n_i] int
+    target_argmax: Sequence[np.ndarray],  # B × [n_i + 1] int (greedy)
+) -> tuple[np.ndarray, np.ndarray]:
     """Greedy acceptance for B rows: (accepted [B] int64, next token [B] int64)."""
     out = [greedy_accept(d, t) for d, t in zip(drafts, target_argmax)]
     a = np.array([o[0] for o in out], dtype=np.int64)

@@ -5,6 +5,7 @@ corrupt gzip, a truncated or invalid JSON line, a missing column or a wrong type
 a ``DataError`` (a ``ValueError``) naming the file and, where there is one, the line.
 A dataset smaller than its published size is refused unless it is labelled a subset.
 """
+
 from __future__ import annotations
 
 import csv
@@ -13,9 +14,10 @@ import hashlib
 import io
 import json
 import zlib
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterable, Sequence
+from typing import Any
 
 
 class DataError(ValueError):
@@ -26,12 +28,12 @@ class DataError(ValueError):
 class Dataset:
     """The items of one benchmark split and where they came from."""
 
-    name: str                      # "mmlu", "humaneval", "gsm8k", "truthfulqa"
-    items: tuple                   # per-dataset records (MMLUItem, HumanEvalProblem, ...)
-    source: str                    # file or directory read
-    sha256: str                    # content_sha256(items): independent of file format, compression, escaping
-    published_size: int            # rows in the published split
-    subset: str | None = None      # None: the complete split; else what this subset is
+    name: str  # "mmlu", "humaneval", "gsm8k", "truthfulqa"
+    items: tuple  # per-dataset records (MMLUItem, HumanEvalProblem, ...)
+    source: str  # file or directory read
+    sha256: str  # content_sha256(items): independent of file format, compression, escaping
+    published_size: int  # rows in the published split
+    subset: str | None = None  # None: the complete split; else what this subset is
 
     def __len__(self) -> int:
         return len(self.items)
@@ -109,12 +111,14 @@ def require(path: str | Path, row: dict, fields: dict[str, type | tuple]) -> Non
         raise DataError(f"{path}:{line}: missing field(s) {missing}; present: {present}")
     for f, tp in fields.items():
         if not isinstance(row[f], tp):
-            raise DataError(f"{path}:{line}: field {f!r} should be {getattr(tp, '__name__', tp)}, "
-                            f"got {type(row[f]).__name__}")
+            raise DataError(
+                f"{path}:{line}: field {f!r} should be {getattr(tp, '__name__', tp)}, got {type(row[f]).__name__}"
+            )
 
 
-def read_csv(path: str | Path, ncols: int | None = None, header: Sequence[str] | None = None,
-             optional: Sequence[str] = ()) -> list[dict[str, Any]] | list[list[str]]:
+def read_csv(
+    path: str | Path, ncols: int | None = None, header: Sequence[str] | None = None, optional: Sequence[str] = ()
+) -> list[dict[str, Any]] | list[list[str]]:
     """Rows of a CSV file, strictly.
 
     ``header`` given: the first row must contain exactly those columns (plus any of
@@ -135,8 +139,9 @@ def read_csv(path: str | Path, ncols: int | None = None, header: Sequence[str] |
                 missing = [c for c in header if c not in cols]
                 extra = [c for c in cols if c not in header and c not in optional]
                 if missing or extra:
-                    raise DataError(f"{path}:{line}: wrong columns: missing {missing}, unexpected {extra}; "
-                                    f"expected {list(header)}")
+                    raise DataError(
+                        f"{path}:{line}: wrong columns: missing {missing}, unexpected {extra}; expected {list(header)}"
+                    )
                 continue
             want = len(cols) if cols is not None else ncols
             if want is not None and len(rec) != want:
@@ -152,8 +157,10 @@ def read_csv(path: str | Path, ncols: int | None = None, header: Sequence[str] |
 def check_size(name: str, source: str | Path, n: int, published: int, subset: str | None) -> None:
     """A complete split must have its published size; a smaller set must say it is a subset."""
     if subset is None and n != published:
-        raise DataError(f"{source}: {name} has {n:,} rows, the published split has {published:,}; "
-                        "pass subset='<what it is>' to use it as a labelled subset")
+        raise DataError(
+            f"{source}: {name} has {n:,} rows, the published split has {published:,}; "
+            "pass subset='<what it is>' to use it as a labelled subset"
+        )
     if subset is not None and n > published:
         raise DataError(f"{source}: {name} subset has {n:,} rows, more than the published {published:,}")
     if n == 0:

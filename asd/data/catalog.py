@@ -5,14 +5,15 @@ found or built, their format, row count and content checksum, and whether the co
 is a labelled subset. ``load(name, data_dir)`` reads only what the manifest lists,
 re-checks size and checksum, and refuses a copy that changed since.
 """
+
 from __future__ import annotations
 
-import importlib
 import json
 import os
 from pathlib import Path
 
 from asd.data.base import DataError, Dataset
+from asd.registry import resolve
 
 SCHEMA_VERSION = 1
 MANIFEST = "manifest.json"
@@ -37,19 +38,17 @@ KNOWN_SHA256 = {
 
 
 def loader(name: str, fmt: str):
-    if (name, fmt) not in LOADERS:
-        valid = sorted(f"{d}:{f}" for d, f in LOADERS)
-        raise DataError(f"no loader for dataset {name!r} in format {fmt!r}; valid: {', '.join(valid)}")
-    mod, attr = LOADERS[(name, fmt)].split(":")
-    return getattr(importlib.import_module(mod), attr)
+    return resolve(LOADERS, (name, fmt), "dataset:format", DataError)
 
 
 def check_known(ds: Dataset, key: str) -> None:
     """Refuse a copy whose content differs from the one checked by hand (when we have a sum for it)."""
     want = KNOWN_SHA256.get(key)
     if want and ds.sha256 != want:
-        raise DataError(f"{ds.source}: content checksum {ds.sha256[:16]}… differs from the known "
-                        f"{want[:16]}… for {key}: the file was modified or is another version")
+        raise DataError(
+            f"{ds.source}: content checksum {ds.sha256[:16]}… differs from the known "
+            f"{want[:16]}… for {key}: the file was modified or is another version"
+        )
 
 
 def read_manifest(data_dir: str | Path) -> dict:
@@ -61,8 +60,9 @@ def read_manifest(data_dir: str | Path) -> dict:
     except json.JSONDecodeError as e:
         raise DataError(f"{p}:{e.lineno}: invalid JSON ({e.msg}); rerun `asd data prepare`") from e
     if m.get("schema_version") != SCHEMA_VERSION:
-        raise DataError(f"{p}: schema version {m.get('schema_version')}, this asd reads {SCHEMA_VERSION}; "
-                        "rerun `asd data prepare`")
+        raise DataError(
+            f"{p}: schema version {m.get('schema_version')}, this asd reads {SCHEMA_VERSION}; rerun `asd data prepare`"
+        )
     return m
 
 
@@ -83,11 +83,15 @@ def load(name: str, data_dir: str | Path, fmt: str | None = None) -> Dataset:
         entries = [e for e in entries if e["format"] == fmt]
     if not entries:
         have = f" in format {fmt!r}" if fmt else ""
-        raise DataError(f"{data_dir}: no prepared copy of {name}{have}; run `asd data prepare --data-dir {data_dir}` "
-                        "(docs/data.md says how to add the files by hand)")
+        raise DataError(
+            f"{data_dir}: no prepared copy of {name}{have}; run `asd data prepare --data-dir {data_dir}` "
+            "(docs/data.md says how to add the files by hand)"
+        )
     e = entries[0]
     ds = loader(name, e["format"])(Path(data_dir) / e["path"], subset=e["subset"])
     if ds.sha256 != e["sha256"] or len(ds) != e["rows"]:
-        raise DataError(f"{ds.source}: changed since `asd data prepare` ({len(ds)} rows, sum {ds.sha256[:16]}…; "
-                        f"manifest: {e['rows']} rows, {e['sha256'][:16]}…); rerun prepare")
+        raise DataError(
+            f"{ds.source}: changed since `asd data prepare` ({len(ds)} rows, sum {ds.sha256[:16]}…; "
+            f"manifest: {e['rows']} rows, {e['sha256'][:16]}…); rerun prepare"
+        )
     return ds

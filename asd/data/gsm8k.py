@@ -3,6 +3,7 @@
 The release's ``test.jsonl``: ``question`` and ``answer``, the worked solution (with
 ``<<a*b=c>>`` calculator annotations) ending in a line ``#### N``.
 """
+
 from __future__ import annotations
 
 import re
@@ -17,10 +18,10 @@ _FINAL = re.compile(r"####\s*(.+?)\s*$")
 
 @dataclass(frozen=True)
 class GSM8KItem:
-    id: str                        # "gsm8k/<row>"
+    id: str  # "gsm8k/<row>"
     question: str
-    solution: str                  # the full reference answer text, ending in "#### N"
-    answer: str                    # N as written after "####", commas removed, e.g. "1800"
+    solution: str  # the full reference answer text, ending in "#### N"
+    answer: str  # N as written after "####", commas removed, e.g. "1800"
 
 
 def load(path: str | Path, subset: str | None = None) -> Dataset:

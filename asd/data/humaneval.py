@@ -3,6 +3,7 @@
 Each line: ``task_id``, ``prompt`` (signature + docstring), ``entry_point``,
 ``canonical_solution`` (the body), ``test`` (a ``check(candidate)`` function).
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -16,7 +17,7 @@ FIELDS = {"task_id": str, "prompt": str, "entry_point": str, "canonical_solution
 
 @dataclass(frozen=True)
 class HumanEvalProblem:
-    task_id: str                   # "HumanEval/0"
+    task_id: str  # "HumanEval/0"
     prompt: str
     entry_point: str
     canonical_solution: str

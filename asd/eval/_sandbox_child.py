@@ -37,6 +37,8 @@ parallel runner does). Everything it reads is relative to the work directory:
 Exit codes of ``launch``: the program's own, 128+signal when a signal killed it,
 ``SETUP_FAILED`` when isolation could not be set up (verdict ``error``).
 """
+
+import contextlib
 import json
 import os
 import resource
@@ -57,7 +59,9 @@ def _check(ctypes, rc, what):
 
 
 def _mount(ctypes, libc, src, dst, fstype, flags, data=None):
-    enc = (lambda s: None if s is None else s.encode())
+    def enc(s):
+        return None if s is None else s.encode()
+
     _check(ctypes, libc.mount(enc(src), enc(dst), enc(fstype), flags, enc(data)), f"mount {dst}")
 
 
@@ -138,7 +142,7 @@ def launch():
                 try:
                     _limits(spec)
                     _exec_run(spec)
-                except BaseException as e:  # noqa: BLE001 - report, never run the program unconfined
+                except BaseException as e:
                     print(f"sandbox setup failed: {e}", file=sys.stderr)
                 os._exit(SETUP_FAILED)
             while True:  # reap orphans until the program itself is done
@@ -152,12 +156,29 @@ def launch():
     return _status(status)
 
 
-_BLOCKED = frozenset({
-    "socket.__new__", "socket.connect", "socket.bind", "socket.sendto", "socket.sendmsg",
-    "socket.getaddrinfo", "socket.gethostbyname", "socket.gethostbyaddr",
-    "os.system", "os.exec", "os.posix_spawn", "os.spawn", "os.fork", "os.forkpty",
-    "subprocess.Popen", "os.kill", "os.killpg", "signal.pthread_kill", "ctypes.dlopen",
-})
+_BLOCKED = frozenset(
+    {
+        "socket.__new__",
+        "socket.connect",
+        "socket.bind",
+        "socket.sendto",
+        "socket.sendmsg",
+        "socket.getaddrinfo",
+        "socket.gethostbyname",
+        "socket.gethostbyaddr",
+        "os.system",
+        "os.exec",
+        "os.posix_spawn",
+        "os.spawn",
+        "os.fork",
+        "os.forkpty",
+        "subprocess.Popen",
+        "os.kill",
+        "os.killpg",
+        "signal.pthread_kill",
+        "ctypes.dlopen",
+    }
+)
 
 
 def _fallback_hook(workdir):
@@ -178,10 +199,8 @@ def _fallback_hook(workdir):
 
 
 def _report(fd, msg):
-    try:
+    with contextlib.suppress(OSError):
         os.write(fd, (json.dumps(msg) + "\n").encode())
-    except OSError:
-        pass
 
 
 def run():
@@ -203,17 +222,15 @@ def run():
     me = os.getpid()
     try:
         exec(compile(source, "program.py", "exec"), {"__name__": "__main__", "__builtins__": __builtins__})
-    except BaseException as e:  # noqa: BLE001 - the program's failure is the verdict
+    except BaseException as e:
         msg.update(status="exception", type=type(e).__name__, message=str(e)[:500])
         if isinstance(e, SystemExit) and e.code in (0, None):
             msg["status"] = "exit0"  # sys.exit(0) before the end: not a completed run
     if os.getpid() != me:  # a forked child of the program reached the end: it never speaks for the run
         os._exit(0)
     for stream in (sys.stdout, sys.stderr):
-        try:
+        with contextlib.suppress(Exception):
             stream.flush()
-        except Exception:  # noqa: BLE001 - a closed or broken stream must not change the verdict
-            pass
     _report(fd, msg)
     os._exit(0 if msg["status"] == "ok" else 1)
 

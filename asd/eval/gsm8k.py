@@ -19,11 +19,12 @@ Example::
     >>> extract_answer("The total is $1,234.50 dollars.")
     '1234.50'
 """
+
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 from decimal import Decimal, InvalidOperation
-from typing import Sequence
 
 _NUM = r"-?\$?\s?(?:\d{1,3}(?:,\d{3})+|\d+)(?:\.\d+)?|-?\$?\.\d+"
 NUMBER = re.compile(_NUM)

@@ -6,10 +6,11 @@ exact for large n: ``1 - prod_{i=n-c+1}^{n} (1 - k/i)``; it is 1 when n - c < k.
 Each sample runs as ``prompt + completion + test + check(entry_point)`` in
 ``asd.eval.sandbox`` (a pass needs the program to run to its end).
 """
+
 from __future__ import annotations
 
 import re
-from typing import Mapping, Sequence
+from collections.abc import Mapping, Sequence
 
 import numpy as np
 
@@ -52,8 +53,12 @@ def program_from_output(problem: HumanEvalProblem, output: str) -> str:
     return problem.program(code if m else output)
 
 
-def run_completions(problems: Sequence[HumanEvalProblem], completions: Mapping[str, Sequence[str]],
-                    cfg: SandboxConfig | None = None, progress: bool = False) -> dict[str, list[SandboxResult]]:
+def run_completions(
+    problems: Sequence[HumanEvalProblem],
+    completions: Mapping[str, Sequence[str]],
+    cfg: SandboxConfig | None = None,
+    progress: bool = False,
+) -> dict[str, list[SandboxResult]]:
     """Run every completion of every problem; ``completions``: task_id → samples. Returns task_id → results."""
     by_id = {p.task_id: p for p in problems}
     unknown = [t for t in completions if t not in by_id]
@@ -67,8 +72,13 @@ def run_completions(problems: Sequence[HumanEvalProblem], completions: Mapping[s
     return out
 
 
-def evaluate(problems: Sequence[HumanEvalProblem], completions: Mapping[str, Sequence[str]],
-             ks: Sequence[int] = (1,), cfg: SandboxConfig | None = None, progress: bool = False) -> dict:
+def evaluate(
+    problems: Sequence[HumanEvalProblem],
+    completions: Mapping[str, Sequence[str]],
+    ks: Sequence[int] = (1,),
+    cfg: SandboxConfig | None = None,
+    progress: bool = False,
+) -> dict:
     """pass@k for each k (where every problem has at least k samples), plus verdict counts."""
     res = run_completions(problems, completions, cfg, progress)
     ns = [len(r) for r in res.values()]

@@ -11,9 +11,10 @@ Strings are tokenised as lm-evaluation-harness does (``encode_pair``): the conte
 trailing spaces move to the continuation and the continuation's tokens are those of
 ``context + continuation`` after the context's own tokens.
 """
+
 from __future__ import annotations
 
-from typing import Callable, Sequence
+from collections.abc import Callable, Sequence
 
 import numpy as np
 
@@ -28,11 +29,15 @@ def encode_pair(tokenizer, context: str, continuation: str) -> tuple[list[int], 
         context = context[:-n_space]
     whole = tokenizer.encode(context + continuation, add_special_tokens=False)
     ctx = tokenizer.encode(context, add_special_tokens=False)
-    return ctx, whole[len(ctx):]
+    return ctx, whole[len(ctx) :]
 
 
-def choice_logliks(score_fn: ScoreFn, contexts: Sequence[Sequence[int]], choices: Sequence[Sequence[Sequence[int]]],
-                   batch_size: int = 32) -> list[np.ndarray]:
+def choice_logliks(
+    score_fn: ScoreFn,
+    contexts: Sequence[Sequence[int]],
+    choices: Sequence[Sequence[Sequence[int]]],
+    batch_size: int = 32,
+) -> list[np.ndarray]:
     """Summed log-likelihood of each choice after its question's context.
 
     contexts: Q × [len_q] token ids; choices: Q × [C_q] × [len_qc] token ids (non-empty).
@@ -46,7 +51,7 @@ def choice_logliks(score_fn: ScoreFn, contexts: Sequence[Sequence[int]], choices
             raise ValueError(f"question {q}, choice {c}: empty continuation")
     out = [np.zeros(len(cs), dtype=np.float64) for cs in choices]
     for s in range(0, len(pairs), batch_size):
-        chunk = pairs[s: s + batch_size]
+        chunk = pairs[s : s + batch_size]
         lps = score_fn([list(contexts[q]) for q, _ in chunk], [list(choices[q][c]) for q, c in chunk])
         for (q, c), lp in zip(chunk, lps):
             lp = np.asarray(lp, dtype=np.float64)

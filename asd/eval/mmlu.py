@@ -8,10 +8,11 @@ Log-likelihood (lm-evaluation-harness's ``mmlu``): the prompt ends in ``"Answer:
 and each choice is the continuation ``" A"`` .. ``" D"``; the prediction is the
 choice of highest log-likelihood (``ll_predictions``).
 """
+
 from __future__ import annotations
 
 import re
-from typing import Sequence
+from collections.abc import Sequence
 
 import numpy as np
 
@@ -43,8 +44,12 @@ def accuracy(outputs: Sequence[str], answers: Sequence[int]) -> float:
     return sum(extract_letter(o) == LETTERS[a] for o, a in zip(outputs, answers)) / len(answers)
 
 
-def ll_predictions(score_fn: ScoreFn, contexts: Sequence[Sequence[int]], choice_ids: Sequence[Sequence[Sequence[int]]],
-                   batch_size: int = 32) -> np.ndarray:
+def ll_predictions(
+    score_fn: ScoreFn,
+    contexts: Sequence[Sequence[int]],
+    choice_ids: Sequence[Sequence[Sequence[int]]],
+    batch_size: int = 32,
+) -> np.ndarray:
     """[Q] int64 index of the most likely choice per question (ties → the first)."""
     lls = choice_logliks(score_fn, contexts, choice_ids, batch_size)
     return np.array([int(np.argmax(x)) for x in lls], dtype=np.int64)

@@ -27,8 +27,10 @@ cwd, HOME and TMPDIR, removed afterwards; an environment built from scratch
 (nothing of ours leaks: no secrets); stdin from /dev/null; stdout and stderr
 captured up to ``output_bytes`` each and drained beyond that.
 """
+
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import secrets
@@ -39,33 +41,40 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
-from typing import Literal, Sequence
+from typing import Literal
 
 CHILD = Path(__file__).with_name("_sandbox_child.py")
 SETUP_FAILED = 121
 VERDICTS = ("pass", "fail", "timeout", "error")
-SAFE_ENV = {"PATH": "/usr/local/bin:/usr/bin:/bin", "LANG": "C.UTF-8", "LC_ALL": "C.UTF-8",
-            "PYTHONHASHSEED": "0", "PYTHONDONTWRITEBYTECODE": "1", "OMP_NUM_THREADS": "1"}
+SAFE_ENV = {
+    "PATH": "/usr/local/bin:/usr/bin:/bin",
+    "LANG": "C.UTF-8",
+    "LC_ALL": "C.UTF-8",
+    "PYTHONHASHSEED": "0",
+    "PYTHONDONTWRITEBYTECODE": "1",
+    "OMP_NUM_THREADS": "1",
+}
 
 
 @dataclass
 class SandboxConfig:
     """Limits of one sandboxed run — ``configs/evaluation.yaml`` section ``sandbox``."""
 
-    wall_s: float = 10.0          # wall-clock seconds before the process tree is killed (verdict timeout)
-    cpu_s: float = 10.0           # CPU seconds (RLIMIT_CPU, rounded up to whole seconds)
-    memory_mb: int = 1024         # address space, MiB (RLIMIT_AS)
-    file_size_mb: int = 16        # largest file the program may write, MiB (RLIMIT_FSIZE)
-    max_procs: int = 32           # processes and threads of the run's uid (RLIMIT_NPROC; namespaces mode)
-    max_files: int = 64           # open file descriptors (RLIMIT_NOFILE)
-    tmpfs_mb: int = 16            # size of each private tmpfs (namespaces mode)
-    output_bytes: int = 65536     # stdout and stderr each kept up to this many bytes
+    wall_s: float = 10.0  # wall-clock seconds before the process tree is killed (verdict timeout)
+    cpu_s: float = 10.0  # CPU seconds (RLIMIT_CPU, rounded up to whole seconds)
+    memory_mb: int = 1024  # address space, MiB (RLIMIT_AS)
+    file_size_mb: int = 16  # largest file the program may write, MiB (RLIMIT_FSIZE)
+    max_procs: int = 32  # processes and threads of the run's uid (RLIMIT_NPROC; namespaces mode)
+    max_files: int = 64  # open file descriptors (RLIMIT_NOFILE)
+    tmpfs_mb: int = 16  # size of each private tmpfs (namespaces mode)
+    output_bytes: int = 65536  # stdout and stderr each kept up to this many bytes
     isolation: Literal["auto", "namespaces", "audit"] = "auto"
-    workers: int = 2              # parallel runs in run_many
+    workers: int = 2  # parallel runs in run_many
 
     def __post_init__(self) -> None:
         for name in ("wall_s", "cpu_s"):
@@ -78,15 +87,15 @@ class SandboxConfig:
 
 @dataclass
 class SandboxResult:
-    verdict: str                  # one of VERDICTS
-    detail: str                   # why: exception type and message, signal, limit
-    returncode: int | None        # exit status of the launcher (128+signal when killed by one)
-    stdout: str                   # first output_bytes of stdout (utf-8, errors replaced)
+    verdict: str  # one of VERDICTS
+    detail: str  # why: exception type and message, signal, limit
+    returncode: int | None  # exit status of the launcher (128+signal when killed by one)
+    stdout: str  # first output_bytes of stdout (utf-8, errors replaced)
     stderr: str
-    truncated: bool               # stdout or stderr was longer than output_bytes
-    wall_s: float                 # seconds from start to verdict
-    isolation: str                # "namespaces" or "audit"
-    uid: int | None = None        # the run's own uid (namespaces mode): nothing may be left running under it
+    truncated: bool  # stdout or stderr was longer than output_bytes
+    wall_s: float  # seconds from start to verdict
+    isolation: str  # "namespaces" or "audit"
+    uid: int | None = None  # the run's own uid (namespaces mode): nothing may be left running under it
 
     @property
     def passed(self) -> bool:
@@ -98,8 +107,11 @@ def namespaces_available() -> bool:
     """Whether this process may create PID, network and mount namespaces (as root; tried once)."""
     if os.geteuid() != 0 or not sys.platform.startswith("linux"):
         return False
-    probe = subprocess.run(["unshare", "--pid", "--net", "--mount", "--fork", "true"],
-                           capture_output=True, timeout=30) if shutil.which("unshare") else None
+    probe = (
+        subprocess.run(["unshare", "--pid", "--net", "--mount", "--fork", "true"], capture_output=True, timeout=30)
+        if shutil.which("unshare")
+        else None
+    )
     return probe is not None and probe.returncode == 0
 
 
@@ -114,8 +126,10 @@ def resolve_isolation(cfg: SandboxConfig) -> str:
         return "audit"
     if cfg.isolation == "namespaces":
         if not namespaces_available():
-            raise ValueError("sandbox.isolation: 'namespaces' needs root and permission to unshare "
-                             "PID/network/mount namespaces here; use 'auto' or 'audit'")
+            raise ValueError(
+                "sandbox.isolation: 'namespaces' needs root and permission to unshare "
+                "PID/network/mount namespaces here; use 'auto' or 'audit'"
+            )
         return "namespaces"
     if namespaces_available() and _namespaces_work():
         return "namespaces"
@@ -127,8 +141,12 @@ def resolve_isolation(cfg: SandboxConfig) -> str:
 def _warn_fallback() -> None:
     import warnings
 
-    warnings.warn("sandbox: PID/network/mount namespaces are not available here; running generated code with "
-                  "the weaker audit-hook isolation (docs/sandbox.md)", RuntimeWarning, stacklevel=3)
+    warnings.warn(
+        "sandbox: PID/network/mount namespaces are not available here; running generated code with "
+        "the weaker audit-hook isolation (docs/sandbox.md)",
+        RuntimeWarning,
+        stacklevel=3,
+    )
 
 
 def _closed_ancestors(paths: Sequence[str]) -> list[str]:
@@ -149,11 +167,22 @@ def _spec(cfg: SandboxConfig, isolation: str, workdir: str, result_fd: int) -> d
     uid = secrets.randbelow(2**30) + 2**20 if ns else None  # the run's own ids, unused by anything else
     expose = sorted({os.path.realpath(p) for p in (sys.base_prefix, sys.prefix, sys.exec_prefix)})
     env = dict(SAFE_ENV, HOME=workdir, TMPDIR=workdir)
-    return {"namespaces": ns, "uid": uid, "gid": uid, "env": env, "result_fd": result_fd,
-            "expose": expose, "hide": _closed_ancestors(expose) if ns else [],
-            "site_packages": [p for p in sys.path if p.endswith(("site-packages", "dist-packages"))],
-            "cpu_s": cfg.cpu_s, "memory_mb": cfg.memory_mb, "file_size_mb": cfg.file_size_mb,
-            "max_procs": cfg.max_procs, "max_files": cfg.max_files, "tmpfs_mb": cfg.tmpfs_mb}
+    return {
+        "namespaces": ns,
+        "uid": uid,
+        "gid": uid,
+        "env": env,
+        "result_fd": result_fd,
+        "expose": expose,
+        "hide": _closed_ancestors(expose) if ns else [],
+        "site_packages": [p for p in sys.path if p.endswith(("site-packages", "dist-packages"))],
+        "cpu_s": cfg.cpu_s,
+        "memory_mb": cfg.memory_mb,
+        "file_size_mb": cfg.file_size_mb,
+        "max_procs": cfg.max_procs,
+        "max_files": cfg.max_files,
+        "tmpfs_mb": cfg.tmpfs_mb,
+    }
 
 
 def run_program(source: str, cfg: SandboxConfig | None = None) -> SandboxResult:
@@ -174,13 +203,19 @@ def run_program(source: str, cfg: SandboxConfig | None = None) -> SandboxResult:
                 os.chown(workdir, spec["uid"], spec["gid"])
             os.chmod(workdir, 0o755)
             proc = subprocess.Popen(
-                [sys.executable, "-I", "-S", "child.py", "launch"], cwd=workdir, env=spec["env"],
-                stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                pass_fds=(w_fd,), start_new_session=True,
+                [sys.executable, "-I", "-S", "child.py", "launch"],
+                cwd=workdir,
+                env=spec["env"],
+                stdin=subprocess.PIPE,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+                pass_fds=(w_fd,),
+                start_new_session=True,
             )
         except OSError as e:
-            return SandboxResult("error", f"could not start: {e}", None, "", "", False, time.monotonic() - t0,
-                                 isolation)
+            return SandboxResult(
+                "error", f"could not start: {e}", None, "", "", False, time.monotonic() - t0, isolation
+            )
         finally:
             os.close(w_fd)  # exactly once: only the child holds the write end now (EOF when it is gone)
         res = _supervise(proc, cfg, isolation, t0, r_fd, nonce)
@@ -191,8 +226,9 @@ def run_program(source: str, cfg: SandboxConfig | None = None) -> SandboxResult:
         shutil.rmtree(workdir, ignore_errors=True)
 
 
-def _supervise(proc: subprocess.Popen, cfg: SandboxConfig, isolation: str, t0: float, r_fd: int,
-               nonce: str) -> SandboxResult:
+def _supervise(
+    proc: subprocess.Popen, cfg: SandboxConfig, isolation: str, t0: float, r_fd: int, nonce: str
+) -> SandboxResult:
     try:
         proc.stdin.write(nonce.encode() + b"\n")
         proc.stdin.close()
@@ -202,16 +238,22 @@ def _supervise(proc: subprocess.Popen, cfg: SandboxConfig, isolation: str, t0: f
     report = _read_report(r_fd)
     rc = proc.returncode
     verdict, detail = _verdict(rc, report, nonce, timed_out, err)
-    return SandboxResult(verdict, detail, rc, out.decode("utf-8", "replace"), err.decode("utf-8", "replace"),
-                         truncated, time.monotonic() - t0, isolation)
+    return SandboxResult(
+        verdict,
+        detail,
+        rc,
+        out.decode("utf-8", "replace"),
+        err.decode("utf-8", "replace"),
+        truncated,
+        time.monotonic() - t0,
+        isolation,
+    )
 
 
 def _kill_tree(proc: subprocess.Popen) -> None:
     """SIGKILL the launcher's process group: launcher, namespace init (whose death kills the rest), program."""
-    try:
+    with contextlib.suppress(ProcessLookupError):
         os.killpg(proc.pid, signal.SIGKILL)
-    except ProcessLookupError:
-        pass
 
 
 def _collect(proc: subprocess.Popen, cfg: SandboxConfig, t0: float):

@@ -11,17 +11,19 @@
 ``HumanEvalProblem``, ``TruthfulQAItem``); ``contexts`` the prompt texts
 (``asd.data.prompts.build_prompt(...).text``).
 """
+
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 import numpy as np
 
 from asd.eval.loglik import ScoreFn, choice_logliks, encode_pair
 
 
-def score_outputs(task: str, items: Sequence, outputs: Sequence[str], sandbox=None,
-                  progress: bool = False) -> np.ndarray:
+def score_outputs(
+    task: str, items: Sequence, outputs: Sequence[str], sandbox=None, progress: bool = False
+) -> np.ndarray:
     """[N] float32 1.0/0.0 per generated output (see module docstring)."""
     if len(items) != len(outputs):
         raise ValueError(f"{len(outputs)} outputs for {len(items)} items")
@@ -37,8 +39,10 @@ def score_outputs(task: str, items: Sequence, outputs: Sequence[str], sandbox=No
         from asd.eval.humaneval import program_from_output
         from asd.eval.sandbox import run_many
 
-        ok = [r.passed for r in run_many([program_from_output(it, o) for it, o in zip(items, outputs)],
-                                         sandbox, progress=progress)]
+        ok = [
+            r.passed
+            for r in run_many([program_from_output(it, o) for it, o in zip(items, outputs)], sandbox, progress=progress)
+        ]
     elif task == "truthfulqa":
         raise ValueError("truthfulqa generations need a judge model; score TruthfulQA with mc_scores (MC1/MC2)")
     else:
@@ -46,16 +50,19 @@ def score_outputs(task: str, items: Sequence, outputs: Sequence[str], sandbox=No
     return np.asarray(ok, dtype=np.float32)
 
 
-def mc_scores(task: str, items: Sequence, contexts: Sequence[str], tokenizer, score_fn: ScoreFn,
-              batch_size: int = 32) -> dict[str, np.ndarray]:
+def mc_scores(
+    task: str, items: Sequence, contexts: Sequence[str], tokenizer, score_fn: ScoreFn, batch_size: int = 32
+) -> dict[str, np.ndarray]:
     """Per-item log-likelihood scores: MMLU ``{"acc": [N]}``, TruthfulQA ``{"mc1": [N], "mc2": [N]}`` (float32)."""
     if len(items) != len(contexts):
         raise ValueError(f"{len(contexts)} contexts for {len(items)} items")
     if task == "mmlu":
         sets = [([" A", " B", " C", " D"], [int(i == it.answer) for i in range(4)]) for it in items]
     elif task == "truthfulqa":
-        sets = [([" " + c for c in it.mc1_choices + it.mc2_choices], list(it.mc1_labels) + list(it.mc2_labels))
-                for it in items]
+        sets = [
+            ([" " + c for c in it.mc1_choices + it.mc2_choices], list(it.mc1_labels) + list(it.mc2_labels))
+            for it in items
+        ]
     else:
         raise ValueError(f"{task} has no multiple-choice scoring; valid: mmlu, truthfulqa")
     ctx_ids, choice_ids = [], []

@@ -7,9 +7,10 @@ log-likelihoods ``ll_j`` of ``" " + c_j`` after the prompt:
 - MC2 = Σ_{y_j=1} p_j / Σ_j p_j with p_j = exp(ll_j): the normalised probability mass on
   the true answers (computed with log-sum-exp).
 """
+
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 import numpy as np
 

@@ -1,8 +1,9 @@
 """Entry points the sbatch templates call (slurm/*.sbatch):
 
-    python -m asd.jobs shard --config RUN.yaml --index "$SLURM_ARRAY_TASK_ID" [--phase generate|evaluate]
-    python -m asd.jobs merge --config RUN.yaml [--phase generate|evaluate]
+python -m asd.jobs shard --config RUN.yaml --index "$SLURM_ARRAY_TASK_ID" [--phase generate|evaluate]
+python -m asd.jobs merge --config RUN.yaml [--phase generate|evaluate]
 """
+
 from __future__ import annotations
 
 import argparse
@@ -11,8 +12,9 @@ import sys
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m asd.jobs", description=__doc__,
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = argparse.ArgumentParser(
+        prog="python -m asd.jobs", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     sub = p.add_subparsers(dest="cmd", required=True)
     s = sub.add_parser("shard", help="compute (or resume) one shard")
     s.add_argument("--config", required=True)
@@ -24,9 +26,9 @@ def main(argv: list[str] | None = None) -> int:
     args = p.parse_args(argv)
     try:
         if args.cmd == "shard":
-            from asd.configs import load_config
             from asd.jobs.plan import prepare_output_dir
             from asd.jobs.shard import run_shard
+            from asd.run_config import load_config
 
             prepare_output_dir(load_config(args.config), args.config)
             stats = run_shard(args.config, args.index, args.phase)

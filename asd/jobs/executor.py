@@ -9,6 +9,7 @@ checkpoints it and requeues it, and the requeued task resumes from the batches i
 merge job waits with ``--dependency=afterok:<array>``; locally it is submitted when the array has finished.
 Every submission gets its own submitit folder (job ids restart at 1 after a cluster's state is wiped).
 """
+
 from __future__ import annotations
 
 import datetime as _dt
@@ -36,21 +37,29 @@ class MergeTask(submitit.helpers.Checkpointable):
         return merge_run(config_path, phase)
 
 
-def make_executor(job: JobConfig, config: dict[str, Any], folder: Path, name: str,
-                  gpus: int | None = None) -> submitit.AutoExecutor:
+def make_executor(
+    job: JobConfig, config: dict[str, Any], folder: Path, name: str, gpus: int | None = None
+) -> submitit.AutoExecutor:
     """An AutoExecutor for ``job.executor`` with the node resources of the run (``gpus`` overrides)."""
-    ex = submitit.AutoExecutor(folder=str(folder), cluster=job.executor,
-                               slurm_max_num_timeout=job.max_num_timeout)
-    params: dict[str, Any] = dict(name=name, timeout_min=job.timeout_min, cpus_per_task=job.cpus_per_task,
-                                  nodes=1, tasks_per_node=1)
+    ex = submitit.AutoExecutor(folder=str(folder), cluster=job.executor, slurm_max_num_timeout=job.max_num_timeout)
+    params: dict[str, Any] = {
+        "name": name,
+        "timeout_min": job.timeout_min,
+        "cpus_per_task": job.cpus_per_task,
+        "nodes": 1,
+        "tasks_per_node": 1,
+    }
     gpus = gpus_per_task(job, config) if gpus is None else gpus
     if gpus:
         params["gpus_per_node"] = gpus
     if job.mem_gb is not None:
         params["mem_gb"] = job.mem_gb
     if job.executor == "slurm":
-        params.update(slurm_array_parallelism=job.array_parallelism, slurm_signal_delay_s=job.slurm_signal_delay_s,
-                      slurm_additional_parameters={"requeue": True, "open-mode": "append"})
+        params.update(
+            slurm_array_parallelism=job.array_parallelism,
+            slurm_signal_delay_s=job.slurm_signal_delay_s,
+            slurm_additional_parameters={"requeue": True, "open-mode": "append"},
+        )
         if job.partition:
             params["slurm_partition"] = job.partition
         if job.account:
@@ -68,15 +77,15 @@ class Submission:
     config: dict[str, Any]
     folder: Path
     phase: str
-    shard_jobs: list = field(default_factory=list)     # submitit jobs, one per pending shard
-    indices: list[int] = field(default_factory=list)   # shard index of each job in shard_jobs
-    skipped: list[int] = field(default_factory=list)   # shards already done (never redone)
+    shard_jobs: list = field(default_factory=list)  # submitit jobs, one per pending shard
+    indices: list[int] = field(default_factory=list)  # shard index of each job in shard_jobs
+    skipped: list[int] = field(default_factory=list)  # shards already done (never redone)
     merge_job: Any = None
 
     def wait(self) -> dict:
         """Wait for every shard (raises on a failed task: rerun to resume), then the merge; → merge stats."""
         results = [j.result() for j in self.shard_jobs]
-        if self.merge_job is None:   # local executor (or nothing pending): the merge runs after the array
+        if self.merge_job is None:  # local executor (or nothing pending): the merge runs after the array
             ex = make_executor(self.job, self.config, self.folder, f"{_name(self.job)}-merge", gpus=0)
             self.merge_job = ex.submit(MergeTask(), self.config_path, self.phase)
         stats = self.merge_job.result()
@@ -93,7 +102,7 @@ def submit_run(config_path: str | Path, phase: str = "generate", executor: str |
     """Check the run folder, then submit the shards not yet done as one array (+ merge job on slurm).
 
     ``executor`` overrides ``jobs.executor`` (it is not part of the run's identity)."""
-    from asd.configs import load_config
+    from asd.run_config import load_config
 
     config_path = str(Path(config_path).resolve())
     config = load_config(config_path)
@@ -108,12 +117,14 @@ def submit_run(config_path: str | Path, phase: str = "generate", executor: str |
 
     fp = fingerprint(config)
     pending, skipped = [], []
-    for i in range(len(plan)):   # raises on a shard of another schema version / run before submitting anything
+    for i in range(len(plan)):  # raises on a shard of another schema version / run before submitting anything
         path = plan.layout.shard(i, phase)
         state, _ = shard_state(path, plan.sample_ids(i), fp, peek=True)
         if state == "partial" and (who := live_writer(path)):
-            raise ValueError(f"shard {i} of {job.output_dir} is being written by {who}: an earlier submission "
-                             f"still runs (asd status {job.output_dir}; scancel it) — nothing submitted")
+            raise ValueError(
+                f"shard {i} of {job.output_dir} is being written by {who}: an earlier submission "
+                f"still runs (asd status {job.output_dir}; scancel it) — nothing submitted"
+            )
         if state == "done":
             skipped.append(i)
         else:

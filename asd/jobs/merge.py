@@ -3,23 +3,38 @@
 Memory: the sample ids of every shard (8 bytes each) plus one block of rows per shard touched by the block
 being written; 100,000 samples × 4 stages merge in far under 2 GB (benchmarks/test_bench_merge.py).
 """
+
 from __future__ import annotations
 
 import json
+from collections.abc import Iterable
 from pathlib import Path
-from typing import Iterable
 
 import numpy as np
 
 from asd.traces import FIELDS, SCHEMA_VERSION, TraceWriter, check_schema, decode_attrs
 
 BLOCK_ROWS = 8192
-SHARD_ATTRS = ("shard_index", "num_shards", "n_complete", "complete", "created_utc", "environment",
-               "num_stages", "num_features", "schema_version")
+SHARD_ATTRS = (
+    "shard_index",
+    "num_shards",
+    "n_complete",
+    "complete",
+    "created_utc",
+    "environment",
+    "num_stages",
+    "num_features",
+    "schema_version",
+)
 
 
-def merge_files(inputs: Iterable[str | Path], out: str | Path, block_rows: int = BLOCK_ROWS,
-                expected_ids: np.ndarray | None = None, attrs: dict | None = None) -> dict:
+def merge_files(
+    inputs: Iterable[str | Path],
+    out: str | Path,
+    block_rows: int = BLOCK_ROWS,
+    expected_ids: np.ndarray | None = None,
+    attrs: dict | None = None,
+) -> dict:
     """Merge complete trace files ``inputs`` into ``out`` (written as ``out.partial``, then renamed).
 
     Rows are ordered by sample id across all inputs (a k-way merge of the already sorted files). Refuses:
@@ -45,8 +60,8 @@ def merge_files(inputs: Iterable[str | Path], out: str | Path, block_rows: int =
         if len(Ks) != 1 or len(names) != 1:
             raise ValueError(f"merge: shards disagree on stages {sorted(Ks)} or feature names")
         all_ids = np.concatenate(ids)
-        src = np.concatenate([np.full(len(x), i, np.int32) for i, x in enumerate(ids)])   # [N] file of each row
-        pos = np.concatenate([np.arange(len(x), dtype=np.int64) for x in ids])            # [N] row in that file
+        src = np.concatenate([np.full(len(x), i, np.int32) for i, x in enumerate(ids)])  # [N] file of each row
+        pos = np.concatenate([np.arange(len(x), dtype=np.int64) for x in ids])  # [N] row in that file
         order = np.argsort(all_ids, kind="stable")
         sorted_ids = all_ids[order]
         dup = np.unique(sorted_ids[1:][np.diff(sorted_ids) == 0])
@@ -56,8 +71,10 @@ def merge_files(inputs: Iterable[str | Path], out: str | Path, block_rows: int =
             missing = np.setdiff1d(expected_ids, sorted_ids)
             extra = np.setdiff1d(sorted_ids, expected_ids)
             if len(missing) or len(extra):
-                raise ValueError(f"merge: {len(missing)} expected sample id(s) missing (e.g. {missing[:5].tolist()}),"
-                                 f" {len(extra)} unexpected (e.g. {extra[:5].tolist()})")
+                raise ValueError(
+                    f"merge: {len(missing)} expected sample id(s) missing (e.g. {missing[:5].tolist()}),"
+                    f" {len(extra)} unexpected (e.g. {extra[:5].tolist()})"
+                )
         base = decode_attrs(files[0].attrs)
         run_attrs = {k: v for k, v in base.items() if k not in SHARD_ATTRS}
         run_attrs.update(attrs or {})
@@ -66,20 +83,20 @@ def merge_files(inputs: Iterable[str | Path], out: str | Path, block_rows: int =
         feature_names = json.loads(names.pop())
         with TraceWriter(out, K, feature_names, run_attrs, chunk_rows=min(block_rows, 4096)) as w:
             for a in range(0, len(order), block_rows):
-                blk = order[a:a + block_rows]
+                blk = order[a : a + block_rows]
                 bsrc, bpos = src[blk], pos[blk]
                 parts: dict[str, list] = {name: [] for name in FIELDS}
                 where = []
                 for i in np.unique(bsrc):
                     sel = np.nonzero(bsrc == i)[0]
-                    lo, hi = int(bpos[sel].min()), int(bpos[sel].max()) + 1   # one contiguous slice per file
+                    lo, hi = int(bpos[sel].min()), int(bpos[sel].max()) + 1  # one contiguous slice per file
                     rows = bpos[sel] - lo
                     for name in FIELDS:
                         parts[name].append(files[i][name][lo:hi][rows])
                     where.append(sel)
                 inv = np.argsort(np.concatenate(where), kind="stable")
                 w.append({name: np.concatenate(v)[inv] for name, v in parts.items()})
-        return {"samples": int(len(order)), "files": len(paths), "duplicates": 0, "missing": 0}
+        return {"samples": len(order), "files": len(paths), "duplicates": 0, "missing": 0}
     finally:
         for f in files:
             f.close()
@@ -87,9 +104,9 @@ def merge_files(inputs: Iterable[str | Path], out: str | Path, block_rows: int =
 
 def merge_run(config_path: str, phase: str = "generate") -> dict:
     """Merge a run's shards (all must be done) into ``traces.h5``; the array's dependent job."""
-    from asd.configs import load_config
     from asd.jobs.plan import ShardPlan, fingerprint
     from asd.jobs.shard import shard_state
+    from asd.run_config import load_config
 
     config = load_config(config_path)
     plan = ShardPlan(config["jobs"])
@@ -102,7 +119,11 @@ def merge_run(config_path: str, phase: str = "generate") -> dict:
     if not_done:
         raise ValueError(f"merge: {len(not_done)} shard(s) not done: {', '.join(not_done[:10])}; rerun the job")
     out = plan.layout.merged_for(phase)
-    stats = merge_files(paths, out, expected_ids=np.arange(config["jobs"].num_samples, dtype=np.int64),
-                        attrs={"run_fingerprint": fp, "phase": phase, "schema_version": SCHEMA_VERSION})
+    stats = merge_files(
+        paths,
+        out,
+        expected_ids=np.arange(config["jobs"].num_samples, dtype=np.int64),
+        attrs={"run_fingerprint": fp, "phase": phase, "schema_version": SCHEMA_VERSION},
+    )
     stats["path"] = str(out)
     return stats

@@ -11,6 +11,7 @@ The fingerprint hashes everything that decides the data (every config section, a
 samples, seed and shard count) but not how it runs (executor, parallelism, time limits, partition): the
 same run may be resumed on another executor, and a folder holding another run is refused.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -23,42 +24,55 @@ from typing import Any, Literal
 
 import numpy as np
 
-from asd.config import to_dict
+from asd.config_loader import to_dict
 
 EXECUTORS = ("slurm", "local")
 # jobs fields that only say how a run executes; they do not enter the fingerprint
-EXECUTION_FIELDS = ("executor", "array_parallelism", "timeout_min", "partition", "slurm_signal_delay_s",
-                    "cpus_per_task", "mem_gb", "gpus_per_task", "max_num_timeout", "batch_size", "python",
-                    "setup", "output_dir", "account")
+EXECUTION_FIELDS = (
+    "executor",
+    "array_parallelism",
+    "timeout_min",
+    "partition",
+    "slurm_signal_delay_s",
+    "cpus_per_task",
+    "mem_gb",
+    "gpus_per_task",
+    "max_num_timeout",
+    "batch_size",
+    "python",
+    "setup",
+    "output_dir",
+    "account",
+)
 RUN_FILE = "run.json"
 MERGED_FILE = "traces.h5"
-OWN_ENTRIES = {"shards", "shards-evaluate", "logs", "submitit"}   # what a run folder may hold before run.json
+OWN_ENTRIES = {"shards", "shards-evaluate", "logs", "submitit"}  # what a run folder may hold before run.json
 
 
 @dataclass
 class JobConfig:
     """YAML section ``jobs``: what each shard computes and where and how the shards run."""
 
-    output_dir: str                                   # the run folder (see module docstring)
-    step: str = "asd.jobs.steps:synthetic"            # "module:function"(sample_ids [B] int64, config) -> records
-    evaluate_step: str | None = None                  # step of the `evaluate` phase (slurm/array_evaluate)
-    num_samples: int = 1000                           # sample ids 0 .. num_samples-1
-    seed: int = 0                                     # run seed; steps seed each sample from (seed, sample_id)
-    shards: int = 8                                   # array tasks; shard i holds a contiguous id range
-    batch_size: int = 64                              # samples per step call; one flush per batch
+    output_dir: str  # the run folder (see module docstring)
+    step: str = "asd.jobs.steps:synthetic"  # "module:function"(sample_ids [B] int64, config) -> records
+    evaluate_step: str | None = None  # step of the `evaluate` phase (slurm/array_evaluate)
+    num_samples: int = 1000  # sample ids 0 .. num_samples-1
+    seed: int = 0  # run seed; steps seed each sample from (seed, sample_id)
+    shards: int = 8  # array tasks; shard i holds a contiguous id range
+    batch_size: int = 64  # samples per step call; one flush per batch
     step_options: dict[str, float] = field(default_factory=dict)  # extra numbers the step reads
-    executor: Literal["slurm", "local"] = "local"     # submitit backend; the same code path either way
-    array_parallelism: int = 8                        # array tasks running at once (slurm)
-    timeout_min: int = 60                             # per-task time limit (minutes); requeued on expiry
-    max_num_timeout: int = 3                          # requeues after time-out / preemption per task
-    slurm_signal_delay_s: int = 120                   # USR2 this long before the limit → checkpoint + requeue
+    executor: Literal["slurm", "local"] = "local"  # submitit backend; the same code path either way
+    array_parallelism: int = 8  # array tasks running at once (slurm)
+    timeout_min: int = 60  # per-task time limit (minutes); requeued on expiry
+    max_num_timeout: int = 3  # requeues after time-out / preemption per task
+    slurm_signal_delay_s: int = 120  # USR2 this long before the limit → checkpoint + requeue
     partition: str | None = None
     account: str | None = None
     cpus_per_task: int = 1
-    mem_gb: float | None = None                       # None: the cluster's default
-    gpus_per_task: int | None = None                  # None: the hierarchy's GPUs (sum of TP sizes, vllm), else 0
-    python: str | None = None                         # interpreter in sbatch templates (default: this one)
-    setup: list[str] = field(default_factory=list)   # shell lines run before the task in sbatch templates
+    mem_gb: float | None = None  # None: the cluster's default
+    gpus_per_task: int | None = None  # None: the hierarchy's GPUs (sum of TP sizes, vllm), else 0
+    python: str | None = None  # interpreter in sbatch templates (default: this one)
+    setup: list[str] = field(default_factory=list)  # shell lines run before the task in sbatch templates
 
     def __post_init__(self) -> None:
         if self.executor not in EXECUTORS:
@@ -177,27 +191,39 @@ def prepare_output_dir(config: dict[str, Any], config_path: str | Path) -> dict:
     if run_file.is_file():
         rec = json.loads(run_file.read_text())
         if rec.get("fingerprint") != fp:
-            raise ValueError(f"output_dir {root} holds another run (fingerprint {rec.get('fingerprint')}, "
-                             f"config {rec.get('config_path')}); this run's is {fp}. Choose another "
-                             f"jobs.output_dir or delete that folder; nothing was overwritten")
+            raise ValueError(
+                f"output_dir {root} holds another run (fingerprint {rec.get('fingerprint')}, "
+                f"config {rec.get('config_path')}); this run's is {fp}. Choose another "
+                f"jobs.output_dir or delete that folder; nothing was overwritten"
+            )
         if rec.get("schema_version") != SCHEMA_VERSION:
-            raise ValueError(f"output_dir {root} was written with trace schema {rec.get('schema_version')}, "
-                             f"this asd writes {SCHEMA_VERSION}; use another jobs.output_dir")
+            raise ValueError(
+                f"output_dir {root} was written with trace schema {rec.get('schema_version')}, "
+                f"this asd writes {SCHEMA_VERSION}; use another jobs.output_dir"
+            )
         return rec
     if root.exists():
-        foreign = sorted(p.name for p in root.iterdir() if p.name not in OWN_ENTRIES and not p.name.startswith(RUN_FILE))
+        foreign = sorted(
+            p.name for p in root.iterdir() if p.name not in OWN_ENTRIES and not p.name.startswith(RUN_FILE)
+        )
         if foreign:
-            raise ValueError(f"output_dir {root} is not empty and has no {RUN_FILE}: it holds {foreign[:5]} of "
-                             f"something else; choose another jobs.output_dir; nothing was overwritten")
+            raise ValueError(
+                f"output_dir {root} is not empty and has no {RUN_FILE}: it holds {foreign[:5]} of "
+                f"something else; choose another jobs.output_dir; nothing was overwritten"
+            )
     root.mkdir(parents=True, exist_ok=True)
-    rec = provenance(config={k: to_dict(v) for k, v in config.items()}, schema_version=SCHEMA_VERSION,
-                     fingerprint=fp, config_path=str(Path(config_path).resolve()))
+    rec = provenance(
+        config={k: to_dict(v) for k, v in config.items()},
+        schema_version=SCHEMA_VERSION,
+        fingerprint=fp,
+        config_path=str(Path(config_path).resolve()),
+    )
     tmp = root / f"{RUN_FILE}.{os.getpid()}.tmp"
     tmp.write_text(json.dumps(rec, indent=1, sort_keys=True, default=str))
     try:
-        os.link(tmp, run_file)        # atomic create: of array tasks starting at once, one wins
+        os.link(tmp, run_file)  # atomic create: of array tasks starting at once, one wins
     except FileExistsError:
         tmp.unlink()
-        return prepare_output_dir(config, config_path)   # compare against the winner's record
+        return prepare_output_dir(config, config_path)  # compare against the winner's record
     tmp.unlink()
     return rec

@@ -4,6 +4,7 @@ Templates are ``slurm/<name>.sbatch.in`` with ``{{key}}`` placeholders; a line t
 rendering to nothing (an optional ``#SBATCH`` directive) is dropped. Rendered scripts call
 ``python -m asd.jobs shard|merge`` and ``python -m asd profile`` (docs/jobs.md).
 """
+
 from __future__ import annotations
 
 import re
@@ -73,10 +74,11 @@ def template_values(config: dict, config_path: str, script_dir: str, workdir: st
     }
 
 
-def render_all(config_path: str | Path, out_dir: str | Path, workdir: str | None = None,
-               make_log_dir: bool = True) -> list[Path]:
+def render_all(
+    config_path: str | Path, out_dir: str | Path, workdir: str | None = None, make_log_dir: bool = True
+) -> list[Path]:
     """Write every script of :data:`SCRIPTS` into ``out_dir``; creates the run's log folder (sbatch needs it)."""
-    from asd.configs import load_config
+    from asd.run_config import load_config
 
     config = load_config(config_path)
     if "jobs" not in config:
@@ -86,8 +88,12 @@ def render_all(config_path: str | Path, out_dir: str | Path, workdir: str | None
     base = template_values(config, str(config_path), str(out), workdir)
     written = []
     for name, (tmpl, phase) in SCRIPTS.items():
-        values = dict(base, phase=phase, script_name=name,
-                      merged_name="traces.h5" if phase == "generate" else f"traces-{phase}.h5")
+        values = dict(
+            base,
+            phase=phase,
+            script_name=name,
+            merged_name="traces.h5" if phase == "generate" else f"traces-{phase}.h5",
+        )
         text = render_text((TEMPLATE_DIR / tmpl).read_text(), values)
         (out / name).write_text(text)
         written.append(out / name)

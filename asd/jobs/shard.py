@@ -11,6 +11,7 @@ States of a shard file (``shard-i-of-n.h5``; ``.partial`` while written, flushed
 So a task killed (``kill -9``), requeued (``scontrol requeue``, preemption) or timed out loses at most the
 batch in flight and never writes a sample twice.
 """
+
 from __future__ import annotations
 
 import json
@@ -23,7 +24,7 @@ import numpy as np
 from asd.jobs.plan import ShardPlan, fingerprint
 from asd.traces import FIELDS, PARTIAL_SUFFIX, SCHEMA_VERSION, TraceWriter, check_schema
 
-COPY_ROWS = 4096   # rows per block when carrying a partial file's valid prefix over
+COPY_ROWS = 4096  # rows per block when carrying a partial file's valid prefix over
 
 
 def _move_aside(path: Path) -> Path:
@@ -41,8 +42,7 @@ def _check_owner(f, path: Path, fp: str) -> None:
     if isinstance(got, bytes):
         got = got.decode()
     if got != fp:
-        raise ValueError(f"{path}: shard of another run (fingerprint {got}, this run {fp}); "
-                         f"nothing was overwritten")
+        raise ValueError(f"{path}: shard of another run (fingerprint {got}, this run {fp}); nothing was overwritten")
 
 
 def progress_path(path: Path) -> Path:
@@ -135,10 +135,10 @@ def run_shard(config_path: str, index: int, phase: str = "generate", show_progre
     import h5py
     from tqdm import tqdm
 
-    from asd.configs import load_config
+    from asd.config_loader import to_dict
     from asd.jobs.steps import load_step
     from asd.provenance import provenance
-    from asd.config import to_dict
+    from asd.run_config import load_config
 
     config = load_config(config_path)
     if "jobs" not in config:
@@ -153,26 +153,32 @@ def run_shard(config_path: str, index: int, phase: str = "generate", show_progre
     path = plan.layout.shard(index, phase)
     partial = path.with_name(path.name + PARTIAL_SUFFIX)
     state, _ = shard_state(path, ids, fp)
-    stats = {"index": index, "samples": int(len(ids)), "written": 0, "resumed_from": 0, "skipped": False}
+    stats = {"index": index, "samples": len(ids), "written": 0, "resumed_from": 0, "skipped": False}
     if state == "done":
         stats["skipped"] = True
         return stats
-    if path.exists():       # corrupt final file (truncated, killed during rename…): keep it aside, redo
+    if path.exists():  # corrupt final file (truncated, killed during rename…): keep it aside, redo
         _move_aside(path)
     old, n_old = (None, 0)
     if partial.exists():
         old, n_old = _recover_partial(partial, ids, fp)
     step = load_step(spec)
-    attrs = provenance(config={k: to_dict(v) for k, v in config.items()}, schema_version=SCHEMA_VERSION,
-                       run_fingerprint=fp, shard_index=index, num_shards=job.shards, phase=phase,
-                       seed=job.seed, step=spec)
+    attrs = provenance(
+        config={k: to_dict(v) for k, v in config.items()},
+        schema_version=SCHEMA_VERSION,
+        run_fingerprint=fp,
+        shard_index=index,
+        num_shards=job.shards,
+        phase=phase,
+        seed=job.seed,
+        step=spec,
+    )
     for name in ("lam", "models", "cost_model"):
         attrs.setdefault(name, _run_attr(config, name))
     writer = None
     try:
         todo = ids[n_old:]
-        bar = tqdm(total=len(ids), initial=n_old, desc=f"shard {index}", disable=not show_progress,
-                   mininterval=2.0)
+        bar = tqdm(total=len(ids), initial=n_old, desc=f"shard {index}", disable=not show_progress, mininterval=2.0)
         if old is not None:
             with h5py.File(old, "r") as f:
                 K, F = f["ran"].shape[1], f["features"].shape[2]
@@ -184,7 +190,7 @@ def run_shard(config_path: str, index: int, phase: str = "generate", show_progre
             old.unlink()
             stats["resumed_from"] = n_old
         for a in range(0, len(todo), job.batch_size):
-            batch_ids = todo[a:a + job.batch_size]
+            batch_ids = todo[a : a + job.batch_size]
             rec = dict(step(batch_ids, config))
             names = rec.pop("feature_names", None)
             if writer is None:
@@ -201,7 +207,7 @@ def run_shard(config_path: str, index: int, phase: str = "generate", show_progre
         progress_path(path).unlink(missing_ok=True)
     except BaseException:
         if writer is not None:
-            writer.close(complete=False)   # keep the flushed batches for the next attempt
+            writer.close(complete=False)  # keep the flushed batches for the next attempt
         raise
     return stats
 

@@ -6,28 +6,34 @@ loaded sections (``{name: dataclass}``), ``records`` a dict of arrays per the tr
 It must be a pure function of (sample id, config): a rerun, a resumed shard or another shard count gives
 the same rows. The cascade plugs in as another step.
 """
+
 from __future__ import annotations
 
-import importlib
 import time
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import numpy as np
 
+from asd.registry import import_spec
 from asd.traces import NOT_RUN, STOP
 
-SYNTHETIC_FEATURES = ["entropy_mean", "maxprob_mean", "margin_min", "logprob_last", "draft_len", "prompt_nll",
-                      "low_conf_frac", "accept_prev"]
+SYNTHETIC_FEATURES = [
+    "entropy_mean",
+    "maxprob_mean",
+    "margin_min",
+    "logprob_last",
+    "draft_len",
+    "prompt_nll",
+    "low_conf_frac",
+    "accept_prev",
+]
 DATASETS = ("mmlu", "humaneval", "gsm8k", "truthfulqa")
 
 
 def load_step(spec: str) -> Callable:
     """Import ``"module:function"``; ValueError naming the spec if it does not resolve to a callable."""
-    mod, _, attr = spec.partition(":")
-    try:
-        fn = getattr(importlib.import_module(mod), attr)
-    except (ImportError, AttributeError) as e:
-        raise ValueError(f"step {spec!r} does not resolve to module:function ({e})") from e
+    fn = import_spec(spec, "step")
     if not callable(fn):
         raise ValueError(f"step {spec!r} is not callable")
     return fn
@@ -71,10 +77,19 @@ def synthetic_sample(seed: int, sample_id: int, K: int, F: int) -> dict[str, Any
     n_tok = int(draft[k])
     tokens = rng.integers(0, 32000, size=n_tok).astype(np.int32)
     return {
-        "sample_id": sample_id, "dataset": DATASETS[sample_id % len(DATASETS)], "prompt_len": prompt_len,
-        "ran": ran, "draft_len": np.where(ran, draft, 0).astype(np.int32), "accepted_len": accepted,
-        "latency_s": latency, "decision": decision, "predictions": pred, "features": feats, "final_stage": k,
-        "tokens": tokens, "text": f"sample {sample_id}: " + " ".join(map(str, tokens[:8])) + " …é",
+        "sample_id": sample_id,
+        "dataset": DATASETS[sample_id % len(DATASETS)],
+        "prompt_len": prompt_len,
+        "ran": ran,
+        "draft_len": np.where(ran, draft, 0).astype(np.int32),
+        "accepted_len": accepted,
+        "latency_s": latency,
+        "decision": decision,
+        "predictions": pred,
+        "features": feats,
+        "final_stage": k,
+        "tokens": tokens,
+        "text": f"sample {sample_id}: " + " ".join(map(str, tokens[:8])) + " …é",
         "score": np.float32(rng.random() < r[k]),
     }
 

@@ -23,10 +23,12 @@ session
 Everything crossing this boundary is numpy or plain Python: the cascade and the
 pure core never see a torch tensor.
 """
+
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Protocol, Sequence, runtime_checkable
+from typing import Protocol, runtime_checkable
 
 import numpy as np
 
@@ -39,12 +41,12 @@ class GenerationParams:
 
     max_new_tokens: int = 64
     temperature: float = 0.0
-    top_k: int = 0                  # 0: off
-    top_p: float = 1.0              # 1.0: off
-    eos_token_ids: tuple[int, ...] = ()   # generation of a row stops after emitting one of these
-    keep_probs: bool = False        # return the processed distribution of every emitted token (sampling mode)
-    hidden: bool = False            # return the pooled last-layer hidden state
-    prompt_nll: bool = False        # return the mean NLL of the prompt tokens (nats/token)
+    top_k: int = 0  # 0: off
+    top_p: float = 1.0  # 1.0: off
+    eos_token_ids: tuple[int, ...] = ()  # generation of a row stops after emitting one of these
+    keep_probs: bool = False  # return the processed distribution of every emitted token (sampling mode)
+    hidden: bool = False  # return the pooled last-layer hidden state
+    prompt_nll: bool = False  # return the mean NLL of the prompt tokens (nats/token)
 
     def __post_init__(self) -> None:
         if self.max_new_tokens < 1:
@@ -65,13 +67,13 @@ class GenerationParams:
 class GenerationResult:
     """Output of ``generate`` / ``Session.decode`` for B rows (ragged lists, one entry per row)."""
 
-    tokens: list[np.ndarray]                   # B × [n_i] int64 generated ids (EOS included when emitted)
-    stats: list[np.ndarray]                    # B × [n_i, 5] float32 token statistics (asd.tokstats columns)
-    probs: list[np.ndarray] | None = None      # B × [n_i, V] float32 processed distributions (keep_probs)
-    hidden: np.ndarray | None = None           # [B, H] float32 mean last-layer hidden state over prompt+response
-    prompt_nll: np.ndarray | None = None       # [B] float64 mean NLL of prompt tokens 1.. (nats/token)
-    finished: np.ndarray | None = None         # [B] bool: row stopped at EOS (False: hit max_new_tokens)
-    seconds: float = 0.0                       # wall-clock of the call
+    tokens: list[np.ndarray]  # B × [n_i] int64 generated ids (EOS included when emitted)
+    stats: list[np.ndarray]  # B × [n_i, 5] float32 token statistics (asd.tokstats columns)
+    probs: list[np.ndarray] | None = None  # B × [n_i, V] float32 processed distributions (keep_probs)
+    hidden: np.ndarray | None = None  # [B, H] float32 mean last-layer hidden state over prompt+response
+    prompt_nll: np.ndarray | None = None  # [B] float64 mean NLL of prompt tokens 1.. (nats/token)
+    finished: np.ndarray | None = None  # [B] bool: row stopped at EOS (False: hit max_new_tokens)
+    seconds: float = 0.0  # wall-clock of the call
 
 
 @dataclass
@@ -83,13 +85,13 @@ class ScoreResult:
     "bonus" distribution).
     """
 
-    logprobs: list[np.ndarray]                 # B × [n_i] float32 log p(c[t] | prompt, c[:t])
-    argmax: list[np.ndarray]                   # B × [n_i + 1] int64 model's greedy token at each position
-    stats: list[np.ndarray]                    # B × [n_i, 5] float32 token statistics of the given tokens
-    probs: list[np.ndarray] | None = None      # B × [n_i + 1, V] float32 processed distributions (with_probs)
-    hidden: np.ndarray | None = None           # [B, H] float32 mean last-layer hidden state
-    prompt_nll: np.ndarray | None = None       # [B] float64 mean NLL of prompt tokens (nats/token)
-    session: "Session | None" = None           # live KV cache over prompt + continuation (keep_session)
+    logprobs: list[np.ndarray]  # B × [n_i] float32 log p(c[t] | prompt, c[:t])
+    argmax: list[np.ndarray]  # B × [n_i + 1] int64 model's greedy token at each position
+    stats: list[np.ndarray]  # B × [n_i, 5] float32 token statistics of the given tokens
+    probs: list[np.ndarray] | None = None  # B × [n_i + 1, V] float32 processed distributions (with_probs)
+    hidden: np.ndarray | None = None  # [B, H] float32 mean last-layer hidden state
+    prompt_nll: np.ndarray | None = None  # [B] float64 mean NLL of prompt tokens (nats/token)
+    session: Session | None = None  # live KV cache over prompt + continuation (keep_session)
     seconds: float = 0.0
 
 
@@ -105,19 +107,27 @@ class Session(Protocol):
     generates (the two halves of token-level speculative decoding).
     """
 
-    length: np.ndarray                         # [B] int64 valid tokens per row (prompt + response so far)
+    length: np.ndarray  # [B] int64 valid tokens per row (prompt + response so far)
 
     def truncate(self, keep: Sequence[int]) -> None: ...
 
-    def append(self, tokens: Sequence[Sequence[int]], params: GenerationParams,
-               with_probs: bool = False) -> ScoreResult: ...
+    def append(
+        self, tokens: Sequence[Sequence[int]], params: GenerationParams, with_probs: bool = False
+    ) -> ScoreResult: ...
 
-    def extend(self, tokens: Sequence[Sequence[int]], budget: Sequence[int],
-               params: GenerationParams) -> GenerationResult: ...
+    def extend(
+        self, tokens: Sequence[Sequence[int]], budget: Sequence[int], params: GenerationParams
+    ) -> GenerationResult: ...
 
-    def decode(self, first: Sequence[int], first_stats: np.ndarray | None, budget: Sequence[int],
-               params: GenerationParams, first_probs: np.ndarray | None = None,
-               release: bool = False) -> GenerationResult: ...
+    def decode(
+        self,
+        first: Sequence[int],
+        first_stats: np.ndarray | None,
+        budget: Sequence[int],
+        params: GenerationParams,
+        first_probs: np.ndarray | None = None,
+        release: bool = False,
+    ) -> GenerationResult: ...
 
     def close(self) -> None: ...
 
@@ -128,18 +138,26 @@ class Engine(Protocol):
 
     name: str
     vocab_size: int
-    max_context: int                           # tokens (prompt + response) the model accepts
+    max_context: int  # tokens (prompt + response) the model accepts
 
-    def generate(self, prompts: Sequence[Sequence[int]], params: GenerationParams,
-                 seeds: Sequence[int] | None = None) -> GenerationResult: ...
+    def generate(
+        self, prompts: Sequence[Sequence[int]], params: GenerationParams, seeds: Sequence[int] | None = None
+    ) -> GenerationResult: ...
 
-    def score(self, prompts: Sequence[Sequence[int]], continuations: Sequence[Sequence[int]],
-              params: GenerationParams | None = None, *, with_probs: bool = False,
-              keep_session: bool = False) -> ScoreResult: ...
+    def score(
+        self,
+        prompts: Sequence[Sequence[int]],
+        continuations: Sequence[Sequence[int]],
+        params: GenerationParams | None = None,
+        *,
+        with_probs: bool = False,
+        keep_session: bool = False,
+    ) -> ScoreResult: ...
 
 
-def check_prompts(prompts: Sequence[Sequence[int]], max_context: int, vocab_size: int,
-                  max_new_tokens: int = 0, what: str = "prompt") -> None:
+def check_prompts(
+    prompts: Sequence[Sequence[int]], max_context: int, vocab_size: int, max_new_tokens: int = 0, what: str = "prompt"
+) -> None:
     """ValueError naming the first bad row: empty, too long for the context, or ids outside the vocabulary."""
     if len(prompts) == 0:
         raise ValueError(f"no {what}s given (empty batch)")
@@ -150,7 +168,8 @@ def check_prompts(prompts: Sequence[Sequence[int]], max_context: int, vocab_size
         if n + max_new_tokens > max_context:
             raise ValueError(
                 f"{what} {i} has {n} tokens + max_new_tokens {max_new_tokens} > the model's context "
-                f"of {max_context} tokens")
+                f"of {max_context} tokens"
+            )
         a = np.asarray(p)
         if a.dtype.kind not in "iu":
             raise ValueError(f"{what} {i} must hold integer token ids, got dtype {a.dtype}")
@@ -160,6 +179,7 @@ def check_prompts(prompts: Sequence[Sequence[int]], max_context: int, vocab_size
 
 def row_seeds(run_seed: int, sample_ids: Sequence[int]) -> list[int]:
     """A per-sample seed from (run_seed, sample_id): the same sample draws the same numbers in any batch."""
-    return [int(np.random.SeedSequence([run_seed & 0xFFFFFFFF, int(s) & 0xFFFFFFFF]).generate_state(1)[0])
-            for s in sample_ids]
-
+    return [
+        int(np.random.SeedSequence([run_seed & 0xFFFFFFFF, int(s) & 0xFFFFFFFF]).generate_state(1)[0])
+        for s in sample_ids
+    ]

@@ -1,7 +1,11 @@
-"""Config of a model hierarchy (the stages of the cascade) — ``configs/qwen2.5_models.yaml``, ``configs/testbed.yaml``."""
+"""Config of a model hierarchy (the stages of the cascade).
+
+Used by ``configs/qwen2.5_models.yaml`` and ``configs/testbed.yaml``.
+"""
+
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Literal
 
 DTYPES = ("bfloat16", "float16", "float32")
@@ -12,11 +16,11 @@ BACKENDS = ("hf", "vllm")
 class StageConfig:
     """One stage M_k of the hierarchy."""
 
-    name: str                       # short label, e.g. "7b"
-    model: str                      # HF model id or local checkpoint folder ("testbed:s0" for embedded weights)
+    name: str  # short label, e.g. "7b"
+    model: str  # HF model id or local checkpoint folder ("testbed:s0" for embedded weights)
     dtype: Literal["bfloat16", "float16", "float32"] = "bfloat16"
-    tensor_parallel_size: int = 1   # GPUs this stage occupies (vLLM TP / transformers tp_plan)
-    max_model_len: int = 4096       # context length the engine allocates for (tokens)
+    tensor_parallel_size: int = 1  # GPUs this stage occupies (vLLM TP / transformers tp_plan)
+    max_model_len: int = 4096  # context length the engine allocates for (tokens)
 
     def __post_init__(self) -> None:
         if self.tensor_parallel_size < 1:
@@ -32,9 +36,9 @@ class HierarchyConfig:
     name: str
     stages: list[StageConfig]
     backend: Literal["hf", "vllm"] = "hf"
-    device: str = "auto"            # "auto" | "cpu" | "cuda" | "cuda:N" (hf backend)
-    gpus_per_node: int = 8          # node layout on the cluster (8×A100-80GB)
-    tokenizer: str | None = None    # shared tokenizer; default: the first stage's
+    device: str = "auto"  # "auto" | "cpu" | "cuda" | "cuda:N" (hf backend)
+    gpus_per_node: int = 8  # node layout on the cluster (8×A100-80GB)
+    tokenizer: str | None = None  # shared tokenizer; default: the first stage's
 
     def __post_init__(self) -> None:
         if len(self.stages) < 2:

@@ -28,15 +28,22 @@ Example::
     dec = StaticDecoder(model, max_batch=8, max_len=1024)
     out = dec.generate_greedy([[1, 2, 3], [4, 5]], max_new_tokens=32)   # list of token lists
 """
+
 from __future__ import annotations
 
-from typing import Callable, Sequence
+from collections.abc import Callable, Sequence
 
 import torch
 import torch.nn.functional as F
 
-from asd.models.attention import (KERNEL_HEAD_DIMS, KERNEL_MAX_ROWS, KERNEL_MAX_WINDOW, additive_length_mask,
-                                  decode_attention, kernel_supports)
+from asd.models.attention import (
+    KERNEL_HEAD_DIMS,
+    KERNEL_MAX_ROWS,
+    KERNEL_MAX_WINDOW,
+    additive_length_mask,
+    decode_attention,
+    kernel_supports,
+)
 
 ATTENTION_CHOICES = ("auto", "kernel", "sdpa")
 
@@ -67,7 +74,7 @@ def _attn_in(x, w_ln, w_qkv, b_qkv, cos, sin, eps: float, n_q: int, n_kv: int, h
     qk = qk * c + _rotate_half(qk) * s
     g = n_q // n_kv
     q = qk[:, :, :n_q].reshape(B, T, n_kv, g, head_dim).permute(0, 2, 3, 1, 4).reshape(B, n_kv, g * T, head_dim)
-    kv_new = torch.stack((qk[:, :, n_q:], qkv[:, :, n_q + n_kv:]), dim=2)
+    kv_new = torch.stack((qk[:, :, n_q:], qkv[:, :, n_q + n_kv :]), dim=2)
     return q, kv_new
 
 
@@ -92,8 +99,16 @@ class StaticDecoder:
     (every decode/verify step; an error where it does not apply) or "sdpa".
     """
 
-    def __init__(self, model, max_batch: int, max_len: int, use_graphs: bool | None = None,
-                 compile_blocks: bool = False, layers: int | None = None, attention: str = "auto") -> None:
+    def __init__(
+        self,
+        model,
+        max_batch: int,
+        max_len: int,
+        use_graphs: bool | None = None,
+        compile_blocks: bool = False,
+        layers: int | None = None,
+        attention: str = "auto",
+    ) -> None:
         cfg = model.config
         if max_batch < 1 or max_len < 1:
             raise ValueError(f"max_batch and max_len must be >= 1, got {max_batch}, {max_len}")
@@ -125,15 +140,18 @@ class StaticDecoder:
         g = self.n_q // self.n_kv
         can = kernel_supports(dev, self.dtype, self.head_dim, g)
         if attention == "kernel" and not can:
-            raise ValueError(f"attention='kernel' needs a CUDA device, asd's CUDA kernels, float32/bfloat16/"
-                             f"float16 and head_dim in {KERNEL_HEAD_DIMS} (got {dev}, {self.dtype}, "
-                             f"head_dim {self.head_dim}); use attention='auto' or 'sdpa'")
+            raise ValueError(
+                f"attention='kernel' needs a CUDA device, asd's CUDA kernels, float32/bfloat16/"
+                f"float16 and head_dim in {KERNEL_HEAD_DIMS} (got {dev}, {self.dtype}, "
+                f"head_dim {self.head_dim}); use attention='auto' or 'sdpa'"
+            )
         # auto: the kernel at batch 1 only, where it measured faster end to end (H100, docs/gpu.md: 7B decode
         # 6.11 vs 6.35 ms); at batch 8 SDPA was faster (6.50 vs 6.58 ms), its cost flat in the batch
         self.attention, self.kernel_available = attention, can
         # [layers, B, 2 (K,V), kv_heads, slots, head_dim]
-        self.kv = torch.zeros(self.n_layers, max_batch, 2, self.n_kv, self._n_slots, self.head_dim,
-                              dtype=self.dtype, device=dev)
+        self.kv = torch.zeros(
+            self.n_layers, max_batch, 2, self.n_kv, self._n_slots, self.head_dim, dtype=self.dtype, device=dev
+        )
         self.lengths = torch.zeros(max_batch, dtype=torch.long, device=dev)  # [B] filled slots per row
         self._host_len = [0] * max_batch
         rot = model.model.rotary_emb
@@ -143,7 +161,7 @@ class StaticDecoder:
         emb = torch.cat((freqs, freqs), dim=-1)  # [slots, head_dim], as Qwen2RotaryEmbedding computes it
         self._cos = (emb.cos() * scale).to(self.dtype)
         self._sin = (emb.sin() * scale).to(self.dtype)
-        self.last_hidden: torch.Tensor | None = None   # [B,T,hidden] final-norm states of the last step
+        self.last_hidden: torch.Tensor | None = None  # [B,T,hidden] final-norm states of the last step
         self._attn_in, self._attn_out_mlp = _attn_in, _attn_out_mlp
         if compile_blocks and self.device.type == "cuda":
             import torch._dynamo as dynamo
@@ -177,8 +195,17 @@ class StaticDecoder:
                 m.up_proj.weight = torch.nn.Parameter(wgu[ni:], requires_grad=False)
                 a._asd_fused = (wqkv, bqkv, wgu)
             wqkv, bqkv, wgu = a._asd_fused
-            self._w.append((layer.input_layernorm.weight, wqkv, bqkv, a.o_proj.weight,
-                            layer.post_attention_layernorm.weight, wgu, m.down_proj.weight))
+            self._w.append(
+                (
+                    layer.input_layernorm.weight,
+                    wqkv,
+                    bqkv,
+                    a.o_proj.weight,
+                    layer.post_attention_layernorm.weight,
+                    wgu,
+                    m.down_proj.weight,
+                )
+            )
 
     # ---- the step --------------------------------------------------------------------------------
     def _forward(self, ids: torch.Tensor, valid: torch.Tensor, window: int) -> torch.Tensor:
@@ -191,26 +218,28 @@ class StaticDecoder:
         """
         B, T = ids.shape
         lens = self.lengths[:B]
-        pos = (lens[:, None] + valid.cumsum(1) - 1).clamp_min(0)                  # [B,T] position
+        pos = (lens[:, None] + valid.cumsum(1) - 1).clamp_min(0)  # [B,T] position
         slot = torch.where(valid.bool(), pos, torch.full_like(pos, self._scratch))  # [B,T] cache slot
-        cos, sin = self._cos[pos], self._sin[pos]                                 # [B,T,head_dim]
+        cos, sin = self._cos[pos], self._sin[pos]  # [B,T,head_dim]
         g = self.n_q // self.n_kv
-        kernel = ((self.attention == "kernel" or (self.attention == "auto" and self.kernel_available and B == 1))
-                  and g * T <= KERNEL_MAX_ROWS and window <= KERNEL_MAX_WINDOW)
-        if not kernel:   # additive mask, built once per step for all layers: [B,1,G*T,window]
+        kernel = (
+            (self.attention == "kernel" or (self.attention == "auto" and self.kernel_available and B == 1))
+            and g * T <= KERNEL_MAX_ROWS
+            and window <= KERNEL_MAX_WINDOW
+        )
+        if not kernel:  # additive mask, built once per step for all layers: [B,1,G*T,window]
             mask = additive_length_mask(pos, window, g, self.dtype)
         rows = torch.arange(B, device=ids.device)[:, None].expand(B, T)
         x = self.model.model.embed_tokens(ids)
         for li, (w_ln1, w_qkv, b_qkv, w_o, w_ln2, w_gu, w_down) in enumerate(self._w):
-            q, kv_new = self._attn_in(x, w_ln1, w_qkv, b_qkv, cos, sin, self.eps, self.n_q, self.n_kv,
-                                      self.head_dim)
-            cache = self.kv[li, :B]                                               # [B,2,kv,slots,hd]
-            cache[rows, :, :, slot] = kv_new                                      # [B,T,2,kv,hd]
+            q, kv_new = self._attn_in(x, w_ln1, w_qkv, b_qkv, cos, sin, self.eps, self.n_q, self.n_kv, self.head_dim)
+            cache = self.kv[li, :B]  # [B,2,kv,slots,hd]
+            cache[rows, :, :, slot] = kv_new  # [B,T,2,kv,hd]
             k, v = cache[:, 0, :, :window], cache[:, 1, :, :window]
-            if kernel:   # same rows, same mask (slot <= pos), split over the window
-                o = decode_attention(q, k, v, pos, self.head_dim ** -0.5)
+            if kernel:  # same rows, same mask (slot <= pos), split over the window
+                o = decode_attention(q, k, v, pos, self.head_dim**-0.5)
             else:
-                o = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, scale=self.head_dim ** -0.5)
+                o = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, scale=self.head_dim**-0.5)
             o = o.view(B, self.n_kv, g, T, self.head_dim).permute(0, 3, 1, 2, 4).reshape(B, T, -1)
             x = self._attn_out_mlp(x, o, w_o, w_ln2, w_gu, w_down, self.eps, self.inter)
         return _rms_norm(x, self.model.model.norm.weight, self.eps)
@@ -243,12 +272,12 @@ class StaticDecoder:
         self.set_lengths([0] * B)
         self._check_room(B, T)
         valid = (torch.arange(T)[None] < torch.tensor(list(lengths))[:, None]).long()
-        h = self._forward(ids.to(self.device), valid.to(self.device), window=T)   # [B,T,hidden]
+        h = self._forward(ids.to(self.device), valid.to(self.device), window=T)  # [B,T,hidden]
         self.last_hidden = h
         self.set_lengths(lengths)
         if not all_logits:
             idx = torch.tensor([n - 1 for n in lengths], device=self.device)
-            h = h[torch.arange(B, device=self.device), idx]                        # [B,hidden]
+            h = h[torch.arange(B, device=self.device), idx]  # [B,hidden]
         return self.model.lm_head(h)
 
     @torch.no_grad()
@@ -336,9 +365,13 @@ class StaticDecoder:
 
     # ---- greedy generation ----------------------------------------------------------------------
     @torch.no_grad()
-    def generate_greedy(self, prompts: Sequence[Sequence[int]], max_new_tokens: int,
-                        eos_token_id: int | None = None,
-                        on_step: Callable[[torch.Tensor, torch.Tensor], None] | None = None) -> list[list[int]]:
+    def generate_greedy(
+        self,
+        prompts: Sequence[Sequence[int]],
+        max_new_tokens: int,
+        eos_token_id: int | None = None,
+        on_step: Callable[[torch.Tensor, torch.Tensor], None] | None = None,
+    ) -> list[list[int]]:
         """Greedy continuation of each prompt (rows of one batch); each output stops after its first EOS.
 
         ``on_step(logits [B,V], chosen [B])`` sees every step's logits (e.g. for token statistics).
@@ -356,7 +389,7 @@ class StaticDecoder:
         ids = torch.zeros(B, T, dtype=torch.long)
         for b, p in enumerate(prompts):
             ids[b, : len(p)] = torch.as_tensor(list(p), dtype=torch.long)
-        logits = self.prefill(ids, lens)                                           # [B,V]
+        logits = self.prefill(ids, lens)  # [B,V]
         tok = logits.argmax(-1)
         out = torch.empty(B, max_new_tokens, dtype=torch.long, device=self.device)
         out[:, 0] = tok

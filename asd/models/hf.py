@@ -18,11 +18,12 @@ one-token decode step sum in different orders). In float64 the difference is
 ~1e-15 and never flipped an argmax in the tests; in fp32/bf16 a near-tie can
 flip. docs/engines.md says what exactly is guaranteed.
 """
+
 from __future__ import annotations
 
 import time
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
 import torch
 
@@ -52,19 +53,30 @@ def pick_device(device: str) -> torch.device:
 class HFEngine:
     """A causal LM loaded with transformers (``from_pretrained``), on CPU or GPU, fp32/bf16/fp16/fp64."""
 
-    supports_append = True   # sessions teacher-force appended tokens and return full distributions
+    supports_append = True  # sessions teacher-force appended tokens and return full distributions
 
-    def __init__(self, model: str | Path, *, dtype: str = "float32", device: str = "auto",
-                 name: str | None = None, max_context: int | None = None, attn_implementation: str = "sdpa",
-                 fast: bool = False):
+    def __init__(
+        self,
+        model: str | Path,
+        *,
+        dtype: str = "float32",
+        device: str = "auto",
+        name: str | None = None,
+        max_context: int | None = None,
+        attn_implementation: str = "sdpa",
+        fast: bool = False,
+    ):
         from transformers import AutoModelForCausalLM
 
         if dtype not in DTYPES:
             raise ValueError(f"unknown dtype {dtype!r}; valid: {sorted(DTYPES)}")
         path = resolve_model_path(str(model))
         self.device = pick_device(device)
-        self.model = AutoModelForCausalLM.from_pretrained(
-            path, dtype=DTYPES[dtype], attn_implementation=attn_implementation).to(self.device).eval()
+        self.model = (
+            AutoModelForCausalLM.from_pretrained(path, dtype=DTYPES[dtype], attn_implementation=attn_implementation)
+            .to(self.device)
+            .eval()
+        )
         cfg = self.model.config
         self.name = name or Path(str(model)).name
         self.path = path
@@ -78,16 +90,17 @@ class HFEngine:
         # transformers renamed `past_key_values` to `cache` (deprecated in 5.x); use what this version takes
         sig = inspect.signature(self.model.model.forward).parameters
         self.cache_kwarg = "cache" if "cache" in sig else "past_key_values"
-        self.fast = fast              # sessions on the static-cache decoder (asd/models/static_session.py)
+        self.fast = fast  # sessions on the static-cache decoder (asd/models/static_session.py)
         self._decoder = None
         self._decoder_owner = None
         self.pad_id = int(cfg.pad_token_id) if getattr(cfg, "pad_token_id", None) is not None else 0
 
     @classmethod
-    def from_stage(cls, stage, device: str = "auto", dtype: str | None = None) -> "HFEngine":
+    def from_stage(cls, stage, device: str = "auto", dtype: str | None = None) -> HFEngine:
         """Build from an :class:`asd.models.config.StageConfig` (``dtype`` overrides the stage's)."""
-        return cls(stage.model, dtype=dtype or stage.dtype, device=device, name=stage.name,
-                   max_context=stage.max_model_len)
+        return cls(
+            stage.model, dtype=dtype or stage.dtype, device=device, name=stage.name, max_context=stage.max_model_len
+        )
 
     def new_session(self, batch: int, seeds: Sequence[int] | None = None):
         """A fresh session of ``batch`` rows: HFSession, or StaticSession when ``fast``."""
@@ -117,23 +130,30 @@ class HFEngine:
 
     # -- protocol ---------------------------------------------------------------------------------------------
     @torch.inference_mode()
-    def generate(self, prompts: Sequence[Sequence[int]], params: GenerationParams,
-                 seeds: Sequence[int] | None = None) -> GenerationResult:
+    def generate(
+        self, prompts: Sequence[Sequence[int]], params: GenerationParams, seeds: Sequence[int] | None = None
+    ) -> GenerationResult:
         """Generate a response for every prompt (left-padded batch; per-row seeds for sampling)."""
         t0 = time.perf_counter()
         check_prompts(prompts, self.max_context, self.vocab_size, params.max_new_tokens)
         sess = self.new_session(len(prompts), seeds=seeds)
         first, stats, probs = sess.start(prompts, params)
-        res = sess.decode(first, stats, [params.max_new_tokens] * len(prompts), params,
-                          first_probs=probs, release=True)
+        res = sess.decode(first, stats, [params.max_new_tokens] * len(prompts), params, first_probs=probs, release=True)
         res.prompt_nll = sess.prompt_nll
         res.seconds = time.perf_counter() - t0
         return res
 
     @torch.inference_mode()
-    def score(self, prompts: Sequence[Sequence[int]], continuations: Sequence[Sequence[int]],
-              params: GenerationParams | None = None, *, with_probs: bool = False,
-              keep_session: bool = False, seeds: Sequence[int] | None = None) -> ScoreResult:
+    def score(
+        self,
+        prompts: Sequence[Sequence[int]],
+        continuations: Sequence[Sequence[int]],
+        params: GenerationParams | None = None,
+        *,
+        with_probs: bool = False,
+        keep_session: bool = False,
+        seeds: Sequence[int] | None = None,
+    ) -> ScoreResult:
         """Teacher-force prompt + continuation in one pass; per-token logprob/argmax/stats of the continuation.
 
         With ``keep_session`` the returned ``session`` holds the cache over prompt + continuation.
@@ -153,4 +173,3 @@ class HFEngine:
         res.session = sess if keep_session else None
         res.seconds = time.perf_counter() - t0
         return res
-

@@ -3,16 +3,19 @@
 See asd/models/hf.py for the layout (left padding, holes, position ids) and docs/engines.md for the
 protocol. ``_forward``, ``_crop`` and ``select_rows`` are the model-specific seam.
 """
+
 from __future__ import annotations
 
 import time
-from typing import TYPE_CHECKING, Sequence
+from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
 
 from asd.core.verify import sample_index
 from asd.models.base import GenerationParams, GenerationResult, ScoreResult
+
 if TYPE_CHECKING:
     from asd.models.hf import HFEngine
 
@@ -40,19 +43,17 @@ def process_logits(logits: torch.Tensor, params: GenerationParams) -> torch.Tens
     return torch.softmax(x, dim=-1)
 
 
-
-
 class HFSession:
     """A live batch of B rows on one HFEngine: KV cache, attention mask with holes, valid lengths."""
 
-    def __init__(self, engine: "HFEngine", batch: int, seeds: Sequence[int] | None = None):
+    def __init__(self, engine: HFEngine, batch: int, seeds: Sequence[int] | None = None):
         from transformers import DynamicCache
 
         self.engine = engine
         self.cache = DynamicCache()
         dev = engine.device
-        self.mask = torch.zeros(batch, 0, dtype=torch.long, device=dev)    # [B, T] 1 = valid cache column
-        self.length = np.zeros(batch, dtype=np.int64)                      # [B] valid tokens per row
+        self.mask = torch.zeros(batch, 0, dtype=torch.long, device=dev)  # [B, T] 1 = valid cache column
+        self.length = np.zeros(batch, dtype=np.int64)  # [B] valid tokens per row
         self.hid_sum = torch.zeros(batch, engine.hidden_size, dtype=torch.float32, device=dev)
         self.hid_cnt = torch.zeros(batch, dtype=torch.float32, device=dev)
         self.prompt_nll: np.ndarray | None = None
@@ -92,8 +93,9 @@ class HFSession:
 
     # -- building blocks ---------------------------------------------------------------------------------------
     @torch.inference_mode()
-    def append_raw(self, rows: list[list[int]], params: GenerationParams, nll: bool = False,
-                   nll_len: Sequence[int] | None = None) -> torch.Tensor:
+    def append_raw(
+        self, rows: list[list[int]], params: GenerationParams, nll: bool = False, nll_len: Sequence[int] | None = None
+    ) -> torch.Tensor:
         """Feed ragged token lists (right-aligned in a chunk, left padding as holes) → hidden [B, W, H]."""
         dev = self.engine.device
         W = max(len(r) for r in rows)
@@ -101,8 +103,8 @@ class HFSession:
         m = torch.zeros((len(rows), W), dtype=torch.long)
         for i, r in enumerate(rows):
             if r:
-                tok[i, W - len(r):] = torch.as_tensor(r, dtype=torch.long)
-                m[i, W - len(r):] = 1
+                tok[i, W - len(r) :] = torch.as_tensor(r, dtype=torch.long)
+                m[i, W - len(r) :] = 1
         tok, m = tok.to(dev), m.to(dev)
         h = self._forward(tok, m)
         self._chunk = (W, [len(r) for r in rows])
@@ -133,7 +135,7 @@ class HFSession:
         o = 0
         for i, (s, e) in enumerate(spans):
             if e > s:
-                out[i] = nl[o:o + e - s].mean()
+                out[i] = nl[o : o + e - s].mean()
             o += e - s
         return out
 
@@ -153,21 +155,24 @@ class HFSession:
         else:
             probs = process_logits(logits, params)
             probs_np = probs.cpu().numpy()
-            tok = torch.as_tensor([sample_index(probs_np[j], self.rngs[r].random()) for j, r in enumerate(rows)],
-                                  device=logits.device)
+            tok = torch.as_tensor(
+                [sample_index(probs_np[j], self.rngs[r].random()) for j, r in enumerate(rows)], device=logits.device
+            )
         stats = token_stats_torch(logits, tok)
         return tok.cpu().numpy().astype(np.int64), stats, (probs_np if params.keep_probs else None)
 
-    def read_positions(self, h: torch.Tensor, full: list[list[int]], n_cont: list[int],
-                       params: GenerationParams, with_probs: bool) -> ScoreResult:
+    def read_positions(
+        self, h: torch.Tensor, full: list[list[int]], n_cont: list[int], params: GenerationParams, with_probs: bool
+    ) -> ScoreResult:
         """Per-row logprob/argmax/stats over the last n_cont[i] fed tokens and the position after them."""
         W = h.shape[1]
-        spans = [(W - n - 1, W) for n in n_cont]                            # n + 1 positions before c[t]
-        lg = self.engine.model.lm_head(self._gather(h, spans)).float()      # [Σ(n+1), V]
+        spans = [(W - n - 1, W) for n in n_cont]  # n + 1 positions before c[t]
+        lg = self.engine.model.lm_head(self._gather(h, spans)).float()  # [Σ(n+1), V]
         am = lg.argmax(-1)
         # chosen = the given token at each position, the argmax at the bonus position
-        chosen = torch.cat([torch.as_tensor(full[i][len(full[i]) - n:] + [0], dtype=torch.long)
-                            for i, n in enumerate(n_cont)]).to(lg.device)
+        chosen = torch.cat(
+            [torch.as_tensor([*full[i][len(full[i]) - n :], 0], dtype=torch.long) for i, n in enumerate(n_cont)]
+        ).to(lg.device)
         ends = np.cumsum([n + 1 for n in n_cont])
         bonus = torch.as_tensor(ends - 1, device=lg.device)
         chosen[bonus] = am[bonus]
@@ -177,15 +182,16 @@ class HFSession:
         logprobs, argmax, stats, probs = [], [], [], []
         o = 0
         for n in n_cont:
-            logprobs.append(st[o:o + n, 3].copy())
-            argmax.append(am_np[o:o + n + 1])
-            stats.append(st[o:o + n])
+            logprobs.append(st[o : o + n, 3].copy())
+            argmax.append(am_np[o : o + n + 1])
+            stats.append(st[o : o + n])
             if with_probs:
-                probs.append(pr[o:o + n + 1])
+                probs.append(pr[o : o + n + 1])
             o += n + 1
         hidden = self.pooled_hidden() if params.hidden else None
-        return ScoreResult(logprobs=logprobs, argmax=argmax, stats=stats,
-                           probs=probs if with_probs else None, hidden=hidden)
+        return ScoreResult(
+            logprobs=logprobs, argmax=argmax, stats=stats, probs=probs if with_probs else None, hidden=hidden
+        )
 
     def _save_hidden(self, srows: np.ndarray, rows: np.ndarray, out: np.ndarray | None) -> None:
         if out is not None and len(srows):
@@ -203,7 +209,7 @@ class HFSession:
         assert keep.shape == self.length.shape and (keep <= self.length).all() and (keep >= 0).all()
         if (keep == self.length).all():
             return
-        logical = self.mask.cumsum(1)                                       # [B, T] 1-based index of valid cols
+        logical = self.mask.cumsum(1)  # [B, T] 1-based index of valid cols
         kt = torch.as_tensor(keep, device=self.mask.device)[:, None]
         self.mask = self.mask * (logical <= kt).long()
         self.length = keep.copy()
@@ -211,8 +217,9 @@ class HFSession:
         self._crop(int(cols[-1]) + 1 if cols.numel() else 0)
 
     @torch.inference_mode()
-    def append(self, tokens: Sequence[Sequence[int]], params: GenerationParams,
-               with_probs: bool = False) -> ScoreResult:
+    def append(
+        self, tokens: Sequence[Sequence[int]], params: GenerationParams, with_probs: bool = False
+    ) -> ScoreResult:
         """Teacher-force ``tokens[i]`` after row i's valid tokens (token-level speculative decoding).
 
         Returns, per row, the n_i distributions *after* each fed token: ``argmax`` [n_i] int64,
@@ -224,7 +231,7 @@ class HFSession:
         W = h.shape[1]
         V = self.engine.vocab_size
         spans = [(W - len(r), W) for r in rows]
-        lg = self.engine.model.lm_head(self._gather(h, spans)).float()      # [Σn, V] after each fed token
+        lg = self.engine.model.lm_head(self._gather(h, spans)).float()  # [Σn, V] after each fed token
         am = lg.argmax(-1)
         st = token_stats_torch(lg, am) if lg.shape[0] else np.zeros((0, 5), np.float32)
         am_np = am.cpu().numpy().astype(np.int64)
@@ -233,15 +240,16 @@ class HFSession:
         o = 0
         for r in rows:
             n = len(r)
-            argmax.append(am_np[o:o + n])
-            stats.append(st[o:o + n])
-            probs.append(pr[o:o + n] if with_probs else np.zeros((0, V), np.float32))
+            argmax.append(am_np[o : o + n])
+            stats.append(st[o : o + n])
+            probs.append(pr[o : o + n] if with_probs else np.zeros((0, V), np.float32))
             o += n
         return ScoreResult(logprobs=[], argmax=argmax, stats=stats, probs=probs if with_probs else None)
 
     @torch.inference_mode()
-    def extend(self, tokens: Sequence[Sequence[int]], budget: Sequence[int],
-               params: GenerationParams) -> GenerationResult:
+    def extend(
+        self, tokens: Sequence[Sequence[int]], budget: Sequence[int], params: GenerationParams
+    ) -> GenerationResult:
         """Feed ``tokens[i]`` (≥ 1 token where budget[i] > 0), then generate up to budget[i] tokens per row."""
         rows = [list(t) if b > 0 else [] for t, b in zip(tokens, budget)]
         B = len(rows)
@@ -260,9 +268,15 @@ class HFSession:
         return self.decode(first, fst, budget, params, first_probs=fpr)
 
     @torch.inference_mode()
-    def decode(self, first: Sequence[int], first_stats: np.ndarray | None, budget: Sequence[int],
-               params: GenerationParams, first_probs: np.ndarray | None = None,
-               release: bool = False) -> GenerationResult:
+    def decode(
+        self,
+        first: Sequence[int],
+        first_stats: np.ndarray | None,
+        budget: Sequence[int],
+        params: GenerationParams,
+        first_probs: np.ndarray | None = None,
+        release: bool = False,
+    ) -> GenerationResult:
         """Emit ``first[i]`` then generate until EOS or until row i has emitted ``budget[i]`` tokens.
 
         first [B] int64 (ignored where budget is 0), first_stats [B, 5] float32, first_probs [B, V] (keep_probs).
@@ -293,9 +307,13 @@ class HFSession:
                 active[i] = False
 
         for i in np.flatnonzero(active):
-            emit(i, first[i], first_stats[i] if first_stats is not None else np.full(5, np.nan, np.float32),
-                 first_probs[i] if out_pr is not None else None)
-        rows = np.arange(B)           # session row → result row
+            emit(
+                i,
+                first[i],
+                first_stats[i] if first_stats is not None else np.full(5, np.nan, np.float32),
+                first_probs[i] if out_pr is not None else None,
+            )
+        rows = np.arange(B)  # session row → result row
         hidden_out = np.zeros((B, self.engine.hidden_size), np.float32) if params.hidden else None
         while active[rows].any():
             if release and active[rows].sum() * 2 <= len(rows) and len(rows) > 1:
@@ -323,7 +341,10 @@ class HFSession:
             tokens=[np.asarray(t, dtype=np.int64) for t in out_tok],
             stats=[np.asarray(s, dtype=np.float32).reshape(-1, 5) for s in out_st],
             probs=[np.asarray(p, dtype=np.float32).reshape(-1, V) for p in out_pr] if out_pr is not None else None,
-            hidden=hidden_out, finished=finished, seconds=time.perf_counter() - t0)
+            hidden=hidden_out,
+            finished=finished,
+            seconds=time.perf_counter() - t0,
+        )
 
     def close(self) -> None:
         self.cache = None

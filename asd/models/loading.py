@@ -6,6 +6,7 @@ have the same vocabulary size and, where a stage folder carries its own
 tokenizer, the same tokenizer (vocabulary, merges and special tokens). A
 mismatch is a ValueError naming the stages, raised before any weights load.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -63,8 +64,10 @@ def check_hierarchy(hier: HierarchyConfig) -> None:
             groups.setdefault(fp[:12], []).append(name)
         if shared:
             groups.setdefault(shared[:12], []).append(f"hierarchy.tokenizer={hier.tokenizer}")
-        raise ValueError(f"stages use different tokenizers {list(groups.values())}: a cascade needs one "
-                         "shared tokenizer (all stages must map text to the same ids)")
+        raise ValueError(
+            f"stages use different tokenizers {list(groups.values())}: a cascade needs one "
+            "shared tokenizer (all stages must map text to the same ids)"
+        )
 
 
 def load_engines(hier: HierarchyConfig, device: str | None = None, dtype: str | None = None) -> list:

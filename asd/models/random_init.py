@@ -6,32 +6,51 @@ the same loading code as a real checkpoint. ``init_std`` scales the weights:
 a larger value gives peakier, more input-dependent next-token distributions
 (useful to make two random models disagree often).
 """
+
 from __future__ import annotations
 
 from pathlib import Path
 
 
-def save_random_qwen2(out_dir: str | Path, *, vocab_size: int = 99, hidden_size: int = 32, num_layers: int = 2,
-                      num_heads: int = 4, num_kv_heads: int = 2, intermediate_size: int = 64,
-                      max_position_embeddings: int = 512, seed: int = 0, init_std: float = 0.02,
-                      eos_token_id: int | None = None, pad_token_id: int | None = None) -> Path:
+def save_random_qwen2(
+    out_dir: str | Path,
+    *,
+    vocab_size: int = 99,
+    hidden_size: int = 32,
+    num_layers: int = 2,
+    num_heads: int = 4,
+    num_kv_heads: int = 2,
+    intermediate_size: int = 64,
+    max_position_embeddings: int = 512,
+    seed: int = 0,
+    init_std: float = 0.02,
+    eos_token_id: int | None = None,
+    pad_token_id: int | None = None,
+) -> Path:
     """Build a Qwen2ForCausalLM with random weights (seeded) and save it to ``out_dir``; returns the folder."""
     import torch
     from transformers import Qwen2Config, Qwen2ForCausalLM
 
-    cfg = Qwen2Config(vocab_size=vocab_size, hidden_size=hidden_size, num_hidden_layers=num_layers,
-                      num_attention_heads=num_heads, num_key_value_heads=num_kv_heads,
-                      intermediate_size=intermediate_size, max_position_embeddings=max_position_embeddings,
-                      initializer_range=init_std, tie_word_embeddings=False, use_sliding_window=False,
-                      eos_token_id=eos_token_id, pad_token_id=pad_token_id)
+    cfg = Qwen2Config(
+        vocab_size=vocab_size,
+        hidden_size=hidden_size,
+        num_hidden_layers=num_layers,
+        num_attention_heads=num_heads,
+        num_key_value_heads=num_kv_heads,
+        intermediate_size=intermediate_size,
+        max_position_embeddings=max_position_embeddings,
+        initializer_range=init_std,
+        tie_word_embeddings=False,
+        use_sliding_window=False,
+        eos_token_id=eos_token_id,
+        pad_token_id=pad_token_id,
+    )
     g = torch.Generator().manual_seed(seed)
     torch.manual_seed(seed)
     model = Qwen2ForCausalLM(cfg)
     with torch.no_grad():
         for name, p in model.named_parameters():
-            if p.dim() >= 2:
-                p.copy_(torch.randn(p.shape, generator=g) * init_std)
-            elif "norm" not in name:
+            if p.dim() >= 2 or "norm" not in name:
                 p.copy_(torch.randn(p.shape, generator=g) * init_std)
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
@@ -59,13 +78,14 @@ def save_perturbed(base_dir: str | Path, out_dir: str | Path, *, noise: float, s
     return out
 
 
-def random_family(root: str | Path, *, stages: int = 3, seed: int = 0, noise: float = 0.4,
-                  **shape) -> list[Path]:
+def random_family(root: str | Path, *, stages: int = 3, seed: int = 0, noise: float = 0.4, **shape) -> list[Path]:
     """A hierarchy of ``stages`` checkpoints under ``root``: the last is random (``shape``, ``seed``); stage k
     is the last one perturbed by ``noise·(K−1−k)/(K−1)`` (smaller stages disagree more often)."""
     root = Path(root)
     K = stages
     final = save_random_qwen2(root / f"s{K - 1}", seed=seed, **shape)
-    out = [save_perturbed(final, root / f"s{k}", noise=noise * (K - 1 - k) / (K - 1), seed=seed * 100 + k)
-           for k in range(K - 1)]
-    return out + [final]
+    out = [
+        save_perturbed(final, root / f"s{k}", noise=noise * (K - 1 - k) / (K - 1), seed=seed * 100 + k)
+        for k in range(K - 1)
+    ]
+    return [*out, final]

@@ -10,9 +10,10 @@ Numerics: the fused projections round differently from transformers' modules, so
 equals *this path's* own ``generate`` (what the cascade's losslessness is tested against), and
 transformers' ``generate`` up to ties (tests/models/test_cuda_graph.py).
 """
+
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 import numpy as np
 import torch

@@ -31,17 +31,18 @@ draft's q over the whole vocabulary), pooled hidden states, and the
 teacher-forced ``append`` that token-level speculative regeneration (γ > 0)
 uses; vLLM's own speculative decoding can play that role instead.
 """
+
 from __future__ import annotations
 
 import math
 import time
-from typing import Sequence
+from collections.abc import Sequence
 
 import numpy as np
 
 from asd.models.base import GenerationParams, GenerationResult, ScoreResult, check_prompts
 
-TOPK = 20   # logprobs requested per position; statistics are computed over these
+TOPK = 20  # logprobs requested per position; statistics are computed over these
 
 
 def _stats_from_topk(top: dict, chosen: int) -> np.ndarray:
@@ -60,40 +61,69 @@ class VLLMEngine:
 
     supports_append = False  # no teacher-forced append, no full distributions (see the module docstring)
 
-    def __init__(self, model: str, *, dtype: str = "bfloat16", tensor_parallel_size: int = 1,
-                 max_model_len: int = 4096, name: str | None = None, seed: int = 0,
-                 gpu_memory_utilization: float = 0.9):
+    def __init__(
+        self,
+        model: str,
+        *,
+        dtype: str = "bfloat16",
+        tensor_parallel_size: int = 1,
+        max_model_len: int = 4096,
+        name: str | None = None,
+        seed: int = 0,
+        gpu_memory_utilization: float = 0.9,
+    ):
         try:
             from vllm import LLM
         except ImportError as e:  # pragma: no cover - depends on the machine
-            raise ValueError("backend 'vllm' needs the vllm package (pip install 'asd[vllm]'); "
-                             "use backend 'hf' otherwise") from e
+            raise ValueError(
+                "backend 'vllm' needs the vllm package (pip install 'asd[vllm]'); use backend 'hf' otherwise"
+            ) from e
         from asd.models.hf import resolve_model_path
 
-        self.llm = LLM(model=resolve_model_path(model), dtype=dtype, tensor_parallel_size=tensor_parallel_size,
-                       max_model_len=max_model_len, enable_prefix_caching=True, seed=seed,
-                       gpu_memory_utilization=gpu_memory_utilization)
+        self.llm = LLM(
+            model=resolve_model_path(model),
+            dtype=dtype,
+            tensor_parallel_size=tensor_parallel_size,
+            max_model_len=max_model_len,
+            enable_prefix_caching=True,
+            seed=seed,
+            gpu_memory_utilization=gpu_memory_utilization,
+        )
         self.name = name or model
         cfg = self.llm.llm_engine.model_config.hf_config
         self.vocab_size = int(cfg.vocab_size)
         self.max_context = int(max_model_len)
 
     @classmethod
-    def from_stage(cls, stage, device: str = "auto", dtype: str | None = None) -> "VLLMEngine":
-        return cls(stage.model, dtype=dtype or stage.dtype, tensor_parallel_size=stage.tensor_parallel_size,
-                   max_model_len=stage.max_model_len, name=stage.name)
+    def from_stage(cls, stage, device: str = "auto", dtype: str | None = None) -> VLLMEngine:
+        return cls(
+            stage.model,
+            dtype=dtype or stage.dtype,
+            tensor_parallel_size=stage.tensor_parallel_size,
+            max_model_len=stage.max_model_len,
+            name=stage.name,
+        )
 
     def _sampling(self, params: GenerationParams, max_tokens: int, seed: int | None = None, **kw):
         from vllm import SamplingParams
 
-        return SamplingParams(temperature=params.temperature, top_p=params.top_p,
-                              top_k=params.top_k if params.top_k > 0 else -1, max_tokens=max_tokens,
-                              stop_token_ids=list(params.eos_token_ids), seed=seed, detokenize=False, **kw)
+        return SamplingParams(
+            temperature=params.temperature,
+            top_p=params.top_p,
+            top_k=params.top_k if params.top_k > 0 else -1,
+            max_tokens=max_tokens,
+            stop_token_ids=list(params.eos_token_ids),
+            seed=seed,
+            detokenize=False,
+            **kw,
+        )
 
     def _check(self, params: GenerationParams, with_probs: bool = False) -> None:
         if params.keep_probs or with_probs:
-            raise ValueError("backend 'vllm' returns top-k logprobs, not full distributions: speculative "
-                             "sampling (temperature > 0 in the cascade) needs backend 'hf'")
+            raise ValueError(
+                "backend 'vllm' returns top-k logprobs, not full distributions: speculative "
+                "sampling (temperature > 0 in the cascade) needs backend 'hf'"
+            )
 
     def _run(self, prompts: Sequence[Sequence[int]], sps):
         from vllm.inputs import TokensPrompt
@@ -101,8 +131,9 @@ class VLLMEngine:
         reqs = [TokensPrompt(prompt_token_ids=list(map(int, p))) for p in prompts]
         return self.llm.generate(reqs, sps, use_tqdm=False)
 
-    def generate(self, prompts: Sequence[Sequence[int]], params: GenerationParams,
-                 seeds: Sequence[int] | None = None) -> GenerationResult:
+    def generate(
+        self, prompts: Sequence[Sequence[int]], params: GenerationParams, seeds: Sequence[int] | None = None
+    ) -> GenerationResult:
         t0 = time.perf_counter()
         self._check(params)
         check_prompts(prompts, self.max_context, self.vocab_size, params.max_new_tokens)
@@ -115,15 +146,26 @@ class VLLMEngine:
             c = o.outputs[0]
             ids = np.asarray(c.token_ids, dtype=np.int64)
             tokens.append(ids)
-            stats.append(np.stack([_stats_from_topk(top, int(t)) for top, t in zip(c.logprobs, ids)])
-                         if len(ids) else np.zeros((0, 5), np.float32))
+            stats.append(
+                np.stack([_stats_from_topk(top, int(t)) for top, t in zip(c.logprobs, ids)])
+                if len(ids)
+                else np.zeros((0, 5), np.float32)
+            )
             finished.append(bool(len(ids) and int(ids[-1]) in eos))
-        return GenerationResult(tokens=tokens, stats=stats, finished=np.array(finished),
-                                seconds=time.perf_counter() - t0)
+        return GenerationResult(
+            tokens=tokens, stats=stats, finished=np.array(finished), seconds=time.perf_counter() - t0
+        )
 
-    def score(self, prompts: Sequence[Sequence[int]], continuations: Sequence[Sequence[int]],
-              params: GenerationParams | None = None, *, with_probs: bool = False,
-              keep_session: bool = False, seeds: Sequence[int] | None = None) -> ScoreResult:
+    def score(
+        self,
+        prompts: Sequence[Sequence[int]],
+        continuations: Sequence[Sequence[int]],
+        params: GenerationParams | None = None,
+        *,
+        with_probs: bool = False,
+        keep_session: bool = False,
+        seeds: Sequence[int] | None = None,
+    ) -> ScoreResult:
         t0 = time.perf_counter()
         params = params or GenerationParams()
         self._check(params, with_probs)
@@ -135,7 +177,7 @@ class VLLMEngine:
         outs = self._run(full, self._sampling(greedy, 1, prompt_logprobs=TOPK, logprobs=TOPK))
         logprobs, argmax, stats, nll = [], [], [], []
         for p, c, o in zip(prompts, continuations, outs):
-            pl = o.prompt_logprobs                                         # [len(full)] dicts, first None
+            pl = o.prompt_logprobs  # [len(full)] dicts, first None
             n, s = len(c), len(p)
             st = [_stats_from_topk(pl[s + t], int(c[t])) for t in range(n)]
             st = np.stack(st) if st else np.zeros((0, 5), np.float32)
@@ -146,8 +188,14 @@ class VLLMEngine:
             lps = [float(pl[t][int(p[t])].logprob) for t in range(1, s)]
             nll.append(-float(np.mean(lps)) if lps else 0.0)
         sess = VLLMSession(self, prompts, continuations) if keep_session else None
-        return ScoreResult(logprobs=logprobs, argmax=argmax, stats=stats, prompt_nll=np.array(nll),
-                           session=sess, seconds=time.perf_counter() - t0)
+        return ScoreResult(
+            logprobs=logprobs,
+            argmax=argmax,
+            stats=stats,
+            prompt_nll=np.array(nll),
+            session=sess,
+            seconds=time.perf_counter() - t0,
+        )
 
 
 class VLLMSession:
@@ -159,18 +207,21 @@ class VLLMSession:
         self.length = np.array([len(r) for r in self.rows], dtype=np.int64)
 
     def truncate(self, keep: Sequence[int]) -> None:
-        self.rows = [r[:int(k)] for r, k in zip(self.rows, keep)]
+        self.rows = [r[: int(k)] for r, k in zip(self.rows, keep)]
         self.length = np.array([len(r) for r in self.rows], dtype=np.int64)
 
     def append(self, tokens, params, with_probs=False):
-        raise ValueError("backend 'vllm' has no teacher-forced append: regeneration with gamma > 0 needs backend "
-                         "'hf' (or vLLM's own speculative decoding)")
+        raise ValueError(
+            "backend 'vllm' has no teacher-forced append: regeneration with gamma > 0 needs backend "
+            "'hf' (or vLLM's own speculative decoding)"
+        )
 
     def extend(self, tokens, budget, params):
         return self.append(tokens, params)
 
-    def decode(self, first, first_stats, budget, params: GenerationParams, first_probs=None,
-               release: bool = False) -> GenerationResult:
+    def decode(
+        self, first, first_stats, budget, params: GenerationParams, first_probs=None, release: bool = False
+    ) -> GenerationResult:
         t0 = time.perf_counter()
         B = len(first)
         eos = set(params.eos_token_ids)
@@ -179,7 +230,7 @@ class VLLMSession:
         go = [i for i in range(B) if budget[i] > 0]
         for i in go:
             tokens[i] = np.array([int(first[i])], np.int64)
-            stats[i] = (first_stats[i:i + 1] if first_stats is not None else np.full((1, 5), np.nan, np.float32))
+            stats[i] = first_stats[i : i + 1] if first_stats is not None else np.full((1, 5), np.nan, np.float32)
         more = [i for i in go if int(first[i]) not in eos and budget[i] > 1]
         if more:
             sps = [self.engine._sampling(params, int(budget[i]) - 1, logprobs=TOPK) for i in more]
@@ -189,8 +240,9 @@ class VLLMSession:
                 ids = np.asarray(c.token_ids, dtype=np.int64)
                 tokens[i] = np.concatenate([tokens[i], ids])
                 if len(ids):
-                    stats[i] = np.concatenate([stats[i], np.stack(
-                        [_stats_from_topk(top, int(t)) for top, t in zip(c.logprobs, ids)])])
+                    stats[i] = np.concatenate(
+                        [stats[i], np.stack([_stats_from_topk(top, int(t)) for top, t in zip(c.logprobs, ids)])]
+                    )
         fin = np.array([bool(len(t) and int(t[-1]) in eos) for t in tokens])
         return GenerationResult(tokens=tokens, stats=stats, finished=fin, seconds=time.perf_counter() - t0)
 

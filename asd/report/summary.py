@@ -3,6 +3,7 @@
 ``summarize(data, K)`` takes the columns of a trace file (asd.traces.read_traces(...).data) and returns
 a dict of tables; ``format_summary`` renders it for a terminal; ``plot_summary`` draws the figure.
 """
+
 from __future__ import annotations
 
 import numpy as np
@@ -17,7 +18,7 @@ def summarize(data: dict[str, np.ndarray], K: int) -> dict:
           ``ran`` [N, K] bool, ``draft_len``/``accepted_len`` [N, K] int (tokens), ``latency_s`` [N, K] s.
     Returns ``{"n", "final_hist" [K], "stage": {...per-stage arrays [K]}, "datasets": {name: {...}}}``.
     """
-    N = int(len(data["final_stage"]))
+    N = len(data["final_stage"])
     final = np.asarray(data["final_stage"], dtype=np.int64)
     ran = np.asarray(data["ran"], dtype=bool)
     lat = np.where(ran, np.nan_to_num(np.asarray(data["latency_s"], dtype=np.float64)), 0.0)
@@ -30,11 +31,14 @@ def summarize(data: dict[str, np.ndarray], K: int) -> dict:
         "stage": {
             "runs": ran.sum(0).tolist(),
             # tokens a stage received from the stage before it and accepted, over those it received
-            "acceptance": [float(acc[ran[:, k], k].sum() / max(1, _incoming(draft, ran, final, k)))
-                           if k > 0 and ran[:, k].any() else float("nan") for k in range(K)],
+            "acceptance": [
+                float(acc[ran[:, k], k].sum() / max(1, _incoming(draft, ran, final, k)))
+                if k > 0 and ran[:, k].any()
+                else float("nan")
+                for k in range(K)
+            ],
             # latency_s is the wall time of the batched call a sample was part of (asd.cascade)
-            "mean_latency_s": [float(lat[ran[:, k], k].mean()) if ran[:, k].any() else float("nan")
-                               for k in range(K)],
+            "mean_latency_s": [float(lat[ran[:, k], k].mean()) if ran[:, k].any() else float("nan") for k in range(K)],
         },
         "score_mean": float(np.nanmean(score)) if np.isfinite(score).any() else float("nan"),
         "datasets": {},
@@ -68,10 +72,14 @@ def format_summary(s: dict, stage_names: list[str]) -> str:
     lines.append(head)
     lines.append(f"{'ended here':<24}" + "".join(f"{v:>{w + 2}}" for v in s["final_hist"]))
     lines.append(f"{'ran':<24}" + "".join(f"{v:>{w + 2}}" for v in s["stage"]["runs"]))
-    lines.append(f"{'acceptance of drafts':<24}" + "".join(
-        f"{'—' if np.isnan(v) else f'{v:.3f}':>{w + 2}}" for v in s["stage"]["acceptance"]))
-    lines.append(f"{'batch wall time (ms)':<24}" + "".join(
-        f"{'—' if np.isnan(v) else f'{1e3 * v:.1f}':>{w + 2}}" for v in s["stage"]["mean_latency_s"]))
+    lines.append(
+        f"{'acceptance of drafts':<24}"
+        + "".join(f"{'—' if np.isnan(v) else f'{v:.3f}':>{w + 2}}" for v in s["stage"]["acceptance"])
+    )
+    lines.append(
+        f"{'batch wall time (ms)':<24}"
+        + "".join(f"{'—' if np.isnan(v) else f'{1e3 * v:.1f}':>{w + 2}}" for v in s["stage"]["mean_latency_s"])
+    )
     lines += ["", f"{'dataset':<24}{'n':>6}{'score':>8}   ended at " + "/".join(stage_names[:K])]
     for name, d in s["datasets"].items():
         lines.append(f"{name:<24}{d['n']:>6}{d['score']:>8.3f}   " + "/".join(map(str, d["final_hist"])))

@@ -1,4 +1,5 @@
 """Config dataclasses of the testbed: evaluation (section ``testbed``) and training (section ``training``)."""
+
 from __future__ import annotations
 
 from dataclasses import dataclass, field
@@ -8,11 +9,11 @@ from dataclasses import dataclass, field
 class TestbedConfig:
     """How the testbed hierarchy is evaluated (``asd testbed evaluate``)."""
 
-    seed: int = 0                 # seed of the held-out prompts
-    n_per_cell: int = 100         # prompts per (task, level) cell: 4 tasks × 5 levels × 100 = 2,000
-    sample_per_cell: int = 20     # the reproducibility sample: first 20 of every cell = 400 prompts
-    max_new_tokens: int = 32      # every reference answer is ≤ 24 tokens + eos
-    batch_size: int = 64          # prompts per generate() call
+    seed: int = 0  # seed of the held-out prompts
+    n_per_cell: int = 100  # prompts per (task, level) cell: 4 tasks × 5 levels × 100 = 2,000
+    sample_per_cell: int = 20  # the reproducibility sample: first 20 of every cell = 400 prompts
+    max_new_tokens: int = 32  # every reference answer is ≤ 24 tokens + eos
+    batch_size: int = 64  # prompts per generate() call
     device: str = "cpu"
     results: str = "docs/testbed_quality.json"
 
@@ -32,8 +33,8 @@ class ModelShape:
     num_attention_heads: int
     num_key_value_heads: int
     intermediate_size: int
-    lr: float                     # peak AdamW learning rate
-    steps: int | None = None      # this size's step budget (default: training.steps)
+    lr: float  # peak AdamW learning rate
+    steps: int | None = None  # this size's step budget (default: training.steps)
     batch_size: int | None = None  # this size's sequences per step (default: training.batch_size)
 
     def __post_init__(self) -> None:
@@ -47,14 +48,14 @@ class ModelShape:
 class TrainingConfig:
     """Fixed-step training of every stage on the same seeded stream (``asd testbed train``)."""
 
-    stages: dict[str, ModelShape] = field(default_factory=dict)   # stage name ("s0") → shape
-    steps: int = 4000             # optimiser steps, the same for every size (a budget in steps, not time)
-    batch_size: int = 256         # sequences per step
-    warmup: int = 200             # linear warm-up steps, then cosine to 10% of the peak
+    stages: dict[str, ModelShape] = field(default_factory=dict)  # stage name ("s0") → shape
+    steps: int = 4000  # optimiser steps, the same for every size (a budget in steps, not time)
+    batch_size: int = 256  # sequences per step
+    warmup: int = 200  # linear warm-up steps, then cosine to 10% of the peak
     weight_decay: float = 0.01
     seed: int = 0
-    max_len: int = 256            # tokens; longer training sequences are dropped (none are, by construction)
-    device: str = "auto"          # "auto" → cuda if available
+    max_len: int = 256  # tokens; longer training sequences are dropped (none are, by construction)
+    device: str = "auto"  # "auto" → cuda if available
     log_every: int = 50
     out_dir: str = "runs/testbed"
     max_train_seconds: float = 0.0  # safety stop (0 = none); a stop is recorded in the log as stopped_at_step

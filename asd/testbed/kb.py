@@ -13,6 +13,7 @@ committed weights know, so it is frozen together with them.
 Facts per kingdom: ``capital`` (a unique name), ``color`` (one of ``COLORS``), ``animal``
 (one of ``ANIMALS``), ``towers`` (an int in ``TOWERS_RANGE``).
 """
+
 from __future__ import annotations
 
 import random
@@ -22,10 +23,10 @@ from functools import lru_cache
 KB_SEED = 20261126
 NUM_BUCKETS = 10
 PER_BUCKET = 40
-BUCKET_DECAY = 2.0          # per-entity training frequency falls by this factor per bucket
+BUCKET_DECAY = 2.0  # per-entity training frequency falls by this factor per bucket
 COLORS = ["red", "blue", "green", "gold", "black", "white", "gray", "pink", "brown", "violet"]
 ANIMALS = ["fox", "owl", "bear", "wolf", "hawk", "deer", "lynx", "crow", "seal", "hare"]
-TOWERS_RANGE = (10, 59)     # inclusive
+TOWERS_RANGE = (10, 59)  # inclusive
 ATTRIBUTES = ("capital", "color", "animal", "towers")
 
 _ONSETS = ["b", "d", "f", "g", "k", "l", "m", "n", "p", "r", "s", "t", "v", "z", "br", "dr", "kr", "tr", "st", "sk"]
@@ -38,7 +39,7 @@ class Entity:
     """One kingdom of the knowledge base."""
 
     name: str
-    bucket: int        # frequency bucket, 0 = most frequent in training
+    bucket: int  # frequency bucket, 0 = most frequent in training
     capital: str
     color: str
     animal: str
@@ -66,23 +67,28 @@ def entities() -> tuple[Entity, ...]:
     out = []
     for b in range(NUM_BUCKETS):
         for _ in range(PER_BUCKET):
-            out.append(Entity(
-                name=fresh(2), bucket=b, capital=fresh(rng.choice((2, 3))),
-                color=rng.choice(COLORS), animal=rng.choice(ANIMALS),
-                towers=rng.randint(*TOWERS_RANGE),
-            ))
+            out.append(
+                Entity(
+                    name=fresh(2),
+                    bucket=b,
+                    capital=fresh(rng.choice((2, 3))),
+                    color=rng.choice(COLORS),
+                    animal=rng.choice(ANIMALS),
+                    towers=rng.randint(*TOWERS_RANGE),
+                )
+            )
     return tuple(out)
 
 
 def bucket_entities(bucket: int) -> tuple[Entity, ...]:
     if not 0 <= bucket < NUM_BUCKETS:
         raise ValueError(f"unknown bucket {bucket}; valid: 0..{NUM_BUCKETS - 1}")
-    return entities()[bucket * PER_BUCKET:(bucket + 1) * PER_BUCKET]
+    return entities()[bucket * PER_BUCKET : (bucket + 1) * PER_BUCKET]
 
 
 def bucket_weights() -> list[float]:
     """Training weight of one entity of each bucket (bucket 0 = 1.0)."""
-    return [BUCKET_DECAY ** -b for b in range(NUM_BUCKETS)]
+    return [BUCKET_DECAY**-b for b in range(NUM_BUCKETS)]
 
 
 def domain(attribute: str, ents: tuple[Entity, ...] | None = None) -> list[str]:

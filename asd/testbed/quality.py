@@ -8,14 +8,15 @@ the reproducibility sample (first ``sample_per_cell`` of every cell), and proven
 ``calibrate`` does the same per knowledge-base frequency bucket (used once, after
 training, to map buckets to levels: docs/testbed.md).
 """
+
 from __future__ import annotations
 
 import argparse
 import json
 import time
 from collections import defaultdict
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
 import numpy as np
 
@@ -35,8 +36,14 @@ def load_model(folder: str | Path, dtype: str = "float32", device: str = "cpu"):
     return m.to(device).eval()
 
 
-def generate_outputs(model, prompts: Sequence[str], batch_size: int = 64, max_new_tokens: int = 32,
-                     device: str = "cpu", desc: str = "generate") -> list[str]:
+def generate_outputs(
+    model,
+    prompts: Sequence[str],
+    batch_size: int = 64,
+    max_new_tokens: int = 32,
+    device: str = "cpu",
+    desc: str = "generate",
+) -> list[str]:
     """Greedy completion text (up to ``<|im_end|>``, specials removed) of each user prompt."""
     import torch
     from tqdm import tqdm
@@ -46,20 +53,26 @@ def generate_outputs(model, prompts: Sequence[str], batch_size: int = 64, max_ne
     out: list[str] = [""] * len(prompts)
     inv = {v: k for k, v in tk.vocab().items()}
     for s in tqdm(range(0, len(order), batch_size), desc=desc, disable=None, mininterval=5):
-        idx = order[s:s + batch_size]
+        idx = order[s : s + batch_size]
         L = max(len(enc[i]) for i in idx)
         ids = torch.full((len(idx), L), tk.PAD_ID, dtype=torch.long)
         mask = torch.zeros((len(idx), L), dtype=torch.long)
         for r, i in enumerate(idx):  # left padding
-            ids[r, L - len(enc[i]):] = torch.tensor(enc[i])
-            mask[r, L - len(enc[i]):] = 1
+            ids[r, L - len(enc[i]) :] = torch.tensor(enc[i])
+            mask[r, L - len(enc[i]) :] = 1
         with torch.no_grad():
-            gen = model.generate(input_ids=ids.to(device), attention_mask=mask.to(device), do_sample=False,
-                                 max_new_tokens=max_new_tokens, eos_token_id=tk.EOS_ID, pad_token_id=tk.PAD_ID)
+            gen = model.generate(
+                input_ids=ids.to(device),
+                attention_mask=mask.to(device),
+                do_sample=False,
+                max_new_tokens=max_new_tokens,
+                eos_token_id=tk.EOS_ID,
+                pad_token_id=tk.PAD_ID,
+            )
         for r, i in enumerate(idx):
             toks = gen[r, L:].tolist()
             if tk.EOS_ID in toks:
-                toks = toks[:toks.index(tk.EOS_ID)]
+                toks = toks[: toks.index(tk.EOS_ID)]
             out[i] = "".join(inv[t] for t in toks if t >= len(tk.SPECIALS))
     return out
 
@@ -68,8 +81,9 @@ def _pct(x) -> float:
     return round(100.0 * float(np.mean(x)), 2) if len(x) else float("nan")
 
 
-def tables(examples: Sequence[T.Example], correct: np.ndarray, same: np.ndarray, stages: list[str],
-           key=lambda e: e.level) -> dict:
+def tables(
+    examples: Sequence[T.Example], correct: np.ndarray, same: np.ndarray, stages: list[str], key=lambda e: e.level
+) -> dict:
     """Accuracy (%) overall / per key / per task, and agreement with the final stage (%) per key.
 
     correct: [K, N] bool, stage k's output scored right; same: [K, N] bool, equal to the final stage's.
@@ -91,15 +105,22 @@ def tables(examples: Sequence[T.Example], correct: np.ndarray, same: np.ndarray,
     }
 
 
-def run_stages(folders: dict[str, Path], examples: Sequence[T.Example], batch_size: int, max_new_tokens: int,
-               device: str, dtype: str = "float32") -> tuple[dict[str, list[str]], np.ndarray, np.ndarray, dict]:
+def run_stages(
+    folders: dict[str, Path],
+    examples: Sequence[T.Example],
+    batch_size: int,
+    max_new_tokens: int,
+    device: str,
+    dtype: str = "float32",
+) -> tuple[dict[str, list[str]], np.ndarray, np.ndarray, dict]:
     """Outputs per stage, correct [K, N], same-as-final [K, N], seconds per stage."""
     outputs, secs = {}, {}
     for name, folder in folders.items():
         t0 = time.time()
         model = load_model(folder, dtype, device)
-        outputs[name] = generate_outputs(model, [e.prompt for e in examples], batch_size, max_new_tokens,
-                                         device, desc=f"generate {name}")
+        outputs[name] = generate_outputs(
+            model, [e.prompt for e in examples], batch_size, max_new_tokens, device, desc=f"generate {name}"
+        )
         secs[name] = round(time.time() - t0, 1)
         del model
     names = list(folders)
@@ -111,9 +132,9 @@ def run_stages(folders: dict[str, Path], examples: Sequence[T.Example], batch_si
 
 def evaluate(config_path: str, device: str | None = None, out: str | None = None) -> dict:
     """The quality record of the hierarchy in ``config_path`` (sections ``hierarchy`` and ``testbed``)."""
-    from asd.config import to_dict
-    from asd.configs import load_section
+    from asd.config_loader import to_dict
     from asd.provenance import provenance
+    from asd.run_config import load_section
     from asd.testbed.weights import resolve_model
 
     hier = load_section(config_path, "hierarchy")
@@ -125,8 +146,13 @@ def evaluate(config_path: str, device: str | None = None, out: str | None = None
     outputs, correct, same, secs = run_stages(folders, examples, cfg.batch_size, cfg.max_new_tokens, dev, dtype)
     names = list(folders)
     sample = [i for i, e in enumerate(examples) if int(e.id.rsplit("-", 1)[1]) < cfg.sample_per_cell]
-    rec = provenance(config={"testbed": to_dict(cfg), "hierarchy": to_dict(hier)}, schema_version=SCHEMA_VERSION,
-                     device=dev, generate_seconds=secs, level_buckets={str(k): list(v) for k, v in T.LEVEL_BUCKETS.items()})
+    rec = provenance(
+        config={"testbed": to_dict(cfg), "hierarchy": to_dict(hier)},
+        schema_version=SCHEMA_VERSION,
+        device=dev,
+        generate_seconds=secs,
+        level_buckets={str(k): list(v) for k, v in T.LEVEL_BUCKETS.items()},
+    )
     rec["full"] = tables(examples, correct, same, names)
     rec["sample"] = tables([examples[i] for i in sample], correct[:, sample], same[:, sample], names)
     rec["outputs_sha256"] = {s: _digest(outputs[s]) for s in names}
@@ -147,9 +173,15 @@ def calibrate(weights_dir: Path, n: int, seed: int, device: str, batch_size: int
     _, correct, same, secs = run_stages(folders, examples, batch_size, max_new_tokens, device)
     rec = tables(examples, correct, same, list(folders), key=lambda e: e.meta["bucket"])
     rec["per_task_bucket"] = {
-        t: tables([e for e in examples if e.task == t], correct[:, [i for i, e in enumerate(examples) if e.task == t]],
-                  same[:, [i for i, e in enumerate(examples) if e.task == t]], list(folders),
-                  key=lambda e: e.meta["bucket"])["per_level"] for t in T.TASKS}
+        t: tables(
+            [e for e in examples if e.task == t],
+            correct[:, [i for i, e in enumerate(examples) if e.task == t]],
+            same[:, [i for i, e in enumerate(examples) if e.task == t]],
+            list(folders),
+            key=lambda e: e.meta["bucket"],
+        )["per_level"]
+        for t in T.TASKS
+    }
     rec["seconds"] = secs
     return rec
 

@@ -10,6 +10,7 @@ this module is the testbed's own, dependency-free scorer: the programs it runs a
 arithmetic bodies written by our own models, in a throw-away child process with a
 wall-clock limit, resource limits and an empty temporary working directory.
 """
+
 from __future__ import annotations
 
 import json
@@ -17,7 +18,7 @@ import re
 import subprocess
 import sys
 import tempfile
-from typing import Sequence
+from collections.abc import Sequence
 
 from asd.testbed.tasks import Example, check_task
 
@@ -75,8 +76,12 @@ def run_programs(programs: Sequence[str], tests: Sequence[str], limit_s: float =
     with tempfile.TemporaryDirectory(prefix="asd-testbed-") as tmp:
         try:
             res = subprocess.run(
-                [sys.executable, "-I", "-c", _RUNNER % {"limit": limit_s}], input=json.dumps(items),
-                capture_output=True, text=True, cwd=tmp, timeout=10 + limit_s * len(items),
+                [sys.executable, "-I", "-c", _RUNNER % {"limit": limit_s}],
+                input=json.dumps(items),
+                capture_output=True,
+                text=True,
+                cwd=tmp,
+                timeout=10 + limit_s * len(items),
             )
             out = json.loads(res.stdout) if res.returncode == 0 else None
         except (subprocess.TimeoutExpired, json.JSONDecodeError):

@@ -5,6 +5,7 @@ sequence with a KV cache of ``context`` tokens (what a cascade pays per generate
 ``prefill(model, tokens=256)``: seconds of one forward over a 256-token prompt (batch 1).
 Median (or another statistic) of ``repeats`` timed runs after ``warmup`` untimed ones; float32.
 """
+
 from __future__ import annotations
 
 import statistics
@@ -20,8 +21,9 @@ def _inputs(batch: int, length: int, seed: int = 0):
     return torch.randint(len(tk.SPECIALS), tk.VOCAB_SIZE, (batch, length), generator=g)
 
 
-def decode_step(model, batch: int = 16, context: int = 128, warmup: int = 3, repeats: int = 15,
-                stat=statistics.median) -> float:
+def decode_step(
+    model, batch: int = 16, context: int = 128, warmup: int = 3, repeats: int = 15, stat=statistics.median
+) -> float:
     """Seconds (``stat`` of the repeats) of one batched decode step (batch ``batch``, KV cache of ``context``)."""
     import torch
 
@@ -42,7 +44,9 @@ def decode_step(model, batch: int = 16, context: int = 128, warmup: int = 3, rep
     return stat(times)
 
 
-def prefill(model, tokens: int = 256, batch: int = 1, warmup: int = 2, repeats: int = 7, stat=statistics.median) -> float:
+def prefill(
+    model, tokens: int = 256, batch: int = 1, warmup: int = 2, repeats: int = 7, stat=statistics.median
+) -> float:
     """Seconds (``stat`` of the repeats) of one forward over a ``tokens``-token prompt."""
     import torch
 
@@ -68,12 +72,19 @@ def measure(folders: dict, batch: int = 16, context: int = 128, prompt_tokens: i
     res = {}
     for name, folder in folders.items():
         m = load_model(folder, "float32", "cpu")
-        res[name] = {"params": sum(p.numel() for p in m.parameters()),
-                     "decode_step_s": decode_step(m, batch, context, repeats=repeats, stat=min),
-                     "prefill_s": prefill(m, prompt_tokens, repeats=max(3, repeats // 2), stat=min)}
+        res[name] = {
+            "params": sum(p.numel() for p in m.parameters()),
+            "decode_step_s": decode_step(m, batch, context, repeats=repeats, stat=min),
+            "prefill_s": prefill(m, prompt_tokens, repeats=max(3, repeats // 2), stat=min),
+        }
     first = next(iter(res.values()))
     for r in res.values():
         r["decode_ratio"] = r["decode_step_s"] / first["decode_step_s"]
         r["prefill_ratio"] = r["prefill_s"] / first["prefill_s"]
-    return {"batch": batch, "context": context, "prompt_tokens": prompt_tokens, "threads": torch.get_num_threads(),
-            "stages": res}
+    return {
+        "batch": batch,
+        "context": context,
+        "prompt_tokens": prompt_tokens,
+        "threads": torch.get_num_threads(),
+        "stages": res,
+    }

@@ -27,6 +27,7 @@ Example::
     >>> ex.answer.splitlines()[-1].startswith("####")
     True
 """
+
 from __future__ import annotations
 
 import random
@@ -41,8 +42,8 @@ LEVELS = (1, 2, 3, 4, 5)
 LEVEL_BUCKETS: dict[int, tuple[int, ...]] = {2: (0, 1, 2, 3), 3: (4, 5), 4: (6, 7), 5: (8, 9)}
 TEST_MODULUS = 8
 LETTERS = "ABCD"
-IN_CONTEXT_FRACTION = 0.2     # share of level-1 (fact in prompt) examples in the training stream
-FACT_SHEET_FRACTION = 0.1     # share of auxiliary fact-sheet documents in the training stream
+IN_CONTEXT_FRACTION = 0.2  # share of level-1 (fact in prompt) examples in the training stream
+FACT_SHEET_FRACTION = 0.1  # share of auxiliary fact-sheet documents in the training stream
 
 _MC_QUESTIONS = {
     "capital": "What is the capital of {n}?",
@@ -71,8 +72,8 @@ class Example:
     id: str
     task: str
     level: int
-    prompt: str                 # the user turn (not chat-wrapped)
-    answer: str                 # reference completion
+    prompt: str  # the user turn (not chat-wrapped)
+    answer: str  # reference completion
     meta: dict = field(default_factory=dict, hash=False, compare=False)
 
 
@@ -99,9 +100,14 @@ def _fresh_entity(rng: random.Random) -> kb.Entity:
         name = kb.word(rng, 2)
         if name not in known and 4 <= len(name) <= 8:
             break
-    return kb.Entity(name=name, bucket=-1, capital=kb.word(rng, rng.choice((2, 3))),
-                     color=rng.choice(kb.COLORS), animal=rng.choice(kb.ANIMALS),
-                     towers=rng.randint(*kb.TOWERS_RANGE))
+    return kb.Entity(
+        name=name,
+        bucket=-1,
+        capital=kb.word(rng, rng.choice((2, 3))),
+        color=rng.choice(kb.COLORS),
+        animal=rng.choice(kb.ANIMALS),
+        towers=rng.randint(*kb.TOWERS_RANGE),
+    )
 
 
 def _choices(rng: random.Random, attribute: str, true: str, must: tuple[str, ...] = ()) -> list[str]:
@@ -160,8 +166,7 @@ def _make(task: str, rng: random.Random, e: kb.Entity, in_context: bool) -> tupl
             head += f"    >>> solve({x0})\n    {_eval_expr(expr.format(t=t, c=c), x0)}\n"
         prompt = head + '    """\n'
         want = {x: _eval_expr(expr.format(t=t, c=c), x) for x in _HE_TEST_INPUTS}
-        meta.update(entry_point="solve",
-                    tests="".join(f"assert solve({x}) == {y}\n" for x, y in want.items()))
+        meta.update(entry_point="solve", tests="".join(f"assert solve({x}) == {y}\n" for x, y in want.items()))
         return prompt, body, meta
     raise AssertionError(task)
 
@@ -170,8 +175,9 @@ def _eval_expr(expr: str, x: int) -> int:
     return int(eval(expr, {"__builtins__": {}}, {"x": x}))  # our own template, never model output
 
 
-def generate(task: str, n: int, level: int, seed: int, level_buckets: dict[int, tuple[int, ...]] | None = None
-             ) -> list[Example]:
+def generate(
+    task: str, n: int, level: int, seed: int, level_buckets: dict[int, tuple[int, ...]] | None = None
+) -> list[Example]:
     """``n`` held-out (test-split) examples of ``task`` at difficulty ``level``, deterministic in ``seed``."""
     check_task(task)
     check_level(level)
@@ -186,13 +192,22 @@ def generate(task: str, n: int, level: int, seed: int, level_buckets: dict[int, 
         prompt, answer, meta = _make(task, rng, e, in_context=level == 1)
         if not is_test_prompt(prompt):
             continue
-        out.append(Example(id=f"{task}-L{level}-s{seed}-{len(out)}", task=task, level=level,
-                           prompt=prompt, answer=answer, meta=meta))
+        out.append(
+            Example(
+                id=f"{task}-L{level}-s{seed}-{len(out)}",
+                task=task,
+                level=level,
+                prompt=prompt,
+                answer=answer,
+                meta=meta,
+            )
+        )
     return out
 
 
-def generate_mix(n_per_cell: int, seed: int, tasks: tuple[str, ...] = TASKS,
-                 levels: tuple[int, ...] = LEVELS) -> list[Example]:
+def generate_mix(
+    n_per_cell: int, seed: int, tasks: tuple[str, ...] = TASKS, levels: tuple[int, ...] = LEVELS
+) -> list[Example]:
     """``n_per_cell`` examples for every (task, level) cell, in task-major order."""
     return [ex for t in tasks for lv in levels for ex in generate(t, n_per_cell, lv, seed)]
 

@@ -12,6 +12,7 @@ a chat turn, the token generation stops at). A character outside the vocabulary 
 unknown token (``<|endoftext|>``) in the HF tokenizer and ``?`` in the fast ``encode``; pass
 untrusted text through ``clean_text`` first so that both agree.
 """
+
 from __future__ import annotations
 
 import json
@@ -79,8 +80,14 @@ def save_tokenizer(out_dir: str | Path) -> Path:
         "clean_up_tokenization_spaces": False,
         "chat_template": CHAT_TEMPLATE,
         "added_tokens_decoder": {
-            str(i): {"content": t, "special": True, "lstrip": False, "rstrip": False,
-                     "normalized": False, "single_word": False}
+            str(i): {
+                "content": t,
+                "special": True,
+                "lstrip": False,
+                "rstrip": False,
+                "normalized": False,
+                "single_word": False,
+            }
             for i, t in enumerate(SPECIALS)
         },
     }

@@ -12,6 +12,7 @@ after the other. Each stage writes ``<out>/weights/<stage>/`` (``config.json`` +
 bf16 ``model.safetensors``, loadable by ``Qwen2ForCausalLM.from_pretrained``) and
 ``<out>/logs/<stage>.json`` (loss curve, seconds, steps, params, hardware, config, git revision).
 """
+
 from __future__ import annotations
 
 import argparse
@@ -26,11 +27,11 @@ from pathlib import Path
 
 import numpy as np
 
-from asd.config import to_dict
+from asd.config_loader import to_dict
 from asd.testbed import tokenizer as tk
 from asd.testbed.config import ModelShape, TrainingConfig
 
-GROUP = 16   # batches sorted by length together (less padding), then shuffled
+GROUP = 16  # batches sorted by length together (less padding), then shuffled
 
 
 def _encode_chunk(args: tuple[int, int]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -43,7 +44,7 @@ def _encode_chunk(args: tuple[int, int]) -> tuple[np.ndarray, np.ndarray, np.nda
     for _ in range(n):
         prompt, answer = next(stream)
         p = tk.encode(tk.chat_prompt(prompt))
-        a = tk.encode(answer) + [tk.EOS_ID]
+        a = [*tk.encode(answer), tk.EOS_ID]
         toks.extend(p + a)
         lens.append(len(p) + len(a))
         plens.append(len(p))
@@ -81,7 +82,7 @@ def batch_order(offsets: np.ndarray, batch_size: int, seed: int) -> list[np.ndar
     for g in range(0, n, span):
         idx = np.arange(g, min(g + span, n))
         idx = idx[np.argsort(lens[idx], kind="stable")]
-        grp = [idx[i:i + batch_size] for i in range(0, len(idx), batch_size)]
+        grp = [idx[i : i + batch_size] for i in range(0, len(idx), batch_size)]
         rng.shuffle(grp)
         batches.extend(grp)
     return batches
@@ -107,10 +108,18 @@ def make_model(shape: ModelShape, seed: int):
     from transformers import Qwen2Config, Qwen2ForCausalLM
 
     cfg = Qwen2Config(
-        vocab_size=tk.VOCAB_SIZE, hidden_size=shape.hidden_size, num_hidden_layers=shape.num_hidden_layers,
-        num_attention_heads=shape.num_attention_heads, num_key_value_heads=shape.num_key_value_heads,
-        intermediate_size=shape.intermediate_size, max_position_embeddings=512, tie_word_embeddings=True,
-        bos_token_id=tk.BOS_TURN_ID, eos_token_id=tk.EOS_ID, pad_token_id=tk.PAD_ID, rope_theta=10000.0,
+        vocab_size=tk.VOCAB_SIZE,
+        hidden_size=shape.hidden_size,
+        num_hidden_layers=shape.num_hidden_layers,
+        num_attention_heads=shape.num_attention_heads,
+        num_key_value_heads=shape.num_key_value_heads,
+        intermediate_size=shape.intermediate_size,
+        max_position_embeddings=512,
+        tie_word_embeddings=True,
+        bos_token_id=tk.BOS_TURN_ID,
+        eos_token_id=tk.EOS_ID,
+        pad_token_id=tk.PAD_ID,
+        rope_theta=10000.0,
     )
     torch.manual_seed(seed)
     return Qwen2ForCausalLM(cfg)
@@ -146,10 +155,15 @@ def train_stage(cfg: TrainingConfig, stage: str, out: Path, workers: int = 4) ->
     n_params = sum(p.numel() for p in model.parameters())
     decay = [p for n, p in model.named_parameters() if p.ndim >= 2]
     no_decay = [p for n, p in model.named_parameters() if p.ndim < 2]
-    opt = torch.optim.AdamW([{"params": decay, "weight_decay": cfg.weight_decay},
-                             {"params": no_decay, "weight_decay": 0.0}], lr=shape.lr, betas=(0.9, 0.95),
-                            fused=dev.startswith("cuda"))
-    amp = torch.autocast("cuda", dtype=torch.bfloat16) if dev.startswith("cuda") else torch.autocast("cpu", enabled=False)
+    opt = torch.optim.AdamW(
+        [{"params": decay, "weight_decay": cfg.weight_decay}, {"params": no_decay, "weight_decay": 0.0}],
+        lr=shape.lr,
+        betas=(0.9, 0.95),
+        fused=dev.startswith("cuda"),
+    )
+    amp = (
+        torch.autocast("cuda", dtype=torch.bfloat16) if dev.startswith("cuda") else torch.autocast("cpu", enabled=False)
+    )
     curve: list[tuple[int, float]] = []
     model.train()
     t1 = time.time()
@@ -159,14 +173,16 @@ def train_stage(cfg: TrainingConfig, stage: str, out: Path, workers: int = 4) ->
         if cfg.max_train_seconds and time.time() - t1 > cfg.max_train_seconds:
             stopped_at = step
             break
-        ids, labels, mask = (torch.from_numpy(x).to(dev, non_blocking=True)
-                             for x in _batch(toks, offsets, plens, batches[step]))
+        ids, labels, mask = (
+            torch.from_numpy(x).to(dev, non_blocking=True) for x in _batch(toks, offsets, plens, batches[step])
+        )
         for g in opt.param_groups:
             g["lr"] = lr_at(step, cfg, shape.lr, steps)
         with amp:
             logits = model(input_ids=ids, attention_mask=mask).logits
-        loss = torch.nn.functional.cross_entropy(logits[:, :-1].float().reshape(-1, logits.shape[-1]),
-                                                 labels[:, 1:].reshape(-1), ignore_index=-100)
+        loss = torch.nn.functional.cross_entropy(
+            logits[:, :-1].float().reshape(-1, logits.shape[-1]), labels[:, 1:].reshape(-1), ignore_index=-100
+        )
         opt.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
@@ -181,20 +197,31 @@ def train_stage(cfg: TrainingConfig, stage: str, out: Path, workers: int = 4) ->
     model.to(torch.bfloat16).save_pretrained(wdir, safe_serialization=True)
     import transformers
 
-    rec = provenance(config=to_dict(cfg), stage=stage, params=n_params, steps=steps, stopped_at_step=stopped_at,
-                     batch_size=bs, train_seconds=round(train_s, 1), data_seconds=round(data_s, 1),
-                     device=torch.cuda.get_device_name(0) if dev.startswith("cuda") else "cpu",
-                     torch=torch.__version__, transformers=transformers.__version__,
-                     final_loss=curve[-1][1], loss_curve=curve)
+    rec = provenance(
+        config=to_dict(cfg),
+        stage=stage,
+        params=n_params,
+        steps=steps,
+        stopped_at_step=stopped_at,
+        batch_size=bs,
+        train_seconds=round(train_s, 1),
+        data_seconds=round(data_s, 1),
+        device=torch.cuda.get_device_name(0) if dev.startswith("cuda") else "cpu",
+        torch=torch.__version__,
+        transformers=transformers.__version__,
+        final_loss=curve[-1][1],
+        loss_curve=curve,
+    )
     (out / "logs").mkdir(parents=True, exist_ok=True)
     (out / "logs" / f"{stage}.json").write_text(json.dumps(rec, indent=1) + "\n")
     return rec
 
 
-def train_all(config_path: str, out: Path, stages: list[str] | None = None, concurrent: bool | None = None,
-              n_parallel: int = 1) -> int:
+def train_all(
+    config_path: str, out: Path, stages: list[str] | None = None, concurrent: bool | None = None, n_parallel: int = 1
+) -> int:
     """Train every stage; concurrently in one process each on CUDA (default), else sequentially."""
-    from asd.configs import load_section
+    from asd.run_config import load_section
 
     cfg = load_section(config_path, "training")
     names = stages or list(cfg.stages)
@@ -211,8 +238,25 @@ def train_all(config_path: str, out: Path, stages: list[str] | None = None, conc
             rec = train_stage(cfg, s, out, workers=workers)
             print(f"{s}: {rec['params'] / 1e6:.2f}M params, loss {rec['final_loss']:.4f}, {rec['train_seconds']} s")
         return 0
-    procs = [subprocess.Popen([sys.executable, "-m", "asd.testbed.train", "--config", config_path, "--out", str(out),
-                               "--stage", s, "--sequential", "--parallel", str(len(names))]) for s in names]
+    procs = [
+        subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "asd.testbed.train",
+                "--config",
+                config_path,
+                "--out",
+                str(out),
+                "--stage",
+                s,
+                "--sequential",
+                "--parallel",
+                str(len(names)),
+            ]
+        )
+        for s in names
+    ]
     return max(p.wait() for p in procs)
 
 
@@ -224,7 +268,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--sequential", action="store_true", help="one stage after the other in this process")
     ap.add_argument("--parallel", type=int, default=1, help=argparse.SUPPRESS)  # processes sharing the CPUs
     a = ap.parse_args(argv)
-    from asd.configs import load_section
+    from asd.run_config import load_section
 
     out = Path(a.out or load_section(a.config, "training").out_dir)
     return train_all(a.config, out, a.stage, concurrent=False if a.sequential else None, n_parallel=a.parallel)

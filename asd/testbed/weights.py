@@ -11,6 +11,7 @@ against ``SHA256SUMS``; load it with ``Qwen2ForCausalLM.from_pretrained(folder)`
 the same path as any real checkpoint folder. Any other spec is returned unchanged
 (a Hub id or a local folder is the backend's business).
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -47,8 +48,7 @@ def read_sums(root: Path = WEIGHTS_DIR) -> dict[str, str]:
 
 def write_sums(root: Path = WEIGHTS_DIR) -> Path:
     """Record the sha256 of every stage's files in ``root/SHA256SUMS``."""
-    lines = [f"{sha256_file(p)}  {p.relative_to(root).as_posix()}"
-             for p in sorted(root.glob("*/*")) if p.name in FILES]
+    lines = [f"{sha256_file(p)}  {p.relative_to(root).as_posix()}" for p in sorted(root.glob("*/*")) if p.name in FILES]
     out = root / "SHA256SUMS"
     out.write_text("\n".join(lines) + "\n")
     return out
@@ -85,4 +85,4 @@ def resolve_model(spec: str, root: Path = WEIGHTS_DIR) -> Path | str:
         raise ValueError(f"model spec must be a string, got {spec!r}")
     if not spec.startswith(PREFIX):
         return spec
-    return verify(spec[len(PREFIX):], root)
+    return verify(spec[len(PREFIX) :], root)

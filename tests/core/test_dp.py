@@ -8,8 +8,8 @@ import pytest
 from asd._ext import get_ext
 
 from asd import _C  # the extension must be built (make build); its absence is a failure here
-from asd.config import ConfigError
-from asd.configs import load_section
+from asd.config_loader import ConfigError
+from asd.run_config import load_section
 from asd.core import dp
 from asd.core.dp import STOP, PolicyConfig, route, route_cost, solve, solve_ref
 

@@ -3,7 +3,7 @@ from pathlib import Path
 
 import pytest
 
-from asd.config import ConfigError, load_yaml
+from asd.config_loader import ConfigError, load_yaml
 from asd.data import mmlu, truthfulqa
 from asd.data.config import DataConfig, TaskPromptConfig
 from asd.data.fewshot import GSM8K_COT

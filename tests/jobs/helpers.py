@@ -19,7 +19,7 @@ def write_config(path: Path, output_dir: Path, **jobs) -> Path:
 
 def reference(tmp: Path, **jobs) -> Path:
     """The uninterrupted run, in-process: its merged traces.h5."""
-    from asd.configs import load_config
+    from asd.run_config import load_config
     from asd.jobs.merge import merge_run
     from asd.jobs.plan import prepare_output_dir
     from asd.jobs.shard import run_shard

@@ -53,7 +53,7 @@ def test_resubmitting_while_a_task_writes_is_refused(tmp_path):
     """A live writer (here: a real subprocess running the shard) blocks a second submission of the run."""
     import time
 
-    from asd.configs import load_config
+    from asd.run_config import load_config
     from asd.jobs.plan import ShardPlan, prepare_output_dir
     from asd.jobs.shard import progress_path
 

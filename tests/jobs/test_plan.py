@@ -4,8 +4,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from asd.config import ConfigError, from_dict
-from asd.configs import load_config
+from asd.config_loader import ConfigError, from_dict
+from asd.run_config import load_config
 from asd.jobs.plan import JobConfig, ShardPlan, fingerprint, gpus_per_task, prepare_output_dir, shard_ranges
 from asd.models.config import HierarchyConfig
 

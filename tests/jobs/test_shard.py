@@ -12,7 +12,7 @@ import h5py
 import numpy as np
 import pytest
 
-from asd.configs import load_config
+from asd.run_config import load_config
 from asd.jobs.merge import merge_run
 from asd.jobs.plan import ShardPlan, prepare_output_dir
 from asd.jobs.shard import run_shard, shard_state

@@ -4,7 +4,7 @@ from pathlib import Path
 
 import pytest
 
-from asd.configs import load_section
+from asd.run_config import load_section
 from asd.testbed import tasks as T
 from asd.testbed.quality import run_stages, tables
 from asd.testbed.weights import resolve_model

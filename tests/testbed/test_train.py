@@ -3,7 +3,7 @@ import json
 
 import numpy as np
 
-from asd.config import from_dict
+from asd.config_loader import from_dict
 from asd.testbed import tokenizer as tk
 from asd.testbed.config import TrainingConfig
 from asd.testbed.train import _batch, batch_order, build_data, train_stage

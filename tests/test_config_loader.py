@@ -5,8 +5,8 @@ from pathlib import Path
 
 import pytest
 
-from asd.config import ConfigError, from_dict, load_yaml, to_dict
-from asd.configs import load_config, load_section
+from asd.config_loader import ConfigError, from_dict, load_yaml, to_dict
+from asd.run_config import load_config, load_section
 
 ROOT = Path(__file__).resolve().parent.parent
 

@@ -5,13 +5,14 @@ section maps to the dataclass of the component that consumes it. Classes are
 named as ``"module:attr"`` strings so that loading a config imports no heavy
 backend. An unknown section is an error listing the valid sections.
 """
+
 from __future__ import annotations
 
-import importlib
 from pathlib import Path
 from typing import Any
 
-from asd.config import ConfigError, from_dict, read_yaml
+from asd.config_loader import ConfigError, from_dict, read_yaml
+from asd.registry import resolve
 
 # section → "module:Class". Components add their section here.
 SECTIONS: dict[str, str] = {
@@ -31,10 +32,7 @@ SECTIONS: dict[str, str] = {
 
 
 def section_class(name: str) -> type:
-    if name not in SECTIONS:
-        raise ConfigError(f"unknown config section {name!r}; valid sections: {', '.join(sorted(SECTIONS))}")
-    mod, attr = SECTIONS[name].split(":")
-    return getattr(importlib.import_module(mod), attr)
+    return resolve(SECTIONS, name, "config section", ConfigError)
 
 
 def load_config(path: str | Path) -> dict[str, Any]:

@@ -7,19 +7,20 @@ per stage; a fixed random Gaussian projection (seeded by H, scaled by 1/√H)
 maps it to ``HIDDEN_WIDTH`` columns so that every stage yields the same F.
 numpy only, cheap: it runs once per sample per stage.
 """
+
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import lru_cache
-from typing import Sequence
 
 import numpy as np
 
 from asd._ext import get_ext
 
 HIDDEN_WIDTH = 16
-ENTROPY, MAXPROB, MARGIN, LOGPROB = 0, 1, 2, 3   # asd.tokstats column order (the agreed contract)
-LOW_CONFIDENCE = 0.5   # a token whose top-1 probability is below this counts as low-confidence
+ENTROPY, MAXPROB, MARGIN, LOGPROB = 0, 1, 2, 3  # asd.tokstats column order (the agreed contract)
+LOW_CONFIDENCE = 0.5  # a token whose top-1 probability is below this counts as low-confidence
 
 _SCALAR = ["stage", "prompt_len", "prompt_nll", "draft_len", "ended_eos"]
 _STAT = [f"{s}_{a}" for s in ("entropy", "maxprob", "margin") for a in ("mean", "min", "max", "last")]
@@ -49,9 +50,16 @@ def text_features(text: str) -> tuple[float, float, float]:
     return float(digits), float(text.count("\n") + 1), float(best)
 
 
-def stage_features(stage: int, prompt_len: int, prompt_nll: float, stats: np.ndarray,
-                   ended_eos: bool, accept_ratio_prev: float, text: str = "",
-                   hidden: np.ndarray | None = None) -> np.ndarray:
+def stage_features(
+    stage: int,
+    prompt_len: int,
+    prompt_nll: float,
+    stats: np.ndarray,
+    ended_eos: bool,
+    accept_ratio_prev: float,
+    text: str = "",
+    hidden: np.ndarray | None = None,
+) -> np.ndarray:
     """[F] float32 features of stage ``stage``'s response.
 
     stats: [n, 5] float32 token statistics of the response under M_stage (asd.tokstats columns);
@@ -65,16 +73,16 @@ def stage_features(stage: int, prompt_len: int, prompt_nll: float, stats: np.nda
     j = 5
     for col in (ENTROPY, MAXPROB, MARGIN):
         v = st[:, col]
-        out[j:j + 4] = (v.mean(), v.min(), v.max(), v[-1]) if n else (0.0, 0.0, 0.0, 0.0)
+        out[j : j + 4] = (v.mean(), v.min(), v.max(), v[-1]) if n else (0.0, 0.0, 0.0, 0.0)
         j += 4
     out[j] = float((st[:, MAXPROB] < LOW_CONFIDENCE).mean()) if n else 0.0
     out[j + 1] = float(st[:, LOGPROB].mean()) if n else 0.0
     out[j + 2] = 1.0 if not np.isfinite(accept_ratio_prev) else accept_ratio_prev
-    out[j + 3:j + 6] = text_features(text)
+    out[j + 3 : j + 6] = text_features(text)
     j += 6
     if hidden is not None:
         h = np.asarray(hidden, dtype=np.float32)
-        out[j:j + HIDDEN_WIDTH] = h @ _projection(h.shape[0])
+        out[j : j + HIDDEN_WIDTH] = h @ _projection(h.shape[0])
     return out
 
 
@@ -82,10 +90,10 @@ def stage_features(stage: int, prompt_len: int, prompt_nll: float, stats: np.nda
 class TokenTable:
     """Per-token-id text facts, so that text features need no detokenisation: [V] arrays."""
 
-    chars: np.ndarray     # [V] float64 characters the token decodes to
-    digits: np.ndarray    # [V] float64 digit characters
+    chars: np.ndarray  # [V] float64 characters the token decodes to
+    digits: np.ndarray  # [V] float64 digit characters
     newlines: np.ndarray  # [V] float64 newline characters
-    depth: np.ndarray     # [V] float64 net bracket nesting change ((, [, { minus ), ], })
+    depth: np.ndarray  # [V] float64 net bracket nesting change ((, [, { minus ), ], })
 
     @property
     def matrix(self) -> np.ndarray:
@@ -97,30 +105,36 @@ class TokenTable:
         return m
 
     @classmethod
-    def from_tokenizer(cls, tok, vocab_size: int) -> "TokenTable":
+    def from_tokenizer(cls, tok, vocab_size: int) -> TokenTable:
         a = np.zeros((4, vocab_size))
         for i in range(vocab_size):
             t = tok.decode([i]) if tok is not None else ""
-            a[:, i] = (len(t), sum(c.isdigit() for c in t), t.count("\n"),
-                       sum(t.count(c) for c in "([{") - sum(t.count(c) for c in ")]}"))
+            a[:, i] = (
+                len(t),
+                sum(c.isdigit() for c in t),
+                t.count("\n"),
+                sum(t.count(c) for c in "([{") - sum(t.count(c) for c in ")]}"),
+            )
         return cls(*a)
 
     @classmethod
-    def empty(cls, vocab_size: int) -> "TokenTable":
+    def empty(cls, vocab_size: int) -> TokenTable:
         z = np.zeros(vocab_size)
         return cls(z, z, z, z)
 
 
-def batch_features(stage: int,
-                   prompt_len: np.ndarray,            # [R] tokens
-                   prompt_nll: np.ndarray,            # [R] nats/token
-                   stats: Sequence[np.ndarray],       # R × [n_i, 5] token statistics of each response
-                   tokens: Sequence[np.ndarray],      # R × [n_i] response token ids
-                   ended_eos: np.ndarray | None,      # [R] bool, or None: from the last tokens (eos_token_ids)
-                   accept_prev: np.ndarray,           # [R] fraction of the previous draft accepted (NaN: none)
-                   hidden: np.ndarray | None,         # [R, H] pooled hidden state or None
-                   table: TokenTable,
-                   eos_token_ids: Sequence[int] = ()) -> np.ndarray:  # [R, F] float32
+def batch_features(
+    stage: int,
+    prompt_len: np.ndarray,  # [R] tokens
+    prompt_nll: np.ndarray,  # [R] nats/token
+    stats: Sequence[np.ndarray],  # R × [n_i, 5] token statistics of each response
+    tokens: Sequence[np.ndarray],  # R × [n_i] response token ids
+    ended_eos: np.ndarray | None,  # [R] bool, or None: from the last tokens (eos_token_ids)
+    accept_prev: np.ndarray,  # [R] fraction of the previous draft accepted (NaN: none)
+    hidden: np.ndarray | None,  # [R, H] pooled hidden state or None
+    table: TokenTable,
+    eos_token_ids: Sequence[int] = (),
+) -> np.ndarray:  # [R, F] float32
     """``batch_features_ref`` in one compiled call (``asd._C.decision_features``, bit-identical) + the projection.
 
     The cascade calls this once per decision; at batch 16 the numpy twin is ~20 numpy calls (~90 µs on the
@@ -131,31 +145,37 @@ def batch_features(stage: int,
     ext = get_ext()
     kernel = getattr(ext, "decision_features", None)
     if kernel is None:
-        return batch_features_ref(stage, prompt_len, prompt_nll, stats, tokens, ended_eos, accept_prev, hidden,
-                                  table, eos_token_ids)
+        return batch_features_ref(
+            stage, prompt_len, prompt_nll, stats, tokens, ended_eos, accept_prev, hidden, table, eos_token_ids
+        )
     out = np.zeros((len(tokens), NUM_FEATURES), dtype=np.float32)
-    kernel(out, float(stage), prompt_len, prompt_nll, stats, tokens, ended_eos, accept_prev, table.matrix,
-           eos_token_ids)
+    kernel(
+        out, float(stage), prompt_len, prompt_nll, stats, tokens, ended_eos, accept_prev, table.matrix, eos_token_ids
+    )
     if hidden is not None:
         h = hidden if type(hidden) is np.ndarray and hidden.dtype == np.float32 else np.asarray(hidden, np.float32)
         out[:, _HIDDEN0:] = h @ _projection(h.shape[1])
     return out
 
 
-_HIDDEN0 = len(_SCALAR) + len(_STAT) + len(_TAIL)   # first hidden-projection column (23)
+_HIDDEN0 = len(_SCALAR) + len(_STAT) + len(_TAIL)  # first hidden-projection column (23)
 
 
-def batch_features_ref(stage: int,
-                       prompt_len: np.ndarray,            # [R] tokens
-                       prompt_nll: np.ndarray,            # [R] nats/token
-                       stats: Sequence[np.ndarray],       # R × [n_i, 5] token statistics of each response
-                       tokens: Sequence[np.ndarray],      # R × [n_i] response token ids
-                       ended_eos: np.ndarray | None,      # [R] bool, or None: from the last tokens
-                       accept_prev: np.ndarray,           # [R] fraction of the previous draft accepted (NaN: none)
-                       hidden: np.ndarray | None,         # [R, H] pooled hidden state or None
-                       table: TokenTable,
-                       eos_token_ids: Sequence[int] = ()) -> np.ndarray:  # [R, F] float32
-    """The numpy twin of ``batch_features``: ``stage_features`` for R samples at once, vectorised over the concatenated responses.
+def batch_features_ref(
+    stage: int,
+    prompt_len: np.ndarray,  # [R] tokens
+    prompt_nll: np.ndarray,  # [R] nats/token
+    stats: Sequence[np.ndarray],  # R × [n_i, 5] token statistics of each response
+    tokens: Sequence[np.ndarray],  # R × [n_i] response token ids
+    ended_eos: np.ndarray | None,  # [R] bool, or None: from the last tokens
+    accept_prev: np.ndarray,  # [R] fraction of the previous draft accepted (NaN: none)
+    hidden: np.ndarray | None,  # [R, H] pooled hidden state or None
+    table: TokenTable,
+    eos_token_ids: Sequence[int] = (),
+) -> np.ndarray:  # [R, F] float32
+    """The numpy twin of ``batch_features``: ``stage_features`` for R samples at once.
+
+    Vectorised over the concatenated responses.
 
     Text features come from ``table`` (per token id), the nesting depth is the maximum prefix sum of
     bracket changes (not clamped at 0, unlike ``text_features``). ``ended_eos`` None: a response ended at
@@ -173,52 +193,60 @@ def batch_features_ref(stage: int,
     out[:, 3] = n
     out[:, 4] = ended_eos
     if n.all():
-        st = np.concatenate(stats)                                        # [Σn, 5]
+        st = np.concatenate(stats)  # [Σn, 5]
         tk = np.concatenate(tokens)
         ends = np.cumsum(n)
         starts = ends - n
         ends -= 1
         cnt = n[:, None]
-        tab = table.matrix[tk]                                            # [Σn, 4] chars, digits, newlines, depth
+        tab = table.matrix[tk]  # [Σn, 4] chars, digits, newlines, depth
         # [Σn, 8]: entropy, maxprob, margin, low-confidence, logprob, chars, digits, newlines — one reduceat
         per_tok = np.concatenate([st[:, :3], st[:, 1:2] < LOW_CONFIDENCE, st[:, 3:4], tab[:, :3]], axis=1)
-        sums = np.add.reduceat(per_tok, starts, axis=0) / cnt           # [R, 8] means
+        sums = np.add.reduceat(per_tok, starts, axis=0) / cnt  # [R, 8] means
         mm = np.minimum.reduceat(np.concatenate([st[:, :3], -st[:, :3]], axis=1), starts, axis=0)
-        blk = np.stack([sums[:, :3], mm[:, :3], -mm[:, 3:], st[ends, :3]], axis=2)   # [R, 3 stats, 4 aggregates]
+        blk = np.stack([sums[:, :3], mm[:, :3], -mm[:, 3:], st[ends, :3]], axis=2)  # [R, 3 stats, 4 aggregates]
         out[:, 5:17] = blk.reshape(R, 12)
         out[:, 17:19] = sums[:, 3:5]
         chars = sums[:, 5] * n
         out[:, 20] = sums[:, 6] / np.maximum(sums[:, 5], 1e-12) * (chars > 0)
         out[:, 21] = sums[:, 7] * n + (chars > 0)
         cs = np.cumsum(tab[:, 3])
-        out[:, 22] = np.maximum(np.maximum.reduceat(cs, starts) - (cs[ends] - np.add.reduceat(tab[:, 3], starts))
-                                , 0)
-    elif n.any():   # some empty responses: compute the others, leave zeros
+        out[:, 22] = np.maximum(np.maximum.reduceat(cs, starts) - (cs[ends] - np.add.reduceat(tab[:, 3], starts)), 0)
+    elif n.any():  # some empty responses: compute the others, leave zeros
         has = np.flatnonzero(n)
-        out[has] = batch_features_ref(stage, np.asarray(prompt_len)[has], np.asarray(prompt_nll)[has],
-                                      [stats[i] for i in has], [tokens[i] for i in has],
-                                      np.asarray(ended_eos)[has], np.asarray(accept_prev)[has],
-                                      None if hidden is None else np.asarray(hidden)[has], table)
+        out[has] = batch_features_ref(
+            stage,
+            np.asarray(prompt_len)[has],
+            np.asarray(prompt_nll)[has],
+            [stats[i] for i in has],
+            [tokens[i] for i in has],
+            np.asarray(ended_eos)[has],
+            np.asarray(accept_prev)[has],
+            None if hidden is None else np.asarray(hidden)[has],
+            table,
+        )
     j = 5 + 12
     ap = np.asarray(accept_prev, dtype=np.float64)
     out[:, j + 2] = np.where(np.isfinite(ap), ap, 1.0)
     if hidden is not None:
         h = np.asarray(hidden, dtype=np.float32)
-        out[:, j + 6:j + 6 + HIDDEN_WIDTH] = h @ _projection(h.shape[1])
+        out[:, j + 6 : j + 6 + HIDDEN_WIDTH] = h @ _projection(h.shape[1])
     return out
 
 
-def record_batch_features(features: np.ndarray,          # [N, K, F] float32, written in place at [rows, stage]
-                          rows: np.ndarray,              # [R] int64 rows of features / entries of the lists
-                          stage: int,
-                          prompt_len: np.ndarray,        # [N] tokens (read at rows)
-                          prompt_nll: np.ndarray,        # [R] nats/token
-                          stats: list[np.ndarray],       # N × [n_i, 5] (read at rows)
-                          tokens: list[np.ndarray],      # N × [n_i] response token ids (read at rows)
-                          accept_prev: np.ndarray,       # [R] fraction of the previous draft accepted (NaN: none)
-                          hidden: np.ndarray | None,     # [R, H] pooled hidden state or None
-                          table: TokenTable,
-                          eos_token_ids: Sequence[int] = ()) -> None:
+def record_batch_features(
+    features: np.ndarray,  # [N, K, F] float32, written in place at [rows, stage]
+    rows: np.ndarray,  # [R] int64 rows of features / entries of the lists
+    stage: int,
+    prompt_len: np.ndarray,  # [N] tokens (read at rows)
+    prompt_nll: np.ndarray,  # [R] nats/token
+    stats: list[np.ndarray],  # N × [n_i, 5] (read at rows)
+    tokens: list[np.ndarray],  # N × [n_i] response token ids (read at rows)
+    accept_prev: np.ndarray,  # [R] fraction of the previous draft accepted (NaN: none)
+    hidden: np.ndarray | None,  # [R, H] pooled hidden state or None
+    table: TokenTable,
+    eos_token_ids: Sequence[int] = (),
+) -> None:
     """``record_batch_features_ref`` in one compiled call (``asd._C.record_features``) + numpy's projection matmul.
 
     What the cascade records after each stage: the features go straight into its ``[N, K, F]`` record,
@@ -226,20 +254,30 @@ def record_batch_features(features: np.ndarray,          # [N, K, F] float32, wr
     """
     kernel = getattr(get_ext(), "record_features", None)
     if kernel is None:
-        return record_batch_features_ref(features, rows, stage, prompt_len, prompt_nll, stats, tokens, accept_prev,
-                                         hidden, table, eos_token_ids)
+        return record_batch_features_ref(
+            features, rows, stage, prompt_len, prompt_nll, stats, tokens, accept_prev, hidden, table, eos_token_ids
+        )
     proj = None
     if hidden is not None:
         h = hidden if type(hidden) is np.ndarray and hidden.dtype == np.float32 else np.asarray(hidden, np.float32)
         proj = h @ _projection(h.shape[1])
-    kernel(features, rows, stage, prompt_len, prompt_nll, stats, tokens, accept_prev,
-           proj, table.matrix, eos_token_ids)
+    kernel(features, rows, stage, prompt_len, prompt_nll, stats, tokens, accept_prev, proj, table.matrix, eos_token_ids)
 
 
-def record_batch_features_ref(features, rows, stage, prompt_len, prompt_nll, stats, tokens, accept_prev, hidden,
-                              table, eos_token_ids=()) -> None:
+def record_batch_features_ref(
+    features, rows, stage, prompt_len, prompt_nll, stats, tokens, accept_prev, hidden, table, eos_token_ids=()
+) -> None:
     """The readable twin of ``record_batch_features``: ``batch_features_ref`` of the rows, assigned."""
     rows = np.asarray(rows, np.int64)
-    features[rows, stage] = batch_features_ref(stage, np.asarray(prompt_len)[rows], prompt_nll,
-                                               [stats[i] for i in rows], [tokens[i] for i in rows], None,
-                                               accept_prev, hidden, table, eos_token_ids)
+    features[rows, stage] = batch_features_ref(
+        stage,
+        np.asarray(prompt_len)[rows],
+        prompt_nll,
+        [stats[i] for i in rows],
+        [tokens[i] for i in rows],
+        None,
+        accept_prev,
+        hidden,
+        table,
+        eos_token_ids,
+    )

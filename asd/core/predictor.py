@@ -11,6 +11,7 @@ The trained MLP (torch) comes with the training issue and implements the same
 ``features.shape[0]`` may say so with ``reads_features = False``: the cascade then skips gathering
 the features for it (a predictor without the attribute gets them).
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -23,9 +24,12 @@ import numpy as np
 class Predictor(Protocol):
     num_draws: int
 
-    def predict(self, features: np.ndarray,   # [B, F] float32 stage features (asd.features)
-                stage: np.ndarray,             # [B] int stage the features come from
-                K: int) -> tuple[np.ndarray, np.ndarray]:  # r [B, S, K], accept [B, K, K]
+    def predict(
+        self,
+        features: np.ndarray,  # [B, F] float32 stage features (asd.core.features)
+        stage: np.ndarray,  # [B] int stage the features come from
+        K: int,
+    ) -> tuple[np.ndarray, np.ndarray]:  # r [B, S, K], accept [B, K, K]
         ...
 
 
@@ -39,7 +43,7 @@ class PriorPredictor:
     random, oracle) ignore it.
     """
 
-    r_prior: tuple[float, ...] | None = None   # [K] or None → 0.5 everywhere but the last stage
+    r_prior: tuple[float, ...] | None = None  # [K] or None → 0.5 everywhere but the last stage
     accept_prior: float = 0.7
     num_draws: int = 1
     # predict() reads only features.shape[0]: the cascade may skip gathering the features for it

@@ -24,14 +24,16 @@ Example::
 
     cfg = load_yaml(PolicyConfig, "configs/evaluation.yaml", section="policy")
 """
+
 from __future__ import annotations
 
 import dataclasses
 import math
 import types
 import typing
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Literal, Mapping, TypeVar, Union, get_args, get_origin
+from typing import Any, Literal, TypeVar, Union, get_args, get_origin
 
 T = TypeVar("T")
 

@@ -2,9 +2,9 @@
 import numpy as np
 import pytest
 
-from asd.features import (FEATURE_NAMES, NUM_FEATURES, TokenTable, batch_features, batch_features_ref, stage_features,
+from asd.core.features import (FEATURE_NAMES, NUM_FEATURES, TokenTable, batch_features, batch_features_ref, stage_features,
                           text_features)
-from asd.predictor import PriorPredictor
+from asd.core.predictor import PriorPredictor
 from asd.testbed.tokenizer import load_tokenizer
 
 

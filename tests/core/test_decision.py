@@ -1,9 +1,9 @@
 """The cascade's fused decision kernels against their numpy twins, on fresh random inputs.
 
-- ``asd.cascade.decide_proxy_dp`` (``asd._C.proxy_dp``: proxy costs + DP + the predictions' record in one call)
+- ``asd.core.decision.decide_proxy_dp`` (``asd._C.proxy_dp``: proxy costs + DP + the predictions' record in one call)
   against ``decide_proxy_dp_ref`` (``proxy_costs_ref`` → ``solve_ref``) and against the composed compiled path
   the cascade used before (``proxy_costs`` → ``asd.core.policies.decide``): identical plans, bit for bit.
-- ``asd.features.record_batch_features`` (``asd._C.record_features``: features written into the cascade's
+- ``asd.core.features.record_batch_features`` (``asd._C.record_features``: features written into the cascade's
   [N, K, F] record) against ``record_batch_features_ref`` (``batch_features_ref``, assigned): bit-identical.
 - The whole cascade with the compiled decision path and with the twins gives the same records.
 """
@@ -13,13 +13,14 @@ import numpy as np
 import pytest
 
 import asd.cascade as cascade_mod
-import asd.features as features_mod
-from asd.cascade import Cascade, CascadeConfig, decide_proxy_dp, decide_proxy_dp_ref
+import asd.core.features as features_mod
+from asd.cascade import Cascade, CascadeConfig
+from asd.core.decision import decide_proxy_dp, decide_proxy_dp_ref
 from asd.core.dp import PolicyConfig
 from asd.core.policies import decide
 from asd.core.routing import proxy_costs
-from asd.predictor import PriorPredictor
-from asd.features import (NUM_FEATURES, TokenTable, batch_features, batch_features_ref, record_batch_features,
+from asd.core.predictor import PriorPredictor
+from asd.core.features import (NUM_FEATURES, TokenTable, batch_features, batch_features_ref, record_batch_features,
                           record_batch_features_ref)
 
 
