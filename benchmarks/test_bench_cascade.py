@@ -148,7 +148,7 @@ def test_bench_decision_overhead_b16(benchmark):
     # A K-stage cascade (stage 0's engine in every slot: only its decision path runs here) in the state
     # Cascade._run_batch holds right after stage 0 generated: responses, statistics, the record.
     casc = Cascade([eng] * K, CascadeConfig(max_new_tokens=MAX_NEW, batch_size=B), policy, predictor=pred)
-    casc.sizes = sizes
+    casc.decider.sizes = sizes
     casc._rec = dict(prompt_len=plen.astype(np.int32), features=np.full((B, K, NUM_FEATURES), np.nan, np.float32),
                      predictions=np.full((B, K, K), np.nan, np.float32))
     casc._ids, casc.resp, casc.stats = np.arange(B), list(res.tokens), list(res.stats)

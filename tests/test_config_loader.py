@@ -68,7 +68,7 @@ def test_yaml_syntax_error_names_line(tmp_path):
 def test_unknown_section(tmp_path):
     p = tmp_path / "c.yaml"
     p.write_text("evaluatoin:\n  seeds: [1]\n")
-    with pytest.raises(ConfigError, match="valid sections"):
+    with pytest.raises(ConfigError, match="unknown config section .evaluatoin.; valid: cascade"):
         load_config(p)
 
 

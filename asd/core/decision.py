@@ -13,6 +13,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
+from asd._ext import get_ext
 from asd.core.costs import CostModel, transition_costs
 from asd.core.dp import Plan, PolicyConfig, solve_ref
 from asd.core.features import NUM_FEATURES
@@ -53,8 +54,6 @@ def decide_proxy_dp(
     without their two Python→C transitions, two sets of checks, the [B, K, K] cost array and the gathers of
     the live rows. Falls back to the twin without ``asd._C``.
     """
-    from asd._ext import get_ext
-
     kernel = getattr(get_ext(), "proxy_dp", None)
     if kernel is None:
         return decide_proxy_dp_ref(

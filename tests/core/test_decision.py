@@ -12,7 +12,7 @@ import math
 import numpy as np
 import pytest
 
-import asd.cascade as cascade_mod
+import asd.core.decision as decision_mod
 import asd.core.features as features_mod
 from asd.cascade import Cascade, CascadeConfig
 from asd.core.decision import decide_proxy_dp, decide_proxy_dp_ref
@@ -179,11 +179,11 @@ def test_cascade_records_equal_with_compiled_and_twin_decision_path(tmp_path, mo
     def run():
         c = Cascade(engines, CascadeConfig(max_new_tokens=12, batch_size=4), PolicyConfig(name="dp", lam=1.0),
                     predictor=PriorPredictor(r_prior=(0.3, 0.8, 1.0)), eos_token_ids=(2,))
-        c.sizes = np.array([1.0, 3.0, 9.0])
+        c.decider.sizes = np.array([1.0, 3.0, 9.0])
         return c.run(prompts)
 
     fast = run()
-    monkeypatch.setattr(cascade_mod, "get_ext", lambda: None)
+    monkeypatch.setattr(decision_mod, "get_ext", lambda: None)
     monkeypatch.setattr(features_mod, "get_ext", lambda: None)
     twin = run()
     for k in ("features", "predictions", "decision", "final_stage", "draft_len", "accepted_len"):
