@@ -18,6 +18,8 @@ struct PlanArrays {
 PlanArrays plan_arrays(const pybind11::object& out, int64_t B, int64_t K);
 
 void register_dp(pybind11::module_& m);           // csrc/dp.cpp
+void register_features(pybind11::module_& m);     // csrc/features.cpp
+void register_routing(pybind11::module_& m);      // csrc/routing.cpp
 void register_decision(pybind11::module_& m);     // csrc/decision.cpp
 void register_token_stats(pybind11::module_& m);  // csrc/token_stats.cpp (CPU)
 #ifdef ASD_WITH_CUDA

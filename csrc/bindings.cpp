@@ -1,11 +1,14 @@
-// pybind11 module asd._C: the hot path of asd (DESIGN §2). Private: use the typed
-// wrappers asd.core.dp.solve and asd.tokstats.token_stats, which fall back to
-// their readable twins when this module is absent.
+// pybind11 module asd._C: the hot path of asd (docs/architecture.md, "The compiled extension"). One kernel
+// file per Python twin module registers its functions here. Private: use the typed wrappers (asd.core.dp.solve,
+// asd.core.features, asd.core.routing, asd.core.decision, asd.tokstats.token_stats), which fall back to their
+// readable twins when this module is absent.
 #include "asd.h"
 
 PYBIND11_MODULE(_C, m) {
   m.doc() = "asd hot-path kernels (DP stopping rule, token statistics)";
   asd::register_dp(m);
+  asd::register_features(m);
+  asd::register_routing(m);
   asd::register_decision(m);
   asd::register_token_stats(m);
 #ifdef ASD_WITH_CUDA

@@ -142,10 +142,7 @@ std::string shape_str(const py::array& a) {
 py::tuple dp_solve(const py::array& r, const py::array& cost, const py::array& current, double lam,
                    double kappa, const py::object& out) {
   // --- arguments, checked with the GIL held
-  if (std::isnan(lam) || lam < 0.0)
-    throw std::invalid_argument("lam must be >= 0 or inf, got " + std::to_string(lam));
-  if (!std::isfinite(kappa) || kappa < 0.0)
-    throw std::invalid_argument("kappa must be a finite number >= 0, got " + std::to_string(kappa));
+  dp_sample::check_lam_kappa(lam, kappa);
   if (r.ndim() != 3) throw std::invalid_argument("r must have shape [B, S, K], got shape " + shape_str(r));
   const int64_t B = r.shape(0), S = r.shape(1), K = r.shape(2);
   if (S < 1 || K < 1)

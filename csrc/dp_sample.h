@@ -7,6 +7,8 @@
 #include <cmath>
 #include <cstdint>
 #include <limits>
+#include <stdexcept>
+#include <string>
 
 #if defined(__AVX2__)
 #include <immintrin.h>
@@ -17,6 +19,14 @@ namespace dp_sample {
 
 constexpr int64_t kStop = -1;
 constexpr int64_t kMaxStages = 64;  // stack arrays per sample; real hierarchies have K <= 8
+
+// λ ≥ 0 (inf allowed) and a finite κ ≥ 0, as asd.core.dp._check_scalars: std::invalid_argument → ValueError.
+inline void check_lam_kappa(double lam, double kappa) {
+  if (std::isnan(lam) || lam < 0.0)
+    throw std::invalid_argument("lam must be >= 0 or inf, got " + std::to_string(lam));
+  if (!std::isfinite(kappa) || kappa < 0.0)
+    throw std::invalid_argument("kappa must be a finite number >= 0, got " + std::to_string(kappa));
+}
 
 #if defined(__AVX2__)
 // K = 4: one 4-lane double vector holds a draw's four stages, so the per-stage sums run in the same
