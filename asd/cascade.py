@@ -38,11 +38,18 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from asd.core.decision import Decider, derive_seed
-from asd.core.dp import STOP, PolicyConfig
+from asd.core.decision import (
+    SEED_ACCEPT,
+    SEED_DRAFTER,
+    SEED_GENERATE,
+    SEED_REGENERATE,
+    Decider,
+    derive_seed,
+)
+from asd.core.dp import STOP, Plan, PolicyConfig
 from asd.core.features import FEATURE_NAMES, NUM_FEATURES, TokenTable, record_batch_features
 from asd.core.routing import REPLAN, first_stage, resolve_stage
-from asd.core.verify import SpeculativeSampler, greedy_accept
+from asd.core.verify import SpeculativeSampler, Verdict, accept_drafts
 from asd.models.base import GenerationParams, check_prompts
 
 NOT_RUN = -2  # decision[n, k] of a stage that did not run
@@ -176,10 +183,278 @@ class Cascade:
         return out
 
     # -- one batch --------------------------------------------------------------------------------------------
-    def _run_batch(self, prompts: list[list[int]], ids: np.ndarray, outcome) -> dict:
-        K, B, P = self.K, len(prompts), self.params
+    def _run_batch(self, prompts: list[list[int]], ids: np.ndarray, outcome: np.ndarray | None) -> dict:
+        """Draft, then decide → verify → regenerate until every sample stopped; the batch's trace record."""
+        st = BatchState.start(prompts, ids, self.K, first_stage(self.policy, self.K))
+        if self.policy.name == "speculative":
+            self._two_model(st, np.arange(st.size))
+        else:
+            self._draft(st)
+        route: np.ndarray | None = None  # [B, K] the plan's next stage from every node (fixed-route policies)
+        live = np.arange(st.size)
+        while live.size:
+            if route is None or self.policy.name in REPLAN:
+                plan = self._decide(st, live, outcome)
+                action = plan.action
+                if route is None:
+                    route = np.full((st.size, self.K), STOP, np.int64)
+                route[live] = plan.next
+            else:
+                action = route[live, st.stage[live]]
+            st.record["decision"][live, st.stage[live]] = action
+            go = action != STOP
+            live, action = live[go], action[go]
+            for m in np.unique(action):
+                idx = live[action == m]
+                self._verify(st, idx, int(m))
+                st.stage[idx] = m
+        return self._finish(st)
+
+    def _draft(self, st: BatchState) -> None:
+        """The first stage generates every sample's response; its features go into the record."""
+        k0 = int(st.stage[0])
+        res = self.engines[k0].generate(
+            st.prompts, self.params, seeds=[derive_seed(self.cfg.seed, i, k0, SEED_GENERATE) for i in st.sample_ids]
+        )
+        for i in range(st.size):
+            st.set_response(i, res.tokens[i], res.stats[i], res.probs[i] if self.sampling else None)
+        rec = st.record
+        rec["ran"][:, k0] = True
+        rec["draft_len"][:, k0] = [len(t) for t in res.tokens]
+        rec["latency_s"][:, k0] = res.seconds
+        self._features(st, np.arange(st.size), k0, res.prompt_nll, res.hidden, np.full(st.size, math.nan))
+
+    def _finish(self, st: BatchState) -> dict:
+        """The completed record: final stage, tokens, text (scores are filled in by the caller's metric)."""
+        P, rec = self.params, st.record
+        rec["final_stage"] = np.array([max(np.flatnonzero(r)) for r in rec["ran"]], np.int8)
+        rec["tokens"] = [r.astype(np.int32) for r in st.responses]
+        rec["text"] = [
+            self.tokenizer.decode(r.tolist(), skip_special_tokens=True) if self.tokenizer else "" for r in st.responses
+        ]
+        rec["score"] = np.full(st.size, np.nan, np.float32)
         eos = set(P.eos_token_ids)
-        rec = {
+        assert all(len(r) <= P.max_new_tokens for r in st.responses)
+        assert all(not (set(r[:-1].tolist()) & eos) for r in st.responses)
+        return rec
+
+    def _features(
+        self, st: BatchState, idx: np.ndarray, k: int, prompt_nll: np.ndarray, hidden, accept_prev: np.ndarray
+    ) -> None:
+        """Record the stage-k features of samples ``idx`` (one compiled call; EOS read from the last tokens).
+
+        prompt_nll [R] nats/token, hidden [R, H] pooled last-layer states, accept_prev [R] fraction (NaN: none).
+        """
+        record_batch_features(
+            st.record["features"],
+            idx,
+            k,
+            st.record["prompt_len"],
+            prompt_nll,
+            st.token_stats,
+            st.responses,
+            accept_prev,
+            hidden,
+            self.table,
+            self.params.eos_token_ids,
+        )
+
+    def _decide(self, st: BatchState, live: np.ndarray, outcome: np.ndarray | None) -> Plan:
+        """The policy's plan for the samples ``live`` [L] at their current stages (asd.core.decision)."""
+        rec = st.record
+        return self.decider.decide(
+            rec["features"],
+            rec["prompt_len"],
+            st.responses,
+            live,
+            st.stage[live],
+            st.sample_ids,
+            rec["predictions"],
+            outcome,
+        )
+
+    # -- verification: score, accept, regenerate, record ------------------------------------------------------
+    def _verify(self, st: BatchState, idx: np.ndarray, m: int) -> None:
+        """M_m verifies the current responses of samples ``idx`` [R] and regenerates what it rejects."""
+        t0 = time.perf_counter()
+        prompts = [st.prompts[i] for i in idx]
+        drafts = [st.responses[i] for i in idx]
+        scored = self.engines[m].score(
+            prompts,
+            drafts,
+            self.params,
+            with_probs=self.sampling,
+            keep_session=True,
+            seeds=[derive_seed(self.cfg.seed, st.sample_ids[i], m, SEED_GENERATE) for i in idx],
+        )
+        if self.sampling:
+            rngs = [np.random.default_rng(derive_seed(self.cfg.seed, st.sample_ids[i], m, SEED_ACCEPT)) for i in idx]
+            verdict = accept_drafts(
+                drafts,
+                target_probs=scored.probs,
+                draft_probs=[st.draft_probs[i] for i in idx],
+                rngs=rngs,
+                sampler=self.sampler,
+            )
+        else:
+            verdict = accept_drafts(drafts, target_argmax=scored.argmax)
+        new = self._regenerate(st, idx, m, prompts, drafts, scored, verdict)
+        secs = time.perf_counter() - t0
+        for r, i in enumerate(idx):
+            st.set_response(i, *new[r])
+        rec = st.record
+        rec["ran"][idx, m] = True
+        rec["draft_len"][idx, m] = [len(t) for t, _, _ in new]
+        rec["accepted_len"][idx, m] = verdict.accepted
+        rec["latency_s"][idx, m] = secs
+        self._features(st, idx, m, scored.prompt_nll, scored.hidden, verdict.fraction)
+
+    def _regenerate(
+        self,
+        st: BatchState,
+        idx: np.ndarray,
+        m: int,
+        prompts: list[list[int]],
+        drafts: list[np.ndarray],
+        scored,
+        verdict: Verdict,
+    ) -> list[tuple[np.ndarray, np.ndarray, np.ndarray | None]]:
+        """Each row's new response after M_m's verdict: (tokens [n] int64, stats [n, 5] float32, probs or None).
+
+        A fully accepted draft stands; a rejected one keeps its accepted prefix plus M_m's token, and M_m
+        continues from the verification pass's KV cache (plain decoding, or drafted by a smaller stage with
+        lookahead γ) unless that token ends the response (EOS or ``max_new_tokens``).
+        """
+        P, sampling = self.params, self.sampling
+        a, nxt, n = verdict.accepted, verdict.next_token, verdict.draft_len
+        R = len(idx)
+        cont = (a < n) & ~np.isin(nxt, list(P.eos_token_ids)) & (a + 1 < P.max_new_tokens)
+        # statistics and distribution of M_m's token at the first mismatch (the first regenerated token)
+        pend_stats = np.stack([scored.stats[r][a[r]] if a[r] < n[r] else np.zeros(5, np.float32) for r in range(R)])
+        pend_probs = np.stack([scored.probs[r][a[r]] for r in range(R)]) if sampling else None
+        new: list[tuple[np.ndarray, np.ndarray, np.ndarray | None] | None] = [None] * R
+        sess = scored.session
+        gamma, drafter = self.cfg.gamma, self.cfg.regen_drafter
+        if cont.any():
+            sess.truncate(np.where(cont, [len(p) for p in prompts] + a, sess.length))
+        if cont.any() and gamma > 0 and drafter < m:
+            from asd.speculative import speculative_decode
+
+            rows = np.flatnonzero(cont)
+            sess.select_rows(rows)
+            out = speculative_decode(
+                sess,
+                self.engines[drafter],
+                [prompts[r] for r in rows],
+                [drafts[r][: a[r]] for r in rows],
+                nxt[rows],
+                pend_stats[rows],
+                pend_probs[rows] if pend_probs is not None else None,
+                [scored.probs[r][: a[r]] for r in rows] if sampling else None,
+                [scored.stats[r][: a[r]] for r in rows],
+                P,
+                gamma,
+                [
+                    np.random.default_rng(derive_seed(self.cfg.seed, st.sample_ids[idx[r]], m, SEED_REGENERATE))
+                    for r in rows
+                ],
+                self.sampler,
+                drafter_seeds=[derive_seed(self.cfg.seed, st.sample_ids[idx[r]], drafter, SEED_DRAFTER) for r in rows],
+            )
+            for j, r in enumerate(rows):
+                new[r] = (out.tokens[j], out.stats[j], out.probs[j] if sampling else None)
+        elif cont.any():
+            res = sess.decode(
+                nxt, pend_stats, np.where(cont, P.max_new_tokens - a, 0), P, first_probs=pend_probs, release=True
+            )
+            for r in np.flatnonzero(cont):
+                new[r] = (
+                    np.concatenate([drafts[r][: a[r]], res.tokens[r]]),
+                    np.concatenate([scored.stats[r][: a[r]], res.stats[r]]),
+                    np.concatenate([scored.probs[r][: a[r]], res.probs[r]]) if sampling else None,
+                )
+        if sess is not None:
+            sess.close()
+        for r in range(R):
+            if new[r] is not None:
+                continue
+            if a[r] >= n[r]:  # all accepted: the response stands
+                new[r] = (drafts[r], scored.stats[r], scored.probs[r][: n[r]] if sampling else None)
+            else:  # M_m's token ends it (EOS or length)
+                new[r] = (
+                    np.concatenate([drafts[r][: a[r]], [nxt[r]]]).astype(np.int64),
+                    np.concatenate([scored.stats[r][: a[r]], pend_stats[r : r + 1]]),
+                    scored.probs[r][: a[r] + 1] if sampling else None,
+                )
+        return new  # type: ignore[return-value]
+
+    def _two_model(self, st: BatchState, idx: np.ndarray) -> None:
+        """Policy "speculative": the final stage generates, drafted token by token by stage 0 (lookahead γ)."""
+        from asd.speculative import speculative_decode
+
+        t0 = time.perf_counter()
+        P, K, rec, seed = self.params, self.K, st.record, self.cfg.seed
+        tgt = self.engines[K - 1]
+        prompts = [st.prompts[i] for i in idx]
+        sess = tgt.new_session(len(idx), seeds=[derive_seed(seed, st.sample_ids[i], K - 1, SEED_GENERATE) for i in idx])
+        first, stats, probs = sess.start(prompts, P)
+        out = speculative_decode(
+            sess,
+            self.engines[0],
+            prompts,
+            [[] for _ in idx],
+            first,
+            stats,
+            probs,
+            [np.zeros((0, tgt.vocab_size), np.float32) for _ in idx] if self.sampling else None,
+            [np.zeros((0, 5), np.float32) for _ in idx],
+            P,
+            self.cfg.gamma,
+            [np.random.default_rng(derive_seed(seed, st.sample_ids[i], K - 1, SEED_REGENERATE)) for i in idx],
+            self.sampler,
+            drafter_seeds=[derive_seed(seed, st.sample_ids[i], 0, SEED_DRAFTER) for i in idx],
+        )
+        hidden = sess.pooled_hidden()
+        nll = sess.prompt_nll
+        sess.close()
+        secs = time.perf_counter() - t0
+        for r, i in enumerate(idx):
+            st.set_response(i, out.tokens[r], out.stats[r], out.probs[r] if self.sampling else None)
+        rec["ran"][idx, 0] = True
+        rec["ran"][idx, K - 1] = True
+        rec["draft_len"][idx, 0] = out.drafted
+        rec["decision"][idx, 0] = K - 1
+        rec["draft_len"][idx, K - 1] = [len(t) for t in out.tokens]
+        rec["accepted_len"][idx, K - 1] = out.accepted
+        rec["latency_s"][idx, K - 1] = secs
+        st.stage[idx] = K - 1
+        self._features(st, idx, K - 1, nll, hidden, np.full(len(idx), math.nan))
+
+
+@dataclass
+class BatchState:
+    """The working state of one batch, passed between the steps of ``Cascade._run_batch``.
+
+    prompts: B prompts (token ids); sample_ids [B] int64; stage [B] int64: the stage whose response each
+    sample holds now; responses: B current responses (int64 token ids, n_i each); token_stats: B [n_i, 5]
+    float32 per-token statistics of those responses (asd.tokstats columns); draft_probs: B [n_i, V] float32
+    distributions that produced them (sampling only, else None); record: the batch's trace record
+    (asd.traces fields: ran [B, K] bool, draft_len and accepted_len [B, K] int32 tokens, latency_s [B, K]
+    seconds, decision [B, K] int8, predictions [B, K, K] float32, features [B, K, F] float32).
+    """
+
+    prompts: list[list[int]]
+    sample_ids: np.ndarray
+    stage: np.ndarray
+    responses: list[np.ndarray]
+    token_stats: list[np.ndarray]
+    draft_probs: list[np.ndarray | None]
+    record: dict[str, np.ndarray]
+
+    @classmethod
+    def start(cls, prompts: list[list[int]], ids: np.ndarray, K: int, first: int) -> BatchState:
+        B = len(prompts)
+        record = {
             "sample_id": ids.copy(),
             "prompt_len": np.array([len(p) for p in prompts], np.int32),
             "ran": np.zeros((B, K), bool),
@@ -190,201 +465,20 @@ class Cascade:
             "predictions": np.full((B, K, K), np.nan, np.float32),
             "features": np.full((B, K, NUM_FEATURES), np.nan, np.float32),
         }
-        self._rec, self._prompts, self._ids = rec, prompts, ids
-        self.resp: list[np.ndarray] = [np.zeros(0, np.int64)] * B
-        self.probs: list[np.ndarray | None] = [None] * B
-        self.stats: list[np.ndarray] = [np.zeros((0, 5), np.float32)] * B
-        cur = np.full(B, first_stage(self.policy, K), np.int64)
-        if self.policy.name == "speculative":
-            self._two_model(np.arange(B))
-            cur[:] = K - 1
-        else:
-            k0 = int(cur[0])
-            res = self.engines[k0].generate(prompts, P, seeds=[derive_seed(self.cfg.seed, i, k0, 0) for i in ids])
-            for i in range(B):
-                self.resp[i], self.stats[i] = res.tokens[i], res.stats[i]
-                self.probs[i] = res.probs[i] if self.sampling else None
-            rec["ran"][:, k0] = True
-            rec["draft_len"][:, k0] = [len(t) for t in res.tokens]
-            rec["latency_s"][:, k0] = res.seconds
-            self._features(np.arange(B), k0, res.prompt_nll, res.hidden, np.full(B, math.nan))
-        route = None
-        live = np.arange(B)
-        while live.size:
-            if route is None or self.policy.name in REPLAN:
-                plan = self._decide(live, cur[live], outcome)
-                action = plan.action
-                if route is None:
-                    route = np.full((B, K), STOP, np.int64)
-                route[live] = plan.next
-            else:
-                action = route[live, cur[live]]
-            rec["decision"][live, cur[live]] = action
-            go = action != STOP
-            live, action = live[go], action[go]
-            for m in np.unique(action):
-                idx = live[action == m]
-                self._verify(idx, cur[idx], int(m))
-                cur[idx] = m
-        final = np.array([max(np.flatnonzero(r)) for r in rec["ran"]], np.int8)
-        rec["final_stage"] = final
-        rec["tokens"] = [r.astype(np.int32) for r in self.resp]
-        rec["text"] = [
-            self.tokenizer.decode(r.tolist(), skip_special_tokens=True) if self.tokenizer else "" for r in self.resp
-        ]
-        rec["score"] = np.full(B, np.nan, np.float32)
-        assert all(len(r) <= P.max_new_tokens for r in self.resp)
-        assert all(not (set(r[:-1].tolist()) & eos) for r in self.resp)
-        return rec
-
-    def _features(self, idx: np.ndarray, k: int, prompt_nll: np.ndarray, hidden, accept_prev: np.ndarray) -> None:
-        """Record the stage-k features of samples ``idx`` (one compiled call; EOS read from the last tokens)."""
-        record_batch_features(
-            self._rec["features"],
-            idx,
-            k,
-            self._rec["prompt_len"],
-            prompt_nll,
-            self.stats,
-            self.resp,
-            accept_prev,
-            hidden,
-            self.table,
-            self.params.eos_token_ids,
+        return cls(
+            prompts=prompts,
+            sample_ids=ids,
+            stage=np.full(B, first, np.int64),
+            responses=[np.zeros(0, np.int64)] * B,
+            token_stats=[np.zeros((0, 5), np.float32)] * B,
+            draft_probs=[None] * B,
+            record=record,
         )
 
-    def _decide(self, live: np.ndarray, cur: np.ndarray, outcome):
-        rec = self._rec
-        return self.decider.decide(
-            rec["features"], rec["prompt_len"], self.resp, live, cur, self._ids, rec["predictions"], outcome
-        )
+    @property
+    def size(self) -> int:
+        return len(self.prompts)
 
-    # -- verification and regeneration ------------------------------------------------------------------------
-    def _verify(self, idx: np.ndarray, src: np.ndarray, m: int) -> None:
-        """M_m verifies the responses of samples ``idx`` (made by stages ``src``) and regenerates the rest."""
-        t0 = time.perf_counter()
-        P, rec, eng = self.params, self._rec, self.engines[m]
-        prompts = [self._prompts[i] for i in idx]
-        drafts = [self.resp[i] for i in idx]
-        sc = eng.score(
-            prompts,
-            drafts,
-            P,
-            with_probs=self.sampling,
-            keep_session=True,
-            seeds=[derive_seed(self.cfg.seed, self._ids[i], m, 0) for i in idx],
-        )
-        R = len(idx)
-        a = np.zeros(R, np.int64)
-        nxt = np.zeros(R, np.int64)
-        for r, i in enumerate(idx):
-            if self.sampling:
-                rng = np.random.default_rng(derive_seed(self.cfg.seed, self._ids[i], m, 1))
-                a[r], nxt[r] = self.sampler.accept(drafts[r], self.probs[i], sc.probs[r], rng)
-            else:
-                a[r], nxt[r] = greedy_accept(drafts[r], sc.argmax[r])
-        n = np.array([len(d) for d in drafts])
-        # a fully accepted draft already ended (EOS or max_new_tokens): nothing to regenerate
-        cont = (a < n) & ~np.isin(nxt, list(P.eos_token_ids)) & (a + 1 < P.max_new_tokens)
-        sess = sc.session
-        pend_stats = np.stack([sc.stats[r][a[r]] if a[r] < n[r] else np.zeros(5, np.float32) for r in range(R)])
-        pend_probs = np.stack([sc.probs[r][a[r]] for r in range(R)]) if self.sampling else None
-        new_tok = [None] * R
-        new_st = [None] * R
-        new_pr = [None] * R
-        gamma, drafter = self.cfg.gamma, self.cfg.regen_drafter
-        if cont.any() and gamma > 0 and drafter < m:
-            from asd.speculative import speculative_decode
-
-            rows = np.flatnonzero(cont)
-            sess.truncate(np.where(cont, [len(p) for p in prompts] + a, sess.length))
-            sess.select_rows(rows)
-            so = speculative_decode(
-                sess,
-                self.engines[drafter],
-                [prompts[r] for r in rows],
-                [drafts[r][: a[r]] for r in rows],
-                nxt[rows],
-                pend_stats[rows],
-                pend_probs[rows] if self.sampling else None,
-                [sc.probs[r][: a[r]] for r in rows] if self.sampling else None,
-                [sc.stats[r][: a[r]] for r in rows],
-                P,
-                gamma,
-                [np.random.default_rng(derive_seed(self.cfg.seed, self._ids[idx[r]], m, 2)) for r in rows],
-                self.sampler,
-                drafter_seeds=[derive_seed(self.cfg.seed, self._ids[idx[r]], drafter, 4) for r in rows],
-            )
-            for j, r in enumerate(rows):
-                new_tok[r], new_st[r] = so.tokens[j], so.stats[j]
-                new_pr[r] = so.probs[j] if self.sampling else None
-        elif cont.any():
-            sess.truncate(np.where(cont, [len(p) for p in prompts] + a, sess.length))
-            res = sess.decode(
-                nxt, pend_stats, np.where(cont, P.max_new_tokens - a, 0), P, first_probs=pend_probs, release=True
-            )
-            for r in np.flatnonzero(cont):
-                new_tok[r] = np.concatenate([drafts[r][: a[r]], res.tokens[r]])
-                new_st[r] = np.concatenate([sc.stats[r][: a[r]], res.stats[r]])
-                if self.sampling:
-                    new_pr[r] = np.concatenate([sc.probs[r][: a[r]], res.probs[r]])
-        if sess is not None:
-            sess.close()
-        secs = time.perf_counter() - t0
-        for r, i in enumerate(idx):
-            if not cont[r]:
-                if a[r] >= n[r]:  # all accepted: the response stands
-                    new_tok[r], new_st[r] = drafts[r], sc.stats[r]
-                    new_pr[r] = sc.probs[r][: n[r]] if self.sampling else None
-                else:  # the target's token ends it (EOS or length)
-                    new_tok[r] = np.concatenate([drafts[r][: a[r]], [nxt[r]]]).astype(np.int64)
-                    new_st[r] = np.concatenate([sc.stats[r][: a[r]], pend_stats[r : r + 1]])
-                    new_pr[r] = np.concatenate([sc.probs[r][: a[r] + 1]]) if self.sampling else None
-            self.resp[i], self.stats[i], self.probs[i] = new_tok[r], new_st[r], new_pr[r]
-            rec["ran"][i, m] = True
-            rec["draft_len"][i, m] = len(new_tok[r])
-            rec["accepted_len"][i, m] = a[r]
-            rec["latency_s"][i, m] = secs
-        self._features(idx, m, sc.prompt_nll, sc.hidden, a / np.maximum(n, 1))
-
-    def _two_model(self, idx: np.ndarray) -> None:
-        """Policy "speculative": the final stage generates, drafted token by token by stage 0 (lookahead γ)."""
-        from asd.speculative import speculative_decode
-
-        t0 = time.perf_counter()
-        P, K, rec = self.params, self.K, self._rec
-        tgt = self.engines[K - 1]
-        prompts = [self._prompts[i] for i in idx]
-        seeds = [derive_seed(self.cfg.seed, self._ids[i], K - 1, 0) for i in idx]
-        sess = tgt.new_session(len(idx), seeds=seeds)
-        first, st, pr = sess.start(prompts, P)
-        so = speculative_decode(
-            sess,
-            self.engines[0],
-            prompts,
-            [[] for _ in idx],
-            first,
-            st,
-            pr,
-            [np.zeros((0, tgt.vocab_size), np.float32) for _ in idx] if self.sampling else None,
-            [np.zeros((0, 5), np.float32) for _ in idx],
-            P,
-            self.cfg.gamma,
-            [np.random.default_rng(derive_seed(self.cfg.seed, self._ids[i], K - 1, 2)) for i in idx],
-            self.sampler,
-            drafter_seeds=[derive_seed(self.cfg.seed, self._ids[i], 0, 4) for i in idx],
-        )
-        hidden = sess.pooled_hidden()
-        nll = sess.prompt_nll
-        sess.close()
-        secs = time.perf_counter() - t0
-        for r, i in enumerate(idx):
-            self.resp[i], self.stats[i] = so.tokens[r], so.stats[r]
-            self.probs[i] = so.probs[r] if self.sampling else None
-            rec["ran"][i, [0, K - 1]] = True
-            rec["draft_len"][i, 0] = so.drafted[r]
-            rec["decision"][i, 0] = K - 1
-            rec["draft_len"][i, K - 1] = len(so.tokens[r])
-            rec["accepted_len"][i, K - 1] = so.accepted[r]
-            rec["latency_s"][i, K - 1] = secs
-        self._features(idx, K - 1, nll, hidden, np.full(len(idx), math.nan))
+    def set_response(self, i: int, tokens: np.ndarray, stats: np.ndarray, probs: np.ndarray | None) -> None:
+        """Sample i's current response: tokens [n] int64, stats [n, 5] float32, probs [n, V] float32 or None."""
+        self.responses[i], self.token_stats[i], self.draft_probs[i] = tokens, stats, probs

@@ -28,7 +28,7 @@ import pytest
 import torch
 from timing import median_seconds
 
-from asd.cascade import Cascade, CascadeConfig
+from asd.cascade import BatchState, Cascade, CascadeConfig
 from asd.core.dp import PolicyConfig
 from asd.core.policies import decide
 from asd.core.routing import proxy_costs, proxy_costs_ref
@@ -149,17 +149,16 @@ def test_bench_decision_overhead_b16(benchmark):
     # Cascade._run_batch holds right after stage 0 generated: responses, statistics, the record.
     casc = Cascade([eng] * K, CascadeConfig(max_new_tokens=MAX_NEW, batch_size=B), policy, predictor=pred)
     casc.decider.sizes = sizes
-    casc._rec = dict(prompt_len=plen.astype(np.int32), features=np.full((B, K, NUM_FEATURES), np.nan, np.float32),
-                     predictions=np.full((B, K, K), np.nan, np.float32))
-    casc._ids, casc.resp, casc.stats = np.arange(B), list(res.tokens), list(res.stats)
+    state = BatchState.start(prompts, np.arange(B), K, 0)
+    for i in range(B):
+        state.set_response(i, res.tokens[i], res.stats[i], None)
     assert casc.table.matrix.shape == table.matrix.shape and not casc.table.matrix.any()   # = TokenTable.empty
 
     def decision():
         """One decision, by the cascade's own code as _run_batch calls it: record stage 0's features
         (Cascade._features), then predictor + proxy costs + DP (Cascade._decide) for the live samples."""
-        casc._features(np.arange(B), 0, res.prompt_nll, res.hidden, np.full(B, math.nan))
-        live = np.arange(B)
-        return casc._decide(live, cur[live], None)
+        casc._features(state, np.arange(B), 0, res.prompt_nll, res.hidden, np.full(B, math.nan))
+        return casc._decide(state, np.arange(B), None)
 
     def previous(features=batch_features, costs=proxy_costs):
         """The decision path before the fused kernels (features, predictor, costs, decide as separate calls;
@@ -178,10 +177,10 @@ def test_bench_decision_overhead_b16(benchmark):
         for name in ("action", "next", "value"):
             np.testing.assert_array_equal(getattr(a, name), getattr(p, name))
     # and the same record: features (numpy twin) and the predictions' mean over draws
-    np.testing.assert_array_equal(casc._rec["features"][:, 0], batch_features_ref(
+    np.testing.assert_array_equal(state.record["features"][:, 0], batch_features_ref(
         0, plen, res.prompt_nll, res.stats, res.tokens, np.zeros(B, bool), np.full(B, np.nan), res.hidden, table))
     r_prior = pred.predict(np.zeros((B, NUM_FEATURES)), cur, K)[0]
-    np.testing.assert_array_equal(casc._rec["predictions"][:, 0], r_prior.mean(1))
+    np.testing.assert_array_equal(state.record["predictions"][:, 0], r_prior.mean(1))
 
     def per_call(fn, n=2000):
         t = time.perf_counter()

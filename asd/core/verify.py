@@ -24,6 +24,7 @@ exactly as the target's own sample (the theorem the χ² test checks).
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -94,15 +95,46 @@ class SpeculativeSampler:
         return n, -1
 
 
-def accept_batch(
-    drafts: Sequence[np.ndarray],  # B × [n_i] int
-    target_argmax: Sequence[np.ndarray],  # B × [n_i + 1] int (greedy)
-) -> tuple[np.ndarray, np.ndarray]:
-    """Greedy acceptance for B rows: (accepted [B] int64, next token [B] int64)."""
-    out = [greedy_accept(d, t) for d, t in zip(drafts, target_argmax)]
-    a = np.array([o[0] for o in out], dtype=np.int64)
-    nxt = np.array([o[1] for o in out], dtype=np.int64)
-    return a, nxt
+@dataclass
+class Verdict:
+    """A verifying stage's verdict on R drafts: accepted [R] int64 tokens (0..n_r), next_token [R] int64 (the
+    verifier's token at the first mismatch, or its bonus token; -1: none), draft_len [R] int64 = n_r."""
+
+    accepted: np.ndarray
+    next_token: np.ndarray
+    draft_len: np.ndarray
+
+    @property
+    def fraction(self) -> np.ndarray:
+        """[R] float64 accepted / max(n, 1): the acceptance ratio the next stage's features see."""
+        return self.accepted / np.maximum(self.draft_len, 1)
+
+
+def accept_drafts(
+    drafts: Sequence[np.ndarray],  # R × [n_r] int draft tokens
+    target_argmax: Sequence[np.ndarray] | None = None,  # R × [n_r + 1] int verifier's argmax (greedy)
+    *,
+    target_probs: Sequence[np.ndarray] | None = None,  # R × [n_r + 1, V] verifier's distributions (sampling)
+    draft_probs: Sequence[np.ndarray | None] | None = None,  # R × [n_r, V] the drafts' distributions (sampling)
+    rngs: Sequence[np.random.Generator] | None = None,  # R generators, one per row (sampling)
+    sampler: SpeculativeSampler | None = None,
+) -> Verdict:
+    """The verifier's verdict on each draft: greedy (longest prefix equal to its argmax) when ``target_argmax``
+    is given, else speculative sampling with ``sampler`` (default ``SpeculativeSampler()``) and ``rngs``."""
+    R = len(drafts)
+    a = np.zeros(R, np.int64)
+    nxt = np.zeros(R, np.int64)
+    if target_argmax is not None:
+        for r in range(R):
+            a[r], nxt[r] = greedy_accept(drafts[r], target_argmax[r])
+    else:
+        assert target_probs is not None and draft_probs is not None and rngs is not None
+        sampler = sampler or SpeculativeSampler()
+        for r in range(R):
+            q = draft_probs[r]
+            assert q is not None, "sampling needs the drafts' distributions"
+            a[r], nxt[r] = sampler.accept(drafts[r], q, target_probs[r], rngs[r])
+    return Verdict(a, nxt, np.array([len(d) for d in drafts], np.int64))
 
 
 def truncate_at_stop(tokens: np.ndarray, eos: Sequence[int], max_new_tokens: int) -> tuple[np.ndarray, bool]:
