@@ -42,7 +42,7 @@ demo: build
 	$(BIN)/asd report runs/demo-testbed/traces.h5 --plot runs/demo-testbed/summary.png --json runs/demo-testbed/summary.json
 
 bench: build
-	$(BIN)/python -m pytest benchmarks --benchmark-only --benchmark-json=benchmarks/results/latest.json
+	$(BIN)/python -m pytest benchmarks --benchmark-only --benchmark-json=results/benchmarks/latest.json
 
 clean:
 	rm -rf build asd/_C*.so *.egg-info

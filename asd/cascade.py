@@ -1,4 +1,4 @@
-"""The draft-verify cascade (DESIGN §1): draft, features, predict, decide, verify, regenerate.
+"""The draft-verify cascade (docs/algorithm.md): draft, features, predict, decide, verify, regenerate.
 
 For a batch of prompts:
 
@@ -23,7 +23,7 @@ distribution). EOS and ``max_new_tokens`` are applied as the engines'
 ``generate`` applies them: a response stops after its first EOS token or at
 ``max_new_tokens`` tokens.
 
-``run`` returns the trace records of DESIGN §5 as a dict of numpy arrays (the
+``run`` returns the trace records of docs/traces.md as a dict of numpy arrays (the
 writer is asd.traces).
 """
 

@@ -1,4 +1,4 @@
-"""The cost profiler (DESIGN §3): per stage, prefill latency vs tokens and decode latency per step.
+"""The cost profiler (docs/algorithm.md#costs): per stage, prefill latency vs tokens and decode latency per step.
 
 Measures on the real backend and hardware (torch; CUDA events on GPU, ``perf_counter`` on CPU), with
 warm-up, repeats and medians. Decode steps run through the static-cache path of
@@ -90,7 +90,7 @@ def build_model(spec: str, dtype: str, device: str, random_weights: bool, layers
     """A ``Qwen2ForCausalLM`` for ``spec``: a Qwen2.5 id (random weights only), a folder, or ``testbed:<s>``.
 
     Random weights are built directly in ``dtype`` on ``device`` (an fp32-first build of 32B peaked at
-    133 GB, NOTES.md); ``layers`` builds only that many decoder layers (random weights only).
+    133 GB, docs/gpu.md "Measurement notes"); ``layers`` builds only that many decoder layers (random weights only).
     """
     import torch
     from transformers import Qwen2ForCausalLM

@@ -1,4 +1,4 @@
-"""Token-level speculative decoding between two engines (DESIGN §1.6, and the two-model baseline policy).
+"""Token-level speculative decoding between two engines (docs/algorithm.md#regeneration, and the two-model baseline policy).
 
 A *target* session holds rows whose cache covers prompt + response-so-far and
 one *pending* token per row that the target has already chosen but not fed.

@@ -1,5 +1,5 @@
 """Per-token statistics of logit rows: entropy, max prob, top1−top2 margin, logprob of the chosen
-token, argmax (DESIGN §2).
+token, argmax (docs/algorithm.md#compiled-hot-path).
 
 ``token_stats`` is the fast path: the C++ kernel of ``asd._C`` for CPU tensors and numpy arrays
 (OpenMP, float32/bfloat16 read in place), the CUDA kernel for CUDA tensors when the extension was

@@ -1,6 +1,6 @@
 """Print the speed ratios that benchmarks store in ``extra_info`` (keys ``ratio_*``), from a saved JSON.
 
-    .venv/bin/python benchmarks/ratios.py benchmarks/results/dp.json [--markdown]
+    .venv/bin/python benchmarks/ratios.py results/benchmarks/dp.json [--markdown]
 
 ``--markdown``: a table of the interleaved medians (``extra_info["median_ms"]``) and ratios, for docs/.
 

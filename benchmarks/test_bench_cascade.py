@@ -1,4 +1,4 @@
-"""Cascade speed on the CPU testbed (issue 4).
+"""Cascade speed on the CPU testbed.
 
 1. λ = ∞ cascade vs the final model alone vs transformers' assisted generation
    (``assistant_model=`` stage 0 → final, batch 1 as it requires), on the same prompts.
@@ -14,7 +14,7 @@
    ``ratio_overhead_pct_of_stage0_run`` against stage 0's whole 32-token run.
 
     .venv/bin/python -m pytest benchmarks/test_bench_cascade.py --benchmark-only \\
-        --benchmark-json=benchmarks/results/cascade_cpu.json
+        --benchmark-json=results/benchmarks/cascade_cpu.json
 
 All timings of one test are taken interleaved in the same minute (the machine is shared and noisy).
 """

@@ -1,6 +1,6 @@
 """The DP stopping rule: C++ kernel (asd._C.dp_solve) vs its numpy twin (solve_ref) vs a memcpy of its inputs.
 
-Grid (issue 2): B ∈ {1, 1e3, 1e5, 1e6}, K = 4, S ∈ {1, 8}; r and cost float64, κ = 0.5 (risk-adjusted:
+Grid: B ∈ {1, 1e3, 1e5, 1e6}, K = 4, S ∈ {1, 8}; r and cost float64, κ = 0.5 (risk-adjusted:
 the general case; the std over draws is computed), λ = 2; plus B = 1e6, S = 8 at κ = 0 with r in float64
 and in float32 (the predictor's dtype; cost stays float64). Implementations per case:
 - ``numpy``:   ``asd.core.dp.solve_ref`` (the specification, vectorised over B);
@@ -14,7 +14,7 @@ minute of a shared machine) and stores the ratios in ``extra_info``; benchmarks/
 at the end and ``python benchmarks/ratios.py FILE.json`` prints them from a saved run:
 
     .venv/bin/python -m pytest benchmarks/test_bench_dp.py --benchmark-only \\
-        --benchmark-json=benchmarks/results/dp.json
+        --benchmark-json=results/benchmarks/dp.json
 """
 import functools
 import os

@@ -2,10 +2,10 @@
 
 The merge runs in a fresh subprocess so that its peak resident memory (``ru_maxrss`` of that process) is
 the merge's own; goal: < 2 GB. Each sample carries F = 32 features per stage, ~128 tokens and ~300
-characters of text (about 1.4 KB per sample, ~140 MB of traces). Results: benchmarks/results/merge.json.
+characters of text (about 1.4 KB per sample, ~140 MB of traces). Results: results/benchmarks/merge.json.
 
     .venv/bin/python -m pytest benchmarks/test_bench_merge.py --benchmark-only \
-        --benchmark-json=benchmarks/results/merge.json
+        --benchmark-json=results/benchmarks/merge.json
 """
 from __future__ import annotations
 

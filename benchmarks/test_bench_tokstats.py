@@ -2,9 +2,9 @@
 asd._C against the torch twin (log_softmax, entropy, topk, gather, argmax), both on the same
 threads (torch.set_num_threads = OpenMP's thread count, 2 on the CI machine).
 
-Goal (issue 2): C++ ≥ 4× torch. Run:
+Goal: C++ ≥ 4× torch. Run:
     .venv/bin/python -m pytest benchmarks/test_bench_tokstats.py --benchmark-only \
-        --benchmark-json=benchmarks/results/tokstats_cpu.json
+        --benchmark-json=results/benchmarks/tokstats_cpu.json
 Each C++ benchmark also times the torch twin right after itself (median of a few calls) and stores
 the ratio in extra_info["speedup_vs_torch"], so that the ratio comes from the same minute of a
 shared, noisy machine.

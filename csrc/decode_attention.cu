@@ -1,5 +1,5 @@
 // Split-K ("flash-decoding") attention for decode and short verification chunks over a static KV cache
-// (DESIGN §2; asd/models/cuda_graph.py). Readable twin: asd.models.attention.decode_attention_ref.
+// (docs/algorithm.md#compiled-hot-path; asd/models/cuda_graph.py). Readable twin: asd.models.attention.decode_attention_ref.
 //
 // Why: at decode a KV head has only R = G*T query rows, and a generic attention kernel runs one block
 // per (batch, head): 4 blocks for Qwen2.5-7B at batch 1, ≈ 19 µs a layer on an H200 for 1.2 MB of K/V

@@ -1,4 +1,4 @@
-// asd._C.dp_solve — the DP stopping rule over the DAG of stages (DESIGN §1.4, §2).
+// asd._C.dp_solve — the DP stopping rule over the DAG of stages (docs/algorithm.md#decision).
 //
 // The readable specification is asd.core.dp.solve_ref (numpy); this kernel gives
 // identical actions/next and values to rtol 1e-6 (in practice bit-identical):

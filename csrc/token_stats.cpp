@@ -1,4 +1,4 @@
-// asd._C.token_stats — per-token statistics of a batch of logit rows in ONE pass over V (DESIGN §2).
+// asd._C.token_stats — per-token statistics of a batch of logit rows in ONE pass over V (docs/algorithm.md#compiled-hot-path).
 //
 // The readable specification is asd.tokstats.token_stats_ref (torch log_softmax, topk, gather,
 // argmax). For a row x[0..V) and the chosen token c, with m = max x and Z = Σ exp(x − m):

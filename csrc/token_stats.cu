@@ -1,4 +1,4 @@
-// asd._C.token_stats_cuda — the CUDA twin of csrc/token_stats.cpp (DESIGN §2, issue 7).
+// asd._C.token_stats_cuda — the CUDA twin of csrc/token_stats.cpp (docs/algorithm.md#compiled-hot-path, docs/gpu.md).
 //
 // Same statistics, same rules (see token_stats.cpp and asd/tokstats.py): per row of logits
 // x[0..V) with chosen token c, m = max x, Z = Σ exp(x − m), T = Σ exp(x − m)·(x − m):

@@ -5,7 +5,7 @@ SDPA with the length mask under each back-end (default, memory-efficient, cuDNN,
 without a mask, an explicit matmul-softmax-matmul, flex attention (block mask and score_mod), and a
 K/V clone as the memory yardstick. 48 layers of distinct K/V per CUDA graph; medians of CUDA-event times.
 
-    python3 scripts/gpu_attn_bench.py OUT.json        (committed: docs/results/gpu/attn_backends_h200.json)
+    python3 scripts/gpu_attn_bench.py OUT.json        (committed: results/gpu/attn_backends_h200.json)
 """
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Without asd._C the package still works on its readable twins, and says so once (DESIGN §2)."""
+"""Without asd._C the package still works on its readable twins, and says so once (docs/algorithm.md#compiled-hot-path)."""
 import subprocess
 import sys
 

@@ -183,16 +183,16 @@ def test_time_fn_runs_sync_before_each_timed_call():
     assert calls == ["fn", "fn"] + ["sync", "fn"] * 3
 
 
-# ---- tensor-parallel stage (scripts/gpu_tp.py results committed under docs/results/gpu/) -------------------
+# ---- tensor-parallel stage (scripts/gpu_tp.py results committed under results/gpu/) -------------------
 ROOT_DIR = Path(__file__).resolve().parents[1]
 H100_PROFILE = ROOT_DIR / "configs/costs/h100-qwen2.5.measurements.json"
-H200_TP = ROOT_DIR / "docs/results/gpu/tp72b_h200x4.json"
-H200_QUICK = ROOT_DIR / "docs/results/gpu/decode_quick_h200x4_gpu0.json"
-H200_PROFILE = ROOT_DIR / "docs/results/gpu/profile_h200x4_gpu0.json"       # 7B-32B, GPU 0 of the 4 x H200
-H200_TP3 = ROOT_DIR / "docs/results/gpu/tp72b_h200x4_run3.json"             # the same machine, all 4 GPUs
+H200_TP = ROOT_DIR / "results/gpu/tp72b_h200x4.json"
+H200_QUICK = ROOT_DIR / "results/gpu/decode_quick_h200x4_gpu0.json"
+H200_PROFILE = ROOT_DIR / "results/gpu/profile_h200x4_gpu0.json"       # 7B-32B, GPU 0 of the 4 x H200
+H200_TP3 = ROOT_DIR / "results/gpu/tp72b_h200x4_run3.json"             # the same machine, all 4 GPUs
 H200_TABLE = ROOT_DIR / "configs/costs/h200-qwen2.5-tp4.json"                # fitted from run 4's two files
-H200_PROFILE4 = ROOT_DIR / "docs/results/gpu/profile_h200x4_run4_gpu0.json"
-H200_TP4 = ROOT_DIR / "docs/results/gpu/tp72b_h200x4_run4.json"
+H200_PROFILE4 = ROOT_DIR / "results/gpu/profile_h200x4_run4_gpu0.json"
+H200_TP4 = ROOT_DIR / "results/gpu/tp72b_h200x4_run4.json"
 
 
 def test_tensor_parallel_run_of_another_card_is_refused():

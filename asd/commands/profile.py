@@ -1,4 +1,4 @@
-"""``asd profile``: measure each stage's latency and write the cost model (DESIGN §3, docs/gpu.md).
+"""``asd profile``: measure each stage's latency and write the cost model (docs/algorithm.md#costs, docs/gpu.md).
 
     asd profile --config configs/cost_profiling.yaml --hierarchy configs/qwen2.5_models.yaml \\
         --random-weights --out configs/costs/h100-qwen2.5.json

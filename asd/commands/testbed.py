@@ -35,7 +35,7 @@ def register(subparsers) -> None:
     e.set_defaults(func=_evaluate)
     c = sub.add_parser("costs", help="CPU cost per stage: batch-16 decode step and 256-token prefill")
     c.add_argument("--config", default="configs/testbed.yaml")
-    c.add_argument("--out", default="benchmarks/results/testbed_cpu_costs.json")
+    c.add_argument("--out", default="results/benchmarks/testbed_cpu_costs.json")
     c.set_defaults(func=_costs)
     v = sub.add_parser("verify", help="check the committed weights against SHA256SUMS")
     v.set_defaults(func=_verify)

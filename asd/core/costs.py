@@ -1,4 +1,4 @@
-"""The cost model: measured per-stage latencies and the DP's transition costs c_{j→m}(x) (DESIGN §1.4, §3).
+"""The cost model: measured per-stage latencies and the DP's transition costs c_{j→m}(x) (docs/algorithm.md#decision, #costs).
 
 Terms.
 - *Prefill* of stage m over n tokens: one forward pass, ``prefill.slope·n + prefill.intercept`` seconds

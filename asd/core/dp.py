@@ -1,4 +1,4 @@
-"""The DP stopping rule: optimal stopping over the DAG of stages, with skips (DESIGN §1.4, §2).
+"""The DP stopping rule: optimal stopping over the DAG of stages, with skips (docs/algorithm.md#decision).
 
 Terms. Stages ``k = 0..K-1`` (models of growing size). At stage ``j`` the cascade
 holds a response ``y_j``. It may **stop** (return ``y_j``) or **jump** to any

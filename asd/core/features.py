@@ -1,4 +1,4 @@
-"""Features of one stage's run for the quality predictor (DESIGN §1.2).
+"""Features of one stage's run for the quality predictor (docs/algorithm.md#features).
 
 ``stage_features`` turns what stage k saw and produced into a fixed-width
 float32 vector; ``FEATURE_NAMES`` names its columns (stored with the traces).

@@ -1,4 +1,4 @@
-"""Baseline policies beside the DP (DESIGN §1), as pure functions returning a :class:`~asd.core.dp.Plan`.
+"""Baseline policies beside the DP (docs/algorithm.md), as pure functions returning a :class:`~asd.core.dp.Plan`.
 
 Every policy returns the same shape of answer as the DP, so the cascade runs them in the same loop:
 

@@ -1,4 +1,4 @@
-"""The quality predictor's interface (DESIGN §1.3) and a prior predictor that needs no training.
+"""The quality predictor's interface (docs/algorithm.md#predictor) and a prior predictor that needs no training.
 
 A predictor maps stage-k features to, for every stage m:
 

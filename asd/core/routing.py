@@ -68,7 +68,7 @@ def proxy_costs_ref(
     size: np.ndarray,  # [K] relative cost of one token of work per stage
     prefill_ratio: float = 0.05,  # cost of one prefill token / one decode step, same model
 ) -> np.ndarray:
-    """[B, K, K] normalised c_{j→m} when no measured cost model is given (shape of DESIGN §1.4).
+    """[B, K, K] normalised c_{j→m} when no measured cost model is given (shape of docs/algorithm.md#decision).
 
     c_{j→m} = size_m·(ρ·(P + L) + (1 − â_{j,m})·L) / (size_{K−1}·(ρ·P + L)): a prefill over prompt
     + response plus decoding the rejected suffix, over the final model's own latency. inf where m ≤ j.

@@ -1,4 +1,4 @@
-"""Acceptance rules of draft-verify decoding (DESIGN §1.5), pure numpy.
+"""Acceptance rules of draft-verify decoding (docs/algorithm.md#verification), pure numpy.
 
 Terms (as in Leviathan et al. 2023, "Fast Inference from Transformers via
 Speculative Decoding", and Chen et al. 2023):

@@ -12,7 +12,7 @@ Mutation kinds (text edits of the canonical body, deterministic):
 ``delete_line``, ``raise`` (raise at the top of the body), ``infinite_loop``
 (``while True: pass`` at the top), ``noop`` (a harmless extra statement: should still pass).
 
-    python -m asd.eval.agreement --n 320 --out docs/results/sandbox_agreement.json
+    python -m asd.eval.agreement --n 320 --out results/sandbox_agreement.json
 """
 
 from __future__ import annotations

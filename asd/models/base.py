@@ -18,7 +18,7 @@ session
     decoding state that survives a call: the KV cache of one batch of rows plus
     what is valid in it. ``score(..., keep_session=True)`` returns one, and
     ``Session.truncate`` + ``Session.decode`` continue generation after an
-    accepted prefix without recomputing it (DESIGN §1.5).
+    accepted prefix without recomputing it (docs/algorithm.md#verification).
 
 Everything crossing this boundary is numpy or plain Python: the cascade and the
 pure core never see a torch tensor.

@@ -1,6 +1,6 @@
 """A static-KV-cache decode/verify path for Qwen2-architecture models, replayed from CUDA graphs.
 
-transformers' eager decode of Qwen2.5 shapes is launch-bound (NOTES.md: 7B at 51.6 ms/step against a
+transformers' eager decode of Qwen2.5 shapes is launch-bound (docs/gpu.md: 7B at 51.6 ms/step against a
 4.0 ms bandwidth floor on an H200), and ``torch.compile(mode="reduce-overhead")`` over its static cache
 failed in transformers 5.17. This module runs the model's own weights through its own step function:
 

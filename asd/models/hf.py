@@ -2,7 +2,7 @@
 
 The decode loop is our own, over ``model.model(...)`` + ``lm_head`` with a
 ``DynamicCache``, so that a verification pass leaves a cache the verifier keeps
-decoding from (DESIGN §1.5). Batches are left-padded; rows of one batch may
+decoding from (docs/algorithm.md#verification). Batches are left-padded; rows of one batch may
 also hold *holes*: positions whose attention-mask entry is 0 (padding of a
 ragged appended chunk, or a rejected draft suffix). Position ids count only the
 valid tokens of a row, so a row's logits do not depend on the holes.

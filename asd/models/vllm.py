@@ -1,4 +1,4 @@
-"""``VLLMEngine``: the cluster backend (DESIGN §4), written against vLLM's documented offline API.
+"""``VLLMEngine``: the cluster backend (docs/engines.md), written against vLLM's documented offline API.
 
 UNEXERCISED HERE: vLLM is not installed on the machines this project is
 developed and tested on; tests/models/test_vllm_engine.py runs only where

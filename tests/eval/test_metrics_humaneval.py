@@ -86,7 +86,7 @@ def test_verdicts_equal_human_evals_on_a_sample(problems):
 
 @pytest.mark.slow
 def test_verdicts_equal_human_evals_on_330_mutants(problems):
-    """The committed docs/results/sandbox_agreement.json is this run (python -m asd.eval.agreement)."""
+    """The committed results/sandbox_agreement.json is this run (python -m asd.eval.agreement)."""
     items = mutants(problems, 330, seed=0, max_per_kind={"infinite_loop": 24})
     assert len(items) == 330
     res = compare(problems, items, timeout=3.0)
