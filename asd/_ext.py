@@ -37,3 +37,11 @@ def get_ext() -> ModuleType | None:
 def has_cuda_kernels() -> bool:
     ext = get_ext()
     return bool(ext is not None and getattr(ext, "WITH_CUDA", False))
+
+
+def require_ext(kernel: str) -> ModuleType:
+    """``asd._C`` where the caller has already checked that ``kernel`` is compiled in (RuntimeError otherwise)."""
+    ext = get_ext()
+    if ext is None or not hasattr(ext, kernel):
+        raise RuntimeError(f"asd._C.{kernel} is not available in this build")
+    return ext

@@ -35,6 +35,7 @@ import operator
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
@@ -102,8 +103,8 @@ class Cascade:
             raise ValueError(f"stages disagree on the vocabulary size {vocab}: they must share one tokenizer")
         if policy.name in ("single", "fixed_depth"):
             resolve_stage(policy.stage, K)
-        if policy.name == "random" and len(policy.histogram) != K:
-            raise ValueError(f"policy.histogram has {len(policy.histogram)} entries; the hierarchy has K={K}")
+        if policy.name == "random" and len(policy.histogram or ()) != K:
+            raise ValueError(f"policy.histogram has {len(policy.histogram or ())} entries; the hierarchy has K={K}")
         if cfg.gamma > 0 and not 0 <= cfg.regen_drafter < K - 1:
             raise ValueError(f"regen_drafter {cfg.regen_drafter} out of range; valid: 0..{K - 2}")
         if policy.name == "speculative" and cfg.gamma < 1:
@@ -170,7 +171,7 @@ class Cascade:
         for s in tqdm(range(0, N, bs), desc="cascade", unit="batch", disable=not progress):
             oc = None if outcome is None else np.asarray(outcome)[s : s + bs]
             parts.append(self._run_batch([list(map(int, p)) for p in prompts[s : s + bs]], ids[s : s + bs], oc))
-        out = {
+        out: dict[str, Any] = {
             k: (
                 np.concatenate([p[k] for p in parts])
                 if not isinstance(parts[0][k], list)
@@ -346,7 +347,7 @@ class Cascade:
                 sess,
                 self.engines[drafter],
                 [prompts[r] for r in rows],
-                [drafts[r][: a[r]] for r in rows],
+                [drafts[r][: a[r]].tolist() for r in rows],
                 nxt[rows],
                 pend_stats[rows],
                 pend_probs[rows] if pend_probs is not None else None,
@@ -361,17 +362,17 @@ class Cascade:
                 self.sampler,
                 drafter_seeds=[derive_seed(self.cfg.seed, st.sample_ids[idx[r]], drafter, SEED_DRAFTER) for r in rows],
             )
-            for j, r in enumerate(rows):
-                new[r] = (out.tokens[j], out.stats[j], out.probs[j] if sampling else None)
+            for j, r in enumerate(rows.tolist()):
+                new[r] = (out.tokens[j], out.stats[j], out.probs[j] if out.probs is not None else None)
         elif cont.any():
             res = sess.decode(
                 nxt, pend_stats, np.where(cont, P.max_new_tokens - a, 0), P, first_probs=pend_probs, release=True
             )
-            for r in np.flatnonzero(cont):
+            for r in np.flatnonzero(cont).tolist():
                 new[r] = (
                     np.concatenate([drafts[r][: a[r]], res.tokens[r]]),
                     np.concatenate([scored.stats[r][: a[r]], res.stats[r]]),
-                    np.concatenate([scored.probs[r][: a[r]], res.probs[r]]) if sampling else None,
+                    np.concatenate([scored.probs[r][: a[r]], res.probs[r]]) if res.probs is not None else None,
                 )
         if sess is not None:
             sess.close()
@@ -419,7 +420,7 @@ class Cascade:
         sess.close()
         secs = time.perf_counter() - t0
         for r, i in enumerate(idx):
-            st.set_response(i, out.tokens[r], out.stats[r], out.probs[r] if self.sampling else None)
+            st.set_response(i, out.tokens[r], out.stats[r], out.probs[r] if out.probs is not None else None)
         rec["ran"][idx, 0] = True
         rec["ran"][idx, K - 1] = True
         rec["draft_len"][idx, 0] = out.drafted
@@ -449,7 +450,7 @@ class BatchState:
     responses: list[np.ndarray]
     token_stats: list[np.ndarray]
     draft_probs: list[np.ndarray | None]
-    record: dict[str, np.ndarray]
+    record: dict[str, Any]
 
     @classmethod
     def start(cls, prompts: list[list[int]], ids: np.ndarray, K: int, first: int) -> BatchState:

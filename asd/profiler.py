@@ -18,6 +18,7 @@ import statistics
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 from asd.profiler_config import ProfilerConfig
 
@@ -79,9 +80,12 @@ def copy_bandwidth(device, nbytes: int = 2 << 30, repeats: int = 20) -> float:
 
     a = torch.randn(nbytes // 4, device=device, dtype=torch.float32)  # nbytes of random data, never zeros
     b = torch.empty_like(a)
-    secs = time_fn(lambda a=a, b=b: b.copy_(a), device, warmup=3, repeats=repeats)
+
+    def copy() -> None:
+        b.copy_(a)
+
+    secs = time_fn(copy, device, warmup=3, repeats=repeats)
     moved = 2 * a.numel() * a.element_size()  # read once + written once
-    del a, b
     return moved / statistics.median(secs)
 
 
@@ -98,7 +102,8 @@ def build_model(spec: str, dtype: str, device: str, random_weights: bool, layers
     tdtype = getattr(torch, dtype)
     path, cfg = stage_config(spec, random_weights)
     if cfg is None:
-        return Qwen2ForCausalLM.from_pretrained(path, dtype=tdtype).to(device).eval()
+        model: Any = Qwen2ForCausalLM.from_pretrained(path, dtype=tdtype)
+        return model.to(device).eval()
     if layers is not None:
         cfg.num_hidden_layers = int(layers)
         if hasattr(cfg, "layer_types") and cfg.layer_types is not None:
@@ -167,7 +172,7 @@ def measure_prefill(
         model, max_batch=1, max_len=max(tokens), use_graphs=use_graphs, compile_blocks=compile_blocks, layers=layers
     )
     g = torch.Generator().manual_seed(seed)
-    out = {"tokens": [], "seconds": [], "samples": [], "graphs": dec.use_graphs, "layers": dec.n_layers}
+    out: dict[str, Any] = {"tokens": [], "seconds": [], "samples": [], "graphs": dec.use_graphs, "layers": dec.n_layers}
 
     for n in tokens:
         ids = torch.randint(0, model.config.vocab_size, (1, n), generator=g).to(dec.device)
@@ -216,7 +221,7 @@ def measure_decode(
     g = torch.Generator().manual_seed(seed)
     ids = torch.randint(0, model.config.vocab_size, (bmax, context), generator=g)
     dec.prefill(ids, [context] * bmax)
-    out = {
+    out: dict[str, Any] = {
         "batch_sizes": [],
         "seconds_per_step": [],
         "samples": [],
@@ -249,7 +254,7 @@ def measure_hf_decode(
 
     g = torch.Generator().manual_seed(seed)
     dev = next(model.parameters()).device
-    out = {"batch_sizes": [], "seconds_per_step": [], "samples": []}
+    out: dict[str, Any] = {"batch_sizes": [], "seconds_per_step": [], "samples": []}
     for b in batch_sizes:
         ids = torch.randint(0, model.config.vocab_size, (b, context), generator=g).to(dev)
         with torch.no_grad():

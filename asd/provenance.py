@@ -8,6 +8,7 @@ import platform
 import subprocess
 from functools import lru_cache
 from pathlib import Path
+from typing import Any
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 
@@ -66,7 +67,7 @@ def environment() -> dict:
 
 def provenance(config: dict | None = None, schema_version: int | None = None, **extra) -> dict:
     """The record every output carries: config, git revision, schema version, time, environment."""
-    rec = {
+    rec: dict[str, Any] = {
         "git_revision": git_revision(),
         "created_utc": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
         "environment": environment(),

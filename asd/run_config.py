@@ -38,7 +38,7 @@ def section_class(name: str) -> type:
 def load_config(path: str | Path) -> dict[str, Any]:
     """Load every section of ``path`` into its dataclass: ``{section: instance}``."""
     data = read_yaml(path)
-    out = {}
+    out: dict[str, Any] = {}
     for name, value in data.items():
         out[name] = from_dict(section_class(name), value, source=str(path), path=name)
     return out

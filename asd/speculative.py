@@ -1,4 +1,4 @@
-"""Token-level speculative decoding between two engines (docs/algorithm.md#regeneration, and the two-model baseline policy).
+"""Token-level speculative decoding between two engines (docs/algorithm.md#regeneration; two-model baseline).
 
 A *target* session holds rows whose cache covers prompt + response-so-far and
 one *pending* token per row that the target has already chosen but not fed.
@@ -21,6 +21,7 @@ from __future__ import annotations
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
@@ -78,18 +79,18 @@ def speculative_decode(
 
     drafter = drafter_engine.new_session(R, seeds=drafter_seeds)
     resp = [list(map(int, p)) for p in prefix]
-    probs = [list(pp) for pp in prefix_probs] if sampling else None
+    probs: list[list[Any]] = [list(pp) for pp in prefix_probs] if prefix_probs is not None else [[] for _ in range(R)]
     stats = [list(s) for s in prefix_stats]
     plen = np.array([len(p) for p in prompts], dtype=np.int64)
     pend = np.asarray(pending, dtype=np.int64).copy()
     pend_st = np.asarray(pending_stats, dtype=np.float32).copy()
-    pend_pr = np.asarray(pending_probs).copy() if sampling else None
+    pend_pr = np.asarray(pending_probs).copy() if sampling else np.zeros((R, 0), np.float32)
     drafted = np.zeros(R, np.int64)
     accepted = np.zeros(R, np.int64)
     active = np.ones(R, dtype=bool)
     while active.any():
         # 1. emit the pending token
-        for i in np.flatnonzero(active):
+        for i in np.flatnonzero(active).tolist():
             resp[i].append(int(pend[i]))
             stats[i].append(pend_st[i])
             if sampling:
@@ -107,10 +108,11 @@ def speculative_decode(
         tfeed = [[resp[i][-1], *d.tokens[i].tolist()] if active[i] else [] for i in range(R)]
         sc = target.append(tfeed, params, with_probs=sampling)
         keep = target.length.copy()
-        for i in np.flatnonzero(active):
+        for i in np.flatnonzero(active).tolist():
             di = d.tokens[i]
             n = len(di)
             if sampling:
+                assert d.probs is not None and sc.probs is not None
                 a, nxt = sampler.accept(di, d.probs[i], sc.probs[i], rngs[i])
             else:
                 a, nxt = greedy_accept(di, sc.argmax[i])
@@ -120,6 +122,7 @@ def speculative_decode(
                 resp[i].append(int(di[t]))
                 stats[i].append(sc.stats[i][t])
                 if sampling:
+                    assert sc.probs is not None
                     probs[i].append(sc.probs[i][t])
             keep[i] = plen[i] + len(resp[i])
             done = (a > 0 and int(di[a - 1]) in eos) or len(resp[i]) >= params.max_new_tokens
@@ -129,6 +132,7 @@ def speculative_decode(
             pend[i] = nxt
             pend_st[i] = sc.stats[i][a]
             if sampling:
+                assert sc.probs is not None
                 pend_pr[i] = sc.probs[i][a]
         # 4. forget the rejected suffixes
         target.truncate(np.minimum(keep, target.length))

@@ -30,7 +30,7 @@ from typing import Any
 
 import numpy as np
 
-from asd._ext import get_ext, has_cuda_kernels
+from asd._ext import get_ext, has_cuda_kernels, require_ext
 
 ENTROPY, MAXPROB, MARGIN, LOGPROB, ARGMAX = range(5)
 COLUMNS = ("entropy", "max_prob", "margin", "logprob", "argmax")
@@ -139,7 +139,7 @@ def _token_stats_torch(logits, chosen, validate: bool):
         if n:
             with torch.cuda.device(logits.device):
                 stream = torch.cuda.current_stream(logits.device).cuda_stream
-                get_ext().token_stats_cuda(
+                require_ext("token_stats_cuda").token_stats_cuda(
                     logits.data_ptr(),
                     n,
                     v,

@@ -15,7 +15,7 @@ import argparse
 import math
 import time
 from dataclasses import dataclass
-from typing import Literal
+from typing import Any, Literal
 
 from asd.registry import resolve
 
@@ -178,12 +178,17 @@ def run_synthetic(sections: dict, args) -> dict:
         print(f"{name:>20} | {s['quality']:>7.3f} | {s['cost']:>6.3f} | {obj:>9.3f}")
 
     # Timing: the C++ kernel against its numpy twin and a copy of the same inputs.
-    timing = {"B": B, "S": S, "K": K, "dtype_r": str(r.dtype), "dtype_cost": str(cost.dtype)}
+    timing: dict[str, Any] = {"B": B, "S": S, "K": K, "dtype_r": str(r.dtype), "dtype_cost": str(cost.dtype)}
     ext = get_ext()
     reps = cfg.timing_repeats
     timing["numpy_s"] = _best_of(lambda: dp.solve_ref(r, cost, current, lam, pol.kappa), reps)
     r2, c2 = np.empty_like(r), np.empty_like(cost)
-    timing["memcpy_s"] = _best_of(lambda: (np.copyto(r2, r), np.copyto(c2, cost)), reps)
+
+    def copy_inputs() -> None:
+        np.copyto(r2, r)
+        np.copyto(c2, cost)
+
+    timing["memcpy_s"] = _best_of(copy_inputs, reps)
     print(f"\nDP timing, B={B:,} S={S} K={K} (best of {reps}):  numpy twin {1e3 * timing['numpy_s']:.1f} ms", end="")
     if ext is not None and hasattr(ext, "dp_solve"):
         timing["cpp_s"] = _best_of(lambda: dp.solve(r, cost, current, lam, pol.kappa), reps)

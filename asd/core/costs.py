@@ -1,4 +1,6 @@
-"""The cost model: measured per-stage latencies and the DP's transition costs c_{j→m}(x) (docs/algorithm.md#decision, #costs).
+"""The cost model: measured per-stage latencies and the DP's transition costs c_{j→m}(x).
+
+See docs/algorithm.md (sections Decision and Costs).
 
 Terms.
 - *Prefill* of stage m over n tokens: one forward pass, ``prefill.slope·n + prefill.intercept`` seconds

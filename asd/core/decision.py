@@ -84,7 +84,7 @@ def decide_proxy_dp_ref(
     r, current = np.asarray(r), np.asarray(current)
     if predictions is not None:
         predictions[rows, current] = r.mean(1)
-    resp_len = np.array([len(responses[i]) for i in rows], dtype=np.int64)
+    resp_len = np.array([len(responses[i]) for i in rows.tolist()], dtype=np.int64)
     cost = proxy_costs_ref(np.asarray(prompt_len)[rows], resp_len, accept_mean, size, prefill_ratio)
     return solve_ref(r, cost, current, lam, kappa)
 

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import torch
 
-from asd._ext import get_ext, has_cuda_kernels
+from asd._ext import get_ext, has_cuda_kernels, require_ext
 
 KERNEL_HEAD_DIMS = (16, 32, 64, 128)
 KERNEL_MAX_ROWS = 64
@@ -103,7 +103,7 @@ def decode_attention(
     if q.data_ptr() % 16:
         q = q.clone()
     T = pos.shape[1]
-    ext = get_ext()
+    ext = require_ext("decode_attention_cuda")
     out = torch.empty_like(q)
     ws = torch.empty(ext.decode_attention_workspace(B, H, R, D, W), dtype=torch.float32, device=q.device)
     with torch.cuda.device(q.device):

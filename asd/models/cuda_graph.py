@@ -32,6 +32,7 @@ Example::
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -173,7 +174,7 @@ class StaticDecoder:
             self._attn_in = torch.compile(_attn_in, fullgraph=True)
             self._attn_out_mlp = torch.compile(_attn_out_mlp, fullgraph=True)
         self._graphs: dict[tuple[int, int], tuple] = {}
-        self._pool = None
+        self._pool: Any = None  # torch.cuda graph memory pool, shared by every captured graph
 
     # ---- weights -------------------------------------------------------------------------------
     def _fuse_weights(self) -> None:

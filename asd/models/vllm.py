@@ -137,8 +137,8 @@ class VLLMEngine:
         t0 = time.perf_counter()
         self._check(params)
         check_prompts(prompts, self.max_context, self.vocab_size, params.max_new_tokens)
-        seeds = list(seeds) if seeds is not None else [None] * len(prompts)
-        sps = [self._sampling(params, params.max_new_tokens, s, logprobs=TOPK) for s in seeds]
+        row_seeds: list[int | None] = list(seeds) if seeds is not None else [None] * len(prompts)
+        sps = [self._sampling(params, params.max_new_tokens, s, logprobs=TOPK) for s in row_seeds]
         outs = self._run(prompts, sps)
         tokens, stats, finished = [], [], []
         eos = set(params.eos_token_ids)
@@ -175,12 +175,15 @@ class VLLMEngine:
         check_prompts(full, self.max_context - 1, self.vocab_size, what="prompt+continuation")
         greedy = GenerationParams(max_new_tokens=1, eos_token_ids=params.eos_token_ids)
         outs = self._run(full, self._sampling(greedy, 1, prompt_logprobs=TOPK, logprobs=TOPK))
-        logprobs, argmax, stats, nll = [], [], [], []
+        logprobs: list[np.ndarray] = []
+        argmax: list[np.ndarray] = []
+        stats: list[np.ndarray] = []
+        nll: list[float] = []
         for p, c, o in zip(prompts, continuations, outs):
             pl = o.prompt_logprobs  # [len(full)] dicts, first None
             n, s = len(c), len(p)
-            st = [_stats_from_topk(pl[s + t], int(c[t])) for t in range(n)]
-            st = np.stack(st) if st else np.zeros((0, 5), np.float32)
+            rows = [_stats_from_topk(pl[s + t], int(c[t])) for t in range(n)]
+            st = np.stack(rows) if rows else np.zeros((0, 5), np.float32)
             bonus = int(o.outputs[0].token_ids[0])
             logprobs.append(st[:, 3].copy())
             argmax.append(np.concatenate([st[:, 4].astype(np.int64), [bonus]]))

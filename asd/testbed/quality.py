@@ -17,6 +17,7 @@ import time
 from collections import defaultdict
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -32,7 +33,7 @@ def load_model(folder: str | Path, dtype: str = "float32", device: str = "cpu"):
     import torch
     from transformers import Qwen2ForCausalLM
 
-    m = Qwen2ForCausalLM.from_pretrained(str(folder), dtype=getattr(torch, dtype), local_files_only=True)
+    m: Any = Qwen2ForCausalLM.from_pretrained(str(folder), dtype=getattr(torch, dtype), local_files_only=True)
     return m.to(device).eval()
 
 

@@ -24,6 +24,7 @@ import sys
 import time
 from multiprocessing import Pool
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -107,20 +108,21 @@ def make_model(shape: ModelShape, seed: int):
     import torch
     from transformers import Qwen2Config, Qwen2ForCausalLM
 
-    cfg = Qwen2Config(
-        vocab_size=tk.VOCAB_SIZE,
-        hidden_size=shape.hidden_size,
-        num_hidden_layers=shape.num_hidden_layers,
-        num_attention_heads=shape.num_attention_heads,
-        num_key_value_heads=shape.num_key_value_heads,
-        intermediate_size=shape.intermediate_size,
-        max_position_embeddings=512,
-        tie_word_embeddings=True,
-        bos_token_id=tk.BOS_TURN_ID,
-        eos_token_id=tk.EOS_ID,
-        pad_token_id=tk.PAD_ID,
-        rope_theta=10000.0,
-    )
+    kwargs: dict[str, Any] = {
+        "vocab_size": tk.VOCAB_SIZE,
+        "hidden_size": shape.hidden_size,
+        "num_hidden_layers": shape.num_hidden_layers,
+        "num_attention_heads": shape.num_attention_heads,
+        "num_key_value_heads": shape.num_key_value_heads,
+        "intermediate_size": shape.intermediate_size,
+        "max_position_embeddings": 512,
+        "tie_word_embeddings": True,
+        "bos_token_id": tk.BOS_TURN_ID,
+        "eos_token_id": tk.EOS_ID,
+        "pad_token_id": tk.PAD_ID,
+        "rope_theta": 10000.0,
+    }
+    cfg = Qwen2Config(**kwargs)
     torch.manual_seed(seed)
     return Qwen2ForCausalLM(cfg)
 
