@@ -1,5 +1,5 @@
 # Two commands on a fresh machine:
-#   make test   — set up .venv (pinned, torch 2.13.0 CPU), build asd._C, start the local SLURM cluster, run all tests
+#   make test   — set up .venv (pinned, torch 2.13.0 CPU), build asd._C, ruff + mypy, start the local SLURM cluster, run all tests
 #   make demo   — same set-up, then the main job on the embedded testbed
 PY        ?= python3
 VENV      := .venv
@@ -8,7 +8,7 @@ STAMP     := $(VENV)/.stamp-requirements
 DEV_STAMP := $(VENV)/.stamp-editable
 PYTEST_ARGS ?=
 
-.PHONY: setup build test test-fast demo bench slurm-up clean
+.PHONY: setup build lint test test-fast demo bench slurm-up clean
 
 $(STAMP): requirements/base.txt requirements/test.txt
 	$(PY) -m venv $(VENV)
@@ -30,7 +30,13 @@ build: $(DEV_STAMP)
 slurm-up:
 	bash scripts/slurm_up.sh
 
-test: build slurm-up
+# the gates: ruff (lint + format check) and mypy over asd/, configured in pyproject.toml
+lint: $(DEV_STAMP)
+	$(BIN)/ruff check asd
+	$(BIN)/ruff format --check asd
+	$(BIN)/mypy
+
+test: build lint slurm-up
 	$(BIN)/python -m pytest tests $(PYTEST_ARGS)
 
 test-fast: build
