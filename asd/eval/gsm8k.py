@@ -44,8 +44,8 @@ Example::
 
     >>> is_correct("She makes 9 * 2 = $18 every day.\\n#### 18", "#### 18", "gsm8k_strict")
     True
-    >>> is_correct("The answer is 18.00.", "18", "gsm8k_flexible"), is_correct("The answer is 18.00.", "18", "asd_numeric")
-    (False, True)
+    >>> [is_correct("The answer is 18.00.", "18", m) for m in ("gsm8k_flexible", "asd_numeric")]
+    [False, True]
 """
 
 from __future__ import annotations
@@ -79,9 +79,7 @@ class LmEvalMetric:
         return regex_filter(output, self.pattern, self.group_select)
 
     def is_correct(self, output: str, gold: str) -> bool:
-        return exact_match(
-            self.extract(output), self.reference(gold), LM_EVAL_REGEXES_TO_IGNORE, ignore_case=True
-        )
+        return exact_match(self.extract(output), self.reference(gold), LM_EVAL_REGEXES_TO_IGNORE, ignore_case=True)
 
 
 LM_EVAL = {

@@ -77,8 +77,8 @@ def exact_match(
     ignore_punctuation: bool = False,
 ) -> bool:
     """lm-eval's ``exact_match`` of one prediction against one reference (see module docstring)."""
-    kw = dict(regexes_to_ignore=regexes_to_ignore, ignore_case=ignore_case, ignore_punctuation=ignore_punctuation)
-    return normalise(prediction, **kw) == normalise(reference, **kw)  # type: ignore[arg-type]
+    a = normalise(prediction, regexes_to_ignore, ignore_case, ignore_punctuation)
+    return a == normalise(reference, regexes_to_ignore, ignore_case, ignore_punctuation)
 
 
 def truncate_at_stop(text: str, until: Sequence[str]) -> str:

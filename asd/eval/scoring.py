@@ -63,9 +63,18 @@ def score_outputs(
 
 
 def mc_scores(
-    task: str, items: Sequence, contexts: Sequence[str], tokenizer, score_fn: ScoreFn, batch_size: int = 32
+    task: str,
+    items: Sequence,
+    contexts: Sequence[str],
+    tokenizer,
+    score_fn: ScoreFn,
+    batch_size: int = 32,
+    progress: bool = False,
 ) -> dict[str, np.ndarray]:
-    """Per-item log-likelihood scores: MMLU ``{"acc": [N]}``, TruthfulQA ``{"mc1": [N], "mc2": [N]}`` (float32)."""
+    """Per-item log-likelihood scores: MMLU ``{"acc": [N]}``, TruthfulQA ``{"mc1": [N], "mc2": [N]}`` (float32).
+
+    TruthfulQA as lm-eval's ``truthfulqa_mc1`` / ``truthfulqa_mc2`` (``asd.eval.truthfulqa``): each choice
+    is the continuation ``" " + choice`` of the prompt."""
     if len(items) != len(contexts):
         raise ValueError(f"{len(contexts)} contexts for {len(items)} items")
     if task == "mmlu":
@@ -82,7 +91,7 @@ def mc_scores(
         pairs = [encode_pair(tokenizer, ctx, c) for c in choices]
         ctx_ids.append(pairs[0][0])
         choice_ids.append([p[1] for p in pairs])
-    lls = choice_logliks(score_fn, ctx_ids, choice_ids, batch_size)
+    lls = choice_logliks(score_fn, ctx_ids, choice_ids, batch_size, progress=progress)
     if task == "mmlu":
         return {"acc": np.array([float(np.argmax(ll) == it.answer) for ll, it in zip(lls, items)], dtype=np.float32)}
     from asd.eval.truthfulqa import mc1, mc2
