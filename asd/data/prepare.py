@@ -93,7 +93,7 @@ FROM_FILES: dict[str, tuple[tuple[str, str, str], ...]] = {
 }
 # in a folder given to `--from` (a checkout of the release): the files looked for
 FROM_DIR_NAMES = {
-    "truthfulqa": ("TruthfulQA.csv", "data/mc_task.json", "mc_task.json"),
+    "truthfulqa": ("data/mc_task.json", "mc_task.json", "TruthfulQA.csv"),  # mc first: lm-eval's MC sets
     "gsm8k": ("test.jsonl", "grade_school_math/data/test.jsonl"),
     "humaneval": ("HumanEval.jsonl.gz", "data/HumanEval.jsonl.gz", "HumanEval.jsonl"),
 }
