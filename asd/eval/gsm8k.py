@@ -30,7 +30,7 @@ numbers. Building blocks: ``asd.eval.lmeval_match``.
    exemplars end in "The answer is N.");
 4. else the last number anywhere.
 
-A number is ``-``, an optional ``$``, digits with optional thousands commas (groups of
+A number is an optional ``-`` and ``$``, digits with optional thousands commas (groups of
 three: ``1,000``; ``10,00`` is two numbers) and an optional decimal part; units, ``%`` and
 a sentence's final period around it are ignored. Numbers compare as exact decimals:
 ``18`` = ``18.0`` = ``$18.00`` ≠ ``18.5``. Unicode, deliberately: the minus sign U+2212
