@@ -62,8 +62,8 @@ def test_truncate_at_stop():
 
 # ---- against lm-eval's own functions ----------------------------------------------------------------------
 def _lm_eval():
-    pytest.importorskip("sacrebleu", reason="lm-eval's api.metrics needs sacrebleu (see module docstring)")
     ext = pytest.importorskip("lm_eval.filters.extraction", reason="lm-eval not importable (see module docstring)")
+    pytest.importorskip("sacrebleu", reason="lm-eval's api.metrics needs sacrebleu (see module docstring)")
     sel = pytest.importorskip("lm_eval.filters.selection")
     met = pytest.importorskip("lm_eval.api.metrics")
     return ext.RegexFilter, sel.TakeFirstFilter, met.exact_match_hf_evaluate
