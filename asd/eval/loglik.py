@@ -37,11 +37,13 @@ def choice_logliks(
     contexts: Sequence[Sequence[int]],
     choices: Sequence[Sequence[Sequence[int]]],
     batch_size: int = 32,
+    progress: bool = False,
 ) -> list[np.ndarray]:
     """Summed log-likelihood of each choice after its question's context.
 
     contexts: Q × [len_q] token ids; choices: Q × [C_q] × [len_qc] token ids (non-empty).
-    Returns Q × [C_q] float64 (nats). Pairs are flattened and scored ``batch_size`` at a time.
+    Returns Q × [C_q] float64 (nats). Pairs are flattened and scored ``batch_size`` at a time
+    (``progress``: a tqdm bar over the pairs, with rate and ETA).
     """
     if len(contexts) != len(choices):
         raise ValueError(f"{len(contexts)} contexts for {len(choices)} choice lists")
@@ -50,6 +52,9 @@ def choice_logliks(
         if len(choices[q][c]) == 0:
             raise ValueError(f"question {q}, choice {c}: empty continuation")
     out = [np.zeros(len(cs), dtype=np.float64) for cs in choices]
+    from tqdm import tqdm
+
+    bar = tqdm(total=len(pairs), desc="log-likelihood", unit="choice", disable=not progress, mininterval=2.0)
     for s in range(0, len(pairs), batch_size):
         chunk = pairs[s : s + batch_size]
         lps = score_fn([list(contexts[q]) for q, _ in chunk], [list(choices[q][c]) for q, c in chunk])
@@ -57,6 +62,8 @@ def choice_logliks(
             lp = np.asarray(lp, dtype=np.float64)
             assert lp.shape == (len(choices[q][c]),), (lp.shape, len(choices[q][c]))
             out[q][c] = lp.sum()
+        bar.update(len(chunk))
+    bar.close()
     return out
 
 

@@ -1,9 +1,12 @@
 """One entry point per scoring mode, for the cascade and the reports.
 
 - ``score_outputs(task, items, outputs)`` → ``[N] float32``, 1.0 correct / 0.0 wrong, from
-  generated text (the traces' ``score`` column): MMLU answer letter, GSM8K numeric match,
-  HumanEval pass in the sandbox. TruthfulQA's generative metric needs a judge model, so it
-  is scored by log-likelihood only.
+  generated text (the traces' ``score`` column): MMLU answer letter, GSM8K by the named metric
+  ``gsm8k_metric`` (default ``asd.eval.gsm8k.REPORT_METRIC``, lm-eval's flexible-extract; the
+  output is first cut at the prompt's stop strings ``asd.data.prompts.STOP["gsm8k"]``, as
+  lm-eval cuts at its ``until``, since the engines stop only at EOS), HumanEval pass in the
+  sandbox. TruthfulQA's generative metric needs a judge model, so it is scored by
+  log-likelihood only.
 - ``mc_scores(task, items, contexts, tokenizer, score_fn)`` → per-item arrays from the
   log-likelihood of the choices: MMLU ``acc``; TruthfulQA ``mc1`` and ``mc2``.
 
@@ -22,7 +25,12 @@ from asd.eval.loglik import ScoreFn, choice_logliks, encode_pair
 
 
 def score_outputs(
-    task: str, items: Sequence, outputs: Sequence[str], sandbox=None, progress: bool = False
+    task: str,
+    items: Sequence,
+    outputs: Sequence[str],
+    sandbox=None,
+    progress: bool = False,
+    gsm8k_metric: str | None = None,
 ) -> np.ndarray:
     """[N] float32 1.0/0.0 per generated output (see module docstring)."""
     if len(items) != len(outputs):
@@ -32,9 +40,13 @@ def score_outputs(
 
         ok = [extract_letter(o) == LETTERS[it.answer] for it, o in zip(items, outputs)]
     elif task == "gsm8k":
-        from asd.eval.gsm8k import is_correct
+        from asd.data.prompts import STOP
+        from asd.eval.gsm8k import REPORT_METRIC, check_metric, is_correct
+        from asd.eval.lmeval_match import truncate_at_stop
 
-        ok = [is_correct(o, it.answer) for it, o in zip(items, outputs)]
+        metric = gsm8k_metric or REPORT_METRIC
+        check_metric(metric)
+        ok = [is_correct(truncate_at_stop(o, STOP["gsm8k"]), it.solution, metric) for it, o in zip(items, outputs)]
     elif task == "humaneval":
         from asd.eval.humaneval import program_from_output
         from asd.eval.sandbox import run_many
@@ -51,9 +63,18 @@ def score_outputs(
 
 
 def mc_scores(
-    task: str, items: Sequence, contexts: Sequence[str], tokenizer, score_fn: ScoreFn, batch_size: int = 32
+    task: str,
+    items: Sequence,
+    contexts: Sequence[str],
+    tokenizer,
+    score_fn: ScoreFn,
+    batch_size: int = 32,
+    progress: bool = False,
 ) -> dict[str, np.ndarray]:
-    """Per-item log-likelihood scores: MMLU ``{"acc": [N]}``, TruthfulQA ``{"mc1": [N], "mc2": [N]}`` (float32)."""
+    """Per-item log-likelihood scores: MMLU ``{"acc": [N]}``, TruthfulQA ``{"mc1": [N], "mc2": [N]}`` (float32).
+
+    TruthfulQA as lm-eval's ``truthfulqa_mc1`` / ``truthfulqa_mc2`` (``asd.eval.truthfulqa``): each choice
+    is the continuation ``" " + choice`` of the prompt."""
     if len(items) != len(contexts):
         raise ValueError(f"{len(contexts)} contexts for {len(items)} items")
     if task == "mmlu":
@@ -70,7 +91,7 @@ def mc_scores(
         pairs = [encode_pair(tokenizer, ctx, c) for c in choices]
         ctx_ids.append(pairs[0][0])
         choice_ids.append([p[1] for p in pairs])
-    lls = choice_logliks(score_fn, ctx_ids, choice_ids, batch_size)
+    lls = choice_logliks(score_fn, ctx_ids, choice_ids, batch_size, progress=progress)
     if task == "mmlu":
         return {"acc": np.array([float(np.argmax(ll) == it.answer) for ll, it in zip(lls, items)], dtype=np.float32)}
     from asd.eval.truthfulqa import mc1, mc2

@@ -1,11 +1,19 @@
-"""TruthfulQA MC1 and MC2 by log-likelihood (the paper's and lm-evaluation-harness's definitions).
+"""TruthfulQA MC1 and MC2 by log-likelihood, as lm-evaluation-harness's ``truthfulqa_mc1`` / ``truthfulqa_mc2``.
 
-For one question with choices ``c_j`` and labels ``y_j`` (1 true, 0 false) and summed
-log-likelihoods ``ll_j`` of ``" " + c_j`` after the prompt:
+For one question with choices ``c_j``, labels ``y_j`` (1 true, 0 false) and summed
+log-likelihoods ``ll_j`` of the continuation ``" " + c_j`` after the prompt
+(``asd.eval.scoring.mc_scores``):
 
-- MC1 = 1 when the single true choice has the highest log-likelihood (ties: the first);
-- MC2 = Σ_{y_j=1} p_j / Σ_j p_j with p_j = exp(ll_j): the normalised probability mass on
-  the true answers (computed with log-sum-exp).
+- MC1 (lm-eval ``truthfulqa_mc1``, metric ``acc``): 1 when ``argmax_j ll_j`` — the first
+  index on ties, ``np.argmax`` — is the true choice. lm-eval's gold is index 0 (the true
+  answer comes first in its ``mc1_targets``, as in ``asd.data.truthfulqa.mc_from_csv``);
+  here it is the index labelled 1, the same thing for such data. (The paper's own code asks
+  for the true answer's ll to be strictly above every false one: a tie counts 0 there.)
+- MC2 (lm-eval ``process_results_mc2``): ``Σ_{y_j=1} p_j / Σ_j p_j`` with ``p_j = exp(ll_j)``,
+  the normalised probability mass on the true answers. lm-eval exponentiates directly; we
+  subtract ``max ll`` first (log-sum-exp): the same value up to float rounding wherever
+  lm-eval's is finite, and the right one where lm-eval's underflows to 0/0 = nan (every
+  ``ll_j`` below about −745 nats).
 """
 
 from __future__ import annotations

@@ -105,3 +105,73 @@ def test_mmlu_evals_subset_agrees_with_the_complete_split(tmp_path):
     for it in sub.items:
         hits = full.get(" ".join(it.question.split()), set())
         assert any(a == it.answer for _, a in hits), it.id
+
+
+# ---- the user's own files: `asd data prepare NAME --from PATH`, config `data.data_files` ----------------------
+
+
+def _gsm8k_file():
+    from asd.data.prepare import GSM8K_PACKAGE, _package_file
+
+    p = _package_file(*GSM8K_PACKAGE[:2])
+    if p is None:
+        pytest.skip(f"{GSM8K_PACKAGE[2]} not installed (it ships the GSM8K test split)")
+    return p
+
+
+def test_from_a_local_file_is_checked_copied_and_recorded(tmp_path, capsys):
+    src = tmp_path / "mine" / "test.jsonl"
+    src.parent.mkdir()
+    shutil.copyfile(_gsm8k_file(), src)
+    d = tmp_path / "data"
+    assert cli(["data", "prepare", "gsm8k", "--from", str(src), "--data-dir", str(d), "--no-hub"]) == 0
+    out = capsys.readouterr().out
+    assert f"gsm8k       ready      1,319     1,319  local file {src}" in out
+    (e,) = json.loads((d / "manifest.json").read_text())["datasets"]["gsm8k"]
+    assert e["from"] == str(src) and e["path"] == "gsm8k/test.jsonl" and e["file_size"] == src.stat().st_size
+    assert e["sha256"] == catalog.KNOWN_SHA256["gsm8k"] and len(e["file_sha256"]) == 64
+    src.unlink()  # the copy in data_dir is what runs read
+    assert len(catalog.load("gsm8k", d)) == 1319
+
+
+def test_data_files_in_the_config(tmp_path, capsys):
+    cfg = tmp_path / "eval.yaml"
+    cfg.write_text(f"data:\n  data_dir: {tmp_path / 'data'}\n  data_files: {{gsm8k: {_gsm8k_file()}}}\n")
+    assert cli(["data", "prepare", "gsm8k", "--config", str(cfg), "--no-hub"]) == 0
+    assert "local file" in capsys.readouterr().out
+    cfg.write_text("data:\n  data_files: {squad: x.json}\n")
+    assert cli(["data", "prepare", "--config", str(cfg)]) == 2
+    assert "data_files: unknown dataset(s) ['squad']" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    "args,message",
+    [
+        (["truthfulqa", "--from", str(FIX / "truthfulqa/TruthfulQA.csv")], "TruthfulQA has 3 rows, the published split has 817"),
+        (["truthfulqa", "--from", str(FIX / "truthfulqa/mc_task.json")], "TruthfulQA has 3 rows"),
+        (["truthfulqa", "--from", "/nonexistent/TruthfulQA.csv"], "file not found (given for truthfulqa)"),
+        (["truthfulqa", "--from", str(FIX / "mmlu")], "no truthfulqa file in this folder"),
+        (["gsm8k", "--from", str(FIX / "truthfulqa/TruthfulQA.csv")], "not a gsm8k file; expected a name ending in .jsonl"),
+        (["mmlu", "--from", str(FIX / "mmlu")], "for mmlu put the release's files in <data_dir>/mmlu/"),
+        (["truthfulqa", "gsm8k", "--from", "x.csv"], "--from takes one dataset"),
+        (["--from", "x.csv"], "--from takes one dataset"),
+    ],
+)
+def test_bad_from_is_refused_before_anything_is_written(tmp_path, capsys, args, message):
+    d = tmp_path / "data"
+    d.mkdir()
+    prepare(d, ("humaneval",), allow_download=False, use_hub=False)
+    before = {p: p.read_bytes() for p in d.rglob("*") if p.is_file()}
+    assert cli(["data", "prepare", *args, "--data-dir", str(d), "--no-hub", "--no-download"]) == 2
+    err = capsys.readouterr().err
+    assert message in err and len(err.strip().splitlines()) == 1 and "Traceback" not in err
+    assert {p: p.read_bytes() for p in d.rglob("*") if p.is_file()} == before
+
+
+def test_a_changed_copy_given_with_from_is_refused(tmp_path, capsys):
+    src = tmp_path / "test.jsonl"
+    lines = _gsm8k_file().read_text().splitlines()
+    lines[7] = lines[7].replace("####", "#### 1")
+    src.write_text("\n".join(lines) + "\n")
+    assert cli(["data", "prepare", "gsm8k", "--from", str(src), "--data-dir", str(tmp_path / "d")]) == 2
+    assert "differs from the known" in capsys.readouterr().err and not (tmp_path / "d").exists()

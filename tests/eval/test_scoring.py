@@ -29,6 +29,18 @@ def test_score_outputs_generative():
         score_outputs("gsm8k", g[:1], ["a", "b"])
 
 
+def test_score_outputs_gsm8k_metrics_and_stop_strings():
+    g = [GSM8KItem("g/0", "q", "3 + 1 = 4\n#### 4", "4")] * 4
+    outs = ["#### 4\n\nQ: next question with 99", "The answer is 4.\n\n\nAnd 12 more", "The answer is 4.00.", "4 ####"]
+    # the default is lm-eval's flexible-extract, on the output cut at "Q:" / "\n\n\n" (else 99 and 12 are last)
+    assert score_outputs("gsm8k", g, outs).tolist() == [1.0, 1.0, 0.0, 1.0]
+    assert score_outputs("gsm8k", g, outs, gsm8k_metric="gsm8k_strict").tolist() == [1.0, 0.0, 0.0, 0.0]
+    assert score_outputs("gsm8k", g, outs, gsm8k_metric="gsm8k_cot_strict").tolist() == [0.0, 1.0, 0.0, 0.0]
+    assert score_outputs("gsm8k", g, outs, gsm8k_metric="asd_numeric").tolist() == [1.0, 1.0, 1.0, 0.0]  # nothing after ####
+    with pytest.raises(ValueError, match="unknown GSM8K metric 'exact'; valid: gsm8k_strict"):
+        score_outputs("gsm8k", [], [], gsm8k_metric="exact")
+
+
 def test_mc_scores_with_a_real_tokenizer_and_model():
     torch = pytest.importorskip("torch")
     from transformers import Qwen2Config, Qwen2ForCausalLM
