@@ -7,6 +7,9 @@ BIN       := $(VENV)/bin
 STAMP     := $(VENV)/.stamp-requirements
 DEV_STAMP := $(VENV)/.stamp-editable
 PYTEST_ARGS ?=
+# published data no package ships (docs/data.md): the real-file tests read it from here when it exists
+ASD_TRUTHFULQA_CSV ?= $(wildcard $(abspath ../shared/data/truthfulqa/TruthfulQA.csv))
+export ASD_TRUTHFULQA_CSV
 
 .PHONY: setup build lint test test-fast demo bench slurm-up clean
 
