@@ -96,7 +96,7 @@ def test_kill_9_of_a_task_mid_write_then_rerun(tmp_path):
 
     cfg, jobs = _faulted_run(tmp_path, step_options={"delay_s": 0.6})   # 10 batches of 0.6 s a shard
     sub = submit_run(cfg)
-    shard0 = ShardPlan(__import__("asd.run_config").configs.load_config(cfg)["jobs"]).layout.shard(0)
+    shard0 = ShardPlan(__import__("asd.run_config").run_config.load_config(cfg)["jobs"]).layout.shard(0)
     prog = _wait_rows(shard0, 16)
     os.kill(prog["pid"], signal.SIGKILL)                        # the task's python process, mid-run
     with pytest.raises(submitit.core.utils.UncompletedJobError):
@@ -115,7 +115,7 @@ def test_scontrol_requeue_of_a_running_task_resumes(tmp_path):
     # 20 batches of 0.8 s per shard: the requeue's SIGTERM, then SIGKILL ~7 s later, land mid-shard
     cfg, jobs = _faulted_run(tmp_path, num_samples=320, step_options={"delay_s": 0.8})
     sub = submit_run(cfg)
-    shard0 = ShardPlan(__import__("asd.run_config").configs.load_config(cfg)["jobs"]).layout.shard(0)
+    shard0 = ShardPlan(__import__("asd.run_config").run_config.load_config(cfg)["jobs"]).layout.shard(0)
     _wait_rows(shard0, 16)
     subprocess.run(["scontrol", "requeue", sub.shard_jobs[0].job_id], check=True)
     stats = sub.wait()                                          # the requeued task comes back by itself
