@@ -60,7 +60,12 @@ def command_line(argv: list[str] | None = None) -> dict:
 
 def git_state(root: Path = REPO_ROOT) -> dict:
     """Revision, dirty flag, the uncommitted diff against HEAD (cut at ``MAX_DIFF_CHARS``) and untracked files."""
-    rev = git_revision()
+    if Path(root).resolve() == REPO_ROOT:
+        rev = git_revision()  # honours ASD_GIT_REVISION (an installed copy or a device run without .git)
+    else:
+        sha = _run(["git", "-C", str(root), "rev-parse", "HEAD"])
+        dirty = _run(["git", "-C", str(root), "status", "--porcelain", "--untracked-files=no"])
+        rev = "unknown" if sha is None else sha + ("-dirty" if dirty else "")
     out: dict[str, Any] = {"revision": rev, "dirty": rev.endswith("-dirty"), "root": str(root)}
     diff = _run(["git", "-C", str(root), "diff", "HEAD", "--no-color", "--no-ext-diff"])
     untracked = _run(["git", "-C", str(root), "ls-files", "--others", "--exclude-standard"])

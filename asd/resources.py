@@ -173,27 +173,30 @@ def _nvidia_device_files() -> bool:
 
 
 def _visible(handles: list[tuple[int, Any]], nvml, cvd: str | None) -> list[tuple[int, Any]]:
-    """The devices ``CUDA_VISIBLE_DEVICES`` names (indices in NVML/PCI order, or GPU-/MIG- UUIDs); all if unset.
+    """The NVML devices ``CUDA_VISIBLE_DEVICES`` names; all if unset (see :func:`visible_indices`)."""
+    uuids = [_try(lambda h=h: _s(nvml.nvmlDeviceGetUUID(h))) or "" for _, h in handles]
+    return [handles[k] for k in visible_indices(uuids, cvd)]
 
-    Example: ``cvd="2,3"`` on an 8-GPU node → NVML devices 2 and 3; ``cvd=""`` → none.
+
+def visible_indices(uuids: list[str], cvd: str | None) -> list[int]:
+    """Positions in ``uuids`` (NVML order) that ``CUDA_VISIBLE_DEVICES`` names: indices (taken in NVML/PCI
+    order, as with ``CUDA_DEVICE_ORDER=PCI_BUS_ID``) or ``GPU-``/``MIG-`` UUIDs (a unique prefix is enough).
+    Like CUDA, the list ends at the first entry that names no device.
+
+    Example: 8 GPUs, ``cvd="2,3"`` → ``[2, 3]``; ``cvd=""`` → ``[]``; ``cvd=None`` → all eight.
     """
     if cvd is None:
-        return handles
-    out = []
-    uuids = {_try(lambda h=h: _s(nvml.nvmlDeviceGetUUID(h))): (i, h) for i, h in handles}
+        return list(range(len(uuids)))
+    out: list[int] = []
     for tok in (t.strip() for t in cvd.split(",")):
-        if not tok:
-            continue
-        if tok.isdigit():
-            if int(tok) < len(handles):
-                out.append(handles[int(tok)])
-            else:
-                break  # CUDA stops at the first invalid entry
+        if tok.isdigit() and int(tok) < len(uuids):
+            k: int | None = int(tok)
         else:
-            hit = next((v for u, v in uuids.items() if u and (u == tok or u.startswith(tok))), None)
-            if hit is None:
-                break
-            out.append(hit)
+            hits = [i for i, u in enumerate(uuids) if tok and u.startswith(tok)]
+            k = hits[0] if len(hits) == 1 else None
+        if k is None:
+            break
+        out.append(k)
     return out
 
 

@@ -58,6 +58,7 @@ STATUSES = ("running", "ok", "error", "failed", "interrupted")
 _active: Tracker | None = None
 _active_lock = threading.Lock()
 _names_used: dict[str, str] = {}  # names tracked in this process → run id
+_warned_untracked: list[str] = []  # log_section outside a run: said once per process
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -496,7 +497,9 @@ def log_section(title: str, text: str = "", *, data: Any = None, kind: str = "re
     """
     t = _active
     if t is None:
-        message(f"log_section({title!r}) outside a tracked run: not recorded (use @track_experiment)")
+        if not _warned_untracked:
+            _warned_untracked.append(title)
+            message(f"log_section({title!r}) outside a tracked run: not recorded (use @track_experiment; said once)")
         return
     t.section(title, text, data=data, kind=kind)
 

@@ -65,7 +65,10 @@ def render(rec: dict) -> str:
             f"{arr['attempts']} attempt(s) (a requeued or resumed task has several).\n"
         )
         if arr["records"]:
-            rows = [{**r, "peak_rss": fmt_bytes(r.pop("peak_rss_bytes", None))} for r in map(dict, arr["records"])]
+            rows = [
+                {k: (fmt_bytes(v) if k == "peak_rss_bytes" else v) for k, v in r.items() if k != "started_utc"}
+                for r in arr["records"]
+            ]
             out.append(table(rows))
         if arr.get("unreadable"):
             out.append("Unreadable attempt records: " + "; ".join(arr["unreadable"]) + "\n")
@@ -110,7 +113,12 @@ def resource_table(r: dict, array: bool = False) -> str:
             "peak RSS",
             f"{fmt_bytes(mem.get('peak_rss_bytes'))} (largest child {fmt_bytes(mem.get('children_peak_rss_bytes'))})",
         ),
-        ("GPUs", f"{gpu.get('count')}" if gpu.get("available") else f"not measured: {gpu.get('reason')}"),
+        (
+            "GPUs",
+            f"{gpu.get('count')}"
+            if gpu.get("available")
+            else (f"none ({gpu.get('reason')})" if gpu.get("count") == 0 else f"not measured: {gpu.get('reason')}"),
+        ),
         ("GPU-hours (allocated)", fmt_num(gpu.get("gpu_hours"), "not available")),
         ("GPU-hours (busy)", fmt_num(gpu.get("busy_gpu_hours"), "not available")),
         (

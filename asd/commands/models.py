@@ -71,12 +71,15 @@ def _write_json(path: str, rec: dict) -> None:
 def _download(args) -> int:
     from pathlib import Path
 
-    from asd.models.download import check_space, download, plan_download
+    from asd.models.download import check_space, download, hub_stages, plan_download
     from asd.models.verify import format_report, verify_hierarchy
     from asd.tracking import log_section
 
     hier = _hier(args.config)
     root = Path(args.storage_path)
+    if not hub_stages(hier):
+        print(f"nothing to download: every stage of {args.config} is embedded (testbed:) or a local folder")
+        return 0
     if args.dry_run:
         rows = plan_download(hier, root, args.stage)
         check_space(sum(r["to_fetch"] for r in rows), root)
