@@ -52,7 +52,25 @@ def load_schema(name: str) -> dict:
     if not path.is_file():
         known = sorted(p.name.split(".")[0] for p in SCHEMA_DIR.glob("*.schema.json"))
         raise ValueError(f"unknown schema {name!r}; valid: {', '.join(known)}")
-    return json.loads(path.read_text())
+    schema = json.loads(path.read_text())
+    check_keywords(schema)
+    return schema
+
+
+def check_keywords(s: dict, where: str = "#") -> None:
+    """ValueError if any sub-schema of ``s`` uses a keyword this checker does not implement."""
+    unknown = set(s) - KNOWN
+    if unknown:
+        raise ValueError(f"schema at {where} uses unsupported keyword(s) {sorted(unknown)}; supported: {sorted(KNOWN)}")
+    for k, sub in s.get("properties", {}).items():
+        check_keywords(sub, f"{where}/properties/{k}")
+    for k, sub in s.get("$defs", {}).items():
+        check_keywords(sub, f"{where}/$defs/{k}")
+    for i, sub in enumerate(s.get("anyOf", [])):
+        check_keywords(sub, f"{where}/anyOf/{i}")
+    for key in ("items", "additionalProperties"):
+        if isinstance(s.get(key), dict):
+            check_keywords(s[key], f"{where}/{key}")
 
 
 def validate(instance: Any, schema: dict) -> list[str]:

@@ -77,6 +77,24 @@ def _endpoint() -> str:
         return os.environ.get("HF_ENDPOINT", "https://huggingface.co")
 
 
+def check_reachable(url: str, timeout: float = 5.0) -> None:
+    """One request, no retries: DownloadError at once when the endpoint cannot be reached (any HTTP answer,
+    even 401 or 404, means it can; huggingface_hub itself would retry with back-off for tens of seconds)."""
+    import urllib.error
+    import urllib.request
+
+    try:
+        urllib.request.urlopen(urllib.request.Request(url, method="HEAD"), timeout=timeout).close()
+    except urllib.error.HTTPError:
+        return
+    except (urllib.error.URLError, OSError) as e:
+        reason = getattr(e, "reason", e)
+        raise DownloadError(
+            f"cannot reach the Hub at {_endpoint()} ({reason}); check the network or HF_ENDPOINT; "
+            "nothing was downloaded"
+        ) from e
+
+
 def plan_download(hier: HierarchyConfig, root: Path, only: list[str] | None = None) -> list[dict]:
     """The dry run: per stage ``{"stage", "repo", "revision", "folder", "files", "bytes", "to_fetch"}``.
 
@@ -101,6 +119,8 @@ def plan_download(hier: HierarchyConfig, root: Path, only: list[str] | None = No
             f"cannot download: {why}. Run on a machine with network access to {_endpoint()} (unset the "
             "variable), or copy the model folders into the storage path and run `asd models verify DIR`"
         )
+    if stages:
+        check_reachable(f"{_endpoint()}/api/models/{stages[0].model}/revision/{stages[0].revision}")
     from huggingface_hub import snapshot_download
 
     out = []
