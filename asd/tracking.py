@@ -147,7 +147,8 @@ class Tracker:
         self.status = "running"
         self.error: str | None = None
         self.paths: dict[str, Path | None] = {"markdown": None, "data": None}
-        self._lock = threading.RLock()
+        self._lock = threading.RLock()  # sections, artifacts, status (main thread) vs the record (sampler thread)
+        self._write_lock = threading.Lock()  # one writer of the files at a time
         self._host: Tracker | None = None  # the running tracker a nested one hands its sections to
         self.sampler: ResourceSampler | None = None
         self.resources: dict | None = None
@@ -219,10 +220,11 @@ class Tracker:
         if self.state != "running":
             return self.paths
         assert status in STATUSES, status
+        # stop (join) the sampler before taking the lock: its thread may be rewriting the record, which needs it
+        resources = self.sampler.stop() if self.sampler is not None else None
         with self._lock:
             self.status, self.error = status, error
-            if self.sampler is not None:
-                self.resources = self.sampler.stop()
+            self.resources = resources
             self.finished = _utc()
             from asd.environment import torch_info
 
@@ -414,17 +416,22 @@ class Tracker:
                 self._schema_warned = True
                 message(f"{self.name}: record does not match the schema ({errors[0]}); written anyway")
         try:
-            _archive_foreign(targets, self.run_id)
-            _atomic_write(targets["data"], json.dumps(rec, indent=1, default=str) + "\n")
-            if targets["markdown"] is not None:
-                from asd.tracking_markdown import render
-
-                _atomic_write(targets["markdown"], render(rec))
-            self.paths = targets
+            with self._write_lock:
+                self._write_files(targets, rec)
         except OSError as e:
             if not getattr(self, "_write_warned", False):
                 self._write_warned = True
                 self._note(f"could not write the record to {self.log_dir} ({e}); the run goes on", loud=True)
+
+    def _write_files(self, targets: dict[str, Path | None], rec: dict) -> None:
+        assert targets["data"] is not None
+        _archive_foreign(targets, self.run_id)
+        _atomic_write(targets["data"], json.dumps(rec, indent=1, default=str) + "\n")
+        if targets["markdown"] is not None:
+            from asd.tracking_markdown import render
+
+            _atomic_write(targets["markdown"], render(rec))
+        self.paths = targets
 
 
 def _safe(fn: Callable[[], Any]) -> Any:
