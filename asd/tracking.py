@@ -244,8 +244,9 @@ class Tracker:
             self.finish(self.status if self.status != "running" else "ok", self.error)
         elif issubclass(exc_type, KeyboardInterrupt):
             self.finish("interrupted", "KeyboardInterrupt")
-        elif issubclass(exc_type, SystemExit) and exc is not None and exc.code in (0, None):
-            self.finish("ok")
+        elif issubclass(exc_type, SystemExit):  # sys.exit(0), or a requeue/preemption exit (submitit on USR2)
+            code = getattr(exc, "code", None)
+            self.finish("ok") if code in (0, None) else self.finish("interrupted", f"SystemExit({code!r})")
         else:
             text = "".join(traceback.format_exception_only(exc_type, exc)).strip()
             self.finish("failed", text + "\n" + "".join(traceback.format_tb(tb))[-4000:])

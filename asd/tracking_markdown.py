@@ -10,6 +10,7 @@ from typing import Any
 
 KEY_PACKAGES = ("asd", "numpy", "torch", "transformers", "vllm", "h5py", "submitit", "safetensors", "nvidia-ml-py")
 MAX_JSON_CHARS = 20_000
+RESOURCE_KEYS = {"wall_s", "cpu", "memory", "gpu", "sampler"}
 
 
 def render(rec: dict) -> str:
@@ -117,7 +118,7 @@ def resource_table(r: dict, array: bool = False) -> str:
             "GPUs",
             f"{gpu.get('count')}"
             if gpu.get("available")
-            else (f"none ({gpu.get('reason')})" if gpu.get("count") == 0 else f"not measured: {gpu.get('reason')}"),
+            else (f"none — {gpu.get('reason')}" if gpu.get("count") == 0 else f"not measured: {gpu.get('reason')}"),
         ),
         ("GPU-hours (allocated)", fmt_num(gpu.get("gpu_hours"), "not available")),
         ("GPU-hours (busy)", fmt_num(gpu.get("busy_gpu_hours"), "not available")),
@@ -233,14 +234,19 @@ def section(s: dict) -> str:
 
 def render_data(d: Any) -> str:
     """A table when ``d`` is flat enough (dict of scalars, list of flat dicts, dict of flat dicts), else JSON."""
-    if isinstance(d, dict) and d and all(_scalar(v) for v in d.values()):
+    if isinstance(d, dict) and d and all(_cell(v) for v in d.values()):
         return table(d)
     if isinstance(d, list) and d and all(isinstance(x, dict) and all(_cell(v) for v in x.values()) for x in d):
         return table(d)
     if isinstance(d, dict) and d and all(isinstance(v, dict) and all(_cell(x) for x in v.values()) for v in d.values()):
         return table([{"": k, **v} for k, v in d.items()])
-    if isinstance(d, dict) and d:  # mixed: one sub-section per key
-        return "\n".join(f"**{k}**\n\n{render_data(v)}" for k, v in d.items())
+    if isinstance(d, dict) and set(d) >= RESOURCE_KEYS:  # a resources summary (asd.resources)
+        return resource_table(d, array="tasks" in d)
+    if isinstance(d, dict) and d:  # mixed: the flat entries as one table, then one sub-section per nested one
+        flat = {k: v for k, v in d.items() if _cell(v)}
+        parts = [table(flat)] if flat else []
+        parts += [f"**{k}**\n\n{render_data(v)}" for k, v in d.items() if k not in flat]
+        return "\n".join(parts)
     text = json.dumps(d, indent=1, default=str)
     if len(text) > MAX_JSON_CHARS:
         text = text[:MAX_JSON_CHARS] + "\n... (cut; the data file holds all of it)"

@@ -204,6 +204,7 @@ def run_shard(config_path: str, index: int, phase: str = "generate", show_progre
             _write_progress(progress_path(path), writer.n, len(ids))
             bar.update(len(batch_ids))
         bar.close()
+        assert writer is not None  # a shard has >= 1 sample (JobConfig: shards <= num_samples)
         annotate_h5(writer.f)  # this attempt's resources so far (asd.tracking; no-op when untracked)
         writer.close(complete=True)
         progress_path(path).unlink(missing_ok=True)
