@@ -159,6 +159,7 @@ class Tracker:
         self.slurm: dict | None = None
         self.configs: list[dict] = []
         self.environment: dict = {}
+        self.restore_env: tuple[str, str | None] | None = None  # (variable, value before) set back at finish
 
     # ------------------------------------------------------------------------------------------ lifecycle
     def start(self) -> Tracker:
@@ -216,6 +217,7 @@ class Tracker:
         global _active
         if self.state == "joined":
             self.state = "done"
+            self._restore_env()
             return self.paths
         if self.state != "running":
             return self.paths
@@ -231,10 +233,19 @@ class Tracker:
             self.environment["torch"] = _safe(torch_info)
         self._write()
         self.state = "done"
+        self._restore_env()
         with _active_lock:
             if _active is self:
                 _active = None
         return self.paths
+
+    def _restore_env(self) -> None:
+        if self.restore_env is not None:
+            key, old = self.restore_env
+            if old is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = old
 
     def __enter__(self) -> Tracker:
         return self.start()
@@ -569,8 +580,9 @@ def for_command(args, argv: list[str] | None) -> Tracker:
         if isinstance(v, str) and Path(v).is_file():
             configs.append(v)
     log_dir = resolve_log_dir(getattr(args, "log_dir", None))
-    os.environ[LOG_DIR_ENV] = str(log_dir.resolve())
     t = Tracker(command_name(args), log_dir, argv=["asd", *argv] if argv is not None else None, configs=configs)
+    t.restore_env = (LOG_DIR_ENV, os.environ.get(LOG_DIR_ENV))  # put back when the command ends
+    os.environ[LOG_DIR_ENV] = str(log_dir.resolve())
     t.args = {k: _jsonable(v) for k, v in vars(args).items() if k not in ("func", "log_dir")}
     return t
 
