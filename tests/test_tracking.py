@@ -253,3 +253,23 @@ def test_command_names():
     assert tracking.command_name(ns) == "models-plan-qwen2.5_models"
     assert tracking.command_name(argparse.Namespace(command="status", run="runs/x")) == "status"
     assert tracking.safe_name("../a b:c") == "a_b_c"
+
+
+def test_asd_run_record_holds_the_job_statistics(tmp_path, capsys):
+    from asd.cli import main
+
+    cfg = tmp_path / "small.yaml"
+    cfg.write_text("run: {job: synthetic}\nsynthetic: {batch: 2000, draws: 4, lambdas: [0.5, .inf], "
+                   "timing_repeats: 1, seed: 5}\npolicy: {lam: 2.0}\n")
+    out = tmp_path / "stats.json"
+    before = os.environ.get("ASD_LOG_DIR")
+    assert main(["--log-dir", str(tmp_path / "logs"), "run", "--config", str(cfg), "--out", str(out)]) == 0
+    assert os.environ.get("ASD_LOG_DIR") == before  # the command's export is put back
+    rec, md = _load(tmp_path / "logs", "run-small")
+    stats = json.loads(out.read_text())["stats"]
+    by = {s["title"]: s for s in rec["sections"]}
+    assert by["Decisions per λ"]["data"][0]["quality"] == stats["per_lambda"][0]["quality"]
+    assert by["Decisions per λ"]["data"][1]["lam"] == "inf"  # non-finite numbers as strings in JSON
+    assert set(by["Baselines"]["data"]) == set(stats["baselines"]) and by["cost_model"]["kind"] == "configuration"
+    assert rec["seeds"] == {"synthetic.seed": 5} and rec["artifacts"][0]["kind"] == "statistics"
+    assert "### Decisions per λ" in md and "| dp |" in md
