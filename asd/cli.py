@@ -4,7 +4,8 @@ Subcommands are registered lazily: each entry names a module with
 ``register(subparsers)``; a module imports its heavy dependencies (torch,
 transformers, h5py, submitit) only inside the function it runs, so ``asd --help``
 works on a login node without a GPU. A subcommand exists only when it does
-something.
+something. Every command runs under an experiment tracker (``asd.tracking``): it writes
+``<log dir>/<command>[-<action>][-<config>]_comprehensive.md`` and ``..._data.json``.
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ SUBCOMMANDS: list[str] = [
     "asd.commands.status",
     "asd.commands.inspect",
     "asd.commands.report",
+    "asd.commands.models",
 ]
 
 
@@ -35,6 +37,13 @@ def build_parser() -> argparse.ArgumentParser:
     from asd import __version__
 
     parser.add_argument("--version", action="version", version=f"asd {__version__}")
+    parser.add_argument(
+        "--log-dir",
+        default=None,
+        metavar="DIR",
+        help="where every command writes its tracking record (<name>_comprehensive.md, <name>_data.json); "
+        "default $ASD_LOG_DIR, else logs/ (docs/tracking.md)",
+    )
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for mod in SUBCOMMANDS:
         importlib.import_module(mod).register(sub)
@@ -47,15 +56,22 @@ def main(argv: list[str] | None = None) -> int:
     if not getattr(args, "func", None):
         parser.print_help()
         return 2
-    try:
-        rc = args.func(args)
-    except ValueError as e:  # user input errors (ConfigError included): one clear line, non-zero exit
-        print(f"asd {args.command}: error: {e}", file=sys.stderr)
-        return 2
-    except FileNotFoundError as e:
-        print(f"asd {args.command}: error: {e}", file=sys.stderr)
-        return 2
-    return int(rc or 0)
+    from asd.tracking import for_command
+
+    with for_command(args, sys.argv[1:] if argv is None else argv) as tracker:  # every command is tracked
+        try:
+            rc = int(args.func(args) or 0)
+        except ValueError as e:  # user input errors (ConfigError included): one clear line, non-zero exit
+            print(f"asd {args.command}: error: {e}", file=sys.stderr)
+            tracker.set_status("error", f"{type(e).__name__}: {e}")
+            return 2
+        except FileNotFoundError as e:
+            print(f"asd {args.command}: error: {e}", file=sys.stderr)
+            tracker.set_status("error", f"{type(e).__name__}: {e}")
+            return 2
+        if rc:
+            tracker.set_status("error", f"exit status {rc}")
+        return rc
 
 
 if __name__ == "__main__":

@@ -65,7 +65,7 @@ FIELDS: dict[str, tuple[Any, tuple[str, ...], Any]] = {
     "text": ("str", (), ""),
     "score": (np.float32, (), np.nan),
 }
-JSON_ATTRS = ("config", "environment", "models", "cost_model")
+JSON_ATTRS = ("config", "environment", "models", "cost_model", "resources")
 
 
 def _h5_dtype(kind):

@@ -73,6 +73,11 @@ def _profile(args) -> int:
         save_profile(prof, raw)
     save_cost_model(model, out, measurements_file=raw.name)
     print(f"wrote {out} and {raw}")
+    from asd.tracking import log_artifact, log_section
+
+    log_artifact(out, "cost model")
+    log_artifact(raw, "measurements")
+    log_section("Decode cost ratios", f"batch {args.batch_size}", data=floor_ratios(model, prof, args.batch_size))
     print(f"decode step cost / final stage's (batch {args.batch_size}) vs weight bytes / final stage's:")
     for r in floor_ratios(model, prof, args.batch_size):
         tp = f"  GPU-seconds {r['measured_device_seconds']:.3f} ({r['devices']} GPUs)" if args.tensor_parallel else ""

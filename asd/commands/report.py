@@ -35,11 +35,16 @@ def main(args) -> int:
     if len(names) != K:
         names = [f"stage{k}" for k in range(K)]
     s = summarize(tr.data, K)
+    from asd.tracking import log_artifact, log_section
+
+    log_artifact(args.traces, "traces")
+    log_section("Summary", f"{args.traces}: {s['n']} samples, stages {names}", data=s)
     print(f"{args.traces}: git {tr.attrs.get('git_revision')}, λ={tr.attrs.get('lam')}, seed={tr.attrs.get('seed')}")
     print(format_summary(s, names))
     if args.plot:
         plot_summary(s, names, args.plot, title=f"{Path(args.traces).parent.name} (λ={tr.attrs.get('lam')})")
         print(f"plot: {args.plot}")
+        log_artifact(args.plot, "plot")
     if args.json:
         rec = {
             "summary": s,
@@ -47,4 +52,5 @@ def main(args) -> int:
             "provenance": {k: tr.attrs.get(k) for k in ("git_revision", "schema_version", "config", "seed", "lam")},
         }
         Path(args.json).write_text(json.dumps(rec, indent=1, default=str))
+        log_artifact(args.json, "report")
     return 0

@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 from asd.registry import resolve
+from asd.tracking import log_artifact
 
 # job name → "module:function"; heavy jobs import their engines inside.
 JOBS: dict[str, str] = {"synthetic": "asd.commands.run:run_synthetic"}
@@ -48,10 +49,22 @@ def main(args) -> int:
     sections = load_config(args.config)
     run_cfg = sections.get("run", RunConfig())
     stats = resolve(JOBS, run_cfg.job, "job")(sections, args)
+    _track(run_cfg.job, stats)
     if args.out:
         _write_json(args.out, stats, sections)
         print(f"wrote {args.out}")
+        log_artifact(args.out, "statistics")
     return 0
+
+
+def _track(job: str, stats: dict) -> None:
+    """The job's statistics as sections of this run's tracking record (asd.tracking)."""
+    from asd.tracking import log_section
+
+    for key, value in stats.items():
+        title = {"per_lambda": "Decisions per λ", "baselines": "Baselines", "timing": "DP timing"}.get(key, key)
+        kind = "configuration" if key == "cost_model" else "results"
+        log_section(title, f"job {job}: {key}", data=value, kind=kind)
 
 
 def _write_json(path: str, stats: dict, sections: dict) -> None:

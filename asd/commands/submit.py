@@ -51,4 +51,20 @@ def _submit(args) -> int:
         return 0
     stats = sub.wait()
     print(json.dumps({k: v for k, v in stats.items() if k != "shards_run"}, indent=1))
+    _track(sub, stats)
     return 0
+
+
+def _track(sub, stats: dict) -> None:
+    """The merged run in this command's record: merge statistics, resources summed over the array's attempts."""
+    from asd.resources import sum_resources
+    from asd.tracking import log_artifact, log_section, read_shard_records
+
+    recs, _ = read_shard_records(sub.job.output_dir, sub.phase)
+    parts = [r["resources"] for r in recs if r.get("resources")]
+    log_section(
+        "Merged run", f"run folder {sub.job.output_dir}", data={k: v for k, v in stats.items() if k != "shards_run"}
+    )
+    if parts:
+        log_section("Array resources", f"summed over {len(parts)} task attempt(s)", data=sum_resources(parts))
+    log_artifact(stats["path"], "traces")

@@ -29,13 +29,17 @@ def main(argv: list[str] | None = None) -> int:
             from asd.jobs.plan import prepare_output_dir
             from asd.jobs.shard import run_shard
             from asd.run_config import load_config
+            from asd.tracking import track_shard
 
             prepare_output_dir(load_config(args.config), args.config)
-            stats = run_shard(args.config, args.index, args.phase)
+            with track_shard(args.config, args.index, args.phase):
+                stats = run_shard(args.config, args.index, args.phase)
         else:
             from asd.jobs.merge import merge_run
+            from asd.tracking import track_array
 
-            stats = merge_run(args.config, args.phase)
+            with track_array(args.config, args.phase):
+                stats = merge_run(args.config, args.phase)
     except ValueError as e:
         print(f"asd.jobs {args.cmd}: error: {e}", file=sys.stderr)
         return 2

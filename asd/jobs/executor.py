@@ -23,18 +23,21 @@ import submitit
 from asd.jobs.merge import merge_run
 from asd.jobs.plan import JobConfig, ShardPlan, gpus_per_task, prepare_output_dir
 from asd.jobs.shard import live_writer, run_shard, shard_state
+from asd.tracking import track_array, track_shard
 
 
 class ShardTask(submitit.helpers.Checkpointable):
     """The array task: ``ShardTask()(config_path, index)``; requeued with the same arguments on USR2."""
 
     def __call__(self, config_path: str, index: int, phase: str = "generate") -> dict:
-        return run_shard(config_path, index, phase, show_progress=False)
+        with track_shard(config_path, index, phase):  # a resource record per attempt (asd.tracking)
+            return run_shard(config_path, index, phase, show_progress=False)
 
 
 class MergeTask(submitit.helpers.Checkpointable):
     def __call__(self, config_path: str, phase: str = "generate") -> dict:
-        return merge_run(config_path, phase)
+        with track_array(config_path, phase):  # sums the attempts' records into the array's record
+            return merge_run(config_path, phase)
 
 
 def make_executor(

@@ -107,6 +107,7 @@ def merge_run(config_path: str, phase: str = "generate") -> dict:
     from asd.jobs.plan import ShardPlan, fingerprint
     from asd.jobs.shard import shard_state
     from asd.run_config import load_config
+    from asd.tracking import array_attrs
 
     config = load_config(config_path)
     plan = ShardPlan(config["jobs"])
@@ -123,7 +124,12 @@ def merge_run(config_path: str, phase: str = "generate") -> dict:
         paths,
         out,
         expected_ids=np.arange(config["jobs"].num_samples, dtype=np.int64),
-        attrs={"run_fingerprint": fp, "phase": phase, "schema_version": SCHEMA_VERSION},
+        attrs={
+            "run_fingerprint": fp,
+            "phase": phase,
+            "schema_version": SCHEMA_VERSION,
+            **array_attrs(plan.layout.root, phase),
+        },
     )
     stats["path"] = str(out)
     return stats

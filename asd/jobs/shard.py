@@ -23,6 +23,7 @@ import numpy as np
 
 from asd.jobs.plan import ShardPlan, fingerprint
 from asd.traces import FIELDS, PARTIAL_SUFFIX, SCHEMA_VERSION, TraceWriter, check_schema
+from asd.tracking import annotate_h5
 
 COPY_ROWS = 4096  # rows per block when carrying a partial file's valid prefix over
 
@@ -203,6 +204,8 @@ def run_shard(config_path: str, index: int, phase: str = "generate", show_progre
             _write_progress(progress_path(path), writer.n, len(ids))
             bar.update(len(batch_ids))
         bar.close()
+        assert writer is not None  # a shard has >= 1 sample (JobConfig: shards <= num_samples)
+        annotate_h5(writer.f)  # this attempt's resources so far (asd.tracking; no-op when untracked)
         writer.close(complete=True)
         progress_path(path).unlink(missing_ok=True)
     except BaseException:

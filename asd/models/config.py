@@ -21,6 +21,7 @@ class StageConfig:
     dtype: Literal["bfloat16", "float16", "float32"] = "bfloat16"
     tensor_parallel_size: int = 1  # GPUs this stage occupies (vLLM TP / transformers tp_plan)
     max_model_len: int = 4096  # context length the engine allocates for (tokens)
+    revision: str | None = None  # Hub commit the weights are pinned to (asd models download); None: local/testbed
 
     def __post_init__(self) -> None:
         if self.tensor_parallel_size < 1:
@@ -39,6 +40,7 @@ class HierarchyConfig:
     device: str = "auto"  # "auto" | "cpu" | "cuda" | "cuda:N" (hf backend)
     gpus_per_node: int = 8  # node layout on the cluster (8×A100-80GB)
     tokenizer: str | None = None  # shared tokenizer; default: the first stage's
+    plan_batch_size: int = 8  # sequences of max_model_len tokens whose KV cache each stage holds (asd models plan)
 
     def __post_init__(self) -> None:
         if len(self.stages) < 2:
@@ -46,6 +48,8 @@ class HierarchyConfig:
         names = [s.name for s in self.stages]
         if len(set(names)) != len(names):
             raise ValueError(f"stage names must be unique, got {names}")
+        if self.plan_batch_size < 1:
+            raise ValueError(f"plan_batch_size must be >= 1, got {self.plan_batch_size}")
         too_big = [s.name for s in self.stages if s.tensor_parallel_size > self.gpus_per_node]
         if too_big:
             raise ValueError(f"stages {too_big} need more GPUs than gpus_per_node={self.gpus_per_node}")
