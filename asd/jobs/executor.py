@@ -102,7 +102,7 @@ class Submission:
         """Wait for every shard, then the merge; → merge stats. Raises :class:`RunFailed` (one line: what
         failed, which shard, its log, how to resume) once every shard has ended, if any failed."""
         outcomes = self._wait_jobs({f"shard {i}": j for i, j in zip(self.indices, self.shard_jobs)}, poll_s)
-        failures = [o for o in outcomes.values() if isinstance(o, TaskFailure)]
+        failures = [o for i in self.indices if isinstance(o := outcomes[f"shard {i}"], TaskFailure)]
         if failures:
             if self.merge_job is not None:  # its afterok dependency can no longer be met
                 with contextlib.suppress(Exception):
@@ -127,7 +127,7 @@ class Submission:
         every ``poll_s``; the scheduler is asked every 2 s at first, then less often (at most every 30 s)."""
         out: dict[str, Any] = {}
         remaining = dict(jobs)
-        ended: dict[str, tuple[str, str, float]] = {}  # label → (state, exit code, first seen ended)
+        ended: dict[str, tuple[tuple[str, str, str], float]] = {}  # label → ((state, exit code, reason), seen)
         start = next_ask = time.monotonic()
         while remaining:
             for label, job in list(remaining.items()):
@@ -138,17 +138,23 @@ class Submission:
                     ended.pop(label, None)
             now = time.monotonic()
             if remaining and now >= next_ask:
-                for label, (state, code) in self._ended_states(remaining).items():
-                    ended.setdefault(label, (state, code, now))
+                for label, info in self._ended_states(remaining).items():
+                    ended.setdefault(label, (info, now))
                 next_ask = now + min(30.0, 2.0 + (now - start) / 20)
-            for label, (state, code, seen) in list(ended.items()):
-                grace = COMPLETED_GRACE_S if state in ("COMPLETED", "FINISHED") else RESULT_GRACE_S
+            for label, (info, seen) in list(ended.items()):
+                grace = COMPLETED_GRACE_S if info[0] in ("COMPLETED", "FINISHED") else RESULT_GRACE_S
                 if label in remaining and now - seen >= grace:
                     again = self._ended_states({label: remaining[label]})  # still ended, still no result
                     if label in again and _result(label, remaining[label]) is None:
-                        state, code = again[label]
+                        state, code, reason = again[label]
                         out[label] = without_result(
-                            label, state, code, _log(remaining[label]), Path(self.job.output_dir), self.job.timeout_min
+                            label,
+                            state,
+                            code,
+                            _log(remaining[label]),
+                            Path(self.job.output_dir),
+                            self.job.timeout_min,
+                            reason,
                         )
                         del remaining[label]
                     ended.pop(label)
@@ -168,14 +174,14 @@ class Submission:
             if left:
                 time.sleep(1.0)
 
-    def _ended_states(self, jobs: dict[str, Any]) -> dict[str, tuple[str, str]]:
-        """{label: (state, exit code)} of the jobs that the scheduler reports ended."""
+    def _ended_states(self, jobs: dict[str, Any]) -> dict[str, tuple[str, str, str]]:
+        """{label: (state, exit code, reason)} of the jobs that the scheduler reports ended."""
         if self.job.executor == "local":
             out = {}
             for label, job in jobs.items():
                 proc = getattr(job, "_process", None)
                 if proc is not None and proc.poll() is not None:
-                    out[label] = ("INTERRUPTED" if proc.returncode < 0 else "FINISHED", str(proc.returncode))
+                    out[label] = ("INTERRUPTED" if proc.returncode < 0 else "FINISHED", str(proc.returncode), "")
             return out
         try:
             states = scheduler.sacct_states([job.job_id for job in jobs.values()])

@@ -101,10 +101,17 @@ def _disk_full(folder: Path) -> str | None:
 
 
 def without_result(
-    label: str, state: str, exit_code: str, log: str | None, run_dir: Path, limit_min: int | None = None
+    label: str,
+    state: str,
+    exit_code: str,
+    log: str | None,
+    run_dir: Path,
+    limit_min: int | None = None,
+    reason: str = "",
 ) -> TaskFailure:
     """A failure from the scheduler's final ``state`` (SLURM names; ``INTERRUPTED``/``FINISHED`` for local
-    processes) and ``exit_code`` (``"code:signal"``, or a local return code) of a task that left no result."""
+    processes), ``exit_code`` (``"code:signal"``, or a local return code) and ``reason`` (SLURM's last pending
+    reason) of a task that left no result."""
     code, _, sig = exit_code.partition(":")
     signal = int(sig) if sig.isdigit() else 0
     rc = int(code) if code.lstrip("-").isdigit() else 0
@@ -113,6 +120,8 @@ def without_result(
     if rc > 128 and not signal:  # a shell or srun reporting a child killed by signal rc - 128
         signal = rc - 128
     where = f"state {state}, exit code {exit_code}"
+    if state.startswith("CANCELLED") and reason == "Dependency":  # --kill-on-invalid-dep
+        return TaskFailure(label, "cancelled", f"a job it depends on did not complete ({state}, reason {reason})", log)
     if state.startswith("CANCELLED"):
         return TaskFailure(label, "cancelled", f"scancel or the scheduler ({state})", log)
     if state == "TIMEOUT":

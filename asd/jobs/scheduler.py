@@ -67,19 +67,24 @@ def squeue_live(job_ids: list[str]) -> dict[str, tuple[str, str]]:
     return out
 
 
-def sacct_states(job_ids: list[str]) -> dict[str, tuple[str, str]]:
-    """``{job id: (state, exit code "code:signal")}`` from ``sacct`` (allocations only; the latest run of a
-    requeued job). Jobs sacct does not know yet are absent; SchedulerError when sacct fails."""
+def sacct_states(job_ids: list[str]) -> dict[str, tuple[str, str, str]]:
+    """``{job id: (state, exit code "code:signal", reason)}`` from ``sacct`` (allocations only; the latest run of a
+    requeued job). The exit code is the job steps' (``DerivedExitCode``) when one of them died of a signal:
+    srun reports a task killed by SIGKILL as the batch script's exit code 9 and the step's signal 9. Jobs
+    sacct does not know yet are absent; SchedulerError when sacct fails. ``reason``: why it was pending last
+    (``Dependency`` for a job ended by ``--kill-on-invalid-dep``)."""
     if not job_ids:
         return {}
-    r = _run(["sacct", "-n", "-P", "-X", "-j", ",".join(job_ids), "-o", "JobID,State,ExitCode"])
+    fields = "JobID,State,ExitCode,DerivedExitCode,Reason"
+    r = _run(["sacct", "-n", "-P", "-X", "-j", ",".join(job_ids), "-o", fields])
     if r.returncode != 0:
         raise SchedulerError(f"sacct failed: {r.stderr.strip()[:200]}")
     out = {}
     for line in r.stdout.splitlines():
         parts = line.strip().split("|")
-        if len(parts) == 3:
-            out[parts[0]] = (parts[1], parts[2])
+        if len(parts) == 5:
+            derived_signal = parts[3].partition(":")[2]
+            out[parts[0]] = (parts[1], parts[3] if derived_signal not in ("", "0") else parts[2], parts[4])
     return out
 
 
