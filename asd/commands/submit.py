@@ -53,6 +53,9 @@ def _submit(args) -> int:
         lines = [ln for ln in str(e).splitlines() if ln.strip()]
         print(f"asd submit: error: the scheduler refused the submission: {lines[-1] if lines else e}", file=sys.stderr)
         return 1
+    except OSError as e:  # writing the submission's files (a full disk, no permission): nothing was queued
+        print(f"asd submit: error: could not write the submission: {' '.join(str(e).split())[:300]}", file=sys.stderr)
+        return 1
     for i, c in sub.checks.items():
         if c.state in ("corrupt", "damaged") or c.reason:
             print(f"shard {i}: {c.state}{f' ({c.reason})' if c.reason else ''}: " + _todo(c.state, c.rows))

@@ -113,7 +113,8 @@ class Submission:
         if self.merge_job is None:  # local executor (or nothing pending): the merge runs after the array
             ex = make_executor(self.job, self.config, self.folder, f"{_name(self.job)}-merge", gpus=0)
             self.merge_job = ex.submit(MergeTask(), self.config_path, self.phase)
-            scheduler.add_processes(Path(self.job.output_dir), self.folder, _local_pids([self.merge_job]))
+            with contextlib.suppress(OSError):  # the record is a guard against double submission, not the run
+                scheduler.add_processes(Path(self.job.output_dir), self.folder, _local_pids([self.merge_job]))
         merged = self._wait_jobs({"the merge": self.merge_job}, poll_s)["the merge"]
         if isinstance(merged, TaskFailure):
             raise RunFailed([merged], self.rerun)
@@ -183,10 +184,15 @@ class Submission:
                 if proc is not None and proc.poll() is not None:
                     out[label] = ("INTERRUPTED" if proc.returncode < 0 else "FINISHED", str(proc.returncode), "")
             return out
+        ids = [job.job_id for job in jobs.values()]
         try:
-            states = scheduler.sacct_states([job.job_id for job in jobs.values()])
-        except scheduler.SchedulerError:
-            return {}  # asked again at the next poll
+            states = scheduler.sacct_states(ids)
+        except scheduler.SchedulerError:  # no accounting: a job squeue no longer lists has ended
+            try:
+                live = scheduler.squeue_live(ids)
+            except scheduler.SchedulerError:
+                return {}  # asked again at the next poll
+            return {label: ("UNKNOWN", "?", "sacct failed") for label, job in jobs.items() if job.job_id not in live}
         return {
             label: states[job.job_id]
             for label, job in jobs.items()
@@ -249,7 +255,12 @@ def submit_run(config_path: str | Path, phase: str = "generate", executor: str |
     rerun = f"asd submit --config {given}" + (f" --executor {executor}" if executor else "")
     rerun += f" --phase {phase}" if phase != "generate" else ""
     with scheduler.submit_lock(root):
-        live = scheduler.live_submission(root, phase)
+        try:
+            live = scheduler.live_submission(root, phase)
+        except scheduler.SchedulerError as e:
+            raise ValueError(
+                f"cannot tell whether the last submission of {root} still runs ({e}); nothing submitted"
+            ) from e
         if live:
             raise RunInProgress(live)
         pending, skipped, checks = [], [], {}
@@ -286,5 +297,6 @@ def submit_run(config_path: str | Path, phase: str = "generate", executor: str |
             ids["merge"] = sub.merge_job.job_id
             names[ids["merge"]] = f"{_name(job)}-merge"
         entry = scheduler.submission_entry(job.executor, phase, folder, ids, names, _local_pids(sub.shard_jobs))
-        scheduler.record_submission(root, entry)
+        with contextlib.suppress(OSError):  # e.g. a full disk: the jobs are queued, waiting for them matters more
+            scheduler.record_submission(root, entry)
     return sub

@@ -34,6 +34,7 @@ ENDED_STATES = {
     "SPECIAL_EXIT",
     "REVOKED",
     "COMPLETING",  # its processes are being ended: it does no more work
+    "UNKNOWN",  # ended, as far as squeue can tell (no accounting to ask)
 }
 NEVER_RUNS = "DependencyNeverSatisfied"  # a pending job whose dependency failed (kill-on-invalid-dep ends it)
 

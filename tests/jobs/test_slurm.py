@@ -306,3 +306,24 @@ def test_a_second_submit_of_a_running_run_is_refused_and_scancel_is_one_line(tmp
     counts = same_traces(reference(tmp_path, **jobs), tmp_path / "two" / "traces.h5")
     print("double submit + scancel:", counts)
     assert counts == {"samples": 160, "unique": 160, "lost": 0, "duplicated": 0}
+
+
+def test_a_recorded_job_id_reused_by_another_job_does_not_block_a_submission(tmp_path):
+    """A cluster whose state was wiped gives old ids to new jobs: only a live job under the recorded name counts."""
+    from asd.jobs import scheduler
+
+    job = subprocess.run(["sbatch", "--parsable", "-J", "someone-else", "-o", "/dev/null", "--wrap", "sleep 60"],
+                         capture_output=True, text=True, check=True).stdout.strip()
+    try:
+        run = tmp_path / "run"
+        run.mkdir()
+        scheduler.record_submission(run, scheduler.submission_entry(
+            "slurm", "generate", run / "submitit" / "x", {"merge": job}, {job: "asd-run-merge"}, []))
+        assert scheduler.live_submission(run, "generate") is None
+        scheduler.record_submission(run, scheduler.submission_entry(
+            "slurm", "generate", run / "submitit" / "y", {"merge": job}, {job: "someone-else"}, []))
+        live = scheduler.live_submission(run, "generate")
+        assert live is not None and f"merge {job}: 1 " in live and f"`scancel {job}`" in live
+        assert scheduler.live_submission(run, "evaluate") is None
+    finally:
+        subprocess.run(["scancel", job], check=True)
