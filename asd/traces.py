@@ -128,7 +128,10 @@ def decode_attrs(attrs) -> dict:
         if isinstance(v, np.generic):
             v = v.item()
         if isinstance(v, np.ndarray):
-            v = [x.decode() if isinstance(x, bytes) else x for x in v.tolist()]
+            if v.dtype.kind == "S":
+                v = np.char.decode(v).tolist()
+            else:
+                v = [x.decode() if isinstance(x, bytes) else x for x in v.tolist()]
         if v == "null":
             v = None
         elif k in JSON_ATTRS and isinstance(v, str):
