@@ -38,7 +38,7 @@ def _inspect(args) -> int:
         print(f"  {k}: {val}")
     print("provenance:")
     for k in sorted(attrs):
-        if k in ("config", "environment"):
+        if k in ("config", "environment") or k.startswith("checksum"):
             continue
         print(f"  {k}: {attrs[k]}")
     print(f"  environment: {json.dumps(attrs.get('environment'), sort_keys=True)}")

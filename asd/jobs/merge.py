@@ -12,9 +12,31 @@ from pathlib import Path
 
 import numpy as np
 
-from asd.traces import FIELDS, SCHEMA_VERSION, TraceWriter, check_schema, decode_attrs
+from asd.traces import (
+    CHECKSUM_ATTRS,
+    FIELDS,
+    SCHEMA_VERSION,
+    TraceDamaged,
+    TraceWriter,
+    check_schema,
+    decode_attrs,
+    verify_checksums,
+)
 
 BLOCK_ROWS = 8192
+
+
+class ShardDamaged(TraceDamaged):
+    """The merge found a shard whose data do not match their checksums; nothing was merged."""
+
+    def __init__(self, index: int, path: str | Path, problem: str):
+        ValueError.__init__(self, f"shard {index} is damaged: {problem} ({path}); nothing merged")
+        self.index, self.path, self.problem = index, str(path), problem
+
+    def __reduce__(self):
+        return type(self), (self.index, self.path, self.problem)
+
+
 SHARD_ATTRS = (
     "shard_index",
     "num_shards",
@@ -25,6 +47,7 @@ SHARD_ATTRS = (
     "num_stages",
     "num_features",
     "schema_version",
+    CHECKSUM_ATTRS,
 )
 
 
@@ -38,8 +61,9 @@ def merge_files(
     """Merge complete trace files ``inputs`` into ``out`` (written as ``out.partial``, then renamed).
 
     Rows are ordered by sample id across all inputs (a k-way merge of the already sorted files). Refuses:
-    a file of another schema version, an incomplete file, files disagreeing on K or feature names,
-    duplicate sample ids, and (if ``expected_ids`` [N] int64 is given) any id missing or extra.
+    a file of another schema version, an incomplete file, a damaged file (data not matching its checksums:
+    :class:`asd.traces.TraceDamaged`, checked before anything is written), files disagreeing on K or feature
+    names, duplicate sample ids, and (if ``expected_ids`` [N] int64 is given) any id missing or extra.
     Returns ``{"samples", "files", "duplicates": 0, "missing": 0}``.
     """
     import h5py
@@ -54,6 +78,9 @@ def merge_files(
             check_schema(f, p)
             if not bool(f.attrs.get("complete", False)):
                 raise ValueError(f"{p}: shard is incomplete; finish it (rerun the job) before merging")
+            n_ok, problem = verify_checksums(f)
+            if problem is not None or n_ok != int(f.attrs["n_complete"]):
+                raise TraceDamaged(p, str(problem))
             Ks.add(int(f.attrs["num_stages"]))
             names.add(f["features"].attrs.get("feature_names", "[]"))
             ids.append(f["sample_id"][: int(f.attrs["n_complete"])])
@@ -103,33 +130,42 @@ def merge_files(
 
 
 def merge_run(config_path: str, phase: str = "generate") -> dict:
-    """Merge a run's shards (all must be done) into ``traces.h5``; the array's dependent job."""
+    """Merge a run's shards (all must be done, their data matching their checksums) into ``traces.h5``; the
+    array's dependent job. A damaged shard stops it (:class:`ShardDamaged`): a rerun redoes that shard."""
     from asd.jobs.plan import ShardPlan, fingerprint
-    from asd.jobs.shard import shard_state
+    from asd.jobs.shard import check_shard
     from asd.run_config import load_config
     from asd.tracking import array_attrs
 
     config = load_config(config_path)
     plan = ShardPlan(config["jobs"])
     fp = fingerprint(config)
-    paths, not_done = [], []
+    paths: list[Path] = []
+    not_done: list[str] = []
     for i in range(len(plan)):
         p = plan.layout.shard(i, phase)
-        state, n = shard_state(p, plan.sample_ids(i), fp)
-        (paths if state == "done" else not_done).append(p if state == "done" else f"{i} ({state}, {n} rows)")
+        c = check_shard(p, plan.sample_ids(i), fp, verify=False)  # merge_files verifies the data
+        if c.state == "done":
+            paths.append(p)
+        else:
+            not_done.append(f"{i} ({c.state}, {c.rows} rows)")
     if not_done:
         raise ValueError(f"merge: {len(not_done)} shard(s) not done: {', '.join(not_done[:10])}; rerun the job")
     out = plan.layout.merged_for(phase)
-    stats = merge_files(
-        paths,
-        out,
-        expected_ids=np.arange(config["jobs"].num_samples, dtype=np.int64),
-        attrs={
-            "run_fingerprint": fp,
-            "phase": phase,
-            "schema_version": SCHEMA_VERSION,
-            **array_attrs(plan.layout.root, phase),
-        },
-    )
+    try:
+        stats = merge_files(
+            paths,
+            out,
+            expected_ids=np.arange(config["jobs"].num_samples, dtype=np.int64),
+            attrs={
+                "run_fingerprint": fp,
+                "phase": phase,
+                "schema_version": SCHEMA_VERSION,
+                **array_attrs(plan.layout.root, phase),
+            },
+        )
+    except TraceDamaged as e:
+        index = next(i for i in range(len(plan)) if plan.layout.shard(i, phase) == Path(e.path))
+        raise ShardDamaged(index, e.path, e.problem) from e
     stats["path"] = str(out)
     return stats

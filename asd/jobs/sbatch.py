@@ -1,6 +1,7 @@
-"""Render the sbatch templates of ``slurm/`` from a run config, for users who submit by hand.
+"""Render the sbatch templates shipped in ``asd/jobs/templates/`` from a run config, for hand submission.
 
-Templates are ``slurm/<name>.sbatch.in`` with ``{{key}}`` placeholders; a line that is only a placeholder
+Templates are ``asd/jobs/templates/<name>.sbatch.in`` (package data: found through ``importlib.resources``, so
+an installed wheel renders them too) with ``{{key}}`` placeholders; a line that is only a placeholder
 rendering to nothing (an optional ``#SBATCH`` directive) is dropped. Rendered scripts call
 ``python -m asd.jobs shard|merge`` and ``python -m asd profile`` (docs/jobs.md).
 """
@@ -9,11 +10,10 @@ from __future__ import annotations
 
 import re
 import sys
+from importlib import resources
 from pathlib import Path
 
-from asd.provenance import REPO_ROOT
-
-TEMPLATE_DIR = REPO_ROOT / "slurm"
+TEMPLATE_PACKAGE = "asd.jobs"  # templates live in its ``templates/`` folder (pyproject package-data)
 # rendered script name → (template, phase)
 SCRIPTS = {
     "array_generate.sbatch": ("array_generate.sbatch.in", "generate"),
@@ -23,6 +23,11 @@ SCRIPTS = {
     "profile.sbatch": ("profile.sbatch.in", "generate"),
 }
 _PLACEHOLDER = re.compile(r"\{\{(\w+)\}\}")
+
+
+def read_template(name: str) -> str:
+    """Text of the packaged template ``name`` (e.g. ``"merge.sbatch.in"``), from a source tree or a wheel."""
+    return resources.files(TEMPLATE_PACKAGE).joinpath("templates").joinpath(name).read_text(encoding="utf-8")
 
 
 def render_text(template: str, values: dict[str, str]) -> str:
@@ -94,7 +99,7 @@ def render_all(
             script_name=name,
             merged_name="traces.h5" if phase == "generate" else f"traces-{phase}.h5",
         )
-        text = render_text((TEMPLATE_DIR / tmpl).read_text(), values)
+        text = render_text(read_template(tmpl), values)
         (out / name).write_text(text)
         written.append(out / name)
     if make_log_dir:

@@ -1,6 +1,11 @@
-"""Shared helpers of the job tests: write a run config, compare traces dataset by dataset."""
+"""Shared helpers of the job tests: write a run config, compare traces dataset by dataset, damage files on
+disk (flipped bytes, a full file system) and write a step that fails."""
 from __future__ import annotations
 
+import contextlib
+import errno
+import os
+import subprocess
 from pathlib import Path
 
 import numpy as np
@@ -53,3 +58,87 @@ def same_traces(a: Path, b: Path) -> dict:
     ids_a, ids_b = ta.data["sample_id"], tb.data["sample_id"]
     return {"samples": int(len(ids_b)), "unique": int(len(np.unique(ids_b))),
             "lost": int(len(np.setdiff1d(ids_a, ids_b))), "duplicated": int(len(ids_b) - len(np.unique(ids_b)))}
+
+
+def flip_chunk_byte(path: Path, dataset: str, at: int = 8) -> int:
+    """Invert byte ``at`` of the first chunk of ``dataset`` in the HDF5 file ``path`` (on disk, as a bad
+    sector or a stray write would); returns the file offset."""
+    import h5py
+
+    with h5py.File(path, "r") as f:
+        offset = f[dataset].id.get_chunk_info(0).byte_offset + at
+    with open(path, "r+b") as fh:
+        fh.seek(offset)
+        b = fh.read(1)
+        fh.seek(offset)
+        fh.write(bytes([b[0] ^ 0xFF]))
+    return offset
+
+
+def overwrite_text(path: Path, needle: bytes, replacement: bytes) -> int:
+    """Overwrite the first occurrence of ``needle`` in the file's bytes (e.g. inside a variable-length string,
+    which HDF5 keeps in its global heap, out of reach of filters) with ``replacement`` of the same length."""
+    assert len(needle) == len(replacement)
+    data = path.read_bytes()
+    offset = data.index(needle)
+    with open(path, "r+b") as fh:
+        fh.seek(offset)
+        fh.write(replacement)
+    return offset
+
+
+@contextlib.contextmanager
+def small_tmpfs(size: str = "4m"):
+    """A real tmpfs of ``size`` mounted on a fresh folder (root only; skips the test otherwise)."""
+    import tempfile
+
+    import pytest
+
+    mnt = Path(tempfile.mkdtemp(prefix="asd-tmpfs-"))
+    r = subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(mnt)], capture_output=True,
+                       text=True)
+    if r.returncode != 0:
+        mnt.rmdir()
+        pytest.skip(f"cannot mount a tmpfs to fill up (needs root): {r.stderr.strip()}")
+    try:
+        yield mnt
+    finally:
+        subprocess.run(["umount", "-l", str(mnt)], capture_output=True)
+        mnt.rmdir()
+
+
+def fill_disk(folder: Path) -> Path:
+    """Write a file in ``folder`` until the file system is full (ENOSPC); returns it (delete it to free)."""
+    filler = folder / "filler"
+    fd = os.open(filler, os.O_WRONLY | os.O_CREAT, 0o600)
+    try:
+        while True:
+            os.write(fd, b"\0" * 65536)
+    except OSError as e:
+        assert e.errno == errno.ENOSPC, e
+    try:
+        while True:  # the last pages
+            os.write(fd, b"\0" * 512)
+    except OSError:
+        pass
+    os.close(fd)
+    return filler
+
+
+FAILING_STEP = '''
+import numpy as np
+from asd.jobs.steps import synthetic
+
+def step(sample_ids, config):
+    """The synthetic step, except that sample {fail_at} raises."""
+    if {fail_at} in sample_ids:
+        raise ValueError("sample {fail_at} has no prompt")
+    return synthetic(sample_ids, config)
+'''
+
+
+def failing_step_module(folder: Path, fail_at: int) -> str:
+    """Write ``failstep.py`` (a step raising on sample ``fail_at``) into ``folder``; returns its step spec.
+    The folder must be on the tasks' PYTHONPATH."""
+    (folder / "failstep.py").write_text(FAILING_STEP.format(fail_at=fail_at))
+    return "failstep:step"

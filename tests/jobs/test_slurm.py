@@ -1,7 +1,9 @@
 """Real jobs on the local SLURM cluster (scripts/slurm_up.sh; `make test` starts it): submitit arrays, the
-sbatch templates, and the faults — kill -9, scontrol requeue, a time-out, a truncated shard file.
+sbatch templates, and the faults — kill -9, scontrol requeue, a time-out, a truncated shard file, bytes
+flipped in finished shards, a full disk, a second submission of a running run and its cancellation.
 
-Every faulted run must merge to the same data as an uninterrupted one: 0 samples lost, 0 duplicated.
+Every faulted run must merge to the same data as an uninterrupted one: 0 samples lost, 0 duplicated. Faults
+seen through the CLI must reach the user as one line on stderr with a non-zero exit.
 """
 from __future__ import annotations
 
@@ -10,16 +12,20 @@ import os
 import shutil
 import signal
 import subprocess
+import sys
 import time
 from pathlib import Path
 
+import h5py
 import pytest
 
 from asd.jobs.executor import submit_run
+from asd.jobs.failures import RunFailed
 from asd.jobs.plan import ShardPlan
 from asd.jobs.shard import progress_path
+from asd.run_config import load_config
 
-from .helpers import reference, same_traces, write_config
+from .helpers import fill_disk, flip_chunk_byte, overwrite_text, reference, same_traces, small_tmpfs, write_config
 
 pytestmark = pytest.mark.slurm
 
@@ -49,6 +55,18 @@ def _wait_rows(path: Path, rows: int, timeout: float = 60) -> dict:
             pass
         time.sleep(0.2)
     raise AssertionError(f"{path}: fewer than {rows} rows after {timeout} s")
+
+
+def _asd(*args, timeout: float = 300) -> subprocess.CompletedProcess:
+    """The CLI as a user runs it; stdout and stderr captured."""
+    return subprocess.run([sys.executable, "-m", "asd", *map(str, args)], capture_output=True, text=True,
+                          timeout=timeout)
+
+
+def _one_line(stderr: str) -> str:
+    lines = [ln for ln in stderr.splitlines() if ln.strip()]
+    assert len(lines) == 1, stderr
+    return lines[0]
 
 
 def _sacct_state(job_id: str) -> str:
@@ -92,16 +110,16 @@ def _faulted_run(tmp_path, **extra):
 
 
 def test_kill_9_of_a_task_mid_write_then_rerun(tmp_path):
-    import submitit
-
     cfg, jobs = _faulted_run(tmp_path, step_options={"delay_s": 0.6})   # 10 batches of 0.6 s a shard
     sub = submit_run(cfg)
-    shard0 = ShardPlan(__import__("asd.run_config").run_config.load_config(cfg)["jobs"]).layout.shard(0)
+    shard0 = ShardPlan(load_config(cfg)["jobs"]).layout.shard(0)
     prog = _wait_rows(shard0, 16)
     os.kill(prog["pid"], signal.SIGKILL)                        # the task's python process, mid-run
-    with pytest.raises(submitit.core.utils.UncompletedJobError):
-        sub.shard_jobs[0].result()
-    sub.shard_jobs[1].result()
+    with pytest.raises(RunFailed) as e:                         # once shard 1 has ended too
+        sub.wait()
+    print("user sees:", e.value)
+    assert str(e.value).startswith("shard 0 was killed: by SIGKILL (state FAILED")
+    assert f"_0_log.err); rerun `asd submit --config {cfg}` to resume" in str(e.value)
     rerun = submit_run(cfg)
     assert rerun.indices == [0] and rerun.skipped == [1]
     stats = rerun.wait()
@@ -115,7 +133,7 @@ def test_scontrol_requeue_of_a_running_task_resumes(tmp_path):
     # 20 batches of 0.8 s per shard: the requeue's SIGTERM, then SIGKILL ~7 s later, land mid-shard
     cfg, jobs = _faulted_run(tmp_path, num_samples=320, step_options={"delay_s": 0.8})
     sub = submit_run(cfg)
-    shard0 = ShardPlan(__import__("asd.run_config").run_config.load_config(cfg)["jobs"]).layout.shard(0)
+    shard0 = ShardPlan(load_config(cfg)["jobs"]).layout.shard(0)
     _wait_rows(shard0, 16)
     subprocess.run(["scontrol", "requeue", sub.shard_jobs[0].job_id], check=True)
     stats = sub.wait()                                          # the requeued task comes back by itself
@@ -184,3 +202,128 @@ def test_slurm_up_is_a_no_op_when_the_cluster_is_up():
     r = subprocess.run(["bash", str(script)], capture_output=True, text=True, timeout=60)
     assert r.returncode == 0 and "already up" in r.stdout, r.stdout + r.stderr
     assert time.time() - t < 5
+
+
+def test_flipped_bytes_in_finished_shards_are_found_by_status_and_redone_by_the_rerun(tmp_path):
+    jobs = dict(num_samples=200, shards=4, array_parallelism=2, batch_size=25, timeout_min=5,
+                slurm_signal_delay_s=30)
+    cfg = write_config(tmp_path / "d.yaml", tmp_path / "d", executor="slurm", **jobs)
+    r = _asd("submit", "--config", cfg)
+    assert r.returncode == 0, r.stderr
+    shards = tmp_path / "d" / "shards"
+    flip_chunk_byte(shards / "shard-00001-of-00004.h5", "latency_s", at=8 * 4 * 2 + 7)   # row 2's sign byte
+    overwrite_text(shards / "shard-00002-of-00004.h5", b"sample 120: ", b"sample 021: ")  # in the heap: no filter
+    st = _asd("status", tmp_path / "d")
+    print("asd status:\n" + st.stdout)
+    assert st.returncode == 0
+    rows = {int(ln.split()[0]): ln for ln in st.stdout.splitlines()[2:-1]}
+    assert "damaged" in rows[1] and "dataset 'latency_s' is unreadable" in rows[1] and "0/50" in rows[1]
+    assert "damaged" in rows[2] and "dataset 'text' does not match its sha256 checksum" in rows[2]
+    assert "shards done 2/4, samples 100/200" in st.stdout
+    r = _asd("submit", "--config", cfg)
+    print("asd submit (rerun):\n" + r.stdout)
+    assert r.returncode == 0, r.stderr
+    assert "shard 1: damaged (dataset 'latency_s' is unreadable" in r.stdout and "moved aside and redone" in r.stdout
+    assert "submitted 2 shard(s)" in r.stdout and "skipped 2 done" in r.stdout
+    assert sorted(p.name for p in shards.glob("*.damaged-*")) == ["shard-00001-of-00004.h5.damaged-0",
+                                                                  "shard-00002-of-00004.h5.damaged-0"]
+    counts = same_traces(reference(tmp_path, **jobs), tmp_path / "d" / "traces.h5")
+    print("flipped bytes:", counts)
+    assert counts == {"samples": 200, "unique": 200, "lost": 0, "duplicated": 0}
+
+
+def test_full_disk_is_one_line_status_counts_only_verified_rows_and_the_rerun_completes(tmp_path):
+    """The run folder on a real tmpfs that fills up while both tasks write."""
+    with small_tmpfs("8m") as mnt:
+        jobs = dict(num_samples=160, shards=2, array_parallelism=2, batch_size=8, timeout_min=5,
+                    slurm_signal_delay_s=30, step_options={"delay_s": 0.4})
+        cfg = write_config(tmp_path / "full.yaml", mnt / "run", executor="slurm", **jobs)
+        first = subprocess.Popen([sys.executable, "-m", "asd", "submit", "--config", str(cfg)],
+                                 stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        _wait_rows(ShardPlan(load_config(cfg)["jobs"]).layout.shard(0), 16)
+        filler = fill_disk(mnt)
+        _, err = first.communicate(timeout=300)
+        line = _one_line(err)
+        print("user sees:", line)
+        assert first.returncode == 1
+        assert line.startswith("asd submit: error: shard ") and " ran out of disk: " in line and "(log: " in line
+        assert line.endswith(f"rerun `asd submit --config {cfg}` to resume (finished shards and flushed rows are kept)")
+        st = _asd("status", mnt / "run")
+        print("asd status:\n" + st.stdout)
+        shards = json.loads(_asd("status", mnt / "run", "--json").stdout)["shards"]
+        headers = {}
+        for s in shards:                       # a task that died creating its file leaves it unreadable: corrupt
+            assert s["state"] in ("partial", "corrupt", "missing"), s
+            if s["state"] == "partial":
+                path = mnt / "run" / "shards" / f"shard-{s['index']:05d}-of-00002.h5.partial"
+                with h5py.File(path, "r") as f:
+                    headers[s["index"]] = int(f.attrs["n_complete"])
+                assert s["rows"] <= headers[s["index"]]
+                assert s["rows"] == headers[s["index"]] or "not counted" in s["reason"], s
+        print("header rows", headers, "counted", {s["index"]: s["rows"] for s in shards})
+        assert shards[0]["state"] == "partial" and headers[0] >= 16        # shard 0 had flushed 16 rows
+        filler.unlink()
+        r = _asd("submit", "--config", cfg)
+        print("asd submit (rerun):\n" + r.stdout)
+        assert r.returncode == 0, r.stderr
+        for s in shards:                       # the rerun keeps exactly the rows status counted
+            if s["reason"] and s["state"] == "partial":
+                kept = f"resumed after its {s['rows']} verified row(s)" if s["rows"] else "started over"
+                assert f"shard {s['index']}: partial (" in r.stdout and kept in r.stdout
+        counts = same_traces(reference(tmp_path, **jobs), mnt / "run" / "traces.h5")
+        print("full disk:", counts)
+        assert counts == {"samples": 160, "unique": 160, "lost": 0, "duplicated": 0}
+
+
+def test_a_second_submit_of_a_running_run_is_refused_and_scancel_is_one_line(tmp_path):
+    # 10 batches of 1.2 s a shard: scancel's SIGTERM is ignored by submitit and SIGKILL follows ~7 s later
+    jobs = dict(num_samples=160, shards=2, array_parallelism=2, batch_size=8, timeout_min=5,
+                slurm_signal_delay_s=30, step_options={"delay_s": 1.2})
+    cfg = write_config(tmp_path / "two.yaml", tmp_path / "two", executor="slurm", **jobs)
+    first = subprocess.Popen([sys.executable, "-m", "asd", "submit", "--config", str(cfg)],
+                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    _wait_rows(ShardPlan(load_config(cfg)["jobs"]).layout.shard(0), 8)
+    folders = sorted((tmp_path / "two" / "submitit").iterdir())
+    second = _asd("submit", "--config", cfg)
+    line = _one_line(second.stderr)
+    print("user sees (second submit):", line)
+    rec = json.loads((tmp_path / "two" / "jobs.json").read_text())["submissions"]
+    array, merge = rec[-1]["jobs"]["array"], rec[-1]["jobs"]["merge"]
+    assert second.returncode == 2 and len(rec) == 1
+    assert line.startswith(f"asd submit: error: {tmp_path / 'two'} is still queued or running from an earlier "
+                           f"`asd submit` (SLURM array {array}: ")
+    assert f"merge {merge}: 1 pending" in line and f"`scancel {array} {merge}`" in line and "nothing submitted" in line
+    assert sorted((tmp_path / "two" / "submitit").iterdir()) == folders      # no second array was queued
+    subprocess.run(["scancel", array], check=True)
+    _, err = first.communicate(timeout=300)
+    line = _one_line(err)
+    print("user sees (after scancel):", line)
+    assert first.returncode == 1
+    assert line.startswith("asd submit: error: shard 0 was cancelled: scancel or the scheduler (CANCELLED by 0)")
+    assert "1 more failed: shard 1 (cancelled)" in line and f"rerun `asd submit --config {cfg}` to resume" in line
+    r = _asd("submit", "--config", cfg)
+    assert r.returncode == 0, r.stderr
+    counts = same_traces(reference(tmp_path, **jobs), tmp_path / "two" / "traces.h5")
+    print("double submit + scancel:", counts)
+    assert counts == {"samples": 160, "unique": 160, "lost": 0, "duplicated": 0}
+
+
+def test_a_recorded_job_id_reused_by_another_job_does_not_block_a_submission(tmp_path):
+    """A cluster whose state was wiped gives old ids to new jobs: only a live job under the recorded name counts."""
+    from asd.jobs import scheduler
+
+    job = subprocess.run(["sbatch", "--parsable", "-J", "someone-else", "-o", "/dev/null", "--wrap", "sleep 60"],
+                         capture_output=True, text=True, check=True).stdout.strip()
+    try:
+        run = tmp_path / "run"
+        run.mkdir()
+        scheduler.record_submission(run, scheduler.submission_entry(
+            "slurm", "generate", run / "submitit" / "x", {"merge": job}, {job: "asd-run-merge"}, []))
+        assert scheduler.live_submission(run, "generate") is None
+        scheduler.record_submission(run, scheduler.submission_entry(
+            "slurm", "generate", run / "submitit" / "y", {"merge": job}, {job: "someone-else"}, []))
+        live = scheduler.live_submission(run, "generate")
+        assert live is not None and f"merge {job}: 1 " in live and f"`scancel {job}`" in live
+        assert scheduler.live_submission(run, "evaluate") is None
+    finally:
+        subprocess.run(["scancel", job], check=True)
