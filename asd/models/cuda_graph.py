@@ -31,6 +31,7 @@ Example::
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -87,6 +88,25 @@ def _attn_out_mlp(x, o, w_o, w_ln, w_gu, w_down, eps: float, inter: int):
     return x + F.linear(F.silu(gu[..., :inter]) * gu[..., inter:], w_down)
 
 
+def _ordinary_tensors(fn):
+    """Run ``fn`` with inference mode and autograd off, whatever the caller's mode.
+
+    What the decoder keeps across calls (K/V cache, lengths, RoPE tables, fused weights, CUDA-graph
+    buffers) is then made of ordinary tensors. Built inside ``torch.inference_mode`` they would be
+    *inference tensors*, which no code may update in place outside inference mode: an engine's shared
+    decoder is first built wherever its first session opens (e.g. inside ``HFEngine.score`` during a
+    verification) and later used by sessions opened outside it (``speculative_decode``'s drafter).
+    Ordinary tensors may be updated in place in either mode.
+    """
+
+    @functools.wraps(fn)
+    def wrapper(*args, **kwargs):
+        with torch.inference_mode(False), torch.no_grad():
+            return fn(*args, **kwargs)
+
+    return wrapper
+
+
 class StaticDecoder:
     """Prefill, decode and verify over a static KV cache; CUDA-graph replay per (batch, tokens) on GPU.
 
@@ -100,6 +120,7 @@ class StaticDecoder:
     (every decode/verify step; an error where it does not apply) or "sdpa".
     """
 
+    @_ordinary_tensors
     def __init__(
         self,
         model,
@@ -174,7 +195,7 @@ class StaticDecoder:
             self._attn_in = torch.compile(_attn_in, fullgraph=True)
             self._attn_out_mlp = torch.compile(_attn_out_mlp, fullgraph=True)
         self._graphs: dict[tuple[int, int], tuple] = {}
-        self._pool: Any = None  # torch.cuda graph memory pool, shared by every captured graph
+        self._pool: Any = None  # torch.cuda graph memory pool handle, shared by this decoder's graphs
 
     # ---- weights -------------------------------------------------------------------------------
     def _fuse_weights(self) -> None:
@@ -330,36 +351,53 @@ class StaticDecoder:
         self.lengths[:n] = self.lengths[ti]
         self._host_len[:n] = [self._host_len[i] for i in idx]
 
+    def _graph_body(self, static_ids: torch.Tensor, static_valid: torch.Tensor):
+        """One step on the static inputs ids/valid [B,T] → (logits [B,T,V], argmax of the last position [B],
+        final-norm hidden [B,T,hidden]); advances lengths[:B] by each row's valid tokens. What a graph holds."""
+        B = static_ids.shape[0]
+        hidden = self._forward(static_ids, static_valid, window=self._n_slots)
+        logits = self.model.lm_head(hidden)
+        nxt = logits[:, -1].argmax(-1)
+        self.lengths[:B] += static_valid.sum(1)
+        return logits, nxt, hidden
+
+    def _warm_up(self, static_ids: torch.Tensor, static_valid: torch.Tensor, runs: int = 2) -> None:
+        """Run the step body ``runs`` times on all-hole inputs (valid = 0): compiles and allocates what the
+        capture needs without changing any row.
+
+        Every token of the warm-up is a hole: it writes only the scratch slot and takes position
+        ``max(lengths[b] - 1, 0)`` (in range: lengths[b] <= max_len for every row the step touches), and no
+        row's length moves. The previous warm-up fed real tokens after ``max`` of *all* rows' lengths, rows
+        >= B included: stale lengths of an earlier, larger batch put positions past the cache (an
+        out-of-bounds index on the GPU, a lost CUDA context after it). ``static_valid`` is left all 1.
+        """
+        B = static_ids.shape[0]
+        assert 1 <= B <= self.max_batch and max(self._host_len[:B]) <= self.max_len
+        saved = self.lengths.clone()
+        static_valid.zero_()
+        for _ in range(runs):
+            self._graph_body(static_ids, static_valid)
+        static_valid.fill_(1)
+        assert torch.equal(self.lengths, saved), "an all-hole warm-up step must not advance any row"
+
+    @_ordinary_tensors
     def _graph(self, B: int, T: int):
         key = (B, T)
         if key not in self._graphs:
-            saved = self.lengths.clone()
             static_ids = torch.zeros(B, T, dtype=torch.long, device=self.device)
             static_valid = torch.ones(B, T, dtype=torch.long, device=self.device)
-
-            def body():
-                hidden = self._forward(static_ids, static_valid, window=self._n_slots)
-                logits = self.model.lm_head(hidden)
-                nxt = logits[:, -1].argmax(-1)
-                self.lengths[:B] += static_valid.sum(1)
-                return logits, nxt, hidden
-
-            # warm up on a side stream (compiles, cuBLAS handles), then capture. Warm-up writes K/V
-            # past every row's filled slots (free, masked until overwritten); capture runs nothing.
-            free = max(self._host_len)
-            self.lengths.fill_(free)
+            # warm up on a side stream (compiles, cuBLAS handles), then capture; capture runs nothing
+            saved = self.lengths.clone()
             s = torch.cuda.Stream()
             s.wait_stream(torch.cuda.current_stream())
             with torch.cuda.stream(s):
-                for _ in range(2):
-                    body()
-                    self.lengths.fill_(free)
+                self._warm_up(static_ids, static_valid)
             torch.cuda.current_stream().wait_stream(s)
             if self._pool is None:
                 self._pool = torch.cuda.graph_pool_handle()
             graph = torch.cuda.CUDAGraph()
             with torch.cuda.graph(graph, pool=self._pool):
-                logits, nxt, hidden = body()
+                logits, nxt, hidden = self._graph_body(static_ids, static_valid)
             self.lengths.copy_(saved)
             self._graphs[key] = (static_ids, static_valid, logits, nxt, hidden, graph)
         return self._graphs[key]

@@ -74,7 +74,7 @@ class HFEngine:
         self.device = pick_device(device)
         self.model = (
             AutoModelForCausalLM.from_pretrained(path, dtype=DTYPES[dtype], attn_implementation=attn_implementation)
-            .to(self.device)
+            .to(self.device)  # type: ignore[arg-type]  # transformers' typing of the wrapped `to`
             .eval()
         )
         cfg = self.model.config
@@ -111,7 +111,12 @@ class HFEngine:
         return HFSession(self, batch, seeds=seeds)
 
     def static_decoder(self, batch: int, owner):
-        """The engine's StaticDecoder (grown to ``batch`` rows), or a private one if another session holds it."""
+        """The engine's StaticDecoder (grown to ``batch`` rows), or a private one if another session holds it.
+
+        A session holds the shared decoder until its ``close`` (``generate`` and ``score`` without
+        ``keep_session`` close theirs); the decoder's tensors are ordinary ones, built outside inference
+        mode whatever the caller's mode, so sessions opened inside and outside ``torch.inference_mode``
+        share it alike."""
         from asd.models.cuda_graph import StaticDecoder
 
         if self._decoder_owner is not None and self._decoder_owner is not owner:
@@ -140,6 +145,7 @@ class HFEngine:
         first, stats, probs = sess.start(prompts, params)
         res = sess.decode(first, stats, [params.max_new_tokens] * len(prompts), params, first_probs=probs, release=True)
         res.prompt_nll = sess.prompt_nll
+        sess.close()  # fast path: hand the engine's static decoder back for the next session
         res.seconds = time.perf_counter() - t0
         return res
 
@@ -171,5 +177,7 @@ class HFEngine:
         res = sess.read_positions(h, full, n_cont, params, with_probs)
         res.prompt_nll = sess.prompt_nll
         res.session = sess if keep_session else None
+        if not keep_session:
+            sess.close()
         res.seconds = time.perf_counter() - t0
         return res

@@ -20,6 +20,7 @@ def save_random_qwen2(
     num_layers: int = 2,
     num_heads: int = 4,
     num_kv_heads: int = 2,
+    head_dim: int | None = None,
     intermediate_size: int = 64,
     max_position_embeddings: int = 512,
     seed: int = 0,
@@ -27,7 +28,10 @@ def save_random_qwen2(
     eos_token_id: int | None = None,
     pad_token_id: int | None = None,
 ) -> Path:
-    """Build a Qwen2ForCausalLM with random weights (seeded) and save it to ``out_dir``; returns the folder."""
+    """Build a Qwen2ForCausalLM with random weights (seeded) and save it to ``out_dir``; returns the folder.
+
+    ``head_dim`` defaults to ``hidden_size // num_heads``; another value (e.g. 80 with hidden 96) decouples
+    the attention width from the hidden size, as some checkpoints do."""
     import torch
     from transformers import Qwen2Config, Qwen2ForCausalLM
 
@@ -45,6 +49,7 @@ def save_random_qwen2(
         eos_token_id=eos_token_id,
         pad_token_id=pad_token_id,
     )
+    cfg.head_dim = head_dim if head_dim is not None else hidden_size // num_heads  # saved with the config
     g = torch.Generator().manual_seed(seed)
     torch.manual_seed(seed)
     model = Qwen2ForCausalLM(cfg)

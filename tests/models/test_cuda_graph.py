@@ -232,3 +232,44 @@ def test_kernel_attention_matches_sdpa_in_decode_and_verify():
         d.prefill(torch.tensor([p[:5] for p in prompts], device="cuda"), [5, 5, 5])
         out[a] = d.step(draft)[0].clone()
     torch.testing.assert_close(out["kernel"], out["sdpa"], rtol=1e-4, atol=1e-4)
+
+
+def test_decoder_built_in_inference_mode_is_updated_outside_it():
+    """The decoder's persistent tensors are ordinary tensors whatever mode builds it: built inside
+    ``torch.inference_mode`` (as a verification builds an engine's decoder), it is rolled back, stepped and
+    compacted outside inference mode and inside it, with the same results as one built outside."""
+    model = tiny_model(71)
+    prompts = random_prompts(72, (5, 9), 128)
+    ref = StaticDecoder(model, max_batch=2, max_len=32).generate_greedy(prompts, 8)
+    with torch.inference_mode():
+        dec = StaticDecoder(model, max_batch=2, max_len=32)
+        assert dec.generate_greedy(prompts, 8) == ref
+    assert not any(t.is_inference() for t in (dec.kv, dec.lengths, dec._cos, dec._sin, *dec._w[0]))
+    assert dec.generate_greedy(prompts, 8) == ref                       # in place, outside inference mode
+    dec.set_lengths([3, 3])
+    dec.select_rows([1, 0])
+    with torch.inference_mode():
+        dec.set_lengths([2])
+
+
+def test_warm_up_changes_no_row_even_with_stale_rows_at_the_cache_end():
+    """The CUDA-graph warm-up (run here eagerly on the CPU) feeds all-hole inputs: it writes only the scratch
+    slot and moves no length, even when rows beyond the step's batch hold stale lengths of an earlier, larger
+    batch near the end of the cache. (The former warm-up fed real tokens after the largest length of *all*
+    rows: positions past the cache, an out-of-bounds index on the GPU.)"""
+    model = tiny_model(81)
+    dec = StaticDecoder(model, max_batch=4, max_len=63)                 # 64 slots: 63 usable + scratch
+    long = random_prompts(82, (60, 58, 61, 59), 128)
+    dec.prefill(torch.tensor([p + [0] * (61 - len(p)) for p in long]), [len(p) for p in long])
+    dec.set_lengths([5])                                                # a 1-row batch; rows 1..3 stale
+    kv, lengths = dec.kv.clone(), dec.lengths.clone()
+    T = 50                                                              # 61 + 50 > 64 slots
+    ids = torch.randint(0, 128, (1, T))
+    valid = torch.ones(1, T, dtype=torch.long)
+    dec._warm_up(ids, valid)
+    assert torch.equal(dec.lengths, lengths) and dec._host_len == [5, 58, 61, 59]
+    assert torch.equal(dec.kv[..., : dec._scratch, :], kv[..., : dec._scratch, :])   # only scratch written
+    assert bool(valid.all())
+    with pytest.raises(IndexError):                                     # what the former warm-up did
+        dec.lengths.fill_(max(dec._host_len))
+        dec._graph_body(ids, valid)

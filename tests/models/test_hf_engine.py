@@ -139,3 +139,26 @@ def test_static_cache_path_matches_and_continues(model_dir):
     for t, k, o in zip(b.tokens, keep, out.tokens):
         assert np.concatenate([t[:k], o]).tolist() == t.tolist()
     sc.session.close()
+
+
+def test_static_path_shares_one_decoder_across_sessions_and_modes(model_dir):
+    """generate and score (without keep_session) hand the engine's static decoder back, so the next session
+    reuses it (no fresh cache per call); it was built inside inference mode (by generate) and serves a
+    session opened outside it (as a drafter's session is), in place, with the same tokens."""
+    fast = HFEngine(model_dir, dtype="float64", device="cpu", fast=True)
+    prompts = ragged_prompts(6, seed=8)
+    P = GenerationParams(max_new_tokens=10, eos_token_ids=(EOS,))
+    ref = [t.tolist() for t in fast.generate(prompts, P).tokens]
+    dec = fast._decoder
+    assert dec is not None and fast._decoder_owner is None and not dec.kv.is_inference()
+    sc = fast.score(prompts, [t[:3] for t in ref], P)
+    assert fast._decoder is dec and fast._decoder_owner is None and sc.session is None
+    assert not torch.is_inference_mode_enabled()
+    sess = fast.new_session(len(prompts))
+    assert sess.dec is dec and fast._decoder_owner is sess
+    other = fast.new_session(2)  # a second live session gets a private decoder
+    assert other.dec is not dec
+    other.close()
+    out = sess.extend([list(p) for p in prompts], [10] * len(prompts), P)
+    sess.close()
+    assert [t.tolist() for t in out.tokens] == ref and fast._decoder_owner is None
