@@ -16,7 +16,7 @@ plain data. ``CandidateBroken`` derives from ``BaseException`` (an ``except Exce
 cannot swallow it) and is remembered: once broken, the verdict is fail whatever the tests do.
 
 Report (one JSON line on ``report_fd``): ``{"status": "pass" | "fail" | "error", "detail",
-"gone", "calls"}``; ``error`` is the harness's fault (the tests do not compile, an argument
+"broken", "gone", "calls"}``; ``error`` is the harness's fault (the tests do not compile, an argument
 is not plain data), never the candidate's. The judge sets its own resource limits first.
 """
 
@@ -213,7 +213,13 @@ def main():
         status, detail, cand = "error", f"judge: {type(e).__name__}: {str(e)[:300]}", None
     for fd in job["call_fds"]:
         os.close(fd)  # the child sees EOF and ends
-    report = {"status": status, "detail": detail, "gone": bool(cand and cand.gone), "calls": cand.calls if cand else 0}
+    report = {
+        "status": status,
+        "detail": detail,
+        "broken": bool(cand and cand.broken is not None),
+        "gone": bool(cand and cand.gone),
+        "calls": cand.calls if cand else 0,
+    }
     os.write(report_fd, (json.dumps(report) + "\n").encode())
     sys.stdout.flush()
     sys.stderr.flush()

@@ -611,8 +611,9 @@ def _supervise_check(
     if finished and judge_exited and isinstance(report, dict) and report.get("gone"):
         # the candidate's process ended during a call: let it finish, for its exit status (a CPU limit, a signal)
         child_exited, rc = _end(child, min(deadline, time.monotonic() + 5.0), isolation == "namespaces")
-    else:  # the judge closed the request pipe: the child ends by itself at once (or is ended now)
-        wait = min(deadline, time.monotonic() + 1.0) if finished else time.monotonic()
+    else:  # the judge closed the request pipe: an idle child ends by itself at once; a busy one is ended now
+        idle = finished and isinstance(report, dict) and not report.get("broken")
+        wait = min(deadline, time.monotonic() + 1.0) if idle else time.monotonic()
         child_exited, rc = _end(child, wait, isolation == "namespaces")
     out.pump(time.monotonic() + 1.0, lambda: not out.open("stdout", "stderr"))  # what it wrote before the end
     out.close()
