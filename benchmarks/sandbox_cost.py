@@ -33,6 +33,12 @@ cfg = SandboxConfig(workers=1)
 run_completions([probs[0]], {probs[0].task_id: [probs[0].canonical_solution]}, cfg)  # probe, warm-up
 print("ready", flush=True)
 for line in sys.stdin:
+    if line.strip() == "all":  # all 164 canonical solutions, 2 workers
+        t0 = time.perf_counter()
+        rs = run_completions(probs, {p.task_id: [p.canonical_solution] for p in probs}, SandboxConfig(workers=2))
+        n = sum(r[0].passed for r in rs.values())
+        print(time.perf_counter() - t0, "pass" if n == len(probs) else f"{n}/{len(probs)}", "-", flush=True)
+        continue
     p = probs[int(line)]
     t0 = time.perf_counter()
     r = run_completions([p], {p.task_id: [p.canonical_solution]}, cfg)[p.task_id][0]
@@ -66,6 +72,14 @@ def ab(other: str, problems: int, rounds: int) -> dict:
         p.stdin.close()
         p.wait()
     ratios = [b / a for a, b in zip(times["a"], times["b"])]
+    full: dict = {"a": [], "b": []}
+    for r in range(2):  # throughput: all 164 with 2 workers, alternating trees
+        for name in "ab" if r % 2 == 0 else "ba":
+            procs[name].stdin.write("all\n")
+            procs[name].stdin.flush()
+            secs, verdict, _ = procs[name].stdout.readline().split()
+            assert verdict == "pass", (name, verdict)
+            full[name].append(float(secs))
     return {
         "other_tree": other,
         "samples": len(ratios),
@@ -73,6 +87,8 @@ def ab(other: str, problems: int, rounds: int) -> dict:
         "median_s_other": statistics.median(times["a"]),
         "median_s_this": statistics.median(times["b"]),
         "median_ratio_this_over_other": statistics.median(ratios),
+        "canonical_164_workers2_s_other": full["a"],
+        "canonical_164_workers2_s_this": full["b"],
         "loadavg_before": load_before,
         "loadavg_after": os.getloadavg(),
     }
