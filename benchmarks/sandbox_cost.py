@@ -68,9 +68,6 @@ def ab(other: str, problems: int, rounds: int) -> dict:
                 assert verdict == "pass", (name, i, verdict)
                 times[name].append(float(secs))
                 modes.add((name, isolation))
-    for p in procs.values():
-        p.stdin.close()
-        p.wait()
     ratios = [b / a for a, b in zip(times["a"], times["b"])]
     full: dict = {"a": [], "b": []}
     for r in range(2):  # throughput: all 164 with 2 workers, alternating trees
@@ -80,6 +77,9 @@ def ab(other: str, problems: int, rounds: int) -> dict:
             secs, verdict, _ = procs[name].stdout.readline().split()
             assert verdict == "pass", (name, verdict)
             full[name].append(float(secs))
+    for p in procs.values():
+        p.stdin.close()
+        p.wait()
     return {
         "other_tree": other,
         "samples": len(ratios),
