@@ -149,7 +149,7 @@ class Cascade:
     def run(
         self,
         prompts: Sequence[Sequence[int]],
-        sample_ids: Sequence[int] | None = None,
+        sample_ids: Sequence[int] | np.ndarray | None = None,
         outcome: np.ndarray | None = None,
         progress: bool = False,
     ) -> dict:

@@ -12,7 +12,13 @@ from pathlib import Path
 from asd.data.base import Dataset, check_size, content_sha256, read_jsonl, require
 
 PUBLISHED_SIZE = 164
-FIELDS = {"task_id": str, "prompt": str, "entry_point": str, "canonical_solution": str, "test": str}
+FIELDS: dict[str, type | tuple] = {
+    "task_id": str,
+    "prompt": str,
+    "entry_point": str,
+    "canonical_solution": str,
+    "test": str,
+}
 
 
 @dataclass(frozen=True)

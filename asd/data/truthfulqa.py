@@ -19,6 +19,7 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import Any, cast
 
 from asd.data.base import DataError, Dataset, check_size, content_sha256, read_csv, read_text
 
@@ -45,7 +46,7 @@ def _split(s: str) -> tuple[str, ...]:
 
 
 def load_csv(path: str | Path, subset: str | None = None) -> Dataset:
-    rows = read_csv(path, header=CSV_COLUMNS, optional=("Best Incorrect Answer",))
+    rows = cast("list[dict[str, Any]]", read_csv(path, header=CSV_COLUMNS, optional=("Best Incorrect Answer",)))
     items = []
     for n, r in enumerate(rows):
         if not r["Question"].strip() or not r["Best Answer"].strip():
@@ -76,6 +77,7 @@ def mc_from_csv(item: TruthfulQAItem) -> TruthfulQAItem:
 
     As the release's utilities do: answers split on ``;``, stripped, closed with a period.
     """
+    assert item.best_answer is not None, "MC sets are built from a CSV row, which always has a best answer"
     correct = tuple(dict.fromkeys(_close(a) for a in (item.best_answer, *item.correct_answers)))
     inc = tuple(dict.fromkeys(_close(a) for a in item.incorrect_answers if _close(a) not in correct))
     return replace(

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Sequence
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
@@ -50,7 +50,7 @@ class HFSession:
         from transformers import DynamicCache
 
         self.engine = engine
-        self.cache = DynamicCache()
+        self.cache: Any = DynamicCache()  # None once closed
         dev = engine.device
         self.mask = torch.zeros(batch, 0, dtype=torch.long, device=dev)  # [B, T] 1 = valid cache column
         self.length = np.zeros(batch, dtype=np.int64)  # [B] valid tokens per row
@@ -74,7 +74,8 @@ class HFSession:
 
     def _crop(self, t: int) -> None:
         """Keep the first t cache columns."""
-        for layer in self.cache.layers:
+        layers: list[Any] = list(self.cache.layers)
+        for layer in layers:
             if getattr(layer, "keys", None) is not None and layer.keys.numel():
                 layer.keys = layer.keys[..., :t, :]
                 layer.values = layer.values[..., :t, :]
@@ -84,7 +85,8 @@ class HFSession:
     def select_rows(self, idx: np.ndarray) -> None:
         """Keep rows ``idx`` (batch compaction once most rows have finished)."""
         ti = torch.as_tensor(idx, device=self.mask.device)
-        for layer in self.cache.layers:
+        layers: list[Any] = list(self.cache.layers)
+        for layer in layers:
             if getattr(layer, "keys", None) is not None and layer.keys.numel():
                 layer.keys = layer.keys[ti]
                 layer.values = layer.values[ti]
@@ -178,7 +180,7 @@ class HFSession:
         chosen[bonus] = am[bonus]
         st = token_stats_torch(lg, chosen)
         am_np = am.cpu().numpy().astype(np.int64)
-        pr = process_logits(lg, params).cpu().numpy() if with_probs else None
+        pr = process_logits(lg, params).cpu().numpy() if with_probs else np.zeros((0, 0), np.float32)
         logprobs, argmax, stats, probs = [], [], [], []
         o = 0
         for n in n_cont:
@@ -205,14 +207,14 @@ class HFSession:
     @torch.inference_mode()
     def truncate(self, keep: Sequence[int]) -> None:
         """Forget every token of row i after its first keep[i] valid tokens (holes in the mask, then crop)."""
-        keep = np.asarray(keep, dtype=np.int64)
-        assert keep.shape == self.length.shape and (keep <= self.length).all() and (keep >= 0).all()
-        if (keep == self.length).all():
+        kp = np.asarray(keep, dtype=np.int64)
+        assert kp.shape == self.length.shape and (kp <= self.length).all() and (kp >= 0).all()
+        if (kp == self.length).all():
             return
         logical = self.mask.cumsum(1)  # [B, T] 1-based index of valid cols
-        kt = torch.as_tensor(keep, device=self.mask.device)[:, None]
+        kt = torch.as_tensor(kp, device=self.mask.device)[:, None]
         self.mask = self.mask * (logical <= kt).long()
-        self.length = keep.copy()
+        self.length = kp.copy()
         cols = torch.nonzero(self.mask.any(0)).flatten()
         self._crop(int(cols[-1]) + 1 if cols.numel() else 0)
 
@@ -235,7 +237,7 @@ class HFSession:
         am = lg.argmax(-1)
         st = token_stats_torch(lg, am) if lg.shape[0] else np.zeros((0, 5), np.float32)
         am_np = am.cpu().numpy().astype(np.int64)
-        pr = process_logits(lg, params).cpu().numpy() if with_probs else None
+        pr = process_logits(lg, params).cpu().numpy() if with_probs else np.zeros((0, 0), np.float32)
         argmax, stats, probs = [], [], []
         o = 0
         for r in rows:
@@ -270,9 +272,9 @@ class HFSession:
     @torch.inference_mode()
     def decode(
         self,
-        first: Sequence[int],
+        first: Sequence[int] | np.ndarray,
         first_stats: np.ndarray | None,
-        budget: Sequence[int],
+        budget: Sequence[int] | np.ndarray,
         params: GenerationParams,
         first_probs: np.ndarray | None = None,
         release: bool = False,
@@ -285,13 +287,13 @@ class HFSession:
         """
         t0 = time.perf_counter()
         B = len(first)
-        budget = np.asarray(budget, dtype=np.int64)
+        budget_arr = np.asarray(budget, dtype=np.int64)
         eos = np.asarray(params.eos_token_ids, dtype=np.int64)
-        out_tok = [[] for _ in range(B)]
-        out_st = [[] for _ in range(B)]
-        out_pr = [[] for _ in range(B)] if params.keep_probs else None
+        out_tok: list[list[int]] = [[] for _ in range(B)]
+        out_st: list[list[np.ndarray]] = [[] for _ in range(B)]
+        out_pr: list[list[Any]] | None = [[] for _ in range(B)] if params.keep_probs else None
         finished = np.zeros(B, dtype=bool)
-        active = budget > 0
+        active: np.ndarray = budget_arr > 0
         last = np.zeros(B, dtype=np.int64)
 
         def emit(i: int, tok: int, st: np.ndarray, pr) -> None:
@@ -303,15 +305,15 @@ class HFSession:
                 out_pr[i].append(pr)
             if tok in eos:
                 finished[i], active[i] = True, False
-            elif len(out_tok[i]) >= budget[i]:
+            elif len(out_tok[i]) >= budget_arr[i]:
                 active[i] = False
 
-        for i in np.flatnonzero(active):
+        for i in np.flatnonzero(active).tolist():
             emit(
                 i,
-                first[i],
+                int(first[i]),
                 first_stats[i] if first_stats is not None else np.full(5, np.nan, np.float32),
-                first_probs[i] if out_pr is not None else None,
+                first_probs[i] if out_pr is not None and first_probs is not None else None,
             )
         rows = np.arange(B)  # session row → result row
         hidden_out = np.zeros((B, self.engine.hidden_size), np.float32) if params.hidden else None

@@ -45,9 +45,10 @@ def check_hierarchy(hier: HierarchyConfig) -> None:
         d = Path(hier.tokenizer)
         shared = _tokenizer_fingerprint(d) if d.is_dir() else None
     for st in hier.stages:
-        d = _local_dir(st.model)
-        if d is None:
+        local = _local_dir(st.model)
+        if local is None:
             continue  # a hub id: checked by the engine when it loads (no files to read here)
+        d = local
         cfg = d / "config.json"
         if not cfg.is_file():
             raise ValueError(f"stage {st.name!r}: {cfg} not found (model folder without config.json)")

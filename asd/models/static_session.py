@@ -55,10 +55,10 @@ class StaticSession(HFSession):
 
     @torch.inference_mode()
     def truncate(self, keep: Sequence[int]) -> None:
-        keep = np.asarray(keep, dtype=np.int64)
-        assert keep.shape == self.length.shape and (keep <= self.length).all() and (keep >= 0).all()
-        self.dec.set_lengths(keep.tolist())
-        self.length = keep.copy()
+        kp = np.asarray(keep, dtype=np.int64)
+        assert kp.shape == self.length.shape and (kp <= self.length).all() and (kp >= 0).all()
+        self.dec.set_lengths(kp.tolist())
+        self.length = kp.copy()
 
     @torch.inference_mode()
     def select_rows(self, idx: np.ndarray) -> None:
