@@ -15,7 +15,8 @@ from pathlib import Path
 
 import pytest
 
-from asd.jobs.executor import submit_run
+pytest.importorskip("submitit", reason="submitit is not installed (the jobs executor needs it; requirements/base.txt)")
+from asd.jobs.executor import submit_run  # noqa: E402
 from asd.jobs.plan import ShardPlan
 from asd.jobs.shard import progress_path
 
