@@ -375,7 +375,7 @@ def _jobs(sections: Mapping[str, Any], err: Err) -> None:
             err(f"jobs.{key}", f"importing {short_repr(spec)} failed: {type(e).__name__}: {short_text(str(e))}")
             continue
         if not callable(fn):
-            err(f"jobs.{key}", f"{spec!r} is not a function")
+            err(f"jobs.{key}", f"step {short_repr(spec)} is not a function")
             continue
         check = STEP_CHECKS.get(spec)
         if check:

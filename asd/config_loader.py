@@ -259,7 +259,7 @@ def line_of(lines: Mapping[str, int], path: str) -> int | None:
             return lines[p]
         cut = max(p.rfind("."), p.rfind("["))
         p = p[:cut] if cut > 0 else ""
-    return lines.get("")
+    return lines.get("") if not path else None  # a key not in the file (a default, a command-line value): no line
 
 
 def from_dict(

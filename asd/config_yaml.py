@@ -28,12 +28,13 @@ from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
 
 from asd.config_loader import ConfigError, short_repr, short_text
 
-MAX_BYTES = 1 << 20  # 1 MiB: the largest shipped config is ~4 KB
+MAX_BYTES = 1 << 16  # 64 KiB: 16x the largest shipped config (~4 KB); bounds the time to parse any file
 MAX_NODES = 100_000  # nodes after alias expansion (every use of an alias counted)
 MAX_DEPTH = 64  # nested mappings / lists
 MAX_INT_CHARS = 40  # an int64 has at most 20 characters (sign included); leaves room for '_' and 0x/0o
 MERGE_TAG = "tag:yaml.org,2002:merge"
 INT_TAG = "tag:yaml.org,2002:int"
+NULL_TAG = "tag:yaml.org,2002:null"
 
 
 @dataclass
@@ -78,7 +79,7 @@ def _decode(raw: bytes, src: str) -> str:
     nul = raw.find(b"\0")
     if nul >= 0:
         line = raw.count(b"\n", 0, nul) + 1
-        raise ConfigError(f"{src}:{line}: a NUL byte: a binary file, not YAML text")
+        raise ConfigError(f"{src}:{line}: a NUL byte: not UTF-8 YAML text (a binary or UTF-16 file?)")
     try:
         return raw.decode("utf-8-sig")
     except UnicodeDecodeError as e:
@@ -89,7 +90,10 @@ def _decode(raw: bytes, src: str) -> str:
 
 def parse(text: str, src: str = "<string>") -> YamlDoc:
     """Parse YAML ``text`` strictly (module docstring); ``src`` names it in messages."""
-    loader = _Loader(text)
+    try:
+        loader = _Loader(text)  # the reader refuses control characters here
+    except yaml.YAMLError as e:
+        raise ConfigError(_yaml_message(e, text, src)) from None
     try:
         try:
             node = loader.get_single_node()
@@ -97,7 +101,7 @@ def parse(text: str, src: str = "<string>") -> YamlDoc:
             raise ConfigError(_yaml_message(e, text, src)) from None
         except RecursionError:
             raise ConfigError(f"{src}: nested too deeply (more than {MAX_DEPTH} levels)") from None
-        if node is None:
+        if node is None or (isinstance(node, ScalarNode) and node.tag == NULL_TAG and not node.value):
             raise ConfigError(f"{src}: no sections: the file is empty or holds only comments")
         if not isinstance(node, MappingNode):
             kind = "a list" if isinstance(node, SequenceNode) else f"the value {short_repr(node.value)}"
@@ -125,6 +129,9 @@ def _yaml_message(e: yaml.YAMLError, text: str, src: str) -> str:
     else:
         line = None
     problem = " ".join(str(getattr(e, "problem", None) or str(e).splitlines()[0]).split())
+    context = getattr(e, "context", None)
+    if context and problem.startswith("but "):  # "expected a single document in the stream, but found another"
+        problem = f"{context}, {problem}"
     where = f"{src}:{line}" if line else src
     return f"{where}: invalid YAML: {problem if len(problem) <= 120 else problem[:117] + '...'}"
 
@@ -173,7 +180,8 @@ class _Checker:
     def _limit(self, node: Node, n: int) -> None:
         if n > MAX_NODES:
             raise self._fail(
-                node, f"aliases expand to more than {MAX_NODES:,} values (an alias bomb?); refused before expanding"
+                node,
+                f"more than {MAX_NODES:,} values once aliases are expanded (an alias bomb?); refused before expanding",
             )
 
     def _key(self, k: Node) -> Any:
