@@ -330,7 +330,8 @@ def _policy_and_cascade(sections: Mapping[str, Any], err: Err) -> None:
             if on
         ]
         if needs:
-            err("hierarchy.backend", f"{' and '.join(needs)} need backend 'hf' (backend {h.backend!r} cannot)")
+            verb = "need" if len(needs) > 1 else "needs"
+            err("hierarchy.backend", f"{' and '.join(needs)} {verb} backend 'hf' (backend {h.backend!r} cannot)")
     ctx = min(s.max_model_len for s in h.stages)
     if casc.max_new_tokens >= ctx:
         err(

@@ -44,9 +44,9 @@ UNKNOWN_KEY_VALID = (
 SECTIONS = "cascade, cost_profiling, data, evaluation, hierarchy, jobs, policy, run, sandbox, synthetic, testbed, training"
 
 # (defect class, body, expected lines after "asd submit: error: ")
-CASES: list[tuple[str, str | bytes, list[str]]] = [
+CASES: list[tuple[str, str | bytes | None, list[str]]] = [
     # --- the file
-    ("config file missing", None, ["{cfg}: config file not found"]),  # type: ignore[list-item]
+    ("config file missing", None, ["{cfg}: config file not found"]),
     ("empty file", "", ["{cfg}: no sections: the file is empty or holds only comments"]),
     ("only comments", "# jobs:\n#   output_dir: x\n", ["{cfg}: no sections: the file is empty or holds only comments"]),
     ("top level not a mapping", "- jobs\n- policy\n", ["{cfg}:1: the top level must be a mapping of sections, got a list"]),
@@ -113,7 +113,7 @@ CASES: list[tuple[str, str | bytes, list[str]]] = [
      ["{cfg}:17: policy.name: policy 'speculative' needs cascade.gamma >= 1 (the drafter's lookahead)"]),
     ("sampling on vLLM", CASCADE_JOBS + HIER.replace("  device: cpu\n", "  backend: vllm\n").replace(
         "gpus_per_node: 1", "gpus_per_node: 4") + "cascade:\n  temperature: 0.7\n",
-     ["{cfg}:9: hierarchy.backend: cascade.temperature > 0 need backend 'hf' (backend 'vllm' cannot)"]),
+     ["{cfg}:9: hierarchy.backend: cascade.temperature > 0 needs backend 'hf' (backend 'vllm' cannot)"]),
     ("response longer than the context", CASCADE_JOBS + HIER + "cascade:\n  max_new_tokens: 600\n",
      ["{cfg}:17: cascade.max_new_tokens: max_new_tokens 600 leaves no room for a prompt: the smallest max_model_len "
       "of the stages is 512"]),

@@ -145,3 +145,21 @@ def test_corrected_config_runs_in_the_same_folder(tmp_path, capsys):
     assert main(["submit", "--config", str(cfg)]) == 2
     assert capsys.readouterr().err == f"asd submit: error: {cfg}:9: duplicate key 'shards' (lines 4 and 9)\n"
     assert _snapshot(tmp_path) == before  # the finished run is untouched
+
+
+def test_other_layers_choose_their_exit_status(capsys, monkeypatch):
+    """An exception with ``exit_status`` (and ``errors``) prints like a config error, with its own status."""
+    import asd.commands.status as status
+
+    class ShardFailed(RuntimeError):
+        exit_status = 3
+        errors = ["shard 2 of runs/x was killed (log: runs/x/submitit/1_2_log.err)", "rerun the same command"]
+
+    def fails(args):
+        raise ShardFailed("unused")
+
+    monkeypatch.setattr(status, "_status", fails)
+    assert main(["status", "x"]) == 3
+    assert capsys.readouterr().err.splitlines() == [
+        "asd status: error: shard 2 of runs/x was killed (log: runs/x/submitit/1_2_log.err)",
+        "asd status: error: rerun the same command"]
