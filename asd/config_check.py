@@ -286,6 +286,8 @@ def _hierarchy(sections: Mapping[str, Any], err: Err) -> None:
             check_hierarchy(h)
         except (ValueError, OSError) as e:
             err("hierarchy.stages", short_text(str(e)))
+        except (KeyError, TypeError) as e:  # a config.json without vocab_size, a tokenizer.json of another shape
+            err("hierarchy.stages", f"a stage's config.json or tokenizer.json is unreadable ({type(e).__name__}: {e})")
 
 
 # ----------------------------------------------------------------------------- policy, cascade

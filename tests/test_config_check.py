@@ -103,6 +103,15 @@ def test_local_model_folders(tmp_path):
     assert "is a file" in model_problem(str(tmp_path / "f"))
 
 
+def test_stage_config_json_without_vocab_size(tmp_path):
+    (tmp_path / "a").mkdir()
+    (tmp_path / "a" / "config.json").write_text("{}")
+    h = HierarchyConfig(name="h", stages=[StageConfig(name="a", model=str(tmp_path / "a")),
+                                          StageConfig(name="b", model="testbed:s0")])
+    assert _problems({"hierarchy": h}) == [
+        "hierarchy.stages: a stage's config.json or tokenizer.json is unreadable (KeyError: 'vocab_size')"]
+
+
 def test_stage_vocabularies_must_agree(tmp_path):
     for name, v in (("a", 10), ("b", 12)):
         (tmp_path / name).mkdir()
