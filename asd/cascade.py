@@ -39,6 +39,7 @@ from typing import Any
 
 import numpy as np
 
+from asd.config_loader import check_fields
 from asd.core.decision import (
     SEED_ACCEPT,
     SEED_DRAFTER,
@@ -70,6 +71,7 @@ class CascadeConfig:
     seed: int = 0  # run seed; each sample's seed is derived from (seed, sample_id, stage)
 
     def __post_init__(self) -> None:
+        check_fields(self)  # the loader's type rules, also for configs built in Python
         if self.max_new_tokens < 1:
             raise ValueError(f"max_new_tokens must be >= 1, got {self.max_new_tokens}")
         if self.gamma < 0:
@@ -78,6 +80,12 @@ class CascadeConfig:
             raise ValueError(f"batch_size must be >= 1, got {self.batch_size}")
         if self.temperature < 0:
             raise ValueError(f"temperature must be >= 0, got {self.temperature}")
+        if self.top_k < 0:
+            raise ValueError(f"top_k must be >= 0, got {self.top_k}")
+        if not 0.0 < self.top_p <= 1.0:
+            raise ValueError(f"top_p must be in (0, 1], got {self.top_p}")
+        if self.regen_drafter < 0:
+            raise ValueError(f"regen_drafter must be >= 0, got {self.regen_drafter}")
 
 
 class Cascade:

@@ -46,6 +46,19 @@ def _engines(hier) -> tuple[list, Any]:
     return _ENGINES[key]
 
 
+def check_testbed_config(config: dict[str, Any]) -> list[tuple[str, str]]:
+    """The step's own rules, checked before a run starts (asd.config_check.STEP_CHECKS): (path, message)."""
+    out = []
+    if "hierarchy" not in config:
+        out.append(("jobs.step", "step testbed_cascade needs a 'hierarchy' section (e.g. configs/testbed.yaml's)"))
+    pol = config.get("policy")
+    if pol is not None and pol.name == "oracle":
+        out.append(
+            ("policy.name", "policy 'oracle' needs every sample's outcome at every stage; testbed_cascade has none")
+        )
+    return out
+
+
 def testbed_cascade(sample_ids: np.ndarray, config: dict[str, Any]) -> dict[str, Any]:
     """Run the cascade on the testbed prompts of ``sample_ids`` [B]; trace records (asd.traces schema)."""
     from asd.cascade import Cascade, CascadeConfig

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from asd.config_loader import check_fields
+
 
 @dataclass
 class ProfilerConfig:
@@ -16,6 +18,7 @@ class ProfilerConfig:
     compile_blocks: bool = True  # torch.compile the element-wise blocks inside the CUDA graphs (GPU only)
 
     def __post_init__(self) -> None:
+        check_fields(self)  # the loader's type rules, also for configs built in Python
         for name in ("prefill_tokens", "decode_batch_sizes"):
             vals = getattr(self, name)
             if not vals or any(v < 1 for v in vals):

@@ -9,8 +9,8 @@ import math
 
 import numpy as np
 import pytest
-import torch
-from scipy.stats import chisquare
+torch = pytest.importorskip("torch", reason="torch is not installed (the engines need it)")
+chisquare = pytest.importorskip("scipy.stats", reason="scipy is not installed (the chi-square tests need it)").chisquare
 
 from asd.cascade import Cascade, CascadeConfig
 from asd.core.dp import PolicyConfig

@@ -5,7 +5,8 @@ and an asd._C built with CUDA (scripts/gpu_tokstats.py runs these on the device 
 import math
 
 import pytest
-import torch
+
+torch = pytest.importorskip("torch", reason="torch is not installed (the reference twin and the CUDA path need it)")
 
 from asd._ext import get_ext, has_cuda_kernels
 from asd.tokstats import ARGMAX, DTYPE_BF16, DTYPE_F16, DTYPE_F32, LOGPROB, token_stats, token_stats_ref

@@ -13,6 +13,8 @@ from __future__ import annotations
 import argparse
 import time
 
+MAX_PROMPTS = 1_000_000
+
 
 def register(subparsers) -> None:
     p = subparsers.add_parser(
@@ -38,6 +40,7 @@ def main(args) -> int:
     import numpy as np
 
     from asd.cascade import Cascade, CascadeConfig
+    from asd.config_check import validate
     from asd.core.dp import PolicyConfig
     from asd.models.base import GenerationParams
     from asd.models.loading import load_engines, load_tokenizer
@@ -45,16 +48,20 @@ def main(args) -> int:
     from asd.testbed import tasks
     from asd.testbed import tokenizer as tk
 
-    if args.n < 1:
-        raise ValueError(f"--n must be >= 1, got {args.n}")
-    sections = load_config(args.config)
-    if "hierarchy" not in sections:
-        raise ValueError(f"{args.config}: no 'hierarchy' section; the cascade needs the stages")
-    hier = sections["hierarchy"]
+    if not 1 <= args.n <= MAX_PROMPTS:
+        raise ValueError(f"--n must be in 1..{MAX_PROMPTS:,}, got {args.n}")
+    sections = load_config(args.config, validate=False)  # validated below, with the command line's policy
     ccfg = sections.get("cascade", CascadeConfig())
     pol = sections.get("policy", PolicyConfig())
     over = {k: v for k, v in (("name", args.policy), ("lam", args.lam)) if v is not None}
-    pol = dataclasses.replace(pol, **over)
+    try:
+        pol = sections["policy"] = dataclasses.replace(pol, **over)
+    except ValueError as e:
+        raise ValueError(f"--policy/--lam: {e}") from None
+    if pol.name == "oracle":
+        raise ValueError("policy 'oracle' needs every prompt's outcome at every stage; asd cascade has none")
+    validate(sections, source=args.config, require={"hierarchy": "asd cascade runs the stages it lists"})
+    hier = sections["hierarchy"]
     engines = load_engines(hier)
     tok = load_tokenizer(hier)
     cells = [(t, lv) for t in tasks.TASKS for lv in tasks.LEVELS]

@@ -30,7 +30,9 @@ def register(subparsers) -> None:
     )
     sub = p.add_subparsers(dest="data_command", metavar="ACTION", required=True)
     pp = sub.add_parser("prepare", help="build the local copies and report what is missing")
-    pp.add_argument("--config", default=DEFAULT_CONFIG, help="YAML with a `data:` section (default: %(default)s)")
+    pp.add_argument(
+        "--config", default=None, help=f"YAML with a `data:` section (default: {DEFAULT_CONFIG} if present)"
+    )
     pp.add_argument("--data-dir", default=None, help="override data.data_dir")
     pp.add_argument("names", nargs="*", metavar="NAME", help="datasets to prepare (default: all)")
     pp.add_argument("--only", nargs="+", default=None, metavar="NAME", help="same as the NAMEs")
@@ -45,7 +47,7 @@ def register(subparsers) -> None:
     pp.add_argument("--no-hub", action="store_true", help="never try the Hugging Face hub")
     pp.set_defaults(func=prepare_main)
     pl = sub.add_parser("list", help="show the prepared copies")
-    pl.add_argument("--config", default=DEFAULT_CONFIG)
+    pl.add_argument("--config", default=None, help=f"default: {DEFAULT_CONFIG} if present")
     pl.add_argument("--data-dir", default=None)
     pl.set_defaults(func=list_main)
 
@@ -53,10 +55,11 @@ def register(subparsers) -> None:
 def _cfg(args):
     from pathlib import Path
 
-    from asd.config_loader import load_yaml
     from asd.data.config import DataConfig
+    from asd.run_config import load_section
 
-    cfg = load_yaml(DataConfig, args.config, section="data") if Path(args.config).is_file() else DataConfig()
+    path = args.config or (DEFAULT_CONFIG if Path(DEFAULT_CONFIG).is_file() else None)  # a given file must exist
+    cfg = load_section(path, "data") if path else DataConfig()
     if args.data_dir:
         cfg.data_dir = args.data_dir
     return cfg

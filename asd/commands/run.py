@@ -17,6 +17,7 @@ import time
 from dataclasses import dataclass
 from typing import Any, Literal
 
+from asd.config_loader import check_fields
 from asd.registry import resolve
 from asd.tracking import log_artifact
 
@@ -29,6 +30,9 @@ class RunConfig:
     """YAML section ``run``: which job ``asd run`` executes."""
 
     job: Literal["synthetic"] = "synthetic"
+
+    def __post_init__(self) -> None:
+        check_fields(self)
 
 
 def register(subparsers) -> None:

@@ -50,6 +50,8 @@ from typing import Literal
 
 import numpy as np
 
+from asd.config_loader import check_fields
+
 STOP = -1  # action / next value meaning "stop here and return the current response"
 
 # Policy names (asd.core.policies implements each; "dp" is solve()).
@@ -69,6 +71,7 @@ class PolicyConfig:
     seed: int = 0  # "random": seed of its generator
 
     def __post_init__(self) -> None:
+        check_fields(self)  # the loader's type rules, also for configs built in Python
         if self.name not in POLICIES:
             raise ValueError(f"name: unknown policy {self.name!r}; valid: {', '.join(POLICIES)}")
         if math.isnan(self.lam) or self.lam < 0:

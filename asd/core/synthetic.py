@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from asd.config_loader import check_fields
 from asd.core.costs import CostModel, LinearFit, StageCost, transition_costs
 
 
@@ -36,6 +37,7 @@ class StageLatency:
     overhead_ms: float = 0.0  # per call
 
     def __post_init__(self) -> None:
+        check_fields(self)  # the loader's type rules, also for configs built in Python
         for k in ("prefill_ms_per_token", "prefill_ms", "decode_ms_per_step", "decode_ms_per_item", "overhead_ms"):
             if not getattr(self, k) >= 0:
                 raise ValueError(f"stage {self.name!r}: {k} must be >= 0, got {getattr(self, k)}")
@@ -72,6 +74,7 @@ class SyntheticConfig:
     timing_repeats: int = 3  # C++ vs numpy timing: best of this many
 
     def __post_init__(self) -> None:
+        check_fields(self)  # the loader's type rules, also for configs built in Python
         if self.batch < 1 or self.draws < 1:
             raise ValueError(f"batch and draws must be >= 1, got {self.batch}, {self.draws}")
         if len(self.stages) < 2:

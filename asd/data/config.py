@@ -11,6 +11,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Literal
 
+from asd.config_loader import check_fields
+
 FEWSHOT_SOURCES = ("none", "dev", "test_others", "cot", "qa_primer")
 
 
@@ -26,6 +28,7 @@ class TaskPromptConfig:
     system_prompt: str | None = None
 
     def __post_init__(self) -> None:
+        check_fields(self)  # the loader's type rules, also for configs built in Python
         if self.num_fewshot < 0:
             raise ValueError(f"num_fewshot must be >= 0, got {self.num_fewshot}")
         if self.max_new_tokens < 1:
@@ -49,6 +52,7 @@ class DataConfig:
     truthfulqa: TaskPromptConfig = field(default_factory=lambda: TaskPromptConfig(6, "qa_primer", 64))
 
     def __post_init__(self) -> None:
+        check_fields(self)  # the loader's type rules, also for configs built in Python
         bad = [k for k in self.data_files if k not in ("mmlu", "gsm8k", "humaneval", "truthfulqa")]
         if bad:
             raise ValueError(f"data_files: unknown dataset(s) {bad}; valid: mmlu, gsm8k, humaneval, truthfulqa")

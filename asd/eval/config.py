@@ -5,6 +5,8 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field
 
+from asd.config_loader import check_fields
+
 DATASETS = ("mmlu", "humaneval", "gsm8k", "truthfulqa")
 
 
@@ -17,6 +19,7 @@ class EvaluationConfig:
     confidence: float = 0.95  # two-sided level of the reported intervals
 
     def __post_init__(self) -> None:
+        check_fields(self)  # the loader's type rules, also for configs built in Python
         bad = [x for x in self.lambdas if not (x >= 0 or math.isinf(x))]
         if bad or any(math.isnan(x) for x in self.lambdas):
             raise ValueError(f"lambdas must be >= 0 (inf allowed), got {self.lambdas}")

@@ -59,6 +59,8 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Literal
 
+from asd.config_loader import check_fields
+
 CHILD = Path(__file__).with_name("_sandbox_child.py")
 JUDGE = Path(__file__).with_name("_sandbox_judge.py")
 WIRE = Path(__file__).with_name("_sandbox_wire.py")
@@ -96,6 +98,7 @@ class SandboxConfig:
     workers: int = 2  # parallel runs in run_many
 
     def __post_init__(self) -> None:
+        check_fields(self)  # the loader's type rules, also for configs built in Python
         for name in ("wall_s", "cpu_s"):
             if not getattr(self, name) > 0:
                 raise ValueError(f"{name} must be > 0, got {getattr(self, name)}")

@@ -24,7 +24,7 @@ from typing import Any, Literal
 
 import numpy as np
 
-from asd.config_loader import to_dict
+from asd.config_loader import check_fields, to_dict
 
 EXECUTORS = ("slurm", "local")
 # jobs fields that only say how a run executes; they do not enter the fingerprint
@@ -75,6 +75,7 @@ class JobConfig:
     setup: list[str] = field(default_factory=list)  # shell lines run before the task in sbatch templates
 
     def __post_init__(self) -> None:
+        check_fields(self)  # the loader's type rules, also for configs built in Python
         if self.executor not in EXECUTORS:
             raise ValueError(f"executor: unknown executor {self.executor!r}; valid: {', '.join(EXECUTORS)}")
         for name in ("shards", "num_samples", "batch_size", "array_parallelism", "timeout_min", "cpus_per_task"):
@@ -178,12 +179,14 @@ class ShardPlan:
 def prepare_output_dir(config: dict[str, Any], config_path: str | Path) -> dict:
     """Create the run folder or check that it belongs to this run; returns the run record.
 
-    A folder holding another run (different fingerprint) or unrelated files is a ValueError and nothing
-    in it is touched.
+    The config is validated first (``asd.config_check.validate``: a bad one writes nothing). A folder holding
+    another run (different fingerprint) or unrelated files is a ValueError and nothing in it is touched.
     """
+    from asd.config_check import validate
     from asd.provenance import provenance
     from asd.traces import SCHEMA_VERSION
 
+    validate(config, source=config_path, require={"jobs": "the run folder and shards are its"})  # before any file
     job: JobConfig = config["jobs"]
     root = Path(job.output_dir)
     fp = fingerprint(config)

@@ -8,6 +8,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal
 
+from asd.config_loader import check_fields
+
 DTYPES = ("bfloat16", "float16", "float32")
 BACKENDS = ("hf", "vllm")
 
@@ -24,6 +26,7 @@ class StageConfig:
     revision: str | None = None  # Hub commit the weights are pinned to (asd models download); None: local/testbed
 
     def __post_init__(self) -> None:
+        check_fields(self)  # the loader's type rules, also for configs built in Python
         if self.tensor_parallel_size < 1:
             raise ValueError(f"tensor_parallel_size must be >= 1, got {self.tensor_parallel_size}")
         if self.max_model_len < 1:
@@ -43,6 +46,7 @@ class HierarchyConfig:
     plan_batch_size: int = 8  # sequences of max_model_len tokens whose KV cache each stage holds (asd models plan)
 
     def __post_init__(self) -> None:
+        check_fields(self)  # the loader's type rules, also for configs built in Python
         if len(self.stages) < 2:
             raise ValueError(f"a hierarchy needs at least 2 stages, got {len(self.stages)}")
         names = [s.name for s in self.stages]

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from asd.config_loader import check_fields
+
 
 @dataclass
 class TestbedConfig:
@@ -18,6 +20,7 @@ class TestbedConfig:
     results: str = "docs/testbed_quality.json"
 
     def __post_init__(self) -> None:
+        check_fields(self)  # the loader's type rules, also for configs built in Python
         if self.n_per_cell < 1 or not 0 < self.sample_per_cell <= self.n_per_cell:
             raise ValueError(f"need 0 < sample_per_cell <= n_per_cell, got {self.sample_per_cell}, {self.n_per_cell}")
         if self.max_new_tokens < 1 or self.batch_size < 1:
@@ -38,6 +41,7 @@ class ModelShape:
     batch_size: int | None = None  # this size's sequences per step (default: training.batch_size)
 
     def __post_init__(self) -> None:
+        check_fields(self)  # the loader's type rules, also for configs built in Python
         if self.hidden_size % self.num_attention_heads:
             raise ValueError(f"hidden_size {self.hidden_size} not divisible by heads {self.num_attention_heads}")
         if self.num_attention_heads % self.num_key_value_heads:
@@ -61,6 +65,7 @@ class TrainingConfig:
     max_train_seconds: float = 0.0  # safety stop (0 = none); a stop is recorded in the log as stopped_at_step
 
     def __post_init__(self) -> None:
+        check_fields(self)  # the loader's type rules, also for configs built in Python
         if not self.stages:
             raise ValueError("training.stages must name at least one stage")
         if self.steps < 1 or self.batch_size < 1:
