@@ -194,8 +194,7 @@ class Tracker:
             self._note(
                 f"{self.name!r} was already tracked in this process; its earlier record is moved to "
                 f"{self.log_dir}/history",
-                loud=True,
-            )
+            )  # recorded, not printed: a second run of one command in a process (tests, notebooks) is normal
         _names_used[self.name] = self.run_id
         self._choose_log_dir()
         self._collect_static()

@@ -165,8 +165,9 @@ def test_a_name_tracked_again_moves_the_earlier_record_to_history(tmp_path, caps
 
     run(1)
     run(2)
-    assert "'again' was already tracked in this process" in capsys.readouterr().err
+    assert "already tracked" not in capsys.readouterr().err  # a normal second run: noted in the record only
     latest, _ = _load(tmp_path, "again")
+    assert any("'again' was already tracked in this process" in n for n in latest["notes"])
     assert latest["sections"][0]["data"] == {"i": 2}
     hist = sorted((tmp_path / "history").iterdir())
     assert [p.name.rsplit("_", 1)[1] for p in hist] == ["comprehensive.md", "data.json"]
