@@ -605,6 +605,8 @@ def _drift(run: Run, data: dict[str, CellData], fallback) -> dict:
 
     by_table: dict[str, dict] = {}
     for c in run.cells:
+        if c.ablation == "uniform_costs":  # priced on purpose with every stage alike: no drift to measure
+            continue
         cm_raw = run.attrs[c.id].get("cost_model")
         if isinstance(cm_raw, dict):
             try:

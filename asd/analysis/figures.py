@@ -165,7 +165,7 @@ def pareto_figure(rec: dict, group: str, out_dir: Path, tag: str = "") -> dict:
         name,
         data,
         f"Speed–quality Pareto, {title}: every row of the grid with its 95% "
-        f"intervals; dp joined in λ order; grey rings mark the frontier; the oracle is an upper bound.",
+        f"intervals; dp joined in λ order; grey rings mark the frontier; the oracle is an upper bound.{tag}",
     )
 
 

@@ -330,6 +330,11 @@ def _check_pairs(root: Path, cells: list[CellSpec], sample_ids: dict[str, np.nda
 
 
 def _stage_names(attrs: dict, K: int) -> list[str]:
+    """The hierarchy's stage names (the traces' config), else the model names, else s0..s{K-1}."""
+    cfg = attrs.get("config")
+    stages = ((cfg or {}).get("hierarchy") or {}).get("stages") if isinstance(cfg, dict) else None
+    if isinstance(stages, list) and len(stages) == K and all(isinstance(s, dict) and s.get("name") for s in stages):
+        return [str(s["name"]) for s in stages]
     models = attrs.get("models") or []
     names = [m.get("name", f"s{k}") if isinstance(m, dict) else str(m) for k, m in enumerate(models)]
     return names if len(names) == K else [f"s{k}" for k in range(K)]
