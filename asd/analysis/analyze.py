@@ -143,13 +143,14 @@ class Stratum:
         self.index = {k: i for i, k in enumerate(keys)}
         V = np.stack([self.cols[k] for k in keys], 1)  # [n, Cols]
         self.point = V.sum(0)
-        self.boot = counts @ V
+        # float32 halves the memory of [R, columns]; sums of a few thousand values keep 6-7 digits
+        self.boot = counts.astype(np.float32) @ V.astype(np.float32)
 
     def sums(self, cell_id: str, qty: str) -> tuple[float, np.ndarray]:
         """(sum over the stratum's samples, [R] resampled sums) of a column."""
         assert self.point is not None and self.boot is not None
         i = self.index[(cell_id, qty)]
-        return float(self.point[i]), self.boot[:, i]
+        return float(self.point[i]), self.boot[:, i].astype(np.float64)
 
 
 # ---------------------------------------------------------------------------------------------------------

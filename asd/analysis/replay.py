@@ -83,6 +83,8 @@ def extract_calls(run, cells: list, max_batches: int | None = None) -> dict:
         "schema": CALLS_SCHEMA,
         **provenance(schema_version=1),
         "run": str(run.root),
+        "run_git_revision": run.grid.get("git_revision"),
+        "run_config": run.grid.get("config"),
         "K": run.K,
         "stage_names": run.stage_names,
         "max_batches": max_batches,
