@@ -200,7 +200,16 @@ def utilisation_figure(rec: dict, out_dir: Path, tag: str = "") -> dict | None:
         ax.set_title(g if g != ALL else "all datasets", fontsize=10)
         ax2 = axes[1, j]
         for k in range(K):
-            ax2.plot(x, ran[:, k], "o-", color=DECISION_COLOURS[k % 6], label=names[k])
+            ax2.plot(
+                x,
+                ran[:, k],
+                "-",
+                marker="osD^v<>"[k % 7],
+                ms=9 - 1.5 * (k % 4),
+                color=DECISION_COLOURS[k % 6],
+                label=names[k],
+                alpha=0.85,
+            )
         ax2.set_xticks(x, lams)
         ax2.set_xlabel("λ")
         ax2.set_ylim(-0.03, 1.03)

@@ -243,7 +243,7 @@ def _headline_sentences(rec: dict, g: str) -> list[str]:
         f"{sp['ci_samples'][1]:.2f} over samples) with an accuracy difference of "
         f"**{100 * d.get('mean', float('nan')):+.1f} points** "
         f"(CI {100 * (lo[0] or 0):+.1f} to {100 * (lo[1] or 0):+.1f}; "
-        f"the loss's upper bound is {'—' if loss_hi is None else f'{100 * loss_hi:.1f}'} points).",
+        f"the loss's upper bound is {'—' if loss_hi is None else _pts(loss_hi)} points).",
     ]
     ll = dp1["speedup"].get("lossless")
     if ll:
@@ -253,6 +253,12 @@ def _headline_sentences(rec: dict, g: str) -> list[str]:
         )
     _ = rows
     return [" ".join(out), ""]
+
+
+def _pts(x: float) -> str:
+    """Points (×100, one decimal) without a "-0.0"."""
+    s = f"{100 * x:.1f}"
+    return "0.0" if s == "-0.0" else s
 
 
 def _tests_section(rec: dict, g: str) -> list[str]:
