@@ -30,6 +30,7 @@ SUBCOMMANDS: list[str] = [
     "asd.commands.submit",
     "asd.commands.status",
     "asd.commands.inspect",
+    "asd.commands.analyze",
     "asd.commands.report",
     "asd.commands.models",
 ]

@@ -19,6 +19,8 @@ final_stage     int8       [N]          stage whose output was returned
 tokens          vlen int32 [N]          returned token ids
 text            str        [N]          returned text (vlen utf-8)
 score           float32    [N]          task score (NaN = unscored)
+batch_id        int64      [N]          the cascade batch the sample ran in (its first sample id; -1: none)
+batch_latency_s float64    [N]          wall-clock seconds of that whole batch (NaN: not measured)
 ==============  =========  ===========  ==================================================================
 
 Every dataset is chunked and resizable along samples; the fixed-size ones carry HDF5's built-in
@@ -47,7 +49,7 @@ from typing import Any
 
 import numpy as np
 
-SCHEMA_VERSION = 2  # 2: Fletcher-32 on fixed-size datasets, SHA-256 checksums attribute (1: neither)
+SCHEMA_VERSION = 3  # 3: batch_id, batch_latency_s; 2: Fletcher-32 + SHA-256 checksums; 1: neither
 STOP = -1  # decision: stop at this stage
 NOT_RUN = -2  # decision: the stage did not run
 PARTIAL_SUFFIX = ".partial"
@@ -69,6 +71,8 @@ FIELDS: dict[str, tuple[Any, tuple[str, ...], Any]] = {
     "tokens": ("vlen_int32", (), None),
     "text": ("str", (), ""),
     "score": (np.float32, (), np.nan),
+    "batch_id": (np.int64, (), -1),
+    "batch_latency_s": (np.float64, (), np.nan),
 }
 JSON_ATTRS = ("config", "environment", "models", "cost_model", "resources")
 # Checksum attributes: fixed-size and rewritten in place at every flush (h5py ``attrs.modify``), so they live in

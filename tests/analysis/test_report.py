@@ -1,0 +1,86 @@
+"""asd analyze RUN and asd report RUN end to end on a synthetic run folder (real HDF5 traces)."""
+
+import json
+
+import pytest
+
+from asd.cli import main
+
+FIGURES = {"pareto_all", "pareto_testbed-gsm8k", "pareto_testbed-mmlu", "utilisation", "decision_boundary",
+           "calibration", "cost_model", "projection"}
+
+
+def test_analyze_writes_analysis_and_record(run_copy, tmp_path, capsys):
+    rec_path = tmp_path / "experiments.json"
+    rc = main(["analyze", str(run_copy), "--resamples", "300", "--record", str(rec_path)])
+    out = capsys.readouterr().out
+    assert rc == 0
+    assert "all (2 datasets mixed)" in out and "dp λ=1" in out and "lossless (λ=∞)" in out
+    a = json.loads((run_copy / "analysis.json").read_text())
+    assert a["schema"] == "asd-analysis" and a["schema_version"] == 1 and a["grid_sha256"]
+    assert a["git_revision"] and a["config"]["evaluation"]["seeds"] == [0, 1, 2]
+    r = json.loads(rec_path.read_text())
+    assert r["group"] == "all" and r["seeds"] == [0, 1, 2]
+    dp = next(x for x in r["rows"] if x["label"] == "dp λ=1")
+    assert dp["speedup_ci_samples"][0] <= dp["speedup_vs_final"] <= dp["speedup_ci_samples"][1]
+
+
+def test_report_writes_markdown_json_and_every_figure(run_copy, capsys):
+    rc = main(["report", str(run_copy), "--resamples", "300"])
+    assert rc == 0, capsys.readouterr().err
+    rep = json.loads((run_copy / "report.json").read_text())
+    names = {f["name"] for f in rep["figures"]}
+    assert names == FIGURES, rep["figure_notes"]
+    for f in rep["figures"]:
+        png, js = run_copy / f["png"], run_copy / f["json"]
+        assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and png.stat().st_size > 10_000
+        data = json.loads(js.read_text())
+        assert data["figure"] == f["name"] and data["data"]
+    md = (run_copy / "report.md").read_text()
+    for heading in ("## Headline: the datasets mixed", "## testbed/gsm8k", "## Ablations", "## Paired tests",
+                    "## Stage utilisation", "## Regret against the oracle", "## Pareto frontier and baselines",
+                    "## Figures", "## Cost model vs measured latencies", "## PROJECTION at Qwen2.5 scale",
+                    "## Environment, config, seeds"):
+        assert heading in md, heading
+    assert "dp at λ = 1 is **" in md and "figures/pareto_all.png" in md
+    assert "**This is a projection, not a measurement.**" in md
+    assert rep["headline"] and rep["analysis"]["grid_sha256"] and rep["seeds"] == [0, 1, 2]
+    assert rep["environment_of_run"]["environment"]["python"]
+    assert rep["analysis_recomputed"] is True
+
+
+def test_report_reuses_a_current_analysis_and_redoes_a_stale_one(run_copy, capsys):
+    assert main(["analyze", str(run_copy), "--resamples", "300"]) == 0
+    assert main(["report", str(run_copy), "--resamples", "300"]) == 0
+    assert json.loads((run_copy / "report.json").read_text())["analysis_recomputed"] is False
+    g = json.loads((run_copy / "grid.json").read_text())
+    g["wall_time_s"] = 99.0  # another grid.json: the analysis no longer belongs to it
+    (run_copy / "grid.json").write_text(json.dumps(g))
+    assert main(["report", str(run_copy), "--resamples", "300"]) == 0
+    assert json.loads((run_copy / "report.json").read_text())["analysis_recomputed"] is True
+    assert json.loads((run_copy / "analysis.json").read_text())["wall_time_s"] == 99.0
+    capsys.readouterr()
+
+
+def test_replay_run_is_labelled_in_the_report(tmp_path, capsys):
+    from tests.analysis.synth import write_run
+
+    root = write_run(tmp_path / "rp", datasets=("testbed/mmlu",), seeds=(0, 1), n=16, lambdas=(1.0,), ablations=(),
+                     mode="replay")
+    assert main(["report", str(root), "--resamples", "200"]) == 0
+    md = (root / "report.md").read_text()
+    assert md.splitlines()[0].endswith("REPLAY (counterfactual, from full per-stage traces)")
+    assert "[REPLAY]" in json.loads((root / "figures" / "pareto_testbed-mmlu.json").read_text())["caption"]
+    capsys.readouterr()
+
+
+def test_trace_file_report_still_works(small_run, tmp_path, capsys):
+    p = next((small_run / "cells").glob("*gsm8k--dp-lam1--seed0/traces.h5"))
+    rc = main(["report", str(p), "--plot", str(tmp_path / "s.png"), "--json", str(tmp_path / "s.json")])
+    out = capsys.readouterr().out
+    assert rc == 0 and "24 samples" in out
+    assert json.loads((tmp_path / "s.json").read_text())["summary"]["n"] == 24
+    rc = main(["report", str(small_run), "--plot", str(tmp_path / "x.png")])
+    assert rc == 2 and "--plot and --json apply to a trace file" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        main(["analyze"])  # RUN is required
