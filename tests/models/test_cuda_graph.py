@@ -232,3 +232,21 @@ def test_kernel_attention_matches_sdpa_in_decode_and_verify():
         d.prefill(torch.tensor([p[:5] for p in prompts], device="cuda"), [5, 5, 5])
         out[a] = d.step(draft)[0].clone()
     torch.testing.assert_close(out["kernel"], out["sdpa"], rtol=1e-4, atol=1e-4)
+
+
+@pytest.mark.gpu
+@needs_cuda
+def test_capture_graph_replays_its_body():
+    """The package's one capture helper: warm-up calls (each followed by reset) run, the capture does not."""
+    from asd.models.cuda_graph import capture_graph
+    from asd.profiler import time_fn
+
+    x = torch.zeros(4, device="cuda")
+    resets = []
+    graph, out = capture_graph(lambda: x.add_(1), warmup=2, reset=lambda: resets.append(1))
+    assert out is x and len(resets) == 2
+    graph.replay()
+    graph.replay()
+    torch.cuda.synchronize()
+    assert x.tolist() == [4.0] * 4
+    assert len(time_fn(graph.replay, "cuda", warmup=0, repeats=3)) == 3 and x[0].item() == 7.0
