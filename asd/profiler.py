@@ -469,12 +469,12 @@ def profile_card(profile: dict) -> str | None:
 def add_tensor_parallel(profile: dict, tp: dict, source: str = "") -> dict:
     """A copy of ``profile`` whose stage ``tp["args"]["size"]`` is the tensor-parallel measurement ``tp``.
 
-    ``tp`` is what ``python -m asd.models.tensor_parallel --size ...`` writes (asd/models/tensor_parallel.py): ``world`` GPUs, ``device`` (card name),
-    ``weight_bytes_per_rank``, ``copy_bandwidth_Bps``, ``decode {batch: s/step}``, ``prefill {tokens: s}``
-    (medians, wall clock). The stage replaces a measured or depth-extrapolated stage of the same name (the
-    final one, 72B, in the reference hierarchy) and keeps hierarchy order; a stage the profile lacks is
-    appended as the final one if it is larger than every stage there (a ValueError otherwise). Its times
-    are wall clock with ``devices`` GPUs; ``floor_s`` is the per-GPU floor (bytes per rank / the run's copy
+    ``tp`` is what ``python -m asd.models.tensor_parallel --size ...`` writes (asd/models/tensor_parallel.py):
+    ``world`` GPUs, ``device`` (card name), ``weight_bytes_per_rank``, ``copy_bandwidth_Bps``, ``decode {batch:
+    s/step}``, ``prefill {tokens: s}`` (medians, wall clock). The stage replaces a measured or depth-extrapolated
+    stage of the same name (the final one, 72B, in the reference hierarchy) and keeps hierarchy order; a stage the
+    profile lacks is appended as the final one if it is larger than every stage there (a ValueError otherwise). Its
+    times are wall clock with ``devices`` GPUs; ``floor_s`` is the per-GPU floor (bytes per rank / the run's copy
     bandwidth).
     Figures from different cards are never combined: a card mismatch is a ValueError naming both.
     """
@@ -486,7 +486,9 @@ def add_tensor_parallel(profile: dict, tp: dict, source: str = "") -> dict:
         )
     for key in ("world", "weight_bytes_per_rank", "copy_bandwidth_Bps", "decode", "prefill", "args"):
         if key not in tp:
-            raise ValueError(f"tensor-parallel run {source}: missing field {key!r} (python -m asd.models.tensor_parallel output)")
+            raise ValueError(
+                f"tensor-parallel run {source}: missing field {key!r} (python -m asd.models.tensor_parallel output)"
+            )
     name = tp["args"].get("size")
     names = [r["name"] for r in profile["stages"]] + list(profile.get("extrapolated", {}))
     world, per_rank = int(tp["world"]), int(tp["weight_bytes_per_rank"])

@@ -11,8 +11,8 @@ with random weights (Qwen2.5 ids need no download). The second refits measuremen
 by ``scripts/gpu_decode.py`` on a GPU machine. Both write the cost model (``asd.costs_io``; the
 measurement summary in its provenance) and the raw measurements next to it (``*.measurements.json``),
 and print the decode-cost ratios against the bandwidth-floor ratios. ``--tensor-parallel`` replaces a
-stage (72B) by a tensor-parallel run of ``python -m asd.models.tensor_parallel`` measured on the same card (wall clock with
-its GPUs); the ratios are then printed in wall clock and in GPU-seconds.
+stage (72B) by a tensor-parallel run of ``python -m asd.models.tensor_parallel`` measured on the same card
+(wall clock with its GPUs); the ratios are then printed in wall clock and in GPU-seconds.
 """
 
 from __future__ import annotations

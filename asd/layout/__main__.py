@@ -45,6 +45,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--out", required=True, help="folder for the cost table and the layout record")
     p.add_argument("--no-profile", action="store_true", help="skip the per-stage costs (replay only)")
     p.add_argument("--quick", action="store_true", help="fewer repeats everywhere (a smoke run, not a measurement)")
+    p.add_argument("--no-compile", action="store_true", help="decode steps without torch.compile'd blocks")
     p = sub.add_parser("report", help="tables and figure of a layout record")
     p.add_argument("record", help="<name>.layout.json")
     p.add_argument("--routes", nargs="*", default=[], help="the route files it replayed (for --costs)")
@@ -85,6 +86,8 @@ def _run(args) -> int:
 
     layout = load_section(args.config, "layout")
     prof = load_section(args.config, "cost_profiling")
+    if args.no_compile:
+        prof = dataclasses.replace(prof, compile_blocks=False)
     if args.quick:
         prof = dataclasses.replace(prof, warmup=1, repeats=2, decode_steps=min(prof.decode_steps, 8))
         layout = dataclasses.replace(layout, replay_repeats=1)

@@ -130,15 +130,16 @@ def cache_attention(q, kv_new, cache, rows, slot, pos, window: int, mask, kernel
     return o.view(B, n_kv, g, T, head_dim).permute(0, 3, 1, 2, 4).reshape(B, T, -1)
 
 
-def compile_block(fn: Callable) -> Callable:
-    """``torch.compile(fn, fullgraph=True)`` for an element-wise block of the step (fewer kernels per layer, captured
-    in the CUDA graphs too). One code object serves every decoder, shape and model: its recompile limit is raised."""
+def compile_block(fn: Callable, dynamic: bool | None = None) -> Callable:
+    """``torch.compile(fn, fullgraph=True, dynamic=dynamic)`` for an element-wise block of the step (fewer kernels
+    per layer, captured in the CUDA graphs too). One code object serves every decoder, shape and model: its
+    recompile limit is raised. ``dynamic=True`` compiles sizes as symbols (one compile for many shapes)."""
     import torch._dynamo as dynamo
 
     for name in ("recompile_limit", "cache_size_limit"):
         if hasattr(dynamo.config, name):
             setattr(dynamo.config, name, max(getattr(dynamo.config, name), 64))
-    return torch.compile(fn, fullgraph=True)
+    return torch.compile(fn, fullgraph=True, dynamic=dynamic)
 
 
 def capture_graph(

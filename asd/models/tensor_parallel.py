@@ -106,9 +106,9 @@ class TPDecoder:
     ``group``: the torch.distributed group of the ``world`` ranks (None: the default group; unused when
     world == 1). ``full``: a ``Qwen2ForCausalLM`` to shard (else random weights, seeded by (seed, rank)).
     ``layers``: decoder layers to build (default all). ``compile_blocks``: ``torch.compile`` the element-wise
-    blocks (CUDA only). ``attention``: as ``StaticDecoder``'s ("auto": split-K kernel at batch 1 where it
-    applies). ``pool``: a CUDA graph memory pool shared with other decoders on the device (stages that never
-    run at once), None for the decoder's own.
+    blocks of decode steps (CUDA only; passes over several tokens run them plain). ``attention``: as
+    ``StaticDecoder``'s ("auto": split-K kernel at batch 1 where it applies). ``pool``: a CUDA graph memory
+    pool shared with other decoders on the device (stages that never run at once), None for the decoder's own.
     """
 
     def __init__(
@@ -206,9 +206,11 @@ class TPDecoder:
         g = self.n_q // self.n_kv
         self.attention = attention
         self.kernel_available = kernel_supports(device, dtype, hd, g)
-        self._attn_in, self._mlp = _attn_in, _mlp
+        # decode steps (T == 1: launch-bound) run the compiled blocks, passes over many tokens the plain ones (as
+        # asd.profiler times prefill); sizes compiled as symbols: one compile serves every stage and batch size
+        self._decode_blocks = (_attn_in, _mlp)
         if compile_blocks and device.type == "cuda":
-            self._attn_in, self._mlp = compile_block(_attn_in), compile_block(_mlp)
+            self._decode_blocks = (compile_block(_attn_in, dynamic=True), compile_block(_mlp, dynamic=True))
         self._pool = pool
         slots = -(-max_len // 64) * 64
         self.kv_tokens = max(int(kv_tokens or 0), max_batch * slots)
@@ -283,15 +285,16 @@ class TPDecoder:
         kernel = use_kernel(self.attention, self.kernel_available, B, g, T, window)
         mask = None if kernel else additive_length_mask(pos, window, g, self.dtype)
         rows = torch.arange(B, device=ids.device)[:, None].expand(B, T)
+        attn_in, mlp = self._decode_blocks if T == 1 else (_attn_in, _mlp)
         x = F.embedding(ids, self.embed)
         for li in range(self.run_layers):
             w_ln1, w_qkv, b_qkv, w_o, w_ln2, w_gu, w_down = self.layers[li]
-            q, kv_new = self._attn_in(x, w_ln1, w_qkv, b_qkv, cos, sin, self.eps, self.n_q, self.n_kv, self.head_dim)
+            q, kv_new = attn_in(x, w_ln1, w_qkv, b_qkv, cos, sin, self.eps, self.n_q, self.n_kv, self.head_dim)
             o = cache_attention(q, kv_new, self.kv[li, :B], rows, pos, pos, window, mask, kernel, self.head_dim)
             a = F.linear(o, w_o)  # row-parallel: a partial sum on every rank
             self._all_reduce(a)
             x = x + a
-            d = self._mlp(x, w_ln2, w_gu, w_down, self.eps, self.inter)
+            d = mlp(x, w_ln2, w_gu, w_down, self.eps, self.inter)
             self._all_reduce(d)
             x = x + d
         part = F.linear(_rms_norm(x[:, T - keep :], self.norm, self.eps), self.lm_head)  # [B,keep,V/world]
