@@ -5,9 +5,11 @@
 # Run (repository root), NGPU = the devices of the layout's config (1: one process; more: torchrun):
 #   ASD_GIT_REVISION=<sha> OUT=/some/dir NGPU=1 CONFIG=configs/layout_h200x1.yaml bash scripts/gpu_layout.sh
 #   ASD_GIT_REVISION=<sha> OUT=/some/dir NGPU=8 CONFIG=configs/layout_h200x8.yaml bash scripts/gpu_layout.sh
-# Extra arguments go to `python -m asd.layout run` (e.g. --quick, --no-profile). ROUTES overrides the route
-# files (default: both committed under results/routes/). LAYOUT_TIMEOUT (seconds, default 560) bounds the run.
-# Writes OUT/: nvidia_smi.txt, layout.log, and from the run <name>.json (cost table, configs/costs format),
+# Extra arguments go to `python -m asd.layout run` (e.g. --quick, --no-profile, --no-compile). ROUTES overrides the
+# route files (default: both committed under results/routes/). LAYOUT_TIMEOUT (seconds, default 560) bounds the run.
+# SMOKE=1 first runs the GPU tests of the TP decoder and of the runner on tiny shapes (pytest -m gpu, ≤ 240 s) and
+# stops if they fail.
+# Writes OUT/: nvidia_smi.txt, (pytest_gpu_layout.log,) layout.log, and from the run <name>.json (cost table, configs/costs format),
 #   <name>.measurements.json, <name>.layout.json (memory, per-stage costs, replays); report.txt (the tables).
 # Then, here: python -m asd.layout report OUT/<name>.layout.json --plot docs/img/<name>.png; copy the cost table
 # and its measurements into configs/costs/, the record into results/gpu/, and add their lines to results/README.md.
@@ -16,6 +18,11 @@ N=${NGPU:-1}
 CONFIG=${CONFIG:-configs/layout_h200x1.yaml}
 ROUTES=${ROUTES:-results/routes/testbed_dp_inf.json results/routes/testbed_random.json}
 nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv | tee "$OUT/nvidia_smi.txt"
+if [ "${SMOKE:-0}" = 1 ]; then
+  timeout 240 python3 -m pytest -m gpu -q -p no:cacheprovider tests/models/test_tensor_parallel.py \
+    tests/layout/test_runner.py 2>&1 | tee "$OUT/pytest_gpu_layout.log" | tail -15
+  [ "${PIPESTATUS[0]}" = 0 ] || { echo "GPU smoke tests failed: see $OUT/pytest_gpu_layout.log"; exit 1; }
+fi
 if [ "$N" = 1 ]; then
   RUN=(python3 -m asd.layout)
 else

@@ -181,8 +181,8 @@ def estimate_seconds(calls: list[Call], cost_model, stage_map: list[int] | None 
     t_pass = t_dec = 0.0
     for c in calls:
         st = stages[c.stage if stage_map is None else stage_map[c.stage]]
-        p = st.prefill(c.rows * c.tokens)
-        d = sum(n * st.step_s(b) for b, n in c.segments)
+        p = float(st.prefill(c.rows * c.tokens))
+        d = float(sum(n * st.step_s(b) for b, n in c.segments))
         per[stages.index(st)] += p + d
         t_pass += p
         t_dec += d

@@ -141,3 +141,51 @@ def test_a_route_file_for_another_hierarchy_is_refused_before_any_build(tmp_path
                      tmp_path)
     assert res.returncode == 2 and "route file small: 4 stages, the layout has 2" in res.stderr
     assert len(res.stderr.strip().splitlines()) == 1 and not (tmp_path / "out").exists()
+
+
+def _gpu_stages(tp_last: int = 1) -> str:
+    """Three tiny stages on GPU 0 and a final one at TP ``tp_last`` (depth-extrapolated on one GPU)."""
+    last = {"build_layers": 2} if tp_last == 1 else {}
+    return (tiny_stage("a", 64, 1, first_rank=0) + tiny_stage("b", 64, 2, first_rank=0)
+            + tiny_stage("c", 128, 2, first_rank=0)
+            + tiny_stage("d", 128, 4, tensor_parallel=tp_last, first_rank=0, **last))
+
+
+def _gpu_config(path, stages):
+    path.write_text(
+        f"layout:\n  name: {path.stem}\n  device: cuda\n  dtype: bfloat16\n  replay_repeats: 1\n"
+        f"  memory_reserve_gib: 1\n  stages:\n{stages}"
+        "cost_profiling:\n  prefill_tokens: [16, 64]\n  decode_batch_sizes: [1, 8]\n  decode_context: 16\n"
+        "  decode_steps: 4\n  warmup: 1\n  repeats: 2\n  compile_blocks: true\n")
+    return path
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+@pytest.mark.skipif(not RANDOM_ROUTES.exists(), reason="no committed route file")
+def test_gpu_one_device_layout_smoke(tmp_path):
+    """The CUDA path of the runner on tiny bf16 stages: graphs in one shared pool, compiled decode blocks,
+    a depth-extrapolated final stage; run before the real layout to catch a CUDA-only failure in seconds."""
+    cfg = _gpu_config(tmp_path / "gpu1.yaml", _gpu_stages())
+    routes_path, _ = small_routes(tmp_path)
+    res = layout_cli(["run", "--config", str(cfg), "--routes", str(routes_path), "--out", str(tmp_path / "out")],
+                     tmp_path)
+    assert res.returncode == 0, res.stdout[-3000:] + res.stderr[-3000:]
+    rec = json.loads((tmp_path / "out/gpu1.layout.json").read_text())
+    assert rec["complete"] and rec["layout"]["device"] != "cpu" and rec["memory"]["after_build"][0]["used_bytes"] > 0
+    assert all(st["graphs"] and st["compiled"] for st in load_profile(tmp_path / "out/gpu1.measurements.json")["stages"])
+    assert rec["replays"][0]["cascade"]["seconds"] > 0
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available() or torch.cuda.device_count() < 2, reason="needs 2 CUDA devices")
+@pytest.mark.skipif(not RANDOM_ROUTES.exists(), reason="no committed route file")
+def test_gpu_two_device_layout_smoke(tmp_path):
+    """NCCL: a TP 2 final stage (graphs with collectives inside) beside TP 1 stages on GPU 0."""
+    cfg = _gpu_config(tmp_path / "gpu2.yaml", _gpu_stages(tp_last=2))
+    routes_path, _ = small_routes(tmp_path)
+    res = layout_cli(["run", "--config", str(cfg), "--routes", str(routes_path), "--out", str(tmp_path / "out")],
+                     tmp_path, nproc=2)
+    assert res.returncode == 0, res.stdout[-3000:] + res.stderr[-3000:]
+    rec = json.loads((tmp_path / "out/gpu2.layout.json").read_text())
+    assert rec["complete"] and [s["ranks"] for s in rec["layout"]["stages"]][-1] == [0, 1]
