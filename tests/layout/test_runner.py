@@ -104,6 +104,7 @@ def test_one_process_layout_with_a_depth_extrapolated_final_stage(tmp_path):
     assert (out / "one.png").stat().st_size > 10_000
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(not torch.distributed.is_available() or not torch.distributed.is_gloo_available(),
                     reason="torch.distributed with gloo not available")
 @pytest.mark.skipif(not RANDOM_ROUTES.exists(), reason="no committed route file")
