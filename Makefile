@@ -11,7 +11,7 @@ PYTEST_ARGS ?=
 ASD_TRUTHFULQA_CSV ?= $(wildcard $(abspath ../shared/data/truthfulqa/TruthfulQA.csv))
 export ASD_TRUTHFULQA_CSV
 
-.PHONY: setup build lint test test-fast demo bench slurm-up clean
+.PHONY: setup build lint test test-fast demo bench slurm-up tp-check clean
 
 $(STAMP): requirements/base.txt requirements/test.txt
 	$(PY) -m venv $(VENV)
@@ -49,6 +49,10 @@ demo: build
 	$(BIN)/asd run --config configs/demo.yaml
 	$(BIN)/asd submit --config configs/demo_testbed.yaml
 	$(BIN)/asd report runs/demo-testbed/traces.h5 --plot runs/demo-testbed/summary.png --json runs/demo-testbed/summary.json
+
+# the tensor-parallel decoder (asd/models/tensor_parallel.py) on 2 CPU ranks (gloo) == one device; scripts/README.md
+tp-check: $(DEV_STAMP)
+	OMP_NUM_THREADS=1 $(BIN)/torchrun --standalone --nproc_per_node 2 -m asd.models.tensor_parallel --check --device cpu --size ''
 
 bench: build
 	$(BIN)/python -m pytest benchmarks --benchmark-only --benchmark-json=results/benchmarks/latest.json

@@ -57,23 +57,6 @@ def time_fn(
     return out
 
 
-def capture_graph(body: Callable[[], None], warmup: int = 1):
-    """A ``torch.cuda.CUDAGraph`` of ``body``: ``warmup`` calls on a side stream first (allocations,
-    library handles, compiles), then the capture. Time it with ``time_fn(graph.replay, "cuda", ...)``."""
-    import torch
-
-    s = torch.cuda.Stream()
-    s.wait_stream(torch.cuda.current_stream())
-    with torch.cuda.stream(s):
-        for _ in range(warmup):
-            body()
-    torch.cuda.current_stream().wait_stream(s)
-    graph = torch.cuda.CUDAGraph()
-    with torch.cuda.graph(graph):
-        body()
-    return graph
-
-
 def copy_bandwidth(device, nbytes: int = 2 << 30, repeats: int = 20) -> float:
     """Device-to-device copy bandwidth, bytes/s counting bytes read plus bytes written (median)."""
     import torch
@@ -335,7 +318,7 @@ def profile_stage_by_depth(
         }
 
     def extrap(a, b):
-        return a + (a - b) / (l1 - l2) * (full_layers - l1)
+        return depth_extrapolate(a, b, l1, l2, full_layers)
 
     per_layer = sum(p.numel() * p.element_size() for p in model.model.layers[0].parameters())
     wb = weight_bytes(model) + per_layer * (full_layers - l1)
@@ -356,6 +339,15 @@ def profile_stage_by_depth(
             "measured": {str(k): v for k, v in meas.items()},
         },
     }
+
+
+def depth_extrapolate(t1: float, t2: float, l1: int, l2: int, full: int) -> float:
+    """Seconds of a ``full``-layer model from times t1, t2 measured with its first l1 > l2 layers, linear in
+    depth (identical layers): t(full) = t1 + (t1 − t2) / (l1 − l2) · (full − l1).
+    Example: t1 = 3.0 s at 4 layers, t2 = 2.0 s at 2 layers → 6.0 s at 10 layers."""
+    if not l1 > l2:
+        raise ValueError(f"depth extrapolation needs l1 > l2, got l1={l1}, l2={l2}")
+    return t1 + (t1 - t2) / (l1 - l2) * (full - l1)
 
 
 def _layers_that_fit(config, dtype_bytes: int, free_bytes: int, reserve: float = 0.12) -> int | None:
@@ -452,7 +444,7 @@ def _free(dec) -> None:
 # ---- fit and files ------------------------------------------------------------------------------------
 def stage_records(profile: dict) -> list[dict]:
     """The profile's stages in hierarchy order, depth-extrapolated ones (``profile["extrapolated"]``,
-    from scripts/gpu_decode.py) appended as ordinary records marked ``extrapolated: True``."""
+    from the device run scripts/gpu_decode.py) appended as ordinary records marked ``extrapolated: True``."""
     recs = [dict(r, extrapolated=bool(r.get("extrapolated", False))) for r in profile["stages"]]
     for name, r in profile.get("extrapolated", {}).items():
         recs.append(
@@ -477,12 +469,12 @@ def profile_card(profile: dict) -> str | None:
 def add_tensor_parallel(profile: dict, tp: dict, source: str = "") -> dict:
     """A copy of ``profile`` whose stage ``tp["args"]["size"]`` is the tensor-parallel measurement ``tp``.
 
-    ``tp`` is what ``scripts/gpu_tp.py`` writes: ``world`` GPUs, ``device`` (card name),
-    ``weight_bytes_per_rank``, ``copy_bandwidth_Bps``, ``decode {batch: s/step}``, ``prefill {tokens: s}``
-    (medians, wall clock). The stage replaces a measured or depth-extrapolated stage of the same name (the
-    final one, 72B, in the reference hierarchy) and keeps hierarchy order; a stage the profile lacks is
-    appended as the final one if it is larger than every stage there (a ValueError otherwise). Its times
-    are wall clock with ``devices`` GPUs; ``floor_s`` is the per-GPU floor (bytes per rank / the run's copy
+    ``tp`` is what ``python -m asd.models.tensor_parallel --size ...`` writes (asd/models/tensor_parallel.py):
+    ``world`` GPUs, ``device`` (card name), ``weight_bytes_per_rank``, ``copy_bandwidth_Bps``, ``decode {batch:
+    s/step}``, ``prefill {tokens: s}`` (medians, wall clock). The stage replaces a measured or depth-extrapolated
+    stage of the same name (the final one, 72B, in the reference hierarchy) and keeps hierarchy order; a stage the
+    profile lacks is appended as the final one if it is larger than every stage there (a ValueError otherwise). Its
+    times are wall clock with ``devices`` GPUs; ``floor_s`` is the per-GPU floor (bytes per rank / the run's copy
     bandwidth).
     Figures from different cards are never combined: a card mismatch is a ValueError naming both.
     """
@@ -494,7 +486,9 @@ def add_tensor_parallel(profile: dict, tp: dict, source: str = "") -> dict:
         )
     for key in ("world", "weight_bytes_per_rank", "copy_bandwidth_Bps", "decode", "prefill", "args"):
         if key not in tp:
-            raise ValueError(f"tensor-parallel run {source}: missing field {key!r} (scripts/gpu_tp.py output)")
+            raise ValueError(
+                f"tensor-parallel run {source}: missing field {key!r} (python -m asd.models.tensor_parallel output)"
+            )
     name = tp["args"].get("size")
     names = [r["name"] for r in profile["stages"]] + list(profile.get("extrapolated", {}))
     world, per_rank = int(tp["world"]), int(tp["weight_bytes_per_rank"])

@@ -33,6 +33,7 @@ SECTIONS: dict[str, str] = {
     "data": "asd.data.config:DataConfig",
     "sandbox": "asd.eval.sandbox:SandboxConfig",
     "cascade": "asd.cascade:CascadeConfig",
+    "layout": "asd.layout.config:LayoutConfig",
 }
 
 

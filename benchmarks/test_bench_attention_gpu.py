@@ -13,7 +13,8 @@ import pytest
 import torch
 
 from asd.models.attention import additive_length_mask, decode_attention, decode_attention_ref, kernel_supports
-from asd.profiler import capture_graph, time_fn
+from asd.models.cuda_graph import capture_graph
+from asd.profiler import time_fn
 
 pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
 
@@ -45,7 +46,7 @@ def _graph_timer(fn, q, kvs, pos, scale):
     def body():
         for k, v in kvs:
             fn(q, k, v, pos, scale)
-    graph = capture_graph(body)
+    graph, _ = capture_graph(body)
     time_fn(graph.replay, "cuda", warmup=3, repeats=0)
     return lambda: time_fn(graph.replay, "cuda", warmup=0, repeats=1)[0] * 1e6 / LAYERS
 

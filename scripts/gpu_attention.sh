@@ -1,9 +1,11 @@
 #!/usr/bin/env bash
-# Device run (one GPU): the split-K decode attention kernel (csrc/decode_attention.cu). Builds asd._C for
-# this machine's Python, runs the GPU tests of the kernel and of StaticDecoder, the attention benchmark
-# (kernel vs twin vs SDPA), and the --quick decode re-measure of 7B/14B/32B with the kernel and, in the
-# same run, with SDPA (scripts/gpu_decode.py records both).
-# Usage on the device machine, from the repository root:  ASD_GIT_REVISION=<sha> OUT=/some/dir bash scripts/gpu_attention.sh
+# Device run (one GPU, about 4 minutes on an H100): the split-K decode attention kernel (csrc/decode_attention.cu).
+# Builds asd._C for this machine's Python, runs the GPU tests of the kernel and of StaticDecoder, the attention
+# benchmark (kernel vs twin vs SDPA), and the --quick decode re-measure of 7B/14B/32B with the kernel and, in
+# the same run, with SDPA (scripts/gpu_decode.py records both). docs/gpu.md, "Split-K decode attention".
+# Run (repository root):  ASD_GIT_REVISION=<sha> OUT=/some/dir [SIZES=7b,14b,32b] bash scripts/gpu_attention.sh
+# Writes OUT/: nvidia_smi.txt, build.log, pytest_gpu.log, attention_gpu.json (pytest-benchmark JSON),
+#   decode_quick.json + .log (profile format). Committed records: results/gpu/attention_*, decode_quick_attention_*.
 source "$(dirname "$0")/gpu_env.sh"
 nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv | tee "$OUT/nvidia_smi.txt"
 t0=$(date +%s)

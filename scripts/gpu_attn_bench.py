@@ -5,7 +5,9 @@ SDPA with the length mask under each back-end (default, memory-efficient, cuDNN,
 without a mask, an explicit matmul-softmax-matmul, flex attention (block mask and score_mod), and a
 K/V clone as the memory yardstick. 48 layers of distinct K/V per CUDA graph; medians of CUDA-event times.
 
-    python3 scripts/gpu_attn_bench.py OUT.json        (committed: results/gpu/attn_backends_h200.json)
+Run on the GPU machine from the repository root; writes OUT.json (per-layer µs of every variant, card named):
+
+    PYTHONPATH=. python3 scripts/gpu_attn_bench.py OUT.json   (committed: results/gpu/attn_backends_h{100,200}.json)
 """
 from __future__ import annotations
 
@@ -17,7 +19,8 @@ import torch.nn.functional as F
 from torch.nn.attention import SDPBackend, sdpa_kernel
 
 from asd.models.attention import additive_length_mask
-from asd.profiler import capture_graph, time_fn
+from asd.models.cuda_graph import capture_graph
+from asd.profiler import time_fn
 
 LAYERS, W, CONTEXT, HEAD_DIM = 48, 576, 520, 128
 SHAPES = {"7b": (28, 4), "32b": (40, 8)}   # query heads, KV heads
@@ -25,7 +28,7 @@ SHAPES = {"7b": (28, 4), "32b": (40, 8)}   # query heads, KV heads
 
 def per_layer_us(body, repeats: int = 20) -> float:
     """Median µs per layer of a graph of ``body`` (LAYERS calls)."""
-    graph = capture_graph(body, warmup=2)
+    graph, _ = capture_graph(body, warmup=2)
     secs = sorted(time_fn(graph.replay, "cuda", warmup=3, repeats=repeats))
     return secs[len(secs) // 2] * 1e6 / LAYERS
 

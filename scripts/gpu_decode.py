@@ -1,12 +1,14 @@
-"""Device run (issue 7): fast decode path vs eager vs bandwidth floor, and the Qwen2.5 cost profile.
+"""Device run (one GPU): fast decode path vs eager vs bandwidth floor, and the Qwen2.5 cost profile (docs/gpu.md).
 
 One process, one model in memory at a time (random bf16 weights built on the GPU). Per size:
 greedy equality of the graph path with a plain HF eager loop; the profiler's measurements (prefill vs
 tokens, graph decode at the configured batch sizes, HF eager decode at batch 1 and 8); optionally the
 graph path with torch.compile'd element-wise blocks. The copy bandwidth is measured in the same run.
-Writes the profile (asd.profiler format plus ``checks``) as JSON and prints a table last.
+Writes the profile (asd.profiler format plus ``checks``) as JSON to --out and prints a table last; refit it
+with ``asd profile --from-measurements``. Usually run through scripts/gpu_profile.sh (or gpu_attention.sh,
+gpu_tp_table.sh), which set the environment; by hand, on the GPU machine from the repository root:
 
-    PYTHONPATH=. python3 scripts/gpu_decode.py --out $OUT/profile.json [--sizes 7b,14b,32b]
+    PYTHONPATH=. python3 scripts/gpu_decode.py --out $OUT/profile.json [--sizes 7b,14b,32b] [--quick]
 """
 from __future__ import annotations
 

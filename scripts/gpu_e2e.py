@@ -1,4 +1,4 @@
-"""Device run (issue 7 part 4): the cascade end to end on a GPU, lossless check included.
+"""Device run (one GPU): the cascade end to end on a GPU, lossless check included (docs/gpu.md, "End to end").
 
 Stages: the committed testbed weights when present (configs/testbed.yaml), else a random 4-stage family
 of testbed-like shapes (asd.models.random_init.random_family: the final stage random, smaller stages
@@ -9,6 +9,8 @@ perturbed copies, so drafts are partly accepted). HFEngine on CUDA in fp32. Chec
 - the cascade at λ = 1 with the H100 cost table (configs/costs/h100-qwen2.5.json, 4 stages) runs and
   records where it stops;
 - StaticDecoder (CUDA graphs) greedy on the final stage == the engine's greedy, and their times.
+
+Writes the JSON record (card, revision, every check and time) to --out; scripts/gpu_final.sh runs it.
 
     PYTHONPATH=. python3 scripts/gpu_e2e.py --out $OUT/e2e.json
 """

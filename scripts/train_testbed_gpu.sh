@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
-# Train testbed stages concurrently on one GPU, calibrate per knowledge-base bucket on the validation
+# Device run (one GPU): train testbed stages concurrently, calibrate per knowledge-base bucket on the validation
 # prompts (seed 12345, never the held-out test prompts of seed 0), and pack the result for the device
-# tool's $OUT (≤ 8 files of ≤ 16 MiB): weights + logs as a split tar.
-# Usage (on the GPU machine, repo root):
+# tool's $OUT (≤ 8 files of ≤ 16 MiB): weights + logs as a split tar. docs/testbed.md, "Training runs".
+# Writes OUT/: calibration.json and testbed.tar.part-* (weights/ and logs/ of the run; unpack with
+#   cat testbed.tar.part-* | tar xf -). Committed records: results/testbed_training/.
+# Run (on the GPU machine, repo root):
 #   OUT=/some/dir [STAGES="s3"] [KEEP="s0 s1"] [CAL_N=100] bash scripts/train_testbed_gpu.sh [config]
 # KEEP: committed stages (asd/testbed/weights/<name>) calibrated beside the new ones, as <name>.
 # Longer than one device command (10 min): start it with setsid in the background, OUT on /tmp, and

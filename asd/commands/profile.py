@@ -11,8 +11,8 @@ with random weights (Qwen2.5 ids need no download). The second refits measuremen
 by ``scripts/gpu_decode.py`` on a GPU machine. Both write the cost model (``asd.costs_io``; the
 measurement summary in its provenance) and the raw measurements next to it (``*.measurements.json``),
 and print the decode-cost ratios against the bandwidth-floor ratios. ``--tensor-parallel`` replaces a
-stage (72B) by a tensor-parallel run of ``scripts/gpu_tp.py`` measured on the same card (wall clock with
-its GPUs); the ratios are then printed in wall clock and in GPU-seconds.
+stage (72B) by a tensor-parallel run of ``python -m asd.models.tensor_parallel`` measured on the same card
+(wall clock with its GPUs); the ratios are then printed in wall clock and in GPU-seconds.
 """
 
 from __future__ import annotations
@@ -37,7 +37,7 @@ def register(subparsers) -> None:
         "--tensor-parallel",
         default=None,
         metavar="FILE",
-        help="a scripts/gpu_tp.py result that replaces its stage (same card only)",
+        help="a python -m asd.models.tensor_parallel result that replaces its stage (same card only)",
     )
     p.add_argument("--batch-size", type=int, default=1, help="decode batch size the cost model is evaluated at")
     p.add_argument("--out", required=True, help="cost model JSON to write")

@@ -80,12 +80,94 @@ def _attn_in(x, w_ln, w_qkv, b_qkv, cos, sin, eps: float, n_q: int, n_kv: int, h
     return q, kv_new
 
 
+def _mlp(x, w_ln, w_gu, w_down, eps: float, inter: int):
+    """Norm and SwiGLU MLP, no residual: x [B,T,hidden] → [B,T,hidden] (w_gu [2·inter, hidden] fused gate/up,
+    w_down [hidden, inter]). A tensor-parallel shard passes its slice of the MLP and sums the outputs."""
+    h = _rms_norm(x, w_ln, eps)
+    gu = F.linear(h, w_gu)
+    return F.linear(F.silu(gu[..., :inter]) * gu[..., inter:], w_down)
+
+
 def _attn_out_mlp(x, o, w_o, w_ln, w_gu, w_down, eps: float, inter: int):
     """o_proj + residual, norm, SwiGLU MLP + residual. x [B,T,hidden], o [B,T,n_q*head_dim] → [B,T,hidden]."""
     x = x + F.linear(o, w_o)
-    h = _rms_norm(x, w_ln, eps)
-    gu = F.linear(h, w_gu)
-    return x + F.linear(F.silu(gu[..., :inter]) * gu[..., inter:], w_down)
+    return x + _mlp(x, w_ln, w_gu, w_down, eps, inter)
+
+
+def rope_tables(inv_freq: torch.Tensor, n_slots: int, scale: float, dtype) -> tuple[torch.Tensor, torch.Tensor]:
+    """cos, sin [n_slots, head_dim] in ``dtype`` for positions 0..n_slots-1, as Qwen2RotaryEmbedding computes
+    them (inv_freq [head_dim/2] float32 on the target device; ``scale`` its attention_scaling)."""
+    freqs = torch.arange(n_slots, device=inv_freq.device, dtype=torch.float)[:, None] * inv_freq[None]
+    emb = torch.cat((freqs, freqs), dim=-1)
+    return (emb.cos() * scale).to(dtype), (emb.sin() * scale).to(dtype)
+
+
+def use_kernel(attention: str, available: bool, B: int, g: int, T: int, window: int) -> bool:
+    """Whether a step of B rows × T tokens (g query heads per KV head) attends through the split-K kernel:
+    ``attention`` "kernel" always, "auto" at batch 1 where the kernel is available, within its limits."""
+    return (
+        (attention == "kernel" or (attention == "auto" and available and B == 1))
+        and g * T <= KERNEL_MAX_ROWS
+        and window <= KERNEL_MAX_WINDOW
+    )
+
+
+def cache_attention(q, kv_new, cache, rows, slot, pos, window: int, mask, kernel: bool, head_dim: int):
+    """Write a layer's new K/V into its cache and attend over slots [0, window).
+
+    q [B,n_kv,G*T,head_dim] and kv_new [B,T,2,n_kv,head_dim] (``_attn_in``); cache [B,2,n_kv,slots,head_dim]
+    (one layer of the static cache); rows, slot, pos [B,T] int64 (row index, cache slot, RoPE position);
+    mask [B,1,G*T,window] additive (SDPA) or None with ``kernel`` → o [B,T,n_kv·G·head_dim].
+    """
+    B, T = rows.shape
+    n_kv = cache.shape[2]
+    g = q.shape[2] // T
+    cache[rows, :, :, slot] = kv_new
+    k, v = cache[:, 0, :, :window], cache[:, 1, :, :window]
+    if kernel:  # same rows, same mask (slot <= pos), split over the window
+        o = decode_attention(q, k, v, pos, head_dim**-0.5)
+    else:
+        o = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, scale=head_dim**-0.5)
+    return o.view(B, n_kv, g, T, head_dim).permute(0, 3, 1, 2, 4).reshape(B, T, -1)
+
+
+def compile_block(fn: Callable, dynamic: bool | None = None) -> Callable:
+    """``torch.compile(fn, fullgraph=True, dynamic=dynamic)`` for an element-wise block of the step (fewer kernels
+    per layer, captured in the CUDA graphs too). One code object serves every decoder, shape and model: its
+    recompile limit is raised. ``dynamic=True`` compiles sizes as symbols (one compile for many shapes)."""
+    import torch._dynamo as dynamo
+
+    for name in ("recompile_limit", "cache_size_limit"):
+        if hasattr(dynamo.config, name):
+            setattr(dynamo.config, name, max(getattr(dynamo.config, name), 64))
+    return torch.compile(fn, fullgraph=True, dynamic=dynamic)
+
+
+def capture_graph(
+    body: Callable[[], Any], warmup: int = 1, pool: Any = None, reset: Callable[[], object] | None = None
+):
+    """``(graph, out)``: a ``torch.cuda.CUDAGraph`` of ``body`` and what ``body`` returned while captured (its
+    static output buffers, refilled by every ``graph.replay()``).
+
+    ``warmup`` calls run first on a side stream (allocations, library handles, ``torch.compile``), each followed
+    by ``reset()`` (e.g. rewinding a cache's lengths that ``body`` advances); the capture itself runs nothing.
+    ``pool``: a ``torch.cuda.graph_pool_handle()`` shared by several graphs (their intermediates share memory),
+    None for a private pool. The one capture helper of the package: ``StaticDecoder``, the tensor-parallel
+    decoder (asd.models.tensor_parallel) and the GPU benchmarks use it. Time a graph with
+    ``asd.profiler.time_fn(graph.replay, "cuda", ...)``.
+    """
+    s = torch.cuda.Stream()
+    s.wait_stream(torch.cuda.current_stream())
+    with torch.cuda.stream(s):
+        for _ in range(warmup):
+            body()
+            if reset is not None:
+                reset()
+    torch.cuda.current_stream().wait_stream(s)
+    graph = torch.cuda.CUDAGraph()
+    with torch.cuda.graph(graph, pool=pool):
+        out = body()
+    return graph, out
 
 
 def _ordinary_tensors(fn):
@@ -178,22 +260,15 @@ class StaticDecoder:
         self._host_len = [0] * max_batch
         rot = model.model.rotary_emb
         inv_freq = rot.inv_freq.to(device=dev, dtype=torch.float)
-        scale = float(getattr(rot, "attention_scaling", 1.0))
-        freqs = torch.arange(self._n_slots, device=dev, dtype=torch.float)[:, None] * inv_freq[None]
-        emb = torch.cat((freqs, freqs), dim=-1)  # [slots, head_dim], as Qwen2RotaryEmbedding computes it
-        self._cos = (emb.cos() * scale).to(self.dtype)
-        self._sin = (emb.sin() * scale).to(self.dtype)
+        # [slots, head_dim] each, as Qwen2RotaryEmbedding computes them
+        self._cos, self._sin = rope_tables(
+            inv_freq, self._n_slots, float(getattr(rot, "attention_scaling", 1.0)), self.dtype
+        )
         self.last_hidden: torch.Tensor | None = None  # [B,T,hidden] final-norm states of the last step
         self._attn_in, self._attn_out_mlp = _attn_in, _attn_out_mlp
         if compile_blocks and self.device.type == "cuda":
-            import torch._dynamo as dynamo
-
-            # one code object serves every decoder, shape and model: allow its recompiles
-            for name in ("recompile_limit", "cache_size_limit"):
-                if hasattr(dynamo.config, name):
-                    setattr(dynamo.config, name, max(getattr(dynamo.config, name), 64))
-            self._attn_in = torch.compile(_attn_in, fullgraph=True)
-            self._attn_out_mlp = torch.compile(_attn_out_mlp, fullgraph=True)
+            self._attn_in = compile_block(_attn_in)
+            self._attn_out_mlp = compile_block(_attn_out_mlp)
         self._graphs: dict[tuple[int, int], tuple] = {}
         self._pool: Any = None  # torch.cuda graph memory pool handle, shared by this decoder's graphs
 
@@ -244,25 +319,14 @@ class StaticDecoder:
         slot = torch.where(valid.bool(), pos, torch.full_like(pos, self._scratch))  # [B,T] cache slot
         cos, sin = self._cos[pos], self._sin[pos]  # [B,T,head_dim]
         g = self.n_q // self.n_kv
-        kernel = (
-            (self.attention == "kernel" or (self.attention == "auto" and self.kernel_available and B == 1))
-            and g * T <= KERNEL_MAX_ROWS
-            and window <= KERNEL_MAX_WINDOW
-        )
-        if not kernel:  # additive mask, built once per step for all layers: [B,1,G*T,window]
-            mask = additive_length_mask(pos, window, g, self.dtype)
+        kernel = use_kernel(self.attention, self.kernel_available, B, g, T, window)
+        # additive mask, built once per step for all layers: [B,1,G*T,window]
+        mask = None if kernel else additive_length_mask(pos, window, g, self.dtype)
         rows = torch.arange(B, device=ids.device)[:, None].expand(B, T)
         x = self.model.model.embed_tokens(ids)
         for li, (w_ln1, w_qkv, b_qkv, w_o, w_ln2, w_gu, w_down) in enumerate(self._w):
             q, kv_new = self._attn_in(x, w_ln1, w_qkv, b_qkv, cos, sin, self.eps, self.n_q, self.n_kv, self.head_dim)
-            cache = self.kv[li, :B]  # [B,2,kv,slots,hd]
-            cache[rows, :, :, slot] = kv_new  # [B,T,2,kv,hd]
-            k, v = cache[:, 0, :, :window], cache[:, 1, :, :window]
-            if kernel:  # same rows, same mask (slot <= pos), split over the window
-                o = decode_attention(q, k, v, pos, self.head_dim**-0.5)
-            else:
-                o = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, scale=self.head_dim**-0.5)
-            o = o.view(B, self.n_kv, g, T, self.head_dim).permute(0, 3, 1, 2, 4).reshape(B, T, -1)
+            o = cache_attention(q, kv_new, self.kv[li, :B], rows, slot, pos, window, mask, kernel, self.head_dim)
             x = self._attn_out_mlp(x, o, w_o, w_ln2, w_gu, w_down, self.eps, self.inter)
         return _rms_norm(x, self.model.model.norm.weight, self.eps)
 
@@ -386,7 +450,7 @@ class StaticDecoder:
         if key not in self._graphs:
             static_ids = torch.zeros(B, T, dtype=torch.long, device=self.device)
             static_valid = torch.ones(B, T, dtype=torch.long, device=self.device)
-            # warm up on a side stream (compiles, cuBLAS handles), then capture; capture runs nothing
+            # warm up on a side stream on all-hole inputs (compiles, cuBLAS handles; no row moves), then capture
             saved = self.lengths.clone()
             s = torch.cuda.Stream()
             s.wait_stream(torch.cuda.current_stream())
@@ -395,9 +459,9 @@ class StaticDecoder:
             torch.cuda.current_stream().wait_stream(s)
             if self._pool is None:
                 self._pool = torch.cuda.graph_pool_handle()
-            graph = torch.cuda.CUDAGraph()
-            with torch.cuda.graph(graph, pool=self._pool):
-                logits, nxt, hidden = self._graph_body(static_ids, static_valid)
+            graph, (logits, nxt, hidden) = capture_graph(
+                lambda: self._graph_body(static_ids, static_valid), warmup=0, pool=self._pool
+            )
             self.lengths.copy_(saved)
             self._graphs[key] = (static_ids, static_valid, logits, nxt, hidden, graph)
         return self._graphs[key]

@@ -273,3 +273,21 @@ def test_warm_up_changes_no_row_even_with_stale_rows_at_the_cache_end():
     with pytest.raises(IndexError):                                     # what the former warm-up did
         dec.lengths.fill_(max(dec._host_len))
         dec._graph_body(ids, valid)
+
+
+@pytest.mark.gpu
+@needs_cuda
+def test_capture_graph_replays_its_body():
+    """The package's one capture helper: warm-up calls (each followed by reset) run, the capture does not."""
+    from asd.models.cuda_graph import capture_graph
+    from asd.profiler import time_fn
+
+    x = torch.zeros(4, device="cuda")
+    resets = []
+    graph, out = capture_graph(lambda: x.add_(1), warmup=2, reset=lambda: resets.append(1))
+    assert out is x and len(resets) == 2
+    graph.replay()
+    graph.replay()
+    torch.cuda.synchronize()
+    assert x.tolist() == [4.0] * 4
+    assert len(time_fn(graph.replay, "cuda", warmup=0, repeats=3)) == 3 and x[0].item() == 7.0
