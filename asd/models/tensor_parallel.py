@@ -344,9 +344,9 @@ class TPDecoder:
                 self.lengths[:B] += T
                 return res
 
-            if self._pool is None:
-                self._pool = torch.cuda.graph_pool_handle()
-            graph, res = capture_graph(body, warmup=2, pool=self._pool, reset=lambda: self.lengths.copy_(saved))
+            # a private memory pool per graph: capturing into one pool shared across the co-located stages' graphs
+            # hit an allocator assert (use_count > 0) on an H200 with torch 2.11 (docs/layout.md)
+            graph, res = capture_graph(body, warmup=2, pool=None, reset=lambda: self.lengths.copy_(saved))
             self.lengths.copy_(saved)
             self.graphs[key] = (static, res, graph)
         static, res, graph = self.graphs[key]
