@@ -278,7 +278,7 @@ def test_config_validation():
         SandboxConfig(memory_mb=0)
     with pytest.raises(ValueError, match="message_mb"):
         SandboxConfig(message_mb=0)
-    with pytest.raises(ValueError, match="auto, namespaces, audit"):
+    with pytest.raises(ValueError, match="isolation: invalid value 'none'; valid choices: 'auto', 'namespaces', 'audit'"):
         SandboxConfig(isolation="none")  # type: ignore[arg-type]
 
 
