@@ -119,6 +119,8 @@ def without_result(
         signal, rc = -rc, 0
     if rc > 128 and not signal:  # a shell or srun reporting a child killed by signal rc - 128
         signal = rc - 128
+    if rc == 9 and not signal:  # srun passes its SIGKILLed task on as exit code 9 (sacct "9:0"; seen on Slurm 22.05)
+        signal, rc = 9, 0
     where = f"state {state}, exit code {exit_code}"
     if state.startswith("CANCELLED") and reason == "Dependency":  # --kill-on-invalid-dep
         return TaskFailure(label, "cancelled", f"a job it depends on did not complete ({state}, reason {reason})", log)

@@ -13,6 +13,7 @@ def test_states_without_a_result(tmp_path):
     assert line("FAILED", "0:9") == ("shard 3 was killed: by SIGKILL (state FAILED, exit code 0:9) "
                                      "(log: /logs/9_3_0_log.err)")
     assert line("FAILED", "137:0").startswith("shard 3 was killed: by SIGKILL")      # a shell's 128 + 9
+    assert line("FAILED", "9:0").startswith("shard 3 was killed: by SIGKILL")        # srun passing on its task's 9
     assert line("INTERRUPTED", "-15").startswith("shard 3 was killed: by SIGTERM")    # a local process
     assert line("CANCELLED by 1000").startswith("shard 3 was cancelled: scancel or the scheduler (CANCELLED by 1000)")
     assert line("CANCELLED", reason="Dependency").startswith(
