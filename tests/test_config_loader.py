@@ -106,6 +106,7 @@ from asd.cascade import CascadeConfig  # noqa: E402
 from asd.config_loader import check_fields, short_repr  # noqa: E402
 from asd.core.dp import PolicyConfig  # noqa: E402
 from asd.core.synthetic import StageLatency  # noqa: E402
+from asd.layout.config import LayoutStage  # noqa: E402
 from asd.models.config import HierarchyConfig, StageConfig  # noqa: E402
 from asd.run_config import SECTIONS, section_class  # noqa: E402
 from asd.testbed.config import ModelShape  # noqa: E402
@@ -117,6 +118,8 @@ REQUIRED = {  # the fields without a default, per class
     "TrainingConfig": dict(stages={"s0": ModelShape(8, 1, 2, 1, 8, 1e-3)}),
     "ModelShape": dict(hidden_size=8, num_hidden_layers=1, num_attention_heads=2, num_key_value_heads=1,
                        intermediate_size=8, lr=1e-3),
+    "LayoutConfig": dict(name="l", stages=[LayoutStage("a", "Qwen/Qwen2.5-7B"), LayoutStage("b", "Qwen/Qwen2.5-14B")]),
+    "LayoutStage": dict(name="a", model="Qwen/Qwen2.5-7B"),
     "StageLatency": dict(name="a", prefill_ms_per_token=1.0, prefill_ms=1.0, decode_ms_per_step=1.0,
                          decode_ms_per_item=1.0),
 }

@@ -12,6 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Literal
 
+from asd.config_loader import check_fields
 from asd.models.shapes import known_shape
 
 # Qwen2Config keys a stage's ``shape`` must give (the rest default to Qwen2.5's: rms_norm_eps 1e-6, rope_theta 1e6)
@@ -38,6 +39,7 @@ class LayoutStage:
     build_layers: int | None = None  # None: full depth; N: N layers built, time extrapolated in depth
 
     def __post_init__(self) -> None:
+        check_fields(self)  # the loader's type rules, also for configs built in Python
         if self.tensor_parallel < 1:
             raise ValueError(f"stage {self.name}: tensor_parallel must be >= 1, got {self.tensor_parallel}")
         if self.first_rank is not None and self.first_rank < 0:
@@ -86,6 +88,7 @@ class LayoutConfig:
     seed: int = 0  # random weights: seeded by (seed, rank)
 
     def __post_init__(self) -> None:
+        check_fields(self)
         if len(self.stages) < 2:
             raise ValueError(f"a layout needs at least 2 stages, got {len(self.stages)}")
         names = [s.name for s in self.stages]
