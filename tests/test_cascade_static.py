@@ -18,7 +18,8 @@ import math
 
 import numpy as np
 import pytest
-import torch
+
+torch = pytest.importorskip("torch", reason="torch is not installed (requirements/base.txt)")
 
 from hf_reference import ragged_prompts
 

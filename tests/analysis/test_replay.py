@@ -7,6 +7,9 @@ import sys
 import numpy as np
 import pytest
 
+pytest.importorskip("torch", reason="torch is not installed (requirements/base.txt)")
+pytest.importorskip("h5py", reason="h5py is not installed (requirements/base.txt)")
+
 from asd.analysis import calls as C
 from asd.analysis import replay as R
 from asd.analysis.run import load_run

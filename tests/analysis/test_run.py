@@ -3,8 +3,9 @@
 import json
 import os
 
-import h5py
 import pytest
+
+h5py = pytest.importorskip("h5py", reason="h5py is not installed (requirements/base.txt)")
 
 from asd.analysis.run import RunError, load_run
 from asd.cli import main

@@ -4,7 +4,8 @@ import math
 
 import numpy as np
 import pytest
-from scipy import stats as sps
+
+sps = pytest.importorskip("scipy.stats", reason="scipy is not installed (requirements/base.txt)")
 
 from asd.analysis.stats import (
     holm,

@@ -16,8 +16,9 @@ import sys
 import time
 from pathlib import Path
 
-import h5py
 import pytest
+
+h5py = pytest.importorskip("h5py", reason="h5py is not installed (requirements/base.txt)")
 
 pytest.importorskip("submitit", reason="submitit is not installed (the jobs executor needs it; requirements/base.txt)")
 from asd.jobs.executor import submit_run  # noqa: E402

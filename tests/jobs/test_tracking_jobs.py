@@ -9,8 +9,9 @@ import subprocess
 import sys
 from pathlib import Path
 
-import h5py
 import pytest
+
+h5py = pytest.importorskip("h5py", reason="h5py is not installed (requirements/base.txt)")
 
 from asd.schema_check import load_schema, validate
 
