@@ -12,6 +12,7 @@ import dataclasses
 import json
 import os
 from pathlib import Path
+from typing import Any
 
 from asd.core.costs import CostModel
 from asd.provenance import provenance
@@ -33,13 +34,18 @@ def save_cost_model(model: CostModel, path: str | Path, **extra_provenance) -> P
     return path
 
 
-def load_cost_model(path: str | Path) -> CostModel:
-    """Read a cost model file; errors name the file (missing, not JSON, wrong schema or keys)."""
+def read_json(path: str | Path, what: str, error: type[Exception] = ValueError) -> Any:
+    """The JSON content of ``path``; FileNotFoundError "<path>: <what> not found", ``error`` naming the line of
+    invalid JSON. The one reader of the project's JSON files (cost models, route files, layout records, grids)."""
     path = Path(path)
     if not path.is_file():
-        raise FileNotFoundError(f"{path}: cost model file not found")
+        raise FileNotFoundError(f"{path}: {what} not found")
     try:
-        data = json.loads(path.read_text())
+        return json.loads(path.read_text())
     except json.JSONDecodeError as e:
-        raise ValueError(f"{path}: line {e.lineno}: not valid JSON ({e.msg})") from e
-    return CostModel.from_dict(data, source=str(path))
+        raise error(f"{path}: line {e.lineno}: not valid JSON ({e.msg})") from e
+
+
+def load_cost_model(path: str | Path) -> CostModel:
+    """Read a cost model file; errors name the file (missing, not JSON, wrong schema or keys)."""
+    return CostModel.from_dict(read_json(path, "cost model file"), source=str(path))

@@ -18,6 +18,8 @@ from typing import Any
 
 import numpy as np
 
+from asd.costs_io import read_json
+
 GRID_SCHEMA = "asd-eval-grid"
 GRID_SCHEMA_VERSION = 1
 POLICIES = ("dp", "single", "fixed_depth", "threshold", "confidence", "speculative", "lossless", "random", "oracle")
@@ -206,10 +208,7 @@ def read_grid(root: str | Path) -> tuple[Path, dict]:
     path = root / "grid.json"
     if not path.is_file():
         raise RunError(f"{root}: not an evaluation run folder: no grid.json (asd evaluate writes one)")
-    try:
-        grid = json.loads(path.read_text())
-    except json.JSONDecodeError as e:
-        raise RunError(f"{path}: line {e.lineno}: not valid JSON ({e.msg})") from e
+    grid = read_json(path, "grid.json", RunError)
     if not isinstance(grid, dict):
         raise RunError(f"{path}: expected a JSON object, got {type(grid).__name__}")
     if grid.get("schema") != GRID_SCHEMA:

@@ -3,7 +3,6 @@ replay is from another layout's or from a cost table's estimate."""
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 GB = 1e9
@@ -11,15 +10,11 @@ GB = 1e9
 
 def load_record(path: str | Path) -> dict:
     """A layout record; errors name the file."""
+    from asd.costs_io import read_json
     from asd.layout.runner import SCHEMA_VERSION
 
     p = Path(path)
-    if not p.is_file():
-        raise FileNotFoundError(f"{p}: layout record not found")
-    try:
-        rec = json.loads(p.read_text())
-    except json.JSONDecodeError as e:
-        raise ValueError(f"{p}: line {e.lineno}: not valid JSON ({e.msg})") from e
+    rec = read_json(p, "layout record")
     if rec.get("schema_version") != SCHEMA_VERSION or "layout" not in rec:
         raise ValueError(f"{p}: not a layout record of schema {SCHEMA_VERSION}")
     return rec

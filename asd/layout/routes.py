@@ -154,13 +154,10 @@ def save_routes(routes: dict, path: str | Path) -> Path:
 
 def load_routes(path: str | Path) -> dict:
     """Read a route file; errors name the file (missing, not JSON, another schema, inconsistent columns)."""
+    from asd.costs_io import read_json
+
     p = Path(path)
-    if not p.is_file():
-        raise FileNotFoundError(f"{p}: route file not found")
-    try:
-        data = json.loads(p.read_text())
-    except json.JSONDecodeError as e:
-        raise ValueError(f"{p}: line {e.lineno}: not valid JSON ({e.msg})") from e
+    data = read_json(p, "route file")
     if data.get("schema_version") != ROUTES_SCHEMA_VERSION:
         raise ValueError(
             f"{p}: route file schema_version {data.get('schema_version')!r}, expected {ROUTES_SCHEMA_VERSION}"
