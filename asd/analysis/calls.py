@@ -65,6 +65,17 @@ class Calls:
     def __len__(self) -> int:
         return int(self.batch.size)
 
+    @classmethod
+    def from_columns(cls, cols: dict, member: np.ndarray) -> Calls:
+        """From array-likes named as the fields (``CALL_FIELDS``), cast to int64 (``measured_s``: float64)."""
+        return cls(
+            **{f: np.asarray(cols[f]).astype(np.float64 if f == "measured_s" else np.int64) for f in CALL_FIELDS},
+            member=member,
+        )
+
+
+CALL_FIELDS = ("batch", "stage", "kind", "size", "in_tokens", "steps", "measured_s")
+
 
 def batch_sizes(batch_id: np.ndarray) -> np.ndarray:
     """[N] number of samples sharing each sample's batch id."""
@@ -138,16 +149,7 @@ def recover_calls(data: dict[str, np.ndarray], speculative: bool = False) -> Cal
         if not speculative:
             prev[rows] = k
     out = {k: (np.concatenate(v) if v else np.zeros(0)) for k, v in cols.items()}
-    return Calls(
-        batch=out["batch"].astype(np.int64),
-        stage=out["stage"].astype(np.int64),
-        kind=out["kind"].astype(np.int64),
-        size=out["size"].astype(np.int64),
-        in_tokens=out["in_tokens"].astype(np.int64),
-        steps=out["steps"].astype(np.int64),
-        measured_s=out["measured_s"].astype(np.float64),
-        member=member,
-    )
+    return Calls.from_columns(out, member)
 
 
 def stage_devices(model: CostModel) -> np.ndarray:

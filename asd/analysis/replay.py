@@ -40,7 +40,7 @@ DEFAULT_CELLS = (
     "*--single-s1--seed*",
     "*--single-s2--seed*",
 )
-FIELDS = ("batch", "stage", "kind", "size", "in_tokens", "steps", "measured_s")
+FIELDS = C.CALL_FIELDS
 
 
 def select_cells(run, patterns: list[str], seeds: list[int] | None = None) -> list:
@@ -94,17 +94,7 @@ def extract_calls(run, cells: list, max_batches: int | None = None) -> dict:
 
 def calls_of(entry: dict) -> C.Calls:
     """One cell's calls of an ``extract_calls`` document as ``Calls`` (no per-sample membership)."""
-    a = {f: np.asarray(entry["calls"][f]) for f in FIELDS}
-    return C.Calls(
-        batch=a["batch"].astype(np.int64),
-        stage=a["stage"].astype(np.int64),
-        kind=a["kind"].astype(np.int64),
-        size=a["size"].astype(np.int64),
-        in_tokens=a["in_tokens"].astype(np.int64),
-        steps=a["steps"].astype(np.int64),
-        measured_s=a["measured_s"].astype(np.float64),
-        member=np.zeros((0, 0), np.int64),
-    )
+    return C.Calls.from_columns(entry["calls"], member=np.zeros((0, 0), np.int64))
 
 
 def build_stage(spec: str | dict, dtype: str, device: str):
