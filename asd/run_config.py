@@ -28,6 +28,7 @@ SECTIONS: dict[str, str] = {
     "data": "asd.data.config:DataConfig",
     "sandbox": "asd.eval.sandbox:SandboxConfig",
     "cascade": "asd.cascade:CascadeConfig",
+    "predictor_data": "asd.predictor_data.config:PredictorDataConfig",
 }
 
 
