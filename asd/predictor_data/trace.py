@@ -121,8 +121,9 @@ def full_trace(
         a = np.array([greedy_accept(tokens[m - 1][r], sc.argmax[r])[0] for r in rows], np.int64)
         n = _accepted(acc, frac, m - 1, m, a, tokens[m - 1])
         # the cascade's stage-m record after M_m verified the adjacent stage's draft
+        casc_stats = [cascade_stats(tokens[m - 1][r], tokens[m][r], sc.stats[r], stats[m][r], int(a[r])) for r in rows]
         record_batch_features(
-            feats, rows, m, prompt_len, sc.prompt_nll, stats[m], tokens[m], a / np.maximum(n, 1), sc.hidden,
+            feats, rows, m, prompt_len, sc.prompt_nll, casc_stats, tokens[m], a / np.maximum(n, 1), sc.hidden,
             table, params.eos_token_ids,
         )  # fmt: skip
     final = tokens[K - 1]
@@ -152,3 +153,24 @@ def _accepted(acc: np.ndarray, frac: np.ndarray, k: int, m: int, a: np.ndarray, 
     acc[:, k, m] = a
     frac[:, k, m] = a / np.maximum(n, 1)
     return n
+
+
+def cascade_stats(
+    draft: np.ndarray,  # [n] y_{m−1}
+    own: np.ndarray,  # [n'] y_m, M_m's own response
+    verify_stats: np.ndarray,  # [n, 5] M_m's teacher-forced statistics of the draft's tokens
+    own_stats: np.ndarray,  # [n', 5] M_m's statistics of its own tokens (decoding)
+    a: int,  # accepted length a_{m−1,m}
+) -> np.ndarray:  # [n', 5] float32
+    """The token statistics the cascade holds for y_m after M_m verified y_{m−1} and regenerated the rest.
+
+    The cascade keeps the verification pass's rows for the accepted prefix and for the first rejected position
+    (there: the statistics of the rejected draft token, so its logprob column is log p_m(draft token), not that
+    of M_m's own token), then the regeneration's rows. Reproduced here when y_m starts with the accepted prefix
+    (always, unless a near-tie flipped an argmax); otherwise M_m's own statistics are returned.
+    """
+    if a >= len(draft):  # fully accepted: the cascade's response is the draft with the verification's rows
+        return verify_stats if np.array_equal(draft, own) else own_stats
+    if len(own) <= a or not np.array_equal(draft[:a], own[:a]):
+        return own_stats
+    return np.concatenate([verify_stats[: a + 1], own_stats[a + 1 :]])
