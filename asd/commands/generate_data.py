@@ -8,7 +8,7 @@
 Every prompt is traced through every stage (docs/predictor_data.md); the shards land in
 ``<jobs.output_dir>/shards/``, the merged file in ``<jobs.output_dir>/traces.h5`` (also linked as ``data.h5``).
 A rerun resumes (finished shards are skipped, partial ones continue). Overrides (``--hierarchy``,
-``--num-samples``, ``--output-dir``) write the resolved config to ``<output_dir>/logs/`` and run from it.
+``--num-samples``, ``--output-dir``, ``--set``) write the resolved config to ``<output_dir>/logs/`` and run from it.
 """
 
 from __future__ import annotations
@@ -36,6 +36,9 @@ def register(subparsers) -> None:
     p.add_argument("--hierarchy", default=None, metavar="FILE", help="take the hierarchy section from FILE")
     p.add_argument("--num-samples", type=int, default=None, help="override jobs.num_samples")
     p.add_argument("--output-dir", default=None, help="override jobs.output_dir")
+    p.add_argument(
+        "--set", action="append", default=[], metavar="SECTION.KEY=VALUE", help="override one value (YAML), repeatable"
+    )
     p.add_argument("--no-wait", action="store_true", help="slurm: return after submitting")
     p.set_defaults(func=main)
 
@@ -53,8 +56,16 @@ def resolve_config(args) -> str:
     for name in ("hierarchy", "predictor_data", "jobs"):
         if name not in raw and not (name == "hierarchy" and args.hierarchy):
             raise ValueError(f"{args.config}: missing section {name!r}; see configs/predictor_data.yaml")
-    over = args.hierarchy or args.num_samples is not None or args.output_dir
+    over = args.hierarchy or args.num_samples is not None or args.output_dir or args.set
     if over:
+        for item in args.set:
+            key, eq, value = item.partition("=")
+            section, dot, field = key.partition(".")
+            if not eq or not dot or not field:
+                raise ValueError(f"--set {item!r}: expected SECTION.KEY=VALUE, e.g. predictor_data.fast=false")
+            if section not in raw:
+                raise ValueError(f"--set {item!r}: {args.config} has no section {section!r}")
+            raw[section][field] = yaml.safe_load(value)
         if args.hierarchy:
             h = read_yaml(args.hierarchy)
             if "hierarchy" not in h:
