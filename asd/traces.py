@@ -180,7 +180,8 @@ def normalise_batch(batch: dict[str, Any], K: int, F: int, fields: dict | None =
     fields = FIELDS if fields is None else fields
     unknown = sorted(set(batch) - set(fields))
     if unknown:
-        raise ValueError(f"unknown field(s) {unknown}; valid fields: {list(fields)}")
+        what = "trace field(s)" if fields is FIELDS else "field(s)"
+        raise ValueError(f"unknown {what} {unknown}; valid fields: {list(fields)}")
     if "sample_id" not in batch:
         raise ValueError("a trace batch needs 'sample_id' [B] int64")
     ids = np.asarray(batch["sample_id"])

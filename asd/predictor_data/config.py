@@ -27,6 +27,7 @@ class PredictorDataConfig:
     device: str | None = None  # overrides hierarchy.device ("cuda", "cpu")
     dtype: str | None = None  # overrides every stage's dtype (hf backend: float32, bfloat16, float64, ...)
     data_dir: str = "data"  # benchmarks: where `asd data prepare` put the copies (docs/data.md)
+    fewshot: bool = True  # benchmarks: the evaluation's few-shot prompts; false = zero-shot (small contexts)
 
     def __post_init__(self) -> None:
         if self.max_new_tokens < 1:

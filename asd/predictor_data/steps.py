@@ -124,3 +124,50 @@ def testbed(sample_ids: np.ndarray, config: dict[str, Any]) -> dict[str, Any]:
 
 
 testbed.schema = SCHEMA  # type: ignore[attr-defined]
+
+
+def _eos_ids(tok) -> tuple[int, ...]:
+    """The tokenizer's EOS id and the chat end-of-turn / end-of-text tokens it knows (Qwen2.5: both end a turn)."""
+    ids = {int(tok.eos_token_id)} if getattr(tok, "eos_token_id", None) is not None else set()
+    vocab = tok.get_vocab()
+    ids |= {int(vocab[t]) for t in ("<|im_end|>", "<|endoftext|>") if t in vocab}
+    if not ids:
+        raise ValueError("the hierarchy's tokenizer names no EOS token; generation would never stop")
+    return tuple(sorted(ids))
+
+
+def benchmarks(sample_ids: np.ndarray, config: dict[str, Any]) -> dict[str, Any]:
+    """Full traces of benchmark questions from the non-test splits (asd.predictor_data.sources) [B]."""
+    from asd.core.features import FEATURE_NAMES
+    from asd.eval.scoring import score_outputs
+    from asd.predictor_data.sources import prompt_text, sample_item
+
+    gen, _ = _sections(config, "benchmarks")
+    ids = np.asarray(sample_ids, dtype=np.int64)
+    if ids.size == 0:
+        raise ValueError("no sample ids given (an empty batch)")
+    picked = [sample_item(int(i), gen) for i in ids]
+    _, tok, _ = build_engines(config)
+    texts = [prompt_text(b, gen, tok) for b, _ in picked]
+    prompts = [list(tok(t, add_special_tokens=False)["input_ids"]) for t in texts]
+    meta = {
+        "task": [b.task for b, _ in picked],
+        "level": np.zeros(len(ids), np.int8),
+        "prompt_key": np.array([prompt_key(t) for t in texts], np.int64),
+        "repeat": np.array([r for _, r in picked], np.int16),
+    }
+
+    def score_fn(outputs: list[list[str]]) -> np.ndarray:  # [K, B] per task's metric (asd.eval.scoring)
+        out = np.zeros((len(outputs), len(ids)), np.float32)
+        for task in sorted({b.task for b, _ in picked}):
+            rows = [r for r, (b, _) in enumerate(picked) if b.task == task]
+            for k, per_stage in enumerate(outputs):
+                out[k, rows] = score_outputs(task, [picked[r][0].item for r in rows], [per_stage[r] for r in rows])
+        return out
+
+    rec = _records(config, ids, prompts, _eos_ids(tok), score_fn, meta)
+    rec["feature_names"] = list(FEATURE_NAMES)
+    return rec
+
+
+benchmarks.schema = SCHEMA  # type: ignore[attr-defined]
