@@ -173,7 +173,9 @@ def read_predictor_data(path: str | Path, fields_: list[str] | None = None, chec
             if table[name][0] == "str":
                 arr = np.array([x.decode() if isinstance(x, bytes) else x for x in arr], dtype=object)
             data[name] = arr
-    out = PredictorData(data, attrs, list(attrs["feature_names"]), list(attrs.get("stage_names") or range(K)))
+    out = PredictorData(
+        data, attrs, list(attrs["feature_names"]), list(attrs.get("stage_names") or [str(k) for k in range(K)])
+    )
     if check_finite and "features" in data:
         check_records({"sample_id": data.get("sample_id", np.arange(n)), "features": data["features"]}, str(path))
     return out

@@ -27,6 +27,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
+from typing import Any
 
 from asd.data.base import DataError
 
@@ -126,7 +127,7 @@ def prompt_text(bi: BenchItem, gen, tokenizer) -> str:
     from asd.data.prompts import build_prompt
 
     cfg = DataConfig()
-    pool = None
+    pool: Any = None  # build_prompt takes the items or their fewshot_index
     if bi.task == "mmlu":
         pool = _fewshot_pool(gen.data_dir)
         k = min(5, sum(map(len, pool.values())) - 1) if gen.fewshot else 0  # the others: at most all but one

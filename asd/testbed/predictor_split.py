@@ -167,7 +167,7 @@ def slot(sample_id: int, cell_list: list[tuple[str, int]], repeats: bool) -> tup
     if repeats:
         return sample_id % C, sample_id // C
     caps = [distinct_count(t, lv) for t, lv in cell_list]
-    r, i = 0, sample_id
+    i = sample_id
     finite = sorted({c for c in caps if c is not None})
     bounds = [0, *finite]
     for lo, hi in zip(bounds, [*finite, None]):  # rounds [lo, hi) have the same set of active cells
@@ -179,8 +179,7 @@ def slot(sample_id: int, cell_list: list[tuple[str, int]], repeats: bool) -> tup
             dr, k = divmod(i, len(active))
             return active[k], lo + dr
         i -= span
-        r = hi
-    raise ValueError(f"sample {sample_id} is beyond the {r} rounds of distinct prompts the cells hold")
+    raise ValueError(f"sample {sample_id} is beyond the distinct prompts the cells {cell_list} hold")
 
 
 def prompt_for_sample(
