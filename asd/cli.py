@@ -28,6 +28,7 @@ SUBCOMMANDS: list[str] = [
     "asd.commands.data",
     "asd.commands.profile",
     "asd.commands.submit",
+    "asd.commands.generate_data",
     "asd.commands.status",
     "asd.commands.inspect",
     "asd.commands.analyze",

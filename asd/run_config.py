@@ -34,6 +34,7 @@ SECTIONS: dict[str, str] = {
     "sandbox": "asd.eval.sandbox:SandboxConfig",
     "cascade": "asd.cascade:CascadeConfig",
     "layout": "asd.layout.config:LayoutConfig",
+    "predictor_data": "asd.predictor_data.config:PredictorDataConfig",
 }
 
 

@@ -42,7 +42,7 @@ import contextlib
 import hashlib
 import json
 import os
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -99,6 +99,42 @@ class TraceDamaged(ValueError):
         return type(self), (self.path, self.problem)
 
 
+@dataclass(frozen=True)
+class Schema:
+    """A columnar file layout that the writer, the jobs layer and the merge share.
+
+    ``fields(K)`` is the field table (as ``FIELDS``) of a file over K stages; ``attrs(config)`` the file
+    attributes derived from a run's loaded config sections (or None). Files carry ``schema`` (the name) and
+    ``schema_version``; a step names its schema by a ``schema`` attribute (default: the traces).
+    """
+
+    name: str
+    version: int
+    fields: Callable[[int], dict]
+    attrs: Callable[[dict], dict] | None = None
+
+
+TRACES = Schema("asd-traces", SCHEMA_VERSION, lambda K: FIELDS)
+# file schema name → "module:attr" of its Schema (files without a ``schema`` attribute are traces)
+SCHEMAS = {"asd-traces": "asd.traces:TRACES", "asd-predictor-data": "asd.predictor_data.schema:SCHEMA"}
+
+
+def get_schema(name: str) -> Schema:
+    from asd.registry import resolve
+
+    return resolve(SCHEMAS, name, "file schema")
+
+
+def schema_name(f) -> str:
+    """The ``schema`` attribute of an open file (``asd-traces`` when absent: files written before it existed)."""
+    v = f.attrs.get("schema", TRACES.name)
+    return v.decode() if isinstance(v, bytes) else str(v)
+
+
+def schema_of(f) -> Schema:
+    return get_schema(schema_name(f))
+
+
 def _h5_dtype(kind):
     import h5py
 
@@ -145,12 +181,17 @@ def decode_attrs(attrs) -> dict:
     return out
 
 
-def check_schema(f, path) -> None:
-    """Refuse a file written under another schema version (ValueError naming both)."""
+def check_schema(f, path, schema: Schema | None = None) -> None:
+    """Refuse a file of another schema (``schema``; None: any known one) or version (ValueError naming both)."""
+    name = schema_name(f)
+    if schema is not None and name != schema.name:
+        raise ValueError(f"{path}: a {name!r} file, not {schema.name!r}; read it with the reader of {name!r}")
+    want = schema or get_schema(name)
     got = f.attrs.get("schema_version")
-    if got is None or int(got) != SCHEMA_VERSION:
+    if got is None or int(got) != want.version:
+        what = "trace" if want is TRACES else want.name
         raise ValueError(
-            f"{path}: trace schema version {got} but this asd reads version {SCHEMA_VERSION}; "
+            f"{path}: {what} schema version {got} but this asd reads version {want.version}; "
             f"regenerate the file or read it with the asd version that wrote it"
         )
 
@@ -279,15 +320,18 @@ def _objects(items: list) -> np.ndarray:
     return arr
 
 
-def normalise_batch(batch: dict[str, Any], K: int, F: int) -> dict[str, np.ndarray]:
+def normalise_batch(batch: dict[str, Any], K: int, F: int, fields: dict | None = None) -> dict[str, np.ndarray]:
     """Validate one batch of records (dict of arrays, first axis = samples) and fill absent fields.
 
     ``sample_id`` is required; any other field may be left out and gets its fill value (NaN, NOT_RUN, 0,
     "", no tokens). Rows are sorted by sample id. Errors name the field and the expected shape.
+    ``fields``: the schema's field table (default: the traces' ``FIELDS``).
     """
-    unknown = sorted(set(batch) - set(FIELDS))
+    fields = FIELDS if fields is None else fields
+    unknown = sorted(set(batch) - set(fields))
     if unknown:
-        raise ValueError(f"unknown trace field(s) {unknown}; valid fields: {list(FIELDS)}")
+        what = "trace field(s)" if fields is FIELDS else "field(s)"
+        raise ValueError(f"unknown {what} {unknown}; valid fields: {list(fields)}")
     if "sample_id" not in batch:
         raise ValueError("a trace batch needs 'sample_id' [B] int64")
     ids = np.asarray(batch["sample_id"])
@@ -298,7 +342,7 @@ def normalise_batch(batch: dict[str, Any], K: int, F: int) -> dict[str, np.ndarr
     if B > 1 and np.any(np.diff(ids[order]) == 0):
         raise ValueError(f"duplicate sample ids in a batch: {np.unique(ids[order][1:][np.diff(ids[order]) == 0])}")
     out: dict[str, np.ndarray] = {}
-    for name, (kind, dims, fill) in FIELDS.items():
+    for name, (kind, dims, fill) in fields.items():
         shape = (B, *_shape(dims, K, F))
         if name not in batch:
             if kind == "vlen_int32":
@@ -312,7 +356,7 @@ def normalise_batch(batch: dict[str, Any], K: int, F: int) -> dict[str, np.ndarr
         v = batch[name]
         if kind == "vlen_int32":
             if len(v) != B:
-                raise ValueError(f"field 'tokens' has {len(v)} rows, expected {B}")
+                raise ValueError(f"field {name!r} has {len(v)} rows, expected {B}")
             arr = _objects([np.asarray(t, dtype=np.int32).reshape(-1) for t in v])
         elif kind == "str":
             if len(v) != B:
@@ -347,6 +391,7 @@ class TraceWriter:
         feature_names: Iterable[str],
         attrs: dict | None = None,
         chunk_rows: int = CHUNK_ROWS,
+        schema: Schema = TRACES,
     ):
         import h5py
 
@@ -355,6 +400,8 @@ class TraceWriter:
         self.K = int(num_stages)
         self.feature_names = [str(n) for n in feature_names]
         self.F = len(self.feature_names)
+        self.schema = schema
+        self.fields = schema.fields(self.K)
         if self.K < 1:
             raise ValueError(f"num_stages must be >= 1, got {num_stages}")
         self.tmp.parent.mkdir(parents=True, exist_ok=True)
@@ -371,13 +418,14 @@ class TraceWriter:
             **(attrs or {}),
         }.items():
             self.f.attrs[k] = _attr_value(v)
-        self.f.attrs["schema_version"] = SCHEMA_VERSION
+        self.f.attrs["schema"] = schema.name
+        self.f.attrs["schema_version"] = schema.version
         self.f.attrs["num_stages"] = self.K
         self.f.attrs["num_features"] = self.F
         self.f.attrs["n_complete"] = 0
         self.f.attrs["complete"] = False
         self._digests: dict[str, _FieldDigest] = {}
-        for name, (kind, dims, _) in FIELDS.items():
+        for name, (kind, dims, _) in self.fields.items():
             tail = _shape(dims, self.K, self.F)
             dtype = _h5_dtype(kind)
             ds = self.f.create_dataset(
@@ -411,7 +459,7 @@ class TraceWriter:
 
     def append(self, batch: dict[str, Any]) -> int:
         """Write one batch (sample ids ascending beyond those written) and flush; returns rows written."""
-        rec = normalise_batch(batch, self.K, self.F)
+        rec = normalise_batch(batch, self.K, self.F, self.fields)
         B = len(rec["sample_id"])
         if B == 0:
             return 0
@@ -422,7 +470,7 @@ class TraceWriter:
         for name, arr in rec.items():
             ds = self.f[name]
             ds.resize(self.n + B, axis=0)
-            if FIELDS[name][0] == "vlen_int32" and len({len(t) for t in arr}) == 1:
+            if self.fields[name][0] == "vlen_int32" and len({len(t) for t in arr}) == 1:
                 for i, t in enumerate(arr):  # h5py cannot write equal-length vlen rows (or one row) in one call
                     ds[self.n + i] = t
             else:
@@ -488,7 +536,7 @@ def read_traces(
     if bad:
         raise ValueError(f"unknown trace field(s) {bad}; valid fields: {list(FIELDS)}")
     with h5py.File(path, "r") as f:
-        check_schema(f, path)
+        check_schema(f, path, TRACES)
         complete = bool(f.attrs.get("complete", False))
         if not allow_incomplete and not complete:
             raise ValueError(

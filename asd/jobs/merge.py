@@ -14,12 +14,12 @@ import numpy as np
 
 from asd.traces import (
     CHECKSUM_ATTRS,
-    FIELDS,
-    SCHEMA_VERSION,
     TraceDamaged,
     TraceWriter,
     check_schema,
     decode_attrs,
+    schema_name,
+    schema_of,
     verify_checksums,
 )
 
@@ -73,9 +73,10 @@ def merge_files(
         raise ValueError("merge: no input files")
     files = [h5py.File(p, "r") for p in paths]
     try:
-        Ks, names, ids = set(), set(), []
+        Ks, names, ids, schemas = set(), set(), [], set()
         for p, f in zip(paths, files):
             check_schema(f, p)
+            schemas.add(schema_name(f))
             if not bool(f.attrs.get("complete", False)):
                 raise ValueError(f"{p}: shard is incomplete; finish it (rerun the job) before merging")
             n_ok, problem = verify_checksums(f)
@@ -84,8 +85,8 @@ def merge_files(
             Ks.add(int(f.attrs["num_stages"]))
             names.add(f["features"].attrs.get("feature_names", "[]"))
             ids.append(f["sample_id"][: int(f.attrs["n_complete"])])
-        if len(Ks) != 1 or len(names) != 1:
-            raise ValueError(f"merge: shards disagree on stages {sorted(Ks)} or feature names")
+        if len(Ks) != 1 or len(names) != 1 or len(schemas) != 1:
+            raise ValueError(f"merge: shards disagree on stages {sorted(Ks)}, features or schema {sorted(schemas)}")
         all_ids = np.concatenate(ids)
         src = np.concatenate([np.full(len(x), i, np.int32) for i, x in enumerate(ids)])  # [N] file of each row
         pos = np.concatenate([np.arange(len(x), dtype=np.int64) for x in ids])  # [N] row in that file
@@ -108,17 +109,19 @@ def merge_files(
         run_attrs["merged_from"] = len(paths)
         K = Ks.pop()
         feature_names = json.loads(names.pop())
-        with TraceWriter(out, K, feature_names, run_attrs, chunk_rows=min(block_rows, 4096)) as w:
+        schema = schema_of(files[0])
+        fields = schema.fields(K)
+        with TraceWriter(out, K, feature_names, run_attrs, chunk_rows=min(block_rows, 4096), schema=schema) as w:
             for a in range(0, len(order), block_rows):
                 blk = order[a : a + block_rows]
                 bsrc, bpos = src[blk], pos[blk]
-                parts: dict[str, list] = {name: [] for name in FIELDS}
+                parts: dict[str, list] = {name: [] for name in fields}
                 where = []
                 for i in np.unique(bsrc):
                     sel = np.nonzero(bsrc == i)[0]
                     lo, hi = int(bpos[sel].min()), int(bpos[sel].max()) + 1  # one contiguous slice per file
                     rows = bpos[sel] - lo
-                    for name in FIELDS:
+                    for name in fields:
                         parts[name].append(files[i][name][lo:hi][rows])
                     where.append(sel)
                 inv = np.argsort(np.concatenate(where), kind="stable")
@@ -160,7 +163,6 @@ def merge_run(config_path: str, phase: str = "generate") -> dict:
             attrs={
                 "run_fingerprint": fp,
                 "phase": phase,
-                "schema_version": SCHEMA_VERSION,
                 **array_attrs(plan.layout.root, phase),
             },
         )

@@ -27,7 +27,7 @@ from typing import Any
 import numpy as np
 
 from asd.jobs.plan import ShardPlan, fingerprint
-from asd.traces import FIELDS, PARTIAL_SUFFIX, SCHEMA_VERSION, TraceWriter, check_schema, verify_checksums
+from asd.traces import PARTIAL_SUFFIX, TRACES, TraceWriter, check_schema, verify_checksums
 from asd.tracking import annotate_h5
 
 COPY_ROWS = 4096  # rows per block when carrying a partial file's valid prefix over
@@ -232,9 +232,10 @@ def run_shard(config_path: str, index: int, phase: str = "generate", show_progre
     if partial.exists():
         old, n_old = _recover_partial(partial, ids, fp)
     step = load_step(spec)
+    schema = getattr(step, "schema", TRACES)  # the file layout the step's records follow (asd.traces.Schema)
     attrs = provenance(
         config={k: to_dict(v) for k, v in config.items()},
-        schema_version=SCHEMA_VERSION,
+        schema_version=schema.version,
         run_fingerprint=fp,
         shard_index=index,
         num_shards=job.shards,
@@ -244,18 +245,20 @@ def run_shard(config_path: str, index: int, phase: str = "generate", show_progre
     )
     for name in ("lam", "models", "cost_model"):
         attrs.setdefault(name, _run_attr(config, name))
+    if schema.attrs is not None:
+        attrs.update(schema.attrs(config))
     writer = None
     try:
         todo = ids[n_old:]
         bar = tqdm(total=len(ids), initial=n_old, desc=f"shard {index}", disable=not show_progress, mininterval=2.0)
         if old is not None:
             with h5py.File(old, "r") as f:
-                K, F = f["ran"].shape[1], f["features"].shape[2]
+                K = int(f.attrs["num_stages"])
                 names = json.loads(f["features"].attrs.get("feature_names", "[]"))
-                writer = TraceWriter(path, K, names, attrs)
+                writer = TraceWriter(path, K, names, attrs, schema=schema)
                 for a in range(0, n_old, COPY_ROWS):
                     b = min(a + COPY_ROWS, n_old)
-                    writer.append({name: f[name][a:b] for name in FIELDS})
+                    writer.append({name: f[name][a:b] for name in writer.fields})
             old.unlink()
             stats["resumed_from"] = n_old
         for a in range(0, len(todo), job.batch_size):
@@ -268,9 +271,9 @@ def run_shard(config_path: str, index: int, phase: str = "generate", show_progre
                 ) from e
             names = rec.pop("feature_names", None)
             if writer is None:
-                K = np.asarray(rec["ran"]).shape[1]
+                K = _num_stages(schema, rec)
                 F = np.asarray(rec["features"]).shape[2] if "features" in rec else len(names or [])
-                writer = TraceWriter(path, K, names or [f"f{j}" for j in range(F)], attrs)
+                writer = TraceWriter(path, K, names or [f"f{j}" for j in range(F)], attrs, schema=schema)
             got = np.sort(np.asarray(rec["sample_id"]))
             if not np.array_equal(got, batch_ids):
                 raise StepError(f"step {spec} returned sample ids {got[:5]}… for {batch_ids[:5]}…")
@@ -324,6 +327,14 @@ def _free(folder: Path) -> str:
         return f"{shutil.disk_usage(folder).free / 2**20:.1f} MiB"
     except OSError:
         return "? MiB"
+
+
+def _num_stages(schema, rec: dict) -> int:
+    """K of a step's records: axis 1 of the first field of the schema whose second axis is the stages."""
+    for name, (_, dims, _) in schema.fields(1).items():
+        if dims[:1] == ("K",) and name in rec:
+            return int(np.asarray(rec[name]).shape[1])
+    raise ValueError(f"the step's records hold no per-stage field of schema {schema.name!r}")
 
 
 def _run_attr(config: dict[str, Any], name: str):

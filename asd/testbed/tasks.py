@@ -18,8 +18,11 @@ Tasks (``TASKS``), the ``prompt`` is the user turn (apply the chat template to i
 - ``truthfulqa``: multiple choice where the prompt repeats a rumour that names a wrong
   option (the surface pattern); answer as for mmlu (meta ``choices``, ``label``, ``rumour``).
 
-Held-out split: a prompt belongs to the test split iff ``crc32(prompt) % 8 == 0``; the
-training stream (``training_pair``) never emits a test prompt, ``generate`` only those.
+Splits (docs/testbed.md, "Splits"): a prompt is **held out** iff ``crc32(prompt) % 8 == 0``; the
+training stream (``TrainingStream``) never emits a held-out prompt. The held-out prompts are split again by
+an independent hash, ``blake2b-64(prompt) % 2``: 0 → the **predictor** split (training data of the quality
+predictor, ``asd.testbed.predictor_split``), 1 → the **evaluation** split. ``generate`` (and so every
+evaluation draw: ``asd testbed evaluate``, the pipeline's testbed prompts) emits evaluation prompts only.
 
 Example::
 
@@ -30,6 +33,7 @@ Example::
 
 from __future__ import annotations
 
+import hashlib
 import random
 import zlib
 from dataclasses import dataclass, field
@@ -41,6 +45,8 @@ LEVELS = (1, 2, 3, 4, 5)
 # difficulty level → knowledge-base frequency buckets its kingdoms come from (level 1: none, fact in prompt)
 LEVEL_BUCKETS: dict[int, tuple[int, ...]] = {2: (0, 1, 2, 3), 3: (4, 5), 4: (6, 7), 5: (8, 9)}
 TEST_MODULUS = 8
+PREDICTOR_MODULUS = 2  # held-out prompts with blake2b-64(prompt) % 2 == 0 train the quality predictor
+SPLITS = ("train", "predictor", "evaluation")
 LETTERS = "ABCD"
 IN_CONTEXT_FRACTION = 0.2  # share of level-1 (fact in prompt) examples in the training stream
 FACT_SHEET_FRACTION = 0.1  # share of auxiliary fact-sheet documents in the training stream
@@ -78,7 +84,30 @@ class Example:
 
 
 def is_test_prompt(prompt: str) -> bool:
+    """Held out from the testbed models' training stream (the predictor and evaluation splits together)."""
     return zlib.crc32(prompt.encode()) % TEST_MODULUS == 0
+
+
+def _second_hash(prompt: str) -> int:
+    # independent of crc32 (crc32 is affine over GF(2): a crc32 of a prefixed prompt correlates with the first)
+    return int.from_bytes(hashlib.blake2b(prompt.encode(), digest_size=8).digest(), "little")
+
+
+def is_predictor_prompt(prompt: str) -> bool:
+    """Held out and reserved for the quality predictor's training data (never an evaluation prompt)."""
+    return is_test_prompt(prompt) and _second_hash(prompt) % PREDICTOR_MODULUS == 0
+
+
+def is_evaluation_prompt(prompt: str) -> bool:
+    """Held out and not a predictor prompt: the only prompts evaluations draw (``generate``)."""
+    return is_test_prompt(prompt) and _second_hash(prompt) % PREDICTOR_MODULUS != 0
+
+
+def split_of(prompt: str) -> str:
+    """``"train"`` | ``"predictor"`` | ``"evaluation"`` (``SPLITS``): the split a prompt belongs to."""
+    if not is_test_prompt(prompt):
+        return "train"
+    return "predictor" if _second_hash(prompt) % PREDICTOR_MODULUS == 0 else "evaluation"
 
 
 def check_task(task: str) -> str:
@@ -175,22 +204,35 @@ def _eval_expr(expr: str, x: int) -> int:
     return int(eval(expr, {"__builtins__": {}}, {"x": x}))  # our own template, never model output
 
 
+def level_pool(level: int, level_buckets: dict[int, tuple[int, ...]] | None = None) -> list[kb.Entity]:
+    """The knowledge-base kingdoms a level draws from (empty for level 1: fresh kingdoms)."""
+    buckets = (level_buckets or LEVEL_BUCKETS).get(level, ())
+    return [e for b in buckets for e in kb.bucket_entities(b)]
+
+
+def draw(task: str, level: int, rng: random.Random, pool: list[kb.Entity]) -> tuple[str, str, dict]:
+    """One (prompt, answer, meta) of ``task`` at ``level`` from ``rng``, of any split (callers filter)."""
+    e = _fresh_entity(rng) if level == 1 else rng.choice(pool)
+    return _make(task, rng, e, in_context=level == 1)
+
+
 def generate(
     task: str, n: int, level: int, seed: int, level_buckets: dict[int, tuple[int, ...]] | None = None
 ) -> list[Example]:
-    """``n`` held-out (test-split) examples of ``task`` at difficulty ``level``, deterministic in ``seed``."""
+    """``n`` evaluation-split examples of ``task`` at difficulty ``level``, deterministic in ``seed``.
+
+    Held-out prompts of the predictor split are skipped: no evaluation ever sees a predictor training prompt.
+    """
     check_task(task)
     check_level(level)
     if n < 0:
         raise ValueError(f"n must be >= 0, got {n}")
-    buckets = (level_buckets or LEVEL_BUCKETS).get(level, ())
-    pool = [e for b in buckets for e in kb.bucket_entities(b)]
+    pool = level_pool(level, level_buckets)
     rng = random.Random(f"{task}/{level}/{seed}")
     out: list[Example] = []
     while len(out) < n:
-        e = _fresh_entity(rng) if level == 1 else rng.choice(pool)
-        prompt, answer, meta = _make(task, rng, e, in_context=level == 1)
-        if not is_test_prompt(prompt):
+        prompt, answer, meta = draw(task, level, rng, pool)
+        if not is_evaluation_prompt(prompt):
             continue
         out.append(
             Example(
