@@ -28,6 +28,8 @@ SECTIONS: dict[str, str] = {
     "data": "asd.data.config:DataConfig",
     "sandbox": "asd.eval.sandbox:SandboxConfig",
     "cascade": "asd.cascade:CascadeConfig",
+    "predictor": "asd.predictor.config:PredictorConfig",
+    "predictor_training": "asd.predictor.config:TrainPredictorConfig",
 }
 
 

@@ -20,6 +20,7 @@ PlanArrays plan_arrays(const pybind11::object& out, int64_t B, int64_t K);
 void register_dp(pybind11::module_& m);           // csrc/dp.cpp
 void register_decision(pybind11::module_& m);     // csrc/decision.cpp
 void register_token_stats(pybind11::module_& m);  // csrc/token_stats.cpp (CPU)
+void register_mlp(pybind11::module_& m);          // csrc/mlp.cpp
 #ifdef ASD_WITH_CUDA
 void register_token_stats_cuda(pybind11::module_& m);  // csrc/token_stats.cu
 void register_decode_attention_cuda(pybind11::module_& m);  // csrc/decode_attention.cpp

@@ -36,6 +36,10 @@ def _submit(args) -> int:
             print(path)
         return 0
     from asd.jobs.executor import submit_run
+    from asd.predictor.checkpoint import predictor_for
+    from asd.run_config import load_config
+
+    predictor_for(load_config(args.config))  # a predictor checkpoint that does not fit: error before submitting
 
     if args.no_wait:
         from asd.run_config import load_section
