@@ -35,7 +35,7 @@ namespace asd {
 namespace {
 
 using f64c = py::array_t<double, py::array::c_style | py::array::forcecast>;
-using i64c = py::array_t<int64_t, py::array::c_style>;  // no forcecast: integer inputs only (int32 widens)
+using i64c = py::array_t<int64_t, py::array::c_style>;
 
 // e^x for x <= 0 in plain arithmetic that the compiler vectorises (std::exp in a loop does not, without
 // -ffast-math): x clamped at −700, Cody–Waite reduction x = n·ln 2 + t with |t| <= ln2/2, Taylor polynomial of
@@ -69,11 +69,14 @@ inline double sigmoid_fast(double z) {
   return (z >= 0 ? 1.0 : e) / (1.0 + e);
 }
 
-// np.interp(x, xp[:n], fp[:n]) for increasing xp, n >= 2: clamped outside, linear inside.
+// np.interp(x, xp[:n], fp[:n]) for increasing xp, n >= 2: clamped outside, linear inside. The segment is found by
+// counting the knots <= x (a branch-free loop the compiler vectorises; tables hold at most a few dozen knots).
 inline double interp(double x, const double* xp, const double* fp, int64_t n) {
   if (x <= xp[0]) return fp[0];
   if (x >= xp[n - 1]) return fp[n - 1];
-  const int64_t j = (std::upper_bound(xp, xp + n, x) - xp) - 1;  // xp[j] <= x < xp[j + 1]
+  int64_t cnt = 0;
+  for (int64_t i = 0; i < n; ++i) cnt += xp[i] <= x;
+  const int64_t j = cnt - 1;  // xp[j] <= x < xp[j + 1]
   const double slope = (fp[j + 1] - fp[j]) / (xp[j + 1] - xp[j]);
   return slope * (x - xp[j]) + fp[j];
 }
@@ -93,6 +96,50 @@ f64c checked(const py::handle& h, const char* name, std::vector<int64_t> shape) 
   return a;
 }
 
+// Raw numpy access (as csrc/decision.cpp): type number, C-contiguity, data pointer.
+inline int type_num(PyObject* a) {
+  return py::detail::array_descriptor_proxy(py::detail::array_proxy(a)->descr)->type_num;
+}
+inline bool c_contig(PyObject* a) {
+  return (py::detail::array_proxy(a)->flags & py::detail::npy_api::NPY_ARRAY_C_CONTIGUOUS_) != 0;
+}
+inline void* data_of(PyObject* a) { return py::detail::array_proxy(a)->data; }
+inline bool is_ndarray(PyObject* a) { return py::detail::npy_api::get().PyArray_Check_(a); }
+constexpr int kF32 = py::detail::npy_api::NPY_FLOAT_, kF64 = py::detail::npy_api::NPY_DOUBLE_;
+constexpr int kI64 = py::detail::npy_api::NPY_LONG_;
+
+// A 1-D integer array as int64: an int64 C-contiguous one in place, another integer dtype converted into `keep`;
+// anything else (floats included) → ValueError naming the argument.
+const int64_t* int_view(const py::handle& h, const char* name, py::object& keep, int64_t& len) {
+  PyObject* a = h.ptr();
+  if (!is_ndarray(a)) {
+    keep = py::array::ensure(h);
+    if (!keep) throw std::invalid_argument(std::string(name) + " must be a 1-D integer array");
+    a = keep.ptr();
+  }
+  const char kind = py::detail::array_descriptor_proxy(py::detail::array_proxy(a)->descr)->kind;
+  if (py::detail::array_proxy(a)->nd != 1 || (kind != 'i' && kind != 'u'))
+    throw std::invalid_argument(std::string(name) + " must be a 1-D integer array");
+  len = py::detail::array_proxy(a)->dimensions[0];
+  if (type_num(a) != kI64 || !c_contig(a)) {
+    keep = py::array_t<int64_t, py::array::c_style | py::array::forcecast>::ensure(py::handle(a));
+    a = keep.ptr();
+  }
+  return static_cast<const int64_t*>(data_of(a));
+}
+
+// A fresh C-contiguous float64 array (straight through the numpy C API: ~0.1 µs).
+py::array new_f64(std::initializer_list<int64_t> shape) {
+  auto& api = py::detail::npy_api::get();
+  Py_intptr_t dims[3];
+  int nd = 0;
+  for (const int64_t d : shape) dims[nd++] = static_cast<Py_intptr_t>(d);
+  PyObject* o = api.PyArray_NewFromDescr_(api.PyArray_Type_, api.PyArray_DescrFromType_(kF64), nd, dims, nullptr,
+                                          nullptr, 0, nullptr);
+  if (!o) throw py::error_already_set();
+  return py::reinterpret_steal<py::array>(o);
+}
+
 class MLPForward {
  public:
   MLPForward(std::vector<std::string> names, int64_t K, const py::handle& mean, const py::handle& scale,
@@ -103,8 +150,14 @@ class MLPForward {
     if (K_ < 2) throw std::invalid_argument("K must be >= 2");
     if (Ws.empty() || Ws.size() != bs.size()) throw std::invalid_argument("Ws and bs must hold the same L >= 1 layers");
     auto m = checked(mean, "mean", {F_}), s = checked(scale, "scale", {F_});
-    mean_.assign(m.data(), m.data() + F_);
-    scale_.assign(s.data(), s.data() + F_);
+    // the active columns (scale != 0): an ablated column (scale 0) adds 0 · W to layer 0 and is skipped there
+    for (int64_t f = 0; f < F_; ++f)
+      if (s.data()[f] != 0.0) {
+        act_.push_back(f);
+        mean_.push_back(m.data()[f]);
+        scale_.push_back(s.data()[f]);
+      }
+    const int64_t FA = static_cast<int64_t>(act_.size());
     int64_t width = F_;
     for (size_t l = 0; l < Ws.size(); ++l) {
       const std::string nm = "layer " + std::to_string(l);
@@ -112,12 +165,13 @@ class MLPForward {
       if (l == 0) S_ = W.shape(0);
       const int64_t out = W.shape(2);
       auto b = checked(bs[l], (nm + " b").c_str(), {S_, out});
-      if (l == 0) {  // [S, F, H0] → [F, SH0p] (member q at columns q·H0.., zero columns up to SH0p)
+      if (l == 0) {  // [S, F, H0] → [FA, SH0p]: active rows; member q at columns q·H0.., zero columns up to SH0p
         SH0p_ = (S_ * out + kJB - 1) / kJB * kJB;
-        std::vector<double> w(static_cast<size_t>(width * SH0p_), 0.0), bb(static_cast<size_t>(SH0p_), 0.0);
+        std::vector<double> w(static_cast<size_t>(std::max<int64_t>(FA, 1) * SH0p_), 0.0),
+            bb(static_cast<size_t>(SH0p_), 0.0);
         for (int64_t q = 0; q < S_; ++q)
-          for (int64_t f = 0; f < width; ++f)
-            for (int64_t h = 0; h < out; ++h) w[f * SH0p_ + q * out + h] = W.data()[(q * width + f) * out + h];
+          for (int64_t i = 0; i < FA; ++i)
+            for (int64_t h = 0; h < out; ++h) w[i * SH0p_ + q * out + h] = W.data()[(q * width + act_[i]) * out + h];
         std::copy(b.data(), b.data() + b.size(), bb.begin());
         W_.push_back(std::move(w));
         b_.push_back(std::move(bb));
@@ -163,37 +217,53 @@ class MLPForward {
   int64_t num_members() const { return S_; }
   int64_t num_features() const { return F_; }
 
+  // predict(x [B, F], stage [B], K) / predict_rows(record [N, K, F], rows [B], stage [B], K): the K the caller
+  // runs with must be the checkpoint's (MLPPredictor binds these two directly: no Python frame in between).
+  py::tuple predict(const py::handle& x, const py::handle& stage, int64_t K) const {
+    check_K(K);
+    return forward(x, py::none(), stage);
+  }
+  py::tuple predict_rows(const py::handle& rec, const py::handle& rows, const py::handle& stage, int64_t K) const {
+    check_K(K);
+    return forward(rec, rows, stage);
+  }
+
   py::tuple forward(const py::handle& x, const py::handle& rows, const py::handle& stage) const {
-    auto xa = py::array::ensure(x);
-    if (!xa) throw std::invalid_argument("features must be a numpy array");
-    const bool f32 = py::isinstance<py::array_t<float>>(xa), f64 = py::isinstance<py::array_t<double>>(xa);
-    if (!(f32 || f64)) throw std::invalid_argument("features must be float32 or float64");
-    if (!(xa.flags() & py::array::c_style)) xa = f32 ? py::array(py::array_t<float, py::array::c_style>::ensure(xa))
-                                                    : py::array(f64c::ensure(xa));
-    auto st = i64c::ensure(stage);
-    if (!st || st.ndim() != 1) throw std::invalid_argument("stage must be a 1-D integer array");
-    const int64_t B = st.shape(0);
-    i64c rw;
+    // arguments read through their raw numpy structs (pybind11's array_t casters cost ~0.2 µs each)
+    py::object xkeep;
+    PyObject* xa = x.ptr();
+    if (!is_ndarray(xa) || !(type_num(xa) == kF32 || type_num(xa) == kF64) || !c_contig(xa)) {
+      auto any = py::array::ensure(x);
+      if (!any || any.dtype().kind() != 'f') throw std::invalid_argument("features must be a float32 or float64 array");
+      xkeep = type_num(any.ptr()) == kF32 ? py::object(py::array_t<float, py::array::c_style>::ensure(any))
+                                          : py::object(f64c::ensure(any));
+      xa = xkeep.ptr();
+    }
+    const bool f32 = type_num(xa) == kF32;
+    py::object skeep, rkeep;
+    int64_t B = 0, nrows = 0;
+    const int64_t* ps = int_view(stage, "stage", skeep, B);
+    const int64_t* pr = nullptr;
+    const auto* xp = py::detail::array_proxy(xa);
     int64_t N = 0, Kr = 0;
     if (rows.is_none()) {
-      if (xa.ndim() != 2 || xa.shape(1) != F_ || xa.shape(0) != B)
+      if (xp->nd != 2 || xp->dimensions[1] != F_ || xp->dimensions[0] != B)
         throw std::invalid_argument("features must have shape [B, F]=(" + std::to_string(B) + ", " +
                                     std::to_string(F_) + ") (F: the checkpoint's columns), got " + shape_str(xa));
     } else {
-      rw = i64c::ensure(rows);
-      if (!rw || rw.ndim() != 1 || rw.shape(0) != B)
-        throw std::invalid_argument("rows must be an integer array of shape [B]=(" + std::to_string(B) + ",)");
-      if (xa.ndim() != 3 || xa.shape(2) != F_)
+      pr = int_view(rows, "rows", rkeep, nrows);
+      if (nrows != B)
+        throw std::invalid_argument("rows has " + std::to_string(nrows) + " entries; stage has " + std::to_string(B));
+      if (xp->nd != 3 || xp->dimensions[2] != F_)
         throw std::invalid_argument("the feature record must have shape [N, K, F] with F=" + std::to_string(F_) +
                                     ", got " + shape_str(xa));
-      N = xa.shape(0);
-      Kr = xa.shape(1);
+      N = xp->dimensions[0];
+      Kr = xp->dimensions[1];
     }
-    py::array_t<double> r({B, S_, K_}), acc({B, K_, K_});
-    const int64_t* ps = st.data();
-    const int64_t* pr = rows.is_none() ? nullptr : rw.data();
-    const void* px = xa.data();
-    double *po = r.mutable_data(), *pa = acc.mutable_data();
+    py::array r = new_f64({B, S_, K_}), acc = new_f64({B, K_, K_});
+    const void* px = data_of(xa);
+    double* po = static_cast<double*>(data_of(r.ptr()));
+    double* pa = static_cast<double*>(data_of(acc.ptr()));
     Bad bad;
     {
       py::gil_scoped_release nogil;
@@ -223,10 +293,17 @@ class MLPForward {
     double v = 0;
   };
 
-  static std::string shape_str(const py::array& a) {
+  void check_K(int64_t K) const {
+    if (K != K_)
+      throw std::invalid_argument("the predictor was trained for K=" + std::to_string(K_) +
+                                  " stages; the cascade has K=" + std::to_string(K));
+  }
+
+  static std::string shape_str(PyObject* a) {
+    const auto* p = py::detail::array_proxy(a);
     std::string s = "(";
-    for (int64_t d = 0; d < a.ndim(); ++d) s += std::to_string(a.shape(d)) + (d + 1 < a.ndim() ? ", " : "");
-    return s + (a.ndim() == 1 ? ",)" : ")");
+    for (int d = 0; d < p->nd; ++d) s += std::to_string(p->dimensions[d]) + (d + 1 < p->nd ? ", " : "");
+    return s + (p->nd == 1 ? ",)" : ")");
   }
 
   static constexpr int64_t kJB = 16;  // outputs per register block (2 AVX-512 registers of doubles)
@@ -269,21 +346,23 @@ class MLPForward {
   template <typename TX>
   void run(const TX* x, const int64_t* rows, const int64_t* stage, int64_t B, int64_t N, int64_t Kr, double* r,
            double* acc, Bad& bad) const {
-    const int64_t S = S_, K = K_, F = F_, Op = Op_, H = H_;
+    const int64_t S = S_, K = K_, F = F_, Op = Op_, H = H_, FA = static_cast<int64_t>(act_.size());
     const int64_t Bp = (B + 3) / 4 * 4;
     int64_t widest = 1;
     for (size_t l = 0; l < dims_.size(); ++l) widest = std::max(widest, dims_[l]);
     // one workspace: xn [Bp, F], h0 [Bp, SH0p], further layers' activations 2 × [B, S, widest], z [B, S, Op],
     // a zero row and a scratch row (the padding of 4-row blocks)
     const int64_t hsz = W_.size() > 1 ? B * S * widest : 0;
-    std::vector<double> ws(static_cast<size_t>(Bp * F + Bp * SH0p_ + 2 * hsz + B * S * Op + 2 * std::max(widest, std::max(F, Op))), 0.0);
-    double* xn = ws.data();
-    double* h0 = xn + Bp * F;
+    const int64_t row = std::max(widest, std::max(F, Op));
+    double* xn = ws_main(Bp * FA + Bp * SH0p_ + 2 * hsz + B * S * Op + 2 * row);
+    double* h0 = xn + Bp * FA;
     double* hA = h0 + Bp * SH0p_;
     double* hB = hA + hsz;
     double* z = hB + hsz;
-    const double* zero = z + B * S * Op;
-    double* scratch = z + B * S * Op + std::max(widest, std::max(F, Op));
+    double* zero = z + B * S * Op;
+    double* scratch = zero + row;
+    std::fill(zero, zero + row, 0.0);
+    std::fill(xn + B * FA, xn + Bp * FA, 0.0);  // padding rows of layer 0
     // 1. checks, gather and normalise
     for (int64_t b = 0; b < B; ++b) {
       const int64_t k = stage[b];
@@ -302,11 +381,8 @@ class MLPForward {
         xb = x + b * F;
       }
       bool finite = true;
-      for (int64_t f = 0; f < F; ++f) {
-        const double v = static_cast<double>(xb[f]);
-        finite &= std::isfinite(v);
-        xn[b * F + f] = (v - mean_[f]) * scale_[f];
-      }
+      for (int64_t f = 0; f < F; ++f) finite &= std::isfinite(static_cast<double>(xb[f]));
+      for (int64_t i = 0; i < FA; ++i) xn[b * FA + i] = (static_cast<double>(xb[act_[i]]) - mean_[i]) * scale_[i];
       if (!finite)
         for (int64_t f = 0; f < F; ++f)
           if (!std::isfinite(static_cast<double>(xb[f]))) {
@@ -316,11 +392,11 @@ class MLPForward {
     }
     // 2. trunk layer 0, every member at once: h0 [Bp, SH0p] (rows past B: zeros in, ignored out)
     for (int64_t i0 = 0; i0 < Bp; i0 += 4) {
-      const double* xr[4] = {xn + i0 * F, xn + (i0 + 1) * F, xn + (i0 + 2) * F, xn + (i0 + 3) * F};
+      const double* xr[4] = {xn + i0 * FA, xn + (i0 + 1) * FA, xn + (i0 + 2) * FA, xn + (i0 + 3) * FA};
       for (int64_t jc = 0; jc < SH0p_; jc += kJB) {
         double* orow[4] = {h0 + i0 * SH0p_ + jc, h0 + (i0 + 1) * SH0p_ + jc, h0 + (i0 + 2) * SH0p_ + jc,
                            h0 + (i0 + 3) * SH0p_ + jc};
-        block4x16(xr, F, W_[0].data() + jc, SH0p_, b_[0].data() + jc, orow, true);
+        block4x16(xr, FA, W_[0].data() + jc, SH0p_, b_[0].data() + jc, orow, true);
       }
     }
     // 3. further trunk layers, member by member: the last one's output of sample b, member s is at
@@ -347,7 +423,7 @@ class MLPForward {
       hstride = S * wout;
     }
     // 4. heads: the samples of each stage k in blocks of 4, member by member → logits z [B, S, Op]
-    std::vector<int64_t> group;
+    thread_local std::vector<int64_t> group;
     for (int64_t k = 0; k < K - 1; ++k) {
       group.clear();
       for (int64_t b = 0; b < B; ++b)
@@ -368,16 +444,29 @@ class MLPForward {
           }
         }
     }
-    // logits → probabilities: the r̂ logits divided by T[k, m] first, then σ (a vectorised loop)
+    // 5. the logits each sample needs, gathered into u: per member the r̂ logits m = k..K−2 divided by T[k, m],
+    // then per pair j ≥ k the members' mean â logit; one vectorised σ pass over u; then the tables and the outputs
+    const int64_t per = S * (K - 1) + (K * (K - 1)) / 2;  // at most, per sample
+    double* u = ws_u(B * per);
+    int64_t n = 0;
     for (int64_t b = 0; b < B; ++b) {
       const int64_t k = stage[b];
       if (k == K - 1) continue;
-      double* zb = z + b * S * Op;
+      const double* zb = z + b * S * Op;
       const double* it = invT_.data() + k * Op;
       for (int64_t s = 0; s < S; ++s)
-        for (int64_t o = 0; o < Op; ++o) zb[s * Op + o] = sigmoid_fast(zb[s * Op + o] * it[o]);
+        for (int64_t m = k; m < K - 1; ++m) u[n++] = zb[s * Op + m] * it[m];
+      int64_t pair = 0;
+      for (int64_t j = 0; j < K - 1; ++j)
+        for (int64_t m = j + 1; m < K; ++m, ++pair) {
+          if (j < k) continue;
+          double sum = 0.0;
+          for (int64_t s = 0; s < S; ++s) sum += zb[s * Op + K - 1 + pair];
+          u[n++] = sum / static_cast<double>(S);
+        }
     }
-    // 5. calibration tables, draws and accepted-fraction means
+    for (int64_t i = 0; i < n; ++i) u[i] = sigmoid_fast(u[i]);
+    n = 0;
     for (int64_t b = 0; b < B; ++b) {
       const int64_t k = stage[b];
       double* rb = r + b * S * K;
@@ -388,28 +477,34 @@ class MLPForward {
         rb[s * K + K - 1] = 1.0;
       }
       if (k == K - 1) continue;
-      const double* zb = z + b * S * Op;
       for (int64_t s = 0; s < S; ++s)
         for (int64_t m = k; m < K - 1; ++m) {
           const int64_t c = k * (K - 1) + m;
-          double p = zb[s * Op + m];
+          double p = u[n++];
           if (in_[c] >= 2) p = interp(p, ix_.data() + c * Q_, iy_.data() + c * Q_, in_[c]);
           rb[s * K + m] = p;
         }
-      int64_t pair = 0;
-      for (int64_t j = 0; j < K - 1; ++j)
-        for (int64_t m = j + 1; m < K; ++m, ++pair) {
-          if (j < k) continue;
-          double sum = 0.0;
-          for (int64_t s = 0; s < S; ++s) sum += zb[s * Op + K - 1 + pair];
-          ab[j * K + m] = sum / static_cast<double>(S);
-        }
+      for (int64_t j = k; j < K - 1; ++j)
+        for (int64_t m = j + 1; m < K; ++m) ab[j * K + m] = u[n++];
     }
+  }
+
+  // Per-thread scratch (no zeroing, reused across calls): ws_main for the activations, ws_u for the σ inputs.
+  static double* ws_main(int64_t n) {
+    thread_local std::vector<double> buf;
+    if (static_cast<int64_t>(buf.size()) < n) buf.resize(static_cast<size_t>(n));
+    return buf.data();
+  }
+  static double* ws_u(int64_t n) {
+    thread_local std::vector<double> buf;
+    if (static_cast<int64_t>(buf.size()) < n) buf.resize(static_cast<size_t>(n));
+    return buf.data();
   }
 
   std::vector<std::string> names_;
   int64_t K_, F_, S_ = 0, H_ = 0, O_ = 0, Op_ = 0, Q_ = 0, SH0p_ = 0;
-  std::vector<double> mean_, scale_;
+  std::vector<int64_t> act_;        // active feature columns (scale != 0)
+  std::vector<double> mean_, scale_;  // their normalisation
   std::vector<std::vector<double>> W_, b_;  // W_[0]: [F, SH0p]; b_[0]: [SH0p]; W_[l ≥ 1]: [S, in, out]; b_[l]: [S, out]
   std::vector<int64_t> dims_;
   std::vector<double> hw_, hb_, invT_, ix_, iy_;
@@ -428,6 +523,10 @@ void register_mlp(py::module_& m) {
            py::arg("feature_names"), py::arg("K"), py::arg("mean"), py::arg("scale"), py::arg("Ws"), py::arg("bs"),
            py::arg("head_w"), py::arg("head_b"), py::arg("temperature"), py::arg("iso_x"), py::arg("iso_y"),
            py::arg("iso_n"))
+      .def("predict", &MLPForward::predict, py::arg("features"), py::arg("stage"), py::arg("K"),
+           "(r [B, S, K], accept [B, K, K]) from features [B, F] (asd.core.mlp.MLPPredictor.predict)")
+      .def("predict_rows", &MLPForward::predict_rows, py::arg("record"), py::arg("rows"), py::arg("stage"),
+           py::arg("K"), "(r, accept) of record[rows[b], stage[b], :] (asd.core.mlp.MLPPredictor.predict_rows)")
       .def("forward", &MLPForward::forward, py::arg("x"), py::arg("rows"), py::arg("stage"),
            "(r [B, S, K] float64, accept [B, K, K] float64) from x [B, F] (rows None) or the record [N, K, F] "
            "read at (rows[b], stage[b])")

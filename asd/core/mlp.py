@@ -17,7 +17,8 @@ For an input at stage k (features x [F] of stage k's response):
    ``iso_n[k, m] ≥ 2``, the piecewise-linear isotonic table ``(iso_x, iso_y)[k, m, :iso_n]`` (``np.interp``:
    clamped outside); r[s, m] = 0.5 for m < k (earlier stages: no prediction, never read by the DP for an
    input at stage k) and r[s, K − 1] = 1 (the final stage is the reference);
-4. accept[j, m] for k ≤ j < m: the members' mean of ``σ(z[K − 1 + pair_index(j, m)])``, â_{j,m}; 0 elsewhere.
+4. accept[j, m] for k ≤ j < m: ``σ(mean_s z[K − 1 + pair_index(j, m)])``, â_{j,m} from the members' mean logit
+   (the DP's costs need one â, not draws); 0 elsewhere.
 
 An input at stage K − 1 gets r = (0.5, …, 0.5, 1) and accept = 0 (the cascade stops there anyway).
 """
@@ -186,7 +187,7 @@ def mlp_forward_ref(
             r[rows, :, m] = p
         for j in range(k, K - 1):
             for m in range(j + 1, K):
-                acc[rows, j, m] = sigmoid(z[rows, :, K - 1 + pair_index(j, m, K)]).mean(axis=1)
+                acc[rows, j, m] = sigmoid(z[rows, :, K - 1 + pair_index(j, m, K)].mean(axis=1))
     return r, acc
 
 
@@ -212,6 +213,9 @@ class MLPPredictor:
         ext = get_ext()
         cls = getattr(ext, "MLPForward", None)
         self._kernel = None if cls is None else make_kernel(cls, weights)
+        if self._kernel is not None:  # the compiled methods themselves (they check K): no Python frame per call
+            self.predict = self._kernel.predict  # type: ignore[method-assign]
+            self.predict_rows = self._kernel.predict_rows  # type: ignore[method-assign]
 
     def _check_K(self, K: int) -> None:
         if K != self.K:
@@ -220,10 +224,7 @@ class MLPPredictor:
     def predict(self, features: np.ndarray, stage: np.ndarray, K: int) -> tuple[np.ndarray, np.ndarray]:
         """r [B, S, K] float64 draws, accept [B, K, K] float64 from features [B, F] at ``stage`` [B]."""
         self._check_K(K)
-        x = np.asarray(features)
-        if self._kernel is None:
-            return mlp_forward_ref(self.weights, x, stage)
-        return self._kernel.forward(x, None, stage)
+        return mlp_forward_ref(self.weights, np.asarray(features), stage)
 
     def predict_rows(
         self,
@@ -232,11 +233,15 @@ class MLPPredictor:
         stage: np.ndarray,  # [B] int64 their stage: features are record[rows[b], stage[b]]
         K: int,
     ) -> tuple[np.ndarray, np.ndarray]:  # r [B, S, K], accept [B, K, K]
-        """``predict(record[rows, stage], stage, K)`` without materialising the gathered [B, F] features."""
+        """``predict(record[rows, stage], stage, K)``; compiled: without materialising the gathered features."""
         self._check_K(K)
-        if self._kernel is None:
-            return self.predict(np.asarray(record)[rows, stage], stage, K)
-        return self._kernel.forward(record, rows, stage)
+        rows, stage = np.asarray(rows), np.asarray(stage)
+        if rows.ndim != 1 or rows.shape != stage.shape or rows.dtype.kind not in "iu":
+            raise ValueError(f"rows and stage must be integer arrays of one shape [B], got {rows.shape}, {stage.shape}")
+        rec = np.asarray(record)
+        if rows.size and (rows.min() < 0 or rows.max() >= rec.shape[0]):
+            raise ValueError(f"rows must index the record's N={rec.shape[0]} rows")
+        return self.predict(rec[rows, check_stage(stage, rows.size, min(self.K, rec.shape[1]))], stage, K)
 
 
 def make_kernel(cls, w: MLPWeights):

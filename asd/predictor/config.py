@@ -50,6 +50,7 @@ class TrainPredictorConfig:
     accept_weight: float = 0.5  # weight of the â loss against the r̂ loss
     split: list[float] = field(default_factory=lambda: [0.70, 0.15, 0.15])  # train / validation / test fractions
     split_salt: int = 0  # the split hash's salt (asd.predictor.data.split_of)
+    split_by: Literal["auto", "prompt_key", "sample_id"] = "auto"  # the hashed key; auto: prompt_key if present
     calibration: Literal["auto", "temperature", "isotonic", "none"] = "auto"
     iso_max_knots: int = 64  # knots of an isotonic table at most
     ablations: list[str] = field(default_factory=lambda: ["hidden", "token_stats", "text"])  # groups to retrain without
@@ -75,6 +76,8 @@ class TrainPredictorConfig:
             raise ValueError(
                 f"split must be three positive fractions summing to 1 (train, val, test), got {self.split}"
             )
+        if self.split_by not in ("auto", "prompt_key", "sample_id"):
+            raise ValueError(f"split_by: unknown {self.split_by!r}; valid: auto, prompt_key, sample_id")
         if self.calibration not in CALIBRATIONS:
             raise ValueError(f"calibration: unknown {self.calibration!r}; valid: {', '.join(CALIBRATIONS)}")
         from asd.predictor.groups import FEATURE_GROUPS

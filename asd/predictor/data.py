@@ -5,9 +5,11 @@ prompt: each stage's features ``features [N, K, F]``, the labels ``agree_final [
 the final stage's output token for token) and ``accept_frac [N, K, K]`` (a_{k,m}, the fraction of y_k that M_m
 accepts, k < m), plus lengths and scores.
 
-Split: ``split_of`` hashes each sample id (splitmix64 of ``sample_id`` xor the salt, as a fraction of 2^64)
-into train / validation / test by the configured fractions: the same sample lands in the same split in every
-run, whatever the file's order or size, and all K stages of a sample share it.
+Split: ``split_of`` hashes each sample's key (splitmix64 of the key xor the salt, as a fraction of 2^64) into
+train / validation / test by the configured fractions: the same sample lands in the same split in every run,
+whatever the file's order or size, and all K stages of a sample share it. The key is ``prompt_key`` (a hash
+of the prompt text) when the file has it, so that a prompt used twice never sits on both sides, else
+``sample_id`` (``PredictorData.split_key``).
 
 Rows: one row per (sample, stage k < K − 1): the input is stage k's features, the targets r_m for
 k ≤ m < K − 1 and a_{j,m} for k ≤ j < m (the others are masked out of the loss).
@@ -69,6 +71,16 @@ class PredictorData:
     accept_frac: np.ndarray  # [N, K, K] float32 (NaN where k >= m)
     agree_final: np.ndarray  # [N, K] uint8
     score: np.ndarray  # [N, K] float32
+    prompt_key: np.ndarray | None = None  # [N] int64 hash of the prompt text, when the file has it
+
+    def split_key(self, split_by: str = "auto") -> tuple[np.ndarray, str]:
+        """([N] int64 key the split hashes, its name): ``prompt_key`` ("auto": when the file has it) or
+        ``sample_id``. Hashing the prompt keeps a prompt that occurs twice inside one split."""
+        if split_by == "sample_id" or (split_by == "auto" and self.prompt_key is None):
+            return self.sample_id, "sample_id"
+        if self.prompt_key is None:
+            raise ValueError(f"{self.path}: split_by prompt_key, but the file has no prompt_key dataset")
+        return self.prompt_key, "prompt_key"
 
     @property
     def K(self) -> int:
@@ -157,6 +169,10 @@ def read_predictor_data(path: str | Path) -> PredictorData:
             if name == "task":
                 arr = np.array([t.decode() if isinstance(t, bytes) else str(t) for t in arr], dtype=object)
             data[name] = arr
+        if "prompt_key" in f:
+            if f["prompt_key"].shape != (N,) or f["prompt_key"].dtype.kind not in "iu":
+                raise ValueError(f"{path}: dataset 'prompt_key' must be an integer array of shape ({N},)")
+            data["prompt_key"] = f["prompt_key"][:n_ok].astype(np.int64)
     if isinstance(attrs.get("config"), str):  # the generating config, JSON by the contract
         with contextlib.suppress(json.JSONDecodeError):
             attrs["config"] = json.loads(attrs["config"])
@@ -179,6 +195,7 @@ def read_predictor_data(path: str | Path) -> PredictorData:
         accept_frac=data["accept_frac"].astype(np.float32),
         agree_final=data["agree_final"].astype(np.uint8),
         score=data["score"].astype(np.float32),
+        prompt_key=data.get("prompt_key"),
     )
 
 

@@ -44,9 +44,9 @@ from asd.predictor.train import export_weights, fit_normalisation, train_ensembl
 RESULTS_SCHEMA_VERSION = 1
 TARGETS = {"stage0_auc_min": 0.85, "stage0_ece_max": 0.03}
 SPLIT_RULE = (
-    "u = splitmix64(sample_id xor split_salt) / 2^64; train if u < f_train, validation if u < f_train + f_val, "
+    "u = splitmix64(KEY xor split_salt) / 2^64; train if u < f_train, validation if u < f_train + f_val, "
     "test otherwise (asd.predictor.data.split_of); the calibration's 2 folds inside validation: the top bit of "
-    "splitmix64(sample_id xor (split_salt + 1)) (fold_of)"
+    "splitmix64(KEY xor (split_salt + 1)) (fold_of)"
 )
 
 
@@ -76,13 +76,15 @@ def train_predictor(cfg: TrainPredictorConfig, config_dict: dict | None = None) 
     K, names = data.K, data.feature_names
     if cfg.stage_sizes and len(cfg.stage_sizes) != K:
         raise ValueError(f"stage_sizes has {len(cfg.stage_sizes)} entries; the data has K={K} stages")
-    split = split_of(data.sample_id, cfg.split, cfg.split_salt)
+    key, key_name = data.split_key(cfg.split_by)
+    split = split_of(key, cfg.split, cfg.split_salt)
     idx = {name: np.flatnonzero(split == i) for i, name in enumerate(SPLITS)}
     for name, ix in idx.items():
         if ix.size == 0:
             raise ValueError(f"{cfg.data}: the {name} split is empty ({data.N} samples, fractions {cfg.split})")
     rows = {name: build_rows(data, ix) for name, ix in idx.items()}
-    fold = fold_of(data.sample_id[rows["val"].sample], cfg.split_salt + 1)
+    fold = fold_of(key[rows["val"].sample], cfg.split_salt + 1)
+    split_rule = SPLIT_RULE.replace("KEY", key_name)
     out_dir = Path(cfg.out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     ckpt_dir = Path(cfg.checkpoint) if cfg.checkpoint else out_dir / "checkpoint"
@@ -127,7 +129,7 @@ def train_predictor(cfg: TrainPredictorConfig, config_dict: dict | None = None) 
                     "sha256": data.sha256,
                     "n_samples": data.N,
                     "split_counts": {k: int(v.size) for k, v in idx.items()},
-                    "split_rule": SPLIT_RULE,
+                    "split_rule": split_rule,
                     "generator_git_revision": str(data.attrs.get("git_revision", "")),
                 },
                 "git_revision": git_revision(),
@@ -170,7 +172,7 @@ def train_predictor(cfg: TrainPredictorConfig, config_dict: dict | None = None) 
             "stage_names": data.stage_names,
             "split_counts": {k: int(v.size) for k, v in idx.items()},
             "rows": {k: len(v) for k, v in rows.items()},
-            "split_rule": SPLIT_RULE,
+            "split_rule": split_rule,
             "generator_config": data.attrs.get("config"),
             "generator_git_revision": str(data.attrs.get("git_revision", "")),
         },

@@ -41,6 +41,28 @@ def test_kernel_matches_twin(K, S, hidden, iso):
             assert np.abs(r - r0).max() < 1e-12  # in practice: float64 on both sides
 
 
+@needs_ext
+def test_kernel_matches_twin_with_ablated_columns():
+    """Columns with scale 0 (a feature group left out in training) are skipped by the kernel's first layer."""
+    import dataclasses
+
+    rng = np.random.default_rng(11)
+    w = random_weights(rng, FEATURE_NAMES, 4, 5, (16,))
+    for drop in ([], list(range(23, NUM_FEATURES)), list(range(5, 20)), list(range(NUM_FEATURES))):
+        scale = w.scale.copy()
+        scale[drop] = 0.0
+        wd = dataclasses.replace(w, scale=scale)
+        x, stage = _inputs(rng, 16, 4)
+        r, acc = MLPPredictor(wd).predict(x, stage, 4)
+        r0, acc0 = mlp_forward_ref(wd, x, stage)
+        np.testing.assert_allclose(r, r0, rtol=0, atol=1e-12)
+        np.testing.assert_allclose(acc, acc0, rtol=0, atol=1e-12)
+        y = x.copy()
+        y[0, drop[:1] or [0]] = np.nan  # a dropped column must still be finite
+        with pytest.raises(ValueError, match="finite"):
+            MLPPredictor(wd).predict(y, stage, 4)
+
+
 def test_twin_output_conventions():
     rng = np.random.default_rng(1)
     K, S = 4, 5

@@ -91,3 +91,18 @@ def test_rows_and_masks(tmp_path):
                     assert rows.y_a[i, p] == pytest.approx(d.accept_frac[n, j, m])
     y, w = rows.targets()
     assert y.shape == w.shape == (9, (K - 1) + K * (K - 1) // 2)
+
+
+def test_split_key_prefers_prompt_key(tmp_path):
+    a = synth_arrays(200, 4, 2)
+    d0 = read_predictor_data(write_predictor_data(tmp_path / "a.h5", arrays=a))
+    assert d0.split_key()[1] == "sample_id"
+    with pytest.raises(ValueError, match="no prompt_key"):
+        d0.split_key("prompt_key")
+    a["prompt_key"] = (np.arange(200) // 2 * 7919 + 3).astype(np.int64)  # every prompt used twice
+    d = read_predictor_data(write_predictor_data(tmp_path / "b.h5", arrays=a))
+    key, name = d.split_key()
+    assert name == "prompt_key"
+    s = split_of(key)
+    np.testing.assert_array_equal(s[0::2], s[1::2])  # both uses of a prompt in the same split
+    assert d.split_key("sample_id")[1] == "sample_id"
