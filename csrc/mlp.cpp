@@ -8,14 +8,17 @@
 //            head_w [K−1, S, H, O], head_b [K−1, S, O], temperature [K−1, K−1], iso_x [K−1, K−1, Q],
 //            iso_y [K−1, K−1, Q], iso_n [K−1, K−1] int64)
 //   copies the weights (float64) into the layouts the loops below read: the first trunk layer of all S members
-//   side by side, [F, S·H₀] (one pass over the features feeds every member), the others per member.
-// .forward(x, rows, stage) → (r [B, S, K] float64, accept [B, K, K] float64)
-//   x [B, F] float32/float64 with rows None, or the cascade's record [N, K, F] float32/float64 with rows [B]
-//   int64 (row b reads x[rows[b], stage[b], :], in place); stage [B] int64 in 0..K−1.
-//   Checks → ValueError: shapes and dtypes (with the GIL), then, inside the single pass with the GIL released,
+//   side by side, [F_active, S·H₀] padded to 16 columns (one pass over the features feeds every member; columns
+//   with scale 0 — a feature group left out in training — are skipped), the heads padded to 16 outputs.
+// .predict(x [B, F], stage [B], K) / .predict_rows(record [N, K, F], rows [B], stage [B], K) / .forward(x, rows,
+//   stage) → (r [B, S, K] float64, accept [B, K, K] float64); x float32/float64; predict_rows reads
+//   record[rows[b], stage[b], :] in place (the cascade's record). K must be the checkpoint's.
+//   Checks → ValueError: K, shapes and dtypes (with the GIL), then, inside the pass with the GIL released,
 //   non-finite features (the first one is named: row, column index and column name) and rows/stages out of
 //   range. Nothing is returned when a check fails.
-// At batch 16 with 5 members of one 32-unit layer over 39 features the pass is ~8k multiply-adds per sample.
+// Work at batch 16, 5 members, one 16-unit layer, 39 features: ~60k multiply-adds in 4×16 register blocks, then
+// one vectorised σ pass over the ~21 logits per row that are used (e^x by a polynomial: std::exp in a loop does
+// not vectorise without -ffast-math).
 #include <algorithm>
 #include <cmath>
 #include <cstdint>

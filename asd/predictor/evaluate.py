@@ -104,6 +104,55 @@ def spread_table(r: np.ndarray, rows: Rows, K: int, bins: int = 5, stage: int | 
     return out
 
 
+def spread_given_mean(r: np.ndarray, rows: Rows, bins: int = 5) -> dict:
+    """Does the spread add to the mean? Rows (pooled over stages) in ``bins`` quantile bins of the ensemble mean
+    r̂_k; inside each bin, the half with the larger std against the half with the smaller: their mean |r̂ − r|
+    (and Brier). The std is larger near r̂ = 0.5, where errors are larger anyway; within a bin of r̂ that
+    confound is held (mostly) fixed."""
+    n = len(rows)
+    k = rows.stage
+    draws = r[np.arange(n), :, k]  # [n, S]
+    y = rows.y_r[np.arange(n), k]
+    mean, std = draws.mean(1), draws.std(1)
+    edges = np.quantile(mean, np.linspace(0, 1, bins + 1))
+    b = np.clip(np.searchsorted(edges[1:-1], mean, side="right"), 0, bins - 1)
+    out, lo_err, hi_err, lo_b, hi_b, w = [], [], [], [], [], []
+    for i in range(bins):
+        s = np.flatnonzero(b == i)
+        if s.size < 4:
+            continue
+        order = s[np.argsort(std[s], kind="mergesort")]
+        lo, hi = order[: order.size // 2], order[order.size // 2 :]
+        e_lo, e_hi = np.abs(mean[lo] - y[lo]).mean(), np.abs(mean[hi] - y[hi]).mean()
+        br_lo, br_hi = ((mean[lo] - y[lo]) ** 2).mean(), ((mean[hi] - y[hi]) ** 2).mean()
+        out.append(
+            {
+                "bin": i,
+                "n": int(s.size),
+                "mean_r": float(mean[s].mean()),
+                "std_low_half": float(std[lo].mean()),
+                "std_high_half": float(std[hi].mean()),
+                "abs_error_low_std": float(e_lo),
+                "abs_error_high_std": float(e_hi),
+                "brier_low_std": float(br_lo),
+                "brier_high_std": float(br_hi),
+            }
+        )
+        lo_err.append(e_lo)
+        hi_err.append(e_hi)
+        lo_b.append(br_lo)
+        hi_b.append(br_hi)
+        w.append(s.size)
+    wa = np.asarray(w, np.float64)
+    return {
+        "bins": out,
+        "abs_error_low_std": float(np.average(lo_err, weights=wa)),
+        "abs_error_high_std": float(np.average(hi_err, weights=wa)),
+        "brier_low_std": float(np.average(lo_b, weights=wa)),
+        "brier_high_std": float(np.average(hi_b, weights=wa)),
+    }
+
+
 def simulate_routing(
     pred,
     data: PredictorData,

@@ -208,6 +208,7 @@ def _evaluate_full(pred, pred_raw, rows, data, cfg: TrainPredictorConfig, out_di
         "spread": {
             "all_stages": evaluate.spread_table(r, test, K),
             "stage0": evaluate.spread_table(r, test, K, stage=0),
+            "given_mean": evaluate.spread_given_mean(r, test),
         },
     }
     if cfg.stage_sizes:

@@ -40,7 +40,7 @@ def test_train_evaluate_and_serve(tmp_path, data):
         assert s["auc"] > 0.7  # the synthetic features carry the difficulty
     assert [a["variant"] for a in res["ablation"]] == ["full", "without_text"]
     assert res["ablation"][1]["dropped_columns"] == ["digit_frac", "num_lines", "nesting_depth"]
-    assert len(res["spread"]["all_stages"]) == 5
+    assert len(res["spread"]["all_stages"]) == 5 and res["spread"]["given_mean"]["bins"]
     runs = res["routing"]["runs"]
     assert [r["kappa"] for r in runs] == [0.0, 1.0] and runs[1]["early_stops"] <= runs[0]["early_stops"]
     assert res["data"]["split_counts"]["test"] > 0 and res["git_revision"]
