@@ -30,6 +30,10 @@
 #include <pybind11/numpy.h>
 #include <pybind11/stl.h>
 
+#if defined(__AVX512F__)
+#include <immintrin.h>
+#endif
+
 #include "asd.h"
 
 namespace py = pybind11;
@@ -170,16 +174,17 @@ class MLPForward {
       auto b = checked(bs[l], (nm + " b").c_str(), {S_, out});
       if (l == 0) {  // [S, F, H0] → [FA, SH0p]: active rows; member q at columns q·H0.., zero columns up to SH0p
         SH0p_ = (S_ * out + kJB - 1) / kJB * kJB;
-        std::vector<double> w(static_cast<size_t>(std::max<int64_t>(FA, 1) * SH0p_), 0.0),
-            bb(static_cast<size_t>(SH0p_), 0.0);
+        std::vector<float> w(static_cast<size_t>(std::max<int64_t>(FA, 1) * SH0p_), 0.0f),
+            bb(static_cast<size_t>(SH0p_), 0.0f);
         for (int64_t q = 0; q < S_; ++q)
           for (int64_t i = 0; i < FA; ++i)
-            for (int64_t h = 0; h < out; ++h) w[i * SH0p_ + q * out + h] = W.data()[(q * width + act_[i]) * out + h];
-        std::copy(b.data(), b.data() + b.size(), bb.begin());
+            for (int64_t h = 0; h < out; ++h)
+              w[i * SH0p_ + q * out + h] = static_cast<float>(W.data()[(q * width + act_[i]) * out + h]);
+        for (int64_t i = 0; i < b.size(); ++i) bb[i] = static_cast<float>(b.data()[i]);
         W_.push_back(std::move(w));
         b_.push_back(std::move(bb));
       } else {
-        W_.emplace_back(W.data(), W.data() + W.size());
+        W_.emplace_back(W.data(), W.data() + W.size());  // float64 → float32, element by element
         b_.emplace_back(b.data(), b.data() + b.size());
       }
       dims_.push_back(out);
@@ -188,12 +193,14 @@ class MLPForward {
     H_ = width;
     O_ = (K_ - 1) + K_ * (K_ - 1) / 2;
     auto hw = checked(head_w, "head_w", {K_ - 1, S_, H_, O_}), hb = checked(head_b, "head_b", {K_ - 1, S_, O_});
-    // heads padded to Op (a multiple of 8) outputs: [K−1, S, H, Op], [K−1, S, Op]; zeros in the padding
+    // heads padded to Op (a multiple of 16) outputs: [K−1, S, H, Op], [K−1, S, Op]; zeros in the padding
     Op_ = (O_ + kJB - 1) / kJB * kJB;
-    hw_.assign(static_cast<size_t>((K_ - 1) * S_ * H_ * Op_), 0.0);
-    hb_.assign(static_cast<size_t>((K_ - 1) * S_ * Op_), 0.0);
-    for (int64_t i = 0; i < (K_ - 1) * S_ * H_; ++i) std::copy(hw.data() + i * O_, hw.data() + (i + 1) * O_, &hw_[i * Op_]);
-    for (int64_t i = 0; i < (K_ - 1) * S_; ++i) std::copy(hb.data() + i * O_, hb.data() + (i + 1) * O_, &hb_[i * Op_]);
+    hw_.assign(static_cast<size_t>((K_ - 1) * S_ * H_ * Op_), 0.0f);
+    hb_.assign(static_cast<size_t>((K_ - 1) * S_ * Op_), 0.0f);
+    for (int64_t i = 0; i < (K_ - 1) * S_ * H_; ++i)
+      for (int64_t o = 0; o < O_; ++o) hw_[i * Op_ + o] = static_cast<float>(hw.data()[i * O_ + o]);
+    for (int64_t i = 0; i < (K_ - 1) * S_; ++i)
+      for (int64_t o = 0; o < O_; ++o) hb_[i * Op_ + o] = static_cast<float>(hb.data()[i * O_ + o]);
     auto T = checked(temperature, "temperature", {K_ - 1, K_ - 1});
     for (int64_t i = 0; i < T.size(); ++i)
       if (!(T.data()[i] > 0)) throw std::invalid_argument("temperature must be > 0");
@@ -309,64 +316,70 @@ class MLPForward {
     return s + (p->nd == 1 ? ",)" : ")");
   }
 
-  static constexpr int64_t kJB = 16;  // outputs per register block (2 AVX-512 registers of doubles)
+  static constexpr int64_t kJB = 16;  // outputs per register block (one AVX-512 register of floats)
+  static constexpr int64_t kNB = 8;   // rows per register block
 
-  // out[i][0..16) = bias[0..16) + Σ_{c < n} x[i][c] · w[c·ldw + 0..16), i < 4 (relu: max(·, 0)): one block of a
-  // matrix product with its 8 accumulators in registers. Trunk layer 0 (x: normalised features, w: the first
-  // layer of every member side by side) and the heads (x: one member's hidden units, w: its head) both run on it.
-  static void block4x16(const double* const x[4], int64_t n, const double* w, int64_t ldw, const double* bias,
-                        double* const out[4], bool relu) {
-    double a0[kJB], a1[kJB], a2[kJB], a3[kJB];
-    for (int64_t j = 0; j < kJB; ++j) a0[j] = a1[j] = a2[j] = a3[j] = bias[j];
-    const double *x0 = x[0], *x1 = x[1], *x2 = x[2], *x3 = x[3];
+  // out[i][0..16) = bias[0..16) ⊕ x[i][0] · w[0, :] ⊕ … ⊕ x[i][n−1] · w[n−1, :] for i < 8, where ⊕ is a float32
+  // fused multiply-add applied in order c = 0, 1, … (relu: max(·, 0) at the end). The twin
+  // (asd.core.mlp.ensemble_logits_ref) applies the same FMAs in the same order. One block of a matrix product with
+  // its 8 accumulators in registers: trunk layer 0 (x: normalised features, w: every member's first layer side
+  // by side) and the heads (x: one member's hidden units, w: its head of the rows' stage) both run on it.
+  static void block8x16(const float* const x[kNB], int64_t n, const float* w, int64_t ldw, const float* bias,
+                        float* const out[kNB], bool relu) {
+#if defined(__AVX512F__)
+    const __m512 bb = _mm512_loadu_ps(bias);
+    __m512 a0 = bb, a1 = bb, a2 = bb, a3 = bb, a4 = bb, a5 = bb, a6 = bb, a7 = bb;
     for (int64_t c = 0; c < n; ++c) {
-      const double* wc = w + c * ldw;
-      const double v0 = x0[c], v1 = x1[c], v2 = x2[c], v3 = x3[c];
-      for (int64_t j = 0; j < kJB; ++j) {
-        a0[j] += v0 * wc[j];
-        a1[j] += v1 * wc[j];
-        a2[j] += v2 * wc[j];
-        a3[j] += v3 * wc[j];
-      }
+      const __m512 wc = _mm512_loadu_ps(w + c * ldw);
+      a0 = _mm512_fmadd_ps(_mm512_set1_ps(x[0][c]), wc, a0);
+      a1 = _mm512_fmadd_ps(_mm512_set1_ps(x[1][c]), wc, a1);
+      a2 = _mm512_fmadd_ps(_mm512_set1_ps(x[2][c]), wc, a2);
+      a3 = _mm512_fmadd_ps(_mm512_set1_ps(x[3][c]), wc, a3);
+      a4 = _mm512_fmadd_ps(_mm512_set1_ps(x[4][c]), wc, a4);
+      a5 = _mm512_fmadd_ps(_mm512_set1_ps(x[5][c]), wc, a5);
+      a6 = _mm512_fmadd_ps(_mm512_set1_ps(x[6][c]), wc, a6);
+      a7 = _mm512_fmadd_ps(_mm512_set1_ps(x[7][c]), wc, a7);
     }
-    double *o0 = out[0], *o1 = out[1], *o2 = out[2], *o3 = out[3];
-    if (relu)
-      for (int64_t j = 0; j < kJB; ++j) {
-        o0[j] = a0[j] > 0 ? a0[j] : 0.0;
-        o1[j] = a1[j] > 0 ? a1[j] : 0.0;
-        o2[j] = a2[j] > 0 ? a2[j] : 0.0;
-        o3[j] = a3[j] > 0 ? a3[j] : 0.0;
-      }
-    else
-      for (int64_t j = 0; j < kJB; ++j) {
-        o0[j] = a0[j];
-        o1[j] = a1[j];
-        o2[j] = a2[j];
-        o3[j] = a3[j];
-      }
+    if (relu) {
+      const __m512 z = _mm512_setzero_ps();
+      a0 = _mm512_max_ps(a0, z), a1 = _mm512_max_ps(a1, z), a2 = _mm512_max_ps(a2, z), a3 = _mm512_max_ps(a3, z);
+      a4 = _mm512_max_ps(a4, z), a5 = _mm512_max_ps(a5, z), a6 = _mm512_max_ps(a6, z), a7 = _mm512_max_ps(a7, z);
+    }
+    _mm512_storeu_ps(out[0], a0), _mm512_storeu_ps(out[1], a1), _mm512_storeu_ps(out[2], a2);
+    _mm512_storeu_ps(out[3], a3), _mm512_storeu_ps(out[4], a4), _mm512_storeu_ps(out[5], a5);
+    _mm512_storeu_ps(out[6], a6), _mm512_storeu_ps(out[7], a7);
+#else
+    for (int64_t i = 0; i < kNB; ++i) {
+      float a[kJB];
+      for (int64_t j = 0; j < kJB; ++j) a[j] = bias[j];
+      for (int64_t c = 0; c < n; ++c)
+        for (int64_t j = 0; j < kJB; ++j) a[j] = std::fma(x[i][c], w[c * ldw + j], a[j]);
+      for (int64_t j = 0; j < kJB; ++j) out[i][j] = relu ? (a[j] > 0 ? a[j] : 0.0f) : a[j];
+    }
+#endif
   }
 
   template <typename TX>
   void run(const TX* x, const int64_t* rows, const int64_t* stage, int64_t B, int64_t N, int64_t Kr, double* r,
            double* acc, Bad& bad) const {
     const int64_t S = S_, K = K_, F = F_, Op = Op_, H = H_, FA = static_cast<int64_t>(act_.size());
-    const int64_t Bp = (B + 3) / 4 * 4;
+    const int64_t Bp = (B + kNB - 1) / kNB * kNB;
     int64_t widest = 1;
     for (size_t l = 0; l < dims_.size(); ++l) widest = std::max(widest, dims_[l]);
-    // one workspace: xn [Bp, F], h0 [Bp, SH0p], further layers' activations 2 × [B, S, widest], z [B, S, Op],
-    // a zero row and a scratch row (the padding of 4-row blocks)
+    // one float32 workspace: xn [Bp, FA], h0 [Bp, SH0p], further layers' activations 2 × [B, S, widest],
+    // z [B, S, Op], a zero row and a scratch row (the padding of 8-row blocks)
     const int64_t hsz = W_.size() > 1 ? B * S * widest : 0;
     const int64_t row = std::max(widest, std::max(F, Op));
-    double* xn = ws_main(Bp * FA + Bp * SH0p_ + 2 * hsz + B * S * Op + 2 * row);
-    double* h0 = xn + Bp * FA;
-    double* hA = h0 + Bp * SH0p_;
-    double* hB = hA + hsz;
-    double* z = hB + hsz;
-    double* zero = z + B * S * Op;
-    double* scratch = zero + row;
-    std::fill(zero, zero + row, 0.0);
-    std::fill(xn + B * FA, xn + Bp * FA, 0.0);  // padding rows of layer 0
-    // 1. checks, gather and normalise
+    float* xn = ws_f32(Bp * FA + Bp * SH0p_ + 2 * hsz + B * S * Op + 2 * row);
+    float* h0 = xn + Bp * FA;
+    float* hA = h0 + Bp * SH0p_;
+    float* hB = hA + hsz;
+    float* z = hB + hsz;
+    float* zero = z + B * S * Op;
+    float* scratch = zero + row;
+    std::fill(zero, zero + row, 0.0f);
+    std::fill(xn + B * FA, xn + Bp * FA, 0.0f);  // padding rows of layer 0
+    // 1. checks, gather and normalise (float64, then rounded to float32)
     for (int64_t b = 0; b < B; ++b) {
       const int64_t k = stage[b];
       if (k < 0 || k >= K) {
@@ -385,7 +398,8 @@ class MLPForward {
       }
       bool finite = true;
       for (int64_t f = 0; f < F; ++f) finite &= std::isfinite(static_cast<double>(xb[f]));
-      for (int64_t i = 0; i < FA; ++i) xn[b * FA + i] = (static_cast<double>(xb[act_[i]]) - mean_[i]) * scale_[i];
+      for (int64_t i = 0; i < FA; ++i)
+        xn[b * FA + i] = static_cast<float>((static_cast<double>(xb[act_[i]]) - mean_[i]) * scale_[i]);
       if (!finite)
         for (int64_t f = 0; f < F; ++f)
           if (!std::isfinite(static_cast<double>(xb[f]))) {
@@ -394,56 +408,56 @@ class MLPForward {
           }
     }
     // 2. trunk layer 0, every member at once: h0 [Bp, SH0p] (rows past B: zeros in, ignored out)
-    for (int64_t i0 = 0; i0 < Bp; i0 += 4) {
-      const double* xr[4] = {xn + i0 * FA, xn + (i0 + 1) * FA, xn + (i0 + 2) * FA, xn + (i0 + 3) * FA};
+    for (int64_t i0 = 0; i0 < Bp; i0 += kNB) {
+      const float* xr[kNB];
+      for (int64_t i = 0; i < kNB; ++i) xr[i] = xn + (i0 + i) * FA;
       for (int64_t jc = 0; jc < SH0p_; jc += kJB) {
-        double* orow[4] = {h0 + i0 * SH0p_ + jc, h0 + (i0 + 1) * SH0p_ + jc, h0 + (i0 + 2) * SH0p_ + jc,
-                           h0 + (i0 + 3) * SH0p_ + jc};
-        block4x16(xr, FA, W_[0].data() + jc, SH0p_, b_[0].data() + jc, orow, true);
+        float* orow[kNB];
+        for (int64_t i = 0; i < kNB; ++i) orow[i] = h0 + (i0 + i) * SH0p_ + jc;
+        block8x16(xr, FA, W_[0].data() + jc, SH0p_, b_[0].data() + jc, orow, true);
       }
     }
-    // 3. further trunk layers, member by member: the last one's output of sample b, member s is at
-    // hid(b) + s·H
-    const double* hl = h0;
+    // 3. further trunk layers, member by member (the same FMAs in the same order); the last one's output of
+    // sample b, member s is at hl + b·hstride + s·H
+    const float* hl = h0;
     int64_t hstride = SH0p_;
     for (size_t l = 1; l < W_.size(); ++l) {
       const int64_t win = dims_[l - 1], wout = dims_[l];
-      double* ho = (l % 2 == 1) ? hA : hB;
+      float* ho = (l % 2 == 1) ? hA : hB;
       for (int64_t b = 0; b < B; ++b)
         for (int64_t s = 0; s < S; ++s) {
-          double* o = ho + (b * S + s) * wout;
+          float* o = ho + (b * S + s) * wout;
           std::copy(b_[l].begin() + s * wout, b_[l].begin() + (s + 1) * wout, o);
-          const double* Wl = W_[l].data() + s * win * wout;
-          const double* hin = hl + b * hstride + s * win;
-          for (int64_t i = 0; i < win; ++i) {
-            const double v = hin[i];
-            const double* w = Wl + i * wout;
-            for (int64_t j = 0; j < wout; ++j) o[j] += v * w[j];
-          }
-          for (int64_t j = 0; j < wout; ++j) o[j] = o[j] > 0 ? o[j] : 0.0;
+          const float* Wl = W_[l].data() + s * win * wout;
+          const float* hin = hl + b * hstride + s * win;
+          for (int64_t i = 0; i < win; ++i)
+            for (int64_t j = 0; j < wout; ++j) o[j] = std::fma(hin[i], Wl[i * wout + j], o[j]);
+          for (int64_t j = 0; j < wout; ++j) o[j] = o[j] > 0 ? o[j] : 0.0f;
         }
       hl = ho;
       hstride = S * wout;
     }
-    // 4. heads: the samples of each stage k in blocks of 4, member by member → logits z [B, S, Op]
+    // 4. heads: the samples of each stage k in blocks of 8, member by member → logits z [B, S, Op]
     thread_local std::vector<int64_t> group;
     for (int64_t k = 0; k < K - 1; ++k) {
       group.clear();
       for (int64_t b = 0; b < B; ++b)
         if (stage[b] == k) group.push_back(b);
-      for (size_t g0 = 0; g0 < group.size(); g0 += 4)
+      for (size_t g0 = 0; g0 < group.size(); g0 += kNB)
         for (int64_t s = 0; s < S; ++s) {
-          const double* xr[4];
-          double* orow[4];
-          for (size_t i = 0; i < 4; ++i) {
+          const float* xr[kNB];
+          float* orow[kNB];
+          for (size_t i = 0; i < static_cast<size_t>(kNB); ++i) {
             const bool real = g0 + i < group.size();
             const int64_t b = real ? group[g0 + i] : 0;
             xr[i] = real ? hl + b * hstride + s * H : zero;
             orow[i] = real ? z + (b * S + s) * Op : scratch;
           }
           for (int64_t oc = 0; oc < Op; oc += kJB) {
-            double* o4[4] = {orow[0] + oc, orow[1] + oc, orow[2] + oc, orow[3] + oc};
-            block4x16(xr, H, hw_.data() + (k * S + s) * H * Op + oc, Op, hb_.data() + (k * S + s) * Op + oc, o4, false);
+            float* o8[kNB];
+            for (int64_t i = 0; i < kNB; ++i) o8[i] = orow[i] + oc;
+            block8x16(xr, H, hw_.data() + (k * S + s) * H * Op + oc, Op, hb_.data() + (k * S + s) * Op + oc, o8,
+                      false);
           }
         }
     }
@@ -455,16 +469,16 @@ class MLPForward {
     for (int64_t b = 0; b < B; ++b) {
       const int64_t k = stage[b];
       if (k == K - 1) continue;
-      const double* zb = z + b * S * Op;
+      const float* zb = z + b * S * Op;
       const double* it = invT_.data() + k * Op;
       for (int64_t s = 0; s < S; ++s)
-        for (int64_t m = k; m < K - 1; ++m) u[n++] = zb[s * Op + m] * it[m];
+        for (int64_t m = k; m < K - 1; ++m) u[n++] = static_cast<double>(zb[s * Op + m]) * it[m];
       int64_t pair = 0;
       for (int64_t j = 0; j < K - 1; ++j)
         for (int64_t m = j + 1; m < K; ++m, ++pair) {
           if (j < k) continue;
           double sum = 0.0;
-          for (int64_t s = 0; s < S; ++s) sum += zb[s * Op + K - 1 + pair];
+          for (int64_t s = 0; s < S; ++s) sum += static_cast<double>(zb[s * Op + K - 1 + pair]);
           u[n++] = sum / static_cast<double>(S);
         }
     }
@@ -493,8 +507,8 @@ class MLPForward {
   }
 
   // Per-thread scratch (no zeroing, reused across calls): ws_main for the activations, ws_u for the σ inputs.
-  static double* ws_main(int64_t n) {
-    thread_local std::vector<double> buf;
+  static float* ws_f32(int64_t n) {
+    thread_local std::vector<float> buf;
     if (static_cast<int64_t>(buf.size()) < n) buf.resize(static_cast<size_t>(n));
     return buf.data();
   }
@@ -508,9 +522,10 @@ class MLPForward {
   int64_t K_, F_, S_ = 0, H_ = 0, O_ = 0, Op_ = 0, Q_ = 0, SH0p_ = 0;
   std::vector<int64_t> act_;        // active feature columns (scale != 0)
   std::vector<double> mean_, scale_;  // their normalisation
-  std::vector<std::vector<double>> W_, b_;  // W_[0]: [F, SH0p]; b_[0]: [SH0p]; W_[l ≥ 1]: [S, in, out]; b_[l]: [S, out]
+  std::vector<std::vector<float>> W_, b_;  // W_[0]: [FA, SH0p]; b_[0]: [SH0p]; W_[l ≥ 1]: [S, in, out]; b_[l]: [S, out]
   std::vector<int64_t> dims_;
-  std::vector<double> hw_, hb_, invT_, ix_, iy_;
+  std::vector<float> hw_, hb_;  // heads [K−1, S, H, Op], [K−1, S, Op]
+  std::vector<double> invT_, ix_, iy_;
   std::vector<int64_t> in_;
 };
 

@@ -3,16 +3,20 @@
 ``MLPPredictor`` implements the ``Predictor`` protocol (asd.core.predictor) with weights trained by
 ``asd train-predictor`` (asd.predictor.train) and loaded by an adapter (asd.predictor.checkpoint): this module
 does no file I/O and imports no torch. The forward pass runs in one compiled call (``asd._C.MLPForward``,
-csrc/mlp.cpp); ``mlp_forward_ref`` is its numpy twin (equal within 1e-6; both compute in float64).
+csrc/mlp.cpp); ``mlp_forward_ref`` is its numpy twin (equal within 1e-6: the same float32 network arithmetic,
+then float64).
 
 Shapes. F features, S ensemble members (the S draws of r), K stages, H hidden units, O = (K − 1) + P head outputs
 with P = K(K − 1)/2 the stage pairs j < m in row-major order (``pair_index``).
 
 For an input at stage k (features x [F] of stage k's response):
 
-1. ``xn = (x − mean) · scale`` (scale = 1/std of the training rows; 1 for a constant column);
-2. each member s: ``h = relu(W_l[s]ᵀ h + b_l[s])`` through the trunk layers (shared by every stage), then the
-   head of stage k: ``z = head_w[k, s]ᵀ h + head_b[k, s]`` [O] (logits);
+1. ``xn = (x − mean) · scale`` (scale = 1/std of the training rows; 1 for a constant column; 0 for a column
+   left out), computed in float64 and rounded to float32;
+2. each member s, in float32 (the weights were trained in float32): ``h = relu(W_l[s]ᵀ h + b_l[s])`` through the
+   trunk layers (shared by every stage), then the head of stage k: ``z = head_w[k, s]ᵀ h + head_b[k, s]`` [O]
+   (logits); every sum starts from the bias and adds the products in input order, one fused multiply-add each
+   (``ensemble_logits_ref`` spells it out);
 3. r[s, m] for k ≤ m < K − 1: ``cal_{k,m}(σ(z[m] / T[k, m]))`` where cal is the identity or, when
    ``iso_n[k, m] ≥ 2``, the piecewise-linear isotonic table ``(iso_x, iso_y)[k, m, :iso_n]`` (``np.interp``:
    clamped outside); r[s, m] = 0.5 for m < k (earlier stages: no prediction, never read by the DP for an
@@ -148,20 +152,41 @@ def check_stage(stage: np.ndarray, B: int, K: int) -> np.ndarray:
     return stage.astype(np.int64, copy=False)
 
 
+def fma32(a: np.ndarray, b: np.ndarray, c: np.ndarray) -> np.ndarray:
+    """float32 a·b + c rounded once (an FMA), computed in float64: a·b of two float32 is exact there, the sum is
+    rounded to float64 and then to float32 (the double rounding differs from a true FMA only when the float64
+    sum falls exactly halfway between two float32: rare, and then by one float32 ulp)."""
+    return (a.astype(np.float64) * b.astype(np.float64) + c.astype(np.float64)).astype(np.float32)
+
+
 def ensemble_logits_ref(
     w: MLPWeights,
     x: np.ndarray,  # [B, F] float32/float64 finite features
     stage: np.ndarray,  # [B] int stage each row's features come from
 ) -> np.ndarray:  # z [B, S, O] float64 head logits (rows at stage K − 1: head K − 2's, never served)
-    """Steps 1–2 of the module docstring: every member's logits, before the sigmoid and the calibration."""
+    """Steps 1–2 of the module docstring: every member's logits, before the sigmoid and the calibration.
+
+    Arithmetic (the compiled kernel's, operation for operation): xn = float32((x − mean)·scale) from float64; the
+    weights in float32; each layer starts from its bias and adds input unit c's product for c = 0, 1, … in order,
+    one float32 FMA each; ReLU between trunk layers. So the kernel can keep 16 lanes per AVX-512 register.
+    """
     K, S = w.K, w.num_members
     check_features(x, w.num_features, w.feature_names)
     stage = check_stage(stage, x.shape[0], K)
-    h = ((x.astype(np.float64) - w.mean) * w.scale)[:, None, :].repeat(S, axis=1)  # [B, S, F]
+    B = x.shape[0]
+    h = ((x.astype(np.float64) - w.mean) * w.scale).astype(np.float32)[:, None, :].repeat(S, axis=1)  # [B, S, F]
     for W, b in w.layers:
-        h = np.maximum(np.einsum("bsi,sio->bso", h, W) + b, 0.0)  # [B, S, out]
+        W32 = W.astype(np.float32)  # [S, in, out]
+        out = np.broadcast_to(b.astype(np.float32), (B, S, W.shape[2])).copy()
+        for c in range(W.shape[1]):
+            out = fma32(h[:, :, c, None], W32[None, :, c, :], out)
+        h = np.maximum(out, np.float32(0))  # [B, S, out]
     hk = np.minimum(stage, K - 2)  # the head of each row
-    return np.einsum("bsh,bsho->bso", h, w.head_w[hk]) + w.head_b[hk]
+    hw = w.head_w.astype(np.float32)[hk]  # [B, S, H, O]
+    z = w.head_b.astype(np.float32)[hk]  # [B, S, O]
+    for c in range(hw.shape[2]):
+        z = fma32(h[:, :, c, None], hw[:, :, c, :], z)
+    return z.astype(np.float64)
 
 
 def mlp_forward_ref(

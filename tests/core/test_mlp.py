@@ -38,7 +38,7 @@ def test_kernel_matches_twin(K, S, hidden, iso):
             assert r.shape == (B, S, K) and acc.shape == (B, K, K)
             np.testing.assert_allclose(r, r0, rtol=0, atol=1e-6)
             np.testing.assert_allclose(acc, acc0, rtol=0, atol=1e-6)
-            assert np.abs(r - r0).max() < 1e-12  # in practice: float64 on both sides
+            assert np.abs(r - r0).max() < 1e-12  # in practice: the same float32 FMAs on both sides, then float64
 
 
 @needs_ext
@@ -85,7 +85,8 @@ def test_twin_output_conventions():
 
 
 def test_twin_formulas_by_hand():
-    """One sample, one member, one layer: the docstring's formulas written out."""
+    """One sample, one member, one layer: the docstring's formulas written out in float64 (the twin rounds the
+    network's arithmetic to float32, hence the tolerance)."""
     rng = np.random.default_rng(2)
     K = 3
     w = random_weights(rng, FEATURE_NAMES, K, 1, (5,), isotonic=False)
@@ -96,9 +97,9 @@ def test_twin_formulas_by_hand():
     r, acc = mlp_forward_ref(w, x, np.array([0]))
     sig = lambda v: 1 / (1 + math.exp(-v))  # noqa: E731
     for m in range(K - 1):
-        assert r[0, 0, m] == pytest.approx(sig(z[m] / w.temperature[0, m]), abs=1e-12)
-    assert acc[0, 0, 1] == pytest.approx(sig(z[K - 1 + pair_index(0, 1, K)]), abs=1e-12)
-    assert acc[0, 1, 2] == pytest.approx(sig(z[K - 1 + pair_index(1, 2, K)]), abs=1e-12)
+        assert r[0, 0, m] == pytest.approx(sig(z[m] / w.temperature[0, m]), abs=1e-5)
+    assert acc[0, 0, 1] == pytest.approx(sig(z[K - 1 + pair_index(0, 1, K)]), abs=1e-5)
+    assert acc[0, 1, 2] == pytest.approx(sig(z[K - 1 + pair_index(1, 2, K)]), abs=1e-5)
 
 
 def test_sigmoid_extremes_and_isotonic_interp():
