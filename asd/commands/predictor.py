@@ -35,11 +35,15 @@ def main(args) -> int:
     if args.data:
         cfg = dataclasses.replace(cfg, data=args.data)
     res = train_predictor(cfg, {"predictor_training": to_dict(cfg), "source": str(args.config)})
-    print(f"{'stage':<14}{'n':>7}{'pos':>7}{'AUC':>8}{'Brier':>8}{'ECE':>8}{'logloss':>9}   (held-out test split)")
+    print(
+        f"{'stage':<14}{'n':>7}{'pos':>7}{'AUC':>8}{'Brier':>8}{'ECE':>8}{'logloss':>9}{'ECE if calibrated':>19}"
+        "   (held-out test split)"
+    )
     for s in res["per_stage"]:
+        floor = s["ece_if_calibrated"]
         print(
             f"{s['name']:<14}{s['n']:>7}{s['positive_rate']:>7.3f}{s['auc']:>8.3f}{s['brier']:>8.4f}"
-            f"{s['ece']:>8.4f}{s['log_loss']:>9.4f}"
+            f"{s['ece']:>8.4f}{s['log_loss']:>9.4f}{floor['mean']:>11.4f} (p90 {floor['p90']:.3f})"
         )
     print("ablation (stage-0 AUC / ECE, mean AUC over stages):")
     for a in res["ablation"]:

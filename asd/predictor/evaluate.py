@@ -34,9 +34,19 @@ def stage_metrics(r: np.ndarray, rows: Rows, K: int, names: list[str]) -> list[d
         sel = rows.stage == k
         if not sel.any():
             raise ValueError(f"no held-out rows at stage {k} (empty split)")
-        s = metrics.summary(r[sel, :, k].mean(1), rows.y_r[sel, k])
-        out.append({"stage": k, "name": names[k], **s})
+        p = r[sel, :, k].mean(1)
+        s = metrics.summary(p, rows.y_r[sel, k])
+        out.append({"stage": k, "name": names[k], **s, "ece_if_calibrated": ece_noise_floor(p)})
     return out
+
+
+def ece_noise_floor(p: np.ndarray, draws: int = 200, seed: int = 0) -> dict:
+    """ECE a perfectly calibrated predictor would show on these n predictions: labels drawn as Bernoulli(p)
+    ``draws`` times (seeded); mean and 90th percentile. With a few hundred rows it is several points: an ECE
+    below it cannot be told apart from perfect calibration."""
+    rng = np.random.default_rng(seed)
+    e = [metrics.ece(p, rng.random(p.size) < p) for _ in range(draws)]
+    return {"mean": float(np.mean(e)), "p90": float(np.quantile(e, 0.9))}
 
 
 def pair_metrics(r: np.ndarray, rows: Rows, K: int) -> list[dict]:
