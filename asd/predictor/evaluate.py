@@ -264,4 +264,7 @@ def routing_ablation(pred, data: PredictorData, samples: np.ndarray, sizes, lam:
             if sim["early_stops"] == target:
                 break
         matched.append({"kappa": run["kappa"], "kappa0_matched": best})
-    return {"lam": lam, "runs": runs, "matched_early_stops": matched}
+    from asd.core.predictor import PriorPredictor
+
+    prior = simulate_routing(PriorPredictor(), data, samples, sizes, lam, 0.0)
+    return {"lam": lam, "runs": runs, "matched_early_stops": matched, "prior_predictor": prior}
