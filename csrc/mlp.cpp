@@ -497,14 +497,14 @@ class MLPForward {
       const double* it = invT_.data() + k * Op;
       for (int64_t s = 0; s < S; ++s)
         for (int64_t m = k; m < K - 1; ++m) u[n++] = static_cast<double>(zb[s * Op + m]) * it[m];
-      int64_t pair = 0;
-      for (int64_t j = 0; j < K - 1; ++j)
-        for (int64_t m = j + 1; m < K; ++m, ++pair) {
-          if (j < k) continue;
-          double sum = 0.0;
-          for (int64_t s = 0; s < S; ++s) sum += static_cast<double>(zb[s * Op + K - 1 + pair]);
-          u[n++] = sum / static_cast<double>(S);
-        }
+      // the pairs j ≥ k are the tail of the row-major pair order: columns K−1+p0(k) .. O−1
+      const int64_t o0 = (K - 1) + (k * K - k * (k + 1) / 2);
+      double* um = u + n;
+      for (int64_t o = o0; o < O_; ++o) um[o - o0] = static_cast<double>(zb[o]);
+      for (int64_t s = 1; s < S; ++s)
+        for (int64_t o = o0; o < O_; ++o) um[o - o0] += static_cast<double>(zb[s * Op + o]);
+      for (int64_t o = o0; o < O_; ++o) um[o - o0] /= static_cast<double>(S);
+      n += O_ - o0;
     }
     for (int64_t i = 0; i < n; ++i) u[i] = sigmoid_fast(u[i]);
     n = 0;
