@@ -183,6 +183,7 @@ def train_predictor(cfg: TrainPredictorConfig, config_dict: dict | None = None) 
     )
     text = json.dumps(_jsonable(result), indent=1, sort_keys=False) + "\n"
     (out_dir / "metrics.json").write_text(text)
+    (out_dir / "tables.md").write_text(markdown_tables(_jsonable(result)))
     if cfg.results:
         Path(cfg.results).parent.mkdir(parents=True, exist_ok=True)
         Path(cfg.results).write_text(text)
@@ -237,3 +238,74 @@ def _jsonable(x):
     if isinstance(x, np.ndarray):
         return _jsonable(x.tolist())
     return x
+
+
+def markdown_tables(res: dict) -> str:
+    """The per-stage, ablation, spread and routing tables of a results dict, as Markdown (out_dir/tables.md)."""
+
+    def f3(v) -> str:
+        return "—" if v is None else f"{v:.3f}"
+
+    lines = [
+        "| stage | n | positive rate | AUC | Brier | ECE | log loss | ECE if perfectly calibrated (mean / p90) "
+        "| uncalibrated AUC / ECE |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
+    for s in res["per_stage"]:
+        u, fl = s["uncalibrated"], s["ece_if_calibrated"]
+        lines.append(
+            f"| {s['name']} | {s['n']} | {f3(s['positive_rate'])} | **{f3(s['auc'])}** | {f3(s['brier'])} | "
+            f"**{f3(s['ece'])}** | {f3(s['log_loss'])} | {f3(fl['mean'])} / {f3(fl['p90'])} | "
+            f"{f3(u['auc'])} / {f3(u['ece'])} |"
+        )
+    lines += [
+        "",
+        "| variant | stage-0 AUC | stage-0 ECE | stage-0 Brier | mean AUC (stages 0–2) | AUC per stage |",
+        "|---|---|---|---|---|---|",
+    ]
+    for a in res["ablation"]:
+        lines.append(
+            f"| {a['variant']} | {f3(a['stage0_auc'])} | {f3(a['stage0_ece'])} | {f3(a['stage0_brier'])} | "
+            f"{f3(a['mean_auc'])} | {' / '.join(f3(x) for x in a['per_stage_auc'])} |"
+        )
+    lines += [
+        "",
+        "| std bin (all stages) | n | std range | error rate (r̂ at 0.5) | mean abs error | Brier |",
+        "|---|---|---|---|---|---|",
+    ]
+    for b in res["spread"]["all_stages"]:
+        lines.append(
+            f"| {b['bin']} | {b['n']} | {b['std_min']:.4f}–{b['std_max']:.4f} | {f3(b['error_rate'])} | "
+            f"{f3(b['abs_error'])} | {f3(b['brier'])} |"
+        )
+    g = res["spread"]["given_mean"]
+    lines += [
+        "",
+        f"Within bins of the mean r̂: mean |r̂ − r| {f3(g['abs_error_low_std'])} (lower-std half) vs "
+        f"{f3(g['abs_error_high_std'])} (higher-std half); Brier {f3(g['brier_low_std'])} vs "
+        f"{f3(g['brier_high_std'])}.",
+    ]
+    if "routing" in res:
+        ro = res["routing"]
+        lines += [
+            "",
+            f"| λ = {ro['lam']} | κ | early stops | wrong early stops | wrong / early stops | wrong / all "
+            "| mean transition cost | score | final-stage histogram |",
+            "|---|---|---|---|---|---|---|---|---|",
+        ]
+        for r in ro["runs"] + [dict(ro["prior_predictor"], kappa="prior")]:
+            lines.append(
+                f"| {'prior predictor' if r['kappa'] == 'prior' else 'MLP'} | {r['kappa']} | "
+                f"{r['early_stops']} | {r['wrong_early_stops']} | {f3(r['wrong_fraction_of_early_stops'])} | "
+                f"{f3(r['wrong_fraction_of_all'])} | {f3(r['mean_transition_cost'])} | {f3(r['score'])} | "
+                f"{r['final_stage_hist']} |"
+            )
+        for m in ro["matched_early_stops"]:
+            q = m["kappa0_matched"]
+            lines.append(
+                f"| MLP, κ = 0 at λ' = {q['lam']:.3f} (as many early stops as κ = {m['kappa']}) | 0 | "
+                f"{q['early_stops']} | {q['wrong_early_stops']} | {f3(q['wrong_fraction_of_early_stops'])} | "
+                f"{f3(q['wrong_fraction_of_all'])} | {f3(q['mean_transition_cost'])} | {f3(q['score'])} | "
+                f"{q['final_stage_hist']} |"
+            )
+    return "\n".join(lines) + "\n"

@@ -29,7 +29,7 @@ def test_train_evaluate_and_serve(tmp_path, data):
     res = train_predictor(_cfg(tmp_path, data, results=str(tmp_path / "res" / "predictor.json"),
                                plots_dir=str(tmp_path / "img")))
     out = tmp_path / "out"
-    for f in ("metrics.json", "roc.png", "reliability.png", "spread.png", "checkpoint/weights.safetensors"):
+    for f in ("metrics.json", "tables.md", "roc.png", "reliability.png", "spread.png", "checkpoint/weights.safetensors"):
         assert (out / f).is_file(), f
     assert json.loads((tmp_path / "res" / "predictor.json").read_text())["schema"] == "asd-predictor-results"
     assert sorted(p.name for p in (tmp_path / "img").iterdir()) == [
