@@ -26,6 +26,7 @@ SUBCOMMANDS: list[str] = [
     "asd.commands.cascade",
     "asd.commands.testbed",
     "asd.commands.data",
+    "asd.commands.predictor",
     "asd.commands.profile",
     "asd.commands.submit",
     "asd.commands.generate_data",

@@ -6,7 +6,7 @@ jobs layer shards the sample ids, writes each batch of records to an HDF5 trace 
 ``testbed_cascade``: sample id ``i`` is one held-out testbed prompt. Its task and level cycle through the
 20 (task, level) cells (``cell = i % 20``) and the prompt is drawn with seed ``(jobs.seed, i)``, so a
 sample's prompt depends only on the run seed and its id: any sharding, rerun or resume gives the same
-traces. The cascade runs under the config's ``policy`` (and ``cascade``) sections; each output is scored
+traces. The cascade runs under the config's ``policy``, ``predictor`` (and ``cascade``) sections; each output is scored
 by the testbed's task metrics (score 1.0 / 0.0) and the dataset column reads ``testbed/<task>``.
 
 Engines are loaded once per process (array tasks call the step once per batch).
@@ -68,13 +68,17 @@ def testbed_cascade(sample_ids: np.ndarray, config: dict[str, Any]) -> dict[str,
 
     if "hierarchy" not in config:
         raise ValueError("step testbed_cascade needs a 'hierarchy' section (e.g. the one of configs/testbed.yaml)")
+    from asd.predictor.checkpoint import predictor_for
+
     job = config["jobs"]
     examples = testbed_prompts(sample_ids, job.seed)
+    predictor = predictor_for(config)  # section `predictor` (default: the prior), checked before any engine loads
     engines, tok = _engines(config["hierarchy"])
     casc = Cascade(
         engines,
         config.get("cascade", CascadeConfig()),
         config.get("policy", PolicyConfig()),
+        predictor=predictor,
         tokenizer=tok,
         eos_token_ids=(tk.EOS_ID,),
     )

@@ -35,6 +35,8 @@ SECTIONS: dict[str, str] = {
     "cascade": "asd.cascade:CascadeConfig",
     "layout": "asd.layout.config:LayoutConfig",
     "predictor_data": "asd.predictor_data.config:PredictorDataConfig",
+    "predictor": "asd.predictor.config:PredictorConfig",
+    "predictor_training": "asd.predictor.config:TrainPredictorConfig",
 }
 
 

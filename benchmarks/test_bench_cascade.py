@@ -215,3 +215,97 @@ def test_bench_decision_overhead_b16(benchmark):
                                 ratio_overhead_pct_numpy_twins=100 * over_twin / step,
                                 ratio_overhead_pct_per_sample=100 * over / B / step,
                                 ratio_overhead_pct_of_stage0_run=100 * over / (step * MAX_NEW))
+
+
+def _mlp_predictor():
+    """The committed testbed predictor (asd/testbed/predictor), or random weights of the same shape when absent."""
+    from asd.core.features import FEATURE_NAMES
+    from asd.core.mlp import MLPPredictor, random_weights
+    from asd.predictor.checkpoint import load_checkpoint
+
+    try:
+        w, meta = load_checkpoint("testbed:predictor")
+        return MLPPredictor(w), f"testbed:predictor (hidden {meta['hidden']}, {meta['members']} members)"
+    except FileNotFoundError:
+        w = random_weights(np.random.default_rng(0), FEATURE_NAMES, 4, 5, (16,))
+        return MLPPredictor(w), "random weights, hidden [16], 5 members (testbed:predictor absent)"
+
+
+def test_bench_decision_overhead_mlp_b16(benchmark):
+    """Test 2 with the learned predictor: the same cascade state and decision code, ``predictor=MLPPredictor``
+    (features → MLP ensemble forward pass → proxy costs → DP), beside the prior, the forward pass alone and the
+    numpy twin of the forward pass, interleaved with the s0 decode step."""
+    from asd.core.mlp import mlp_forward_ref
+
+    eng, label = _overhead_engine()
+    pred, pred_label = _mlp_predictor()
+    B, K = 16, 4
+    rng = np.random.default_rng(0)
+    prompts = [rng.integers(3, eng.vocab_size, size=rng.integers(20, 60)).tolist() for _ in range(B)]
+    res = eng.generate(prompts, GenerationParams(MAX_NEW, hidden=True, prompt_nll=True))
+    plen = np.array([len(p) for p in prompts])
+    cur = np.zeros(B, np.int64)
+    live = np.arange(B)
+
+    def cascade(p):
+        casc = Cascade([eng] * K, CascadeConfig(max_new_tokens=MAX_NEW, batch_size=B), PolicyConfig(name="dp", lam=1.0),
+                       predictor=p)
+        casc.decider.sizes = np.array([1.0, 4.0, 20.0, 100.0])
+        casc._rec = dict(prompt_len=plen.astype(np.int32),
+                         features=np.full((B, K, NUM_FEATURES), np.nan, np.float32),
+                         predictions=np.full((B, K, K), np.nan, np.float32))
+        casc._ids, casc.resp, casc.stats = np.arange(B), list(res.tokens), list(res.stats)
+
+        def decision():
+            casc._features(live, 0, res.prompt_nll, res.hidden, np.full(B, math.nan))
+            return casc._decide(live, cur[live], None)
+        return casc, decision
+
+    casc, decision = cascade(pred)
+    _, decision_prior = cascade(PriorPredictor())
+    plan = decision()
+    feats = casc._rec["features"][:, 0].copy()
+    r, acc = pred.predict(feats, cur, K)
+    r0, acc0 = mlp_forward_ref(pred.weights, feats, cur)   # the kernel equals its twin here too
+    np.testing.assert_allclose(r, r0, atol=1e-6)
+    np.testing.assert_allclose(casc._rec["predictions"][:, 0], r.mean(1).astype(np.float32))
+    cost = proxy_costs(plen, np.array([len(t) for t in res.tokens]), acc, casc.decider.sizes)
+    np.testing.assert_array_equal(plan.action, decide(casc.policy, cur, K, r=r, cost=cost).action)
+    rec = casc._rec["features"]
+
+    def forward():
+        return pred.predict_rows(rec, live, cur, K)
+
+    def twin():
+        return mlp_forward_ref(pred.weights, np.nan_to_num(rec[live, cur]), cur)
+
+    def per_call(fn, n=2000):
+        t = time.perf_counter()
+        for _ in range(n):
+            fn()
+        return (time.perf_counter() - t) / n
+
+    P1, P33 = GenerationParams(1), GenerationParams(33)
+    t_step, t_mlp, t_prior, t_fwd, t_twin = [], [], [], [], []
+    for _ in range(7):
+        t = time.perf_counter()
+        eng.generate(prompts, P1)
+        t1 = time.perf_counter() - t
+        t = time.perf_counter()
+        eng.generate(prompts, P33)
+        t_step.append((time.perf_counter() - t - t1) / 32)
+        t_mlp.append(per_call(decision))
+        t_prior.append(per_call(decision_prior))
+        t_fwd.append(per_call(forward))
+        t_twin.append(per_call(twin, 200))
+    step, over, over_prior = (statistics.median(v) for v in (t_step, t_mlp, t_prior))
+    fwd, tw = statistics.median(t_fwd), statistics.median(t_twin)
+    benchmark.pedantic(decision, rounds=2000, iterations=1, warmup_rounds=100)
+    benchmark.extra_info.update(stage0=label, predictor=pred_label, load_average=list(os.getloadavg()),
+                                seconds_decode_step_b16=step, seconds_decision_mlp_b16=over,
+                                seconds_decision_prior_b16=over_prior, seconds_mlp_forward_b16=fwd,
+                                seconds_mlp_forward_numpy_twin_b16=tw,
+                                ratio_overhead_pct=100 * over / step,
+                                ratio_overhead_pct_prior=100 * over_prior / step,
+                                ratio_overhead_pct_per_sample=100 * over / B / step,
+                                ratio_mlp_twin_over_compiled=tw / fwd)

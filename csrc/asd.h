@@ -22,6 +22,7 @@ void register_features(pybind11::module_& m);     // csrc/features.cpp
 void register_routing(pybind11::module_& m);      // csrc/routing.cpp
 void register_decision(pybind11::module_& m);     // csrc/decision.cpp
 void register_token_stats(pybind11::module_& m);  // csrc/token_stats.cpp (CPU)
+void register_mlp(pybind11::module_& m);          // csrc/mlp.cpp
 #ifdef ASD_WITH_CUDA
 void register_token_stats_cuda(pybind11::module_& m);  // csrc/token_stats.cu
 void register_decode_attention_cuda(pybind11::module_& m);  // csrc/decode_attention.cpp

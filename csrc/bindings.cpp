@@ -11,6 +11,7 @@ PYBIND11_MODULE(_C, m) {
   asd::register_routing(m);
   asd::register_decision(m);
   asd::register_token_stats(m);
+  asd::register_mlp(m);
 #ifdef ASD_WITH_CUDA
   asd::register_token_stats_cuda(m);
   asd::register_decode_attention_cuda(m);

@@ -33,12 +33,31 @@ def test_step_is_deterministic_across_batching_and_scored(config):
     parts = [pipeline.testbed_cascade(ids[:2], config), pipeline.testbed_cascade(ids[2:], config)]
     tokens = [t.tolist() for p in parts for t in p["tokens"]]
     assert tokens == [t.tolist() for t in whole["tokens"]]
-    assert (whole["final_stage"] == 3).all()              # λ = ∞
+    for k in ("final_stage", "decision"):
+        assert np.concatenate([p[k] for p in parts]).tolist() == whole[k].tolist()
     ex = pipeline.testbed_prompts(ids, config["jobs"].seed)
     expect = scoring.score(ex, [str(t) for t in whole["text"]])
     assert whole["score"].tolist() == [float(x) for x in expect]
     assert list(whole["dataset"]) == [f"testbed/{e.task}" for e in ex]
     assert not any("<|im_end|>" in str(t) for t in whole["text"])   # specials are not part of the text
+
+
+def test_demo_decides_with_the_committed_predictor(config):
+    """configs/demo_testbed.yaml: policy dp at λ = 1 with the committed MLP ensemble, whose r̂ the cascade
+    recorded; at λ = ∞ the same step ends every sample at the final stage."""
+    import dataclasses
+
+    from asd.core.mlp import MLPPredictor
+    from asd.predictor.checkpoint import load_checkpoint
+
+    assert config["policy"].lam == 1.0 and config["predictor"].kind == "mlp"
+    ids = np.arange(40, 60, dtype=np.int64)
+    rec = pipeline.testbed_cascade(ids, config)
+    w, _ = load_checkpoint(config["predictor"].checkpoint)
+    r, _ = MLPPredictor(w).predict(rec["features"][:, 0], np.zeros(ids.size, np.int64), 4)
+    np.testing.assert_allclose(rec["predictions"][:, 0], r.mean(1), rtol=1e-6)
+    inf = dict(config, policy=dataclasses.replace(config["policy"], lam=math.inf))
+    assert (pipeline.testbed_cascade(ids[:6], inf)["final_stage"] == 3).all()
 
 
 @pytest.mark.slow
@@ -63,4 +82,5 @@ def test_submit_local_then_report(tmp_path):
     t = read_traces(merged)
     assert t.data["sample_id"].tolist() == list(range(20))
     assert math.isclose(s["score_mean"], float(np.mean(t.data["score"])), rel_tol=1e-6)
-    assert s["final_hist"] == [0, 0, 0, 20]
+    assert sum(s["final_hist"]) == 20
+    assert s["final_hist"] == np.bincount(t.data["final_stage"], minlength=4).tolist()

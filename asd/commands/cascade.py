@@ -1,9 +1,9 @@
 """``asd cascade --config FILE``: run the draft-verify cascade on testbed prompts and print what it did.
 
 Sections used: ``hierarchy`` (the stages), ``cascade`` (generation; defaults if absent), ``policy``
-(defaults: DP at λ = 1 if absent). ``--lam`` / ``--policy`` override the policy. With ``--check``
-the final stage also generates alone and the command reports how many samples that ended at the
-final stage match it token for token (λ = ∞: all of them).
+(defaults: DP at λ = 1 if absent), ``predictor`` (default: the prior). ``--lam`` / ``--policy`` override the
+policy. With ``--check`` the final stage also generates alone and the command reports how many samples that
+ended at the final stage match it token for token (λ = ∞: all of them).
 
     asd cascade --config configs/testbed.yaml --n 32 --lam inf --check
 """
@@ -62,13 +62,16 @@ def main(args) -> int:
         raise ValueError("policy 'oracle' needs every prompt's outcome at every stage; asd cascade has none")
     validate(sections, source=args.config, require={"hierarchy": "asd cascade runs the stages it lists"})
     hier = sections["hierarchy"]
+    from asd.predictor.checkpoint import predictor_for
+
+    predictor = predictor_for(sections)  # section `predictor` (default: the prior), checked before loading
     engines = load_engines(hier)
     tok = load_tokenizer(hier)
     cells = [(t, lv) for t in tasks.TASKS for lv in tasks.LEVELS]
     per = -(-args.n // len(cells))
     exs = [e for t, lv in cells for e in tasks.generate(t, per, lv, args.seed)][: args.n]
     prompts = [tk.encode(tk.chat_prompt(e.prompt)) for e in exs]
-    casc = Cascade(engines, ccfg, pol, tokenizer=tok, eos_token_ids=(tk.EOS_ID,))
+    casc = Cascade(engines, ccfg, pol, predictor=predictor, tokenizer=tok, eos_token_ids=(tk.EOS_ID,))
     t0 = time.perf_counter()
     rec = casc.run(prompts, progress=True)
     secs = time.perf_counter() - t0

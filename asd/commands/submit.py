@@ -41,6 +41,10 @@ def _submit(args) -> int:
 
     from asd.jobs.executor import submit_run
     from asd.jobs.failures import RunFailed
+    from asd.predictor.checkpoint import predictor_for
+    from asd.run_config import load_config
+
+    predictor_for(load_config(args.config))  # a predictor checkpoint that does not fit: error before submitting
 
     if args.no_wait:
         from asd.run_config import load_section

@@ -130,7 +130,10 @@ class Decider:
         outcome: np.ndarray | None = None,  # [N, K] bool, policy "oracle" only
     ) -> Plan:
         K, pred, policy = self.K, self.predictor, self.policy
-        if getattr(pred, "reads_features", True):
+        rows_fn = getattr(pred, "predict_rows", None)
+        if rows_fn is not None:  # e.g. MLPPredictor: reads the record in place, non-finite features → ValueError
+            r, acc = rows_fn(features, live, current, K)  # [L, S, K], [L, K, K]
+        elif getattr(pred, "reads_features", True):
             r, acc = pred.predict(np.nan_to_num(features[live, current]), current, K)  # [L, S, K], [L, K, K]
         else:  # e.g. PriorPredictor: only the batch size matters (skips a gather and nan_to_num, ~10 µs)
             r, acc = pred.predict(RowCount(live.size), current, K)  # type: ignore[arg-type]

@@ -27,6 +27,7 @@ _STAT = [f"{s}_{a}" for s in ("entropy", "maxprob", "margin") for a in ("mean", 
 _TAIL = ["low_conf_frac", "mean_logprob", "accept_ratio_prev", "digit_frac", "num_lines", "nesting_depth"]
 FEATURE_NAMES: list[str] = _SCALAR + _STAT + _TAIL + [f"hidden_{i}" for i in range(HIDDEN_WIDTH)]
 NUM_FEATURES = len(FEATURE_NAMES)
+FEATURE_SCHEMA_VERSION = 1  # bump when FEATURE_NAMES or a column's meaning changes (training data, predictors)
 
 
 @lru_cache(maxsize=16)

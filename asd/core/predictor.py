@@ -6,10 +6,12 @@ A predictor maps stage-k features to, for every stage m:
   r̂_m(x) = P(stage m's output equals the final stage's output); column K−1 is 1;
 - ``accept`` [B, K, K]: â_{k,m}(x), the expected fraction of y_k that M_m accepts.
 
-The trained MLP (torch) comes with the training issue and implements the same
+The trained MLP ensemble (``asd.core.mlp.MLPPredictor``, docs/predictor.md) implements the same
 ``predict``; the cascade only sees this protocol. A predictor whose ``predict`` reads only
 ``features.shape[0]`` may say so with ``reads_features = False``: the cascade then skips gathering
-the features for it (a predictor without the attribute gets them).
+the features for it (a predictor without the attribute gets them). A predictor with a
+``predict_rows(record [N, K, F], rows [L], stage [L], K)`` method (``asd.core.mlp.MLPPredictor``) is given the
+cascade's feature record and the rows instead, and reads them in place.
 """
 
 from __future__ import annotations
