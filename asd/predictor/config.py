@@ -50,7 +50,7 @@ class TrainPredictorConfig:
     accept_weight: float = 0.5  # weight of the â loss against the r̂ loss
     split: list[float] = field(default_factory=lambda: [0.70, 0.15, 0.15])  # train / validation / test fractions
     split_salt: int = 0  # the split hash's salt (asd.predictor.data.split_of)
-    split_by: Literal["auto", "prompt_key", "sample_id"] = "auto"  # the hashed key; auto: prompt_key if present
+    split_by: Literal["auto", "prompt_key", "sample_id"] = "auto"  # the hashed key; auto = prompt_key
     calibration: Literal["auto", "temperature", "isotonic", "none"] = "auto"
     iso_max_knots: int = 64  # knots of an isotonic table at most
     ablations: list[str] = field(default_factory=lambda: ["hidden", "token_stats", "text"])  # groups to retrain without

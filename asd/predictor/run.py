@@ -2,8 +2,9 @@
 
 Steps (docs/predictor.md):
 
-1. read the training set and check its schema and feature schema (before anything is written);
-2. split by the hash of sample_id (asd.predictor.data.split_of): train / validation / test;
+1. read the training set (asd.predictor_data.schema's reader: its schema, feature schema, shapes, finite
+   features) before anything is written;
+2. split by the hash of the prompt key or sample_id (asd.predictor.data.split_of): train / validation / test;
 3. normalisation from the training rows; ``members`` networks with seeds (seed, s), early-stopped on the
    validation loss;
 4. calibration per (k, m) chosen on the validation split (2-fold cross-fitting inside it);
@@ -32,10 +33,9 @@ from asd.predictor.config import PredictorConfig, TrainPredictorConfig
 from asd.predictor.data import (
     SPLITS,
     build_rows,
-    check_feature_schema,
     fold_of,
+    load_training_set,
     nan_fill_values,
-    read_predictor_data,
     split_of,
 )
 from asd.predictor.groups import FEATURE_GROUPS, group_columns
@@ -71,8 +71,7 @@ def train_predictor(cfg: TrainPredictorConfig, config_dict: dict | None = None) 
     from asd.provenance import git_revision, provenance
 
     t_start = time.perf_counter()
-    data = read_predictor_data(cfg.data)
-    check_feature_schema(data)
+    data = load_training_set(cfg.data)  # every check of the file (schema, feature schema, ...) before any write
     K, names = data.K, data.feature_names
     if cfg.stage_sizes and len(cfg.stage_sizes) != K:
         raise ValueError(f"stage_sizes has {len(cfg.stage_sizes)} entries; the data has K={K} stages")

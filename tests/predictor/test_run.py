@@ -26,8 +26,12 @@ def data(tmp_path_factory):
 
 
 def test_train_evaluate_and_serve(tmp_path, data):
+    import torch
+
+    threads = torch.get_num_threads()
     res = train_predictor(_cfg(tmp_path, data, results=str(tmp_path / "res" / "predictor.json"),
                                plots_dir=str(tmp_path / "img")))
+    assert torch.get_num_threads() == threads  # training's 1 thread does not leak into the process
     out = tmp_path / "out"
     for f in ("metrics.json", "tables.md", "roc.png", "reliability.png", "spread.png", "checkpoint/weights.safetensors"):
         assert (out / f).is_file(), f
@@ -67,7 +71,7 @@ def test_bad_inputs_fail_before_writing(tmp_path, data):
         train_predictor(_cfg(tmp_path, write_predictor_data(tmp_path / "tiny.h5", N=2, seed=0)))
     with pytest.raises(ValueError, match="stage_sizes has 3 entries"):
         train_predictor(_cfg(tmp_path, data, stage_sizes=[1, 2, 3]))
-    with pytest.raises(ValueError, match="not a predictor training set"):
+    with pytest.raises(ValueError, match="a 'x' file, not 'asd-predictor-data'"):
         train_predictor(_cfg(tmp_path, write_predictor_data(tmp_path / "o.h5", N=20, attrs={"schema": "x"})))
     assert not (tmp_path / "out").exists()
     with pytest.raises(ValueError, match="unknown feature groups"):
