@@ -103,37 +103,40 @@ def train_predictor(cfg: TrainPredictorConfig, config_dict: dict | None = None) 
         w_raw = export_weights(members, norm, K, names, list(cfg.hidden))
         w, cal_report = calibrate(w_raw, rows["val"], fold, cfg.calibration, cfg.iso_max_knots)
         timings[label] = time.perf_counter() - t0
+        meta = {
+            "stage_names": data.stage_names,
+            "feature_schema_version": FEATURE_SCHEMA_VERSION,
+            "activation": "relu",
+            "normalisation": norm.to_json(names),
+            "calibration": cal_report,
+            "training": {
+                "config": cfg_json,
+                "rows": {k: len(v) for k, v in rows.items()},
+                "members": [
+                    {
+                        "seed": cfg.seed * 1000 + s,
+                        "best_epoch": m.best_epoch,
+                        "epochs_run": m.epochs_run,
+                        "best_val_loss": m.best_val_loss,
+                    }
+                    for s, m in enumerate(members)
+                ],
+            },
+            "data": {
+                "path": cfg.data,
+                "sha256": data.sha256,
+                "n_samples": data.N,
+                "split_counts": {k: int(v.size) for k, v in idx.items()},
+                "split_rule": split_rule,
+                "generator_git_revision": str(data.attrs.get("git_revision", "")),
+            },
+            "git_revision": git_revision(),
+        }
+        if dropped:  # a feature ablation: its own checkpoint beside the full one (evaluations serve it)
+            meta["feature_ablation"] = {"without": label[len("without_") :], "columns": list(dropped)}
+        variant_dir = ckpt_dir if label == "full" else out_dir / f"checkpoint_{label}"
+        save_checkpoint(variant_dir, w, meta)
         if label == "full":
-            meta = {
-                "stage_names": data.stage_names,
-                "feature_schema_version": FEATURE_SCHEMA_VERSION,
-                "activation": "relu",
-                "normalisation": norm.to_json(names),
-                "calibration": cal_report,
-                "training": {
-                    "config": cfg_json,
-                    "rows": {k: len(v) for k, v in rows.items()},
-                    "members": [
-                        {
-                            "seed": cfg.seed * 1000 + s,
-                            "best_epoch": m.best_epoch,
-                            "epochs_run": m.epochs_run,
-                            "best_val_loss": m.best_val_loss,
-                        }
-                        for s, m in enumerate(members)
-                    ],
-                },
-                "data": {
-                    "path": cfg.data,
-                    "sha256": data.sha256,
-                    "n_samples": data.N,
-                    "split_counts": {k: int(v.size) for k, v in idx.items()},
-                    "split_rule": split_rule,
-                    "generator_git_revision": str(data.attrs.get("git_revision", "")),
-                },
-                "git_revision": git_revision(),
-            }
-            save_checkpoint(ckpt_dir, w, meta)
             # every held-out number below comes from the checkpoint as the cascade loads it
             pred = build_predictor(PredictorConfig(kind="mlp", checkpoint=str(ckpt_dir)), data.stage_names)
             _, meta_back = load_checkpoint(ckpt_dir)
@@ -152,7 +155,7 @@ def train_predictor(cfg: TrainPredictorConfig, config_dict: dict | None = None) 
         else:
             r, _ = evaluate.predict_rows(MLPPredictor(w), rows["test"], K)
             per_stage = evaluate.stage_metrics(r, rows["test"], K, data.stage_names)
-        ablation.append(_summary_row(label, list(dropped), per_stage))
+        ablation.append({**_summary_row(label, list(dropped), per_stage), "checkpoint": str(variant_dir)})
     s0 = result["per_stage"][0]
     result.update(
         schema="asd-predictor-results",
