@@ -19,6 +19,8 @@ final_stage     int8       [N]          stage whose output was returned
 tokens          vlen int32 [N]          returned token ids
 text            str        [N]          returned text (vlen utf-8)
 score           float32    [N]          task score (NaN = unscored)
+batch_id        int64      [N]          the cascade batch the sample ran in (its first sample id; -1: none)
+batch_latency_s float64    [N]          wall-clock seconds of that whole batch (NaN: not measured)
 ==============  =========  ===========  ==================================================================
 
 Every dataset is chunked and resizable along samples. File attributes: ``schema_version``, ``config``
@@ -42,7 +44,7 @@ from typing import Any
 
 import numpy as np
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2  # 2: batch_id and batch_latency_s added
 STOP = -1  # decision: stop at this stage
 NOT_RUN = -2  # decision: the stage did not run
 PARTIAL_SUFFIX = ".partial"
@@ -64,6 +66,8 @@ FIELDS: dict[str, tuple[Any, tuple[str, ...], Any]] = {
     "tokens": ("vlen_int32", (), None),
     "text": ("str", (), ""),
     "score": (np.float32, (), np.nan),
+    "batch_id": (np.int64, (), -1),
+    "batch_latency_s": (np.float64, (), np.nan),
 }
 JSON_ATTRS = ("config", "environment", "models", "cost_model")
 
