@@ -258,8 +258,8 @@ class TraceWriter:
         for name, arr in rec.items():
             ds = self.f[name]
             ds.resize(self.n + B, axis=0)
-            if name == "tokens" and B > 1 and len({len(t) for t in arr}) == 1:
-                for i, t in enumerate(arr):  # h5py cannot write equal-length vlen rows in one call
+            if name == "tokens" and len({len(t) for t in arr}) == 1:
+                for i, t in enumerate(arr):  # h5py cannot write equal-length vlen rows (or one row) in one call
                     ds[self.n + i] = t
             else:
                 ds[self.n : self.n + B] = arr

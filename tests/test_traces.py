@@ -149,3 +149,12 @@ def test_files_open_in_h5ls_and_h5dump(tmp_path):
     dump = subprocess.run(["h5dump", "-d", "/text", str(p)], capture_output=True, text=True, check=True).stdout
     assert "sample 0:" in dump and "H5T_CSET_UTF8" in dump
     subprocess.run(["h5dump", "-d", "/tokens", str(p)], capture_output=True, check=True)
+
+
+def test_batches_of_one_sample_roundtrip(tmp_path):
+    """A one-sample batch (e.g. a shard of one sample) writes its token row whatever its length."""
+    with TraceWriter(tmp_path / "one.h5", 2, ["a"]) as w:
+        w.append({"sample_id": np.array([0]), "tokens": [np.arange(17)]})
+        w.append({"sample_id": np.array([1]), "tokens": [np.arange(3)]})
+    t = read_traces(tmp_path / "one.h5")
+    assert [x.tolist() for x in t.data["tokens"]] == [list(range(17)), [0, 1, 2]]

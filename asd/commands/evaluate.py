@@ -1,4 +1,4 @@
-"""``asd evaluate --config FILE``: the evaluation grid — every policy, λ, seed, dataset and ablation (docs/evaluation.md).
+"""``asd evaluate --config FILE``: the evaluation grid (policies, λ, seeds, datasets, ablations; docs/evaluation.md).
 
     asd evaluate --config configs/evaluation.yaml                    # online: the cascade, for real, per cell
     asd evaluate --config configs/evaluation.yaml --mode replay --replay-data runs/predictor-data/traces.h5

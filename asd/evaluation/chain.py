@@ -73,10 +73,7 @@ def run_chain(sections: dict, args, log=print) -> dict:
         missing = [c for c in [st.command, *st.needs] if c not in have]
         line = " ".join(["asd", st.command, *st.args])
         if missing:
-            log(
-                f"asd run: step {i}/{len(cfg.steps)} `{line}` skipped: this asd has no "
-                f"`asd {missing[0]}` command yet"
-            )
+            log(f"asd run: step {i}/{len(cfg.steps)} `{line}` skipped: this asd has no `asd {missing[0]}` command yet")
             out.append({"step": i, "command": st.command, "status": "skipped", "missing": missing})
             continue
         log(f"asd run: step {i}/{len(cfg.steps)}: {line}")
@@ -85,9 +82,14 @@ def run_chain(sections: dict, args, log=print) -> dict:
         secs = time.perf_counter() - t0
         out.append({"step": i, "command": st.command, "status": "ran", "returncode": rc, "seconds": secs})
         if rc != 0:
-            raise ChainError(f"step {i} `{line}` failed with exit status {rc} after {secs:.0f} s; steps after it not run")
+            raise ChainError(
+                f"step {i} `{line}` failed with exit status {rc} after {secs:.0f} s; steps after it not run"
+            )
         log(f"asd run: step {i} done in {secs:.1f} s")
     if cfg.report:
         where = Path(cfg.report)
-        log(f"asd run: the report is {where}" if where.exists() else f"asd run: no report at {where} (see above)")
+        if where.exists():
+            log(f"asd run: the report is {where}")
+        else:
+            log(f"asd run: no report at {where}: the step that writes it did not run (see above)")
     return {"steps": out, "report": cfg.report}

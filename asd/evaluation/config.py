@@ -81,7 +81,9 @@ class StandInConfig:
     seeds: list[int] | None = None
     lambdas: list[float] | None = None
     ablations: list[str] | None = None
+    shards: int | None = None  # shards per cell (None: jobs.shards)
     max_new_tokens: int | None = None  # cap on every dataset's generation budget (the stand-in's context is short)
+    max_prompt_tokens: int | None = None  # cap on a prompt's tokens (its last ones are kept): a cheaper CI run
     truncate_prompts: bool = True  # keep a prompt's last tokens when it does not fit the stand-in's context
 
 
@@ -164,8 +166,10 @@ class EvaluationConfig:
                 _check_lams("stand_in.lambdas", st.lambdas)
             if st.ablations is not None and any(a not in ABLATIONS for a in st.ablations):
                 raise ValueError(f"stand_in.ablations: valid: {', '.join(ABLATIONS)}; got {st.ablations}")
-            if st.max_new_tokens is not None and st.max_new_tokens < 1:
-                raise ValueError(f"stand_in.max_new_tokens must be >= 1, got {st.max_new_tokens}")
+            for name in ("max_new_tokens", "max_prompt_tokens", "shards"):
+                v = getattr(st, name)
+                if v is not None and v < 1:
+                    raise ValueError(f"stand_in.{name} must be >= 1, got {v}")
 
     def dataset_name(self, task: str) -> str:
         """The name a cell's traces carry: ``testbed/<task>`` for testbed prompts, else the benchmark's."""
@@ -191,6 +195,7 @@ class CellConfig:
     outcome_cells: list[str] = field(default_factory=list)  # oracle online: the K single-stage cells' traces
     replay_data: str | None = None
     truncate_prompts: bool = False
+    max_prompt_tokens: int | None = None  # keep at most this many of a prompt's last tokens (stand-in runs)
     heldout_filter: str | None = None
 
     def __post_init__(self) -> None:

@@ -82,7 +82,7 @@ def read(path: str | Path) -> FullTraces:
         n = int(attrs.get("n_complete", f["sample_id"].shape[0]))
         K = int(f["draft_len"].shape[1])
         data: dict[str, Any] = {}
-        for name in list(REQUIRED) + ["gen_latency_s", "verify_latency_s", "batch_size", "accept_frac", "level"]:
+        for name in (*REQUIRED, "gen_latency_s", "verify_latency_s", "batch_size", "accept_frac", "level"):
             if name in f:
                 data[name] = f[name][:n]
         for k in range(K):
@@ -93,8 +93,10 @@ def read(path: str | Path) -> FullTraces:
     names = attrs.get("feature_names")
     names = json.loads(names) if isinstance(names, str) else names
     if list(names or []) != FEATURE_NAMES:
-        raise ValueError(f"{p}: features {len(names or [])} columns {list(names or [])[:3]}…; this asd computes "
-                         f"{len(FEATURE_NAMES)} ({FEATURE_NAMES[:3]}…): regenerate the file")
+        raise ValueError(
+            f"{p}: features {len(names or [])} columns {list(names or [])[:3]}…; this asd computes "
+            f"{len(FEATURE_NAMES)} ({FEATURE_NAMES[:3]}…): regenerate the file"
+        )
     for key in ("stage_names", "stage_params"):
         if isinstance(attrs.get(key), str):
             attrs[key] = json.loads(attrs[key])
@@ -158,7 +160,9 @@ def build(
     cfg = CascadeConfig(max_new_tokens=max_new_tokens, batch_size=batch_size)
 
     def run(policy: PolicyConfig) -> dict:
-        return Cascade(engines, cfg, policy, tokenizer=tokenizer, eos_token_ids=eos_token_ids).run(prompts, ids)
+        return Cascade(engines, cfg, policy, tokenizer=tokenizer, eos_token_ids=eos_token_ids).run(
+            prompts, ids.tolist()
+        )
 
     route = run(PolicyConfig(name="fixed_depth", stage=K - 1))  # features on the adjacent route 0 → … → K−1
     bsize = np.concatenate([np.full(min(batch_size, N - s), min(batch_size, N - s)) for s in range(0, N, batch_size)])

@@ -38,7 +38,7 @@ class CellPrompts:
     score: Callable[[Sequence[str]], np.ndarray]  # B output texts → [B] float32 scores
 
 
-def draw_testbed(task: str, seed: int, sample_ids: Sequence[int]) -> list:
+def draw_testbed(task: str, seed: int, sample_ids: Sequence[int] | np.ndarray) -> list:
     """The testbed Example of each sample id (level LEVELS[i % 5], drawn with seed s·1,000,003 + i)."""
     from asd.testbed import tasks
 
@@ -75,6 +75,11 @@ def benchmark_items(task: str, data_cfg, heldout_filter: str | None = None) -> t
     return _DATA[key]
 
 
+def item_id(item) -> str:
+    """A benchmark item's name for messages (``id``, or HumanEval's ``task_id``)."""
+    return str(getattr(item, "id", None) or getattr(item, "task_id", None) or item)
+
+
 def draw(n_items: int, dataset: str, seed: int, count: int) -> np.ndarray:
     """[count] int64 item indices of seed ``seed``: the first ``count`` of a seeded permutation."""
     if count > n_items:
@@ -108,7 +113,9 @@ def fit(ids: list[int], room: int, truncate: bool, what: str) -> list[int]:
     return ids[len(ids) - room :]
 
 
-def cell_prompts(cell, sample_ids: Sequence[int], data_cfg, sandbox_cfg, tokenizer, room: int) -> CellPrompts:
+def cell_prompts(
+    cell, sample_ids: Sequence[int] | np.ndarray, data_cfg, sandbox_cfg, tokenizer, room: int
+) -> CellPrompts:
     """The prompts of ``sample_ids`` for ``cell`` (a CellConfig); ``room``: prompt tokens that fit the context."""
     if cell.source == "testbed":
         from asd.testbed import scoring
@@ -126,9 +133,9 @@ def cell_prompts(cell, sample_ids: Sequence[int], data_cfg, sandbox_cfg, tokeniz
     idx = draw(len(items_all), cell.dataset, cell.seed, int(max(sample_ids)) + 1)
     items = [items_all[int(idx[int(i)])] for i in sample_ids]
     ids = []
-    for it, i in zip(items, sample_ids):
+    for it in items:
         text = build_prompt(cell.task, it, data_cfg, pool=pool, tokenizer=tokenizer).text
-        ids.append(fit(tokenizer.encode(text, add_special_tokens=False), room, cell.truncate_prompts, f"{it.id}"))
+        ids.append(fit(tokenizer.encode(text, add_special_tokens=False), room, cell.truncate_prompts, item_id(it)))
     return CellPrompts(ids, items, lambda texts: score_benchmark(cell.task, items, texts, sandbox_cfg))
 
 

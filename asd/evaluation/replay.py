@@ -21,10 +21,10 @@ file instead of running a model. What a move j → m records:
 
 The sample of seed s is the seeded permutation (``asd.evaluation.prompts.draw``) of the file's rows of the
 cell's task, so every policy of a seed replays the same rows. Policy ``oracle`` reads its outcomes from the
-file (``agree_final``); ``speculative`` returns y_{K−1} (its ``draft_len[0]`` and ``accepted_len[K−1]`` are the
-file's |y_0| and a_{0,K−1}, not the token-level drafting counts the online run records). Records carry ``mode = "replay"`` (file attribute,
-set by the driver at the merge). ``random`` draws with the same seeds as online, but per batch of replayed
-rows, so its draws match online only when the batches hold the same samples.
+file (``agree_final``); ``speculative`` returns y_{K−1} (its ``draft_len[0]`` and ``accepted_len[K−1]`` are
+the file's |y_0| and a_{0,K−1}, not the token-level drafting counts the online run records). The merged
+traces carry ``mode = "replay"`` (a file attribute the driver sets). ``random`` draws with the same seeds as
+online, but per batch of replayed rows, so its draws match online only when the batches hold the same samples.
 """
 
 from __future__ import annotations
@@ -132,7 +132,7 @@ def simulate(ft, rows: np.ndarray, ids: np.ndarray, decider, outcome: np.ndarray
     spent = 0.0  # seconds of the batch's calls (estimated)
 
     def take(idx: np.ndarray, m: int, ap: np.ndarray) -> None:
-        for r, i in enumerate(idx.tolist()):
+        for i in idx.tolist():
             st.responses[i] = np.asarray(ys[m][i], np.int64)
         rec["ran"][idx, m] = True
         rec["draft_len"][idx, m] = dl[idx, m]

@@ -118,6 +118,8 @@ def load_plan(
         if st is None:
             raise ValueError(f"{config_path}: --stand-in needs an evaluation.stand_in section (docs/evaluation.md)")
         sections["hierarchy"] = load_section(_abs(st.hierarchy_from, here) or st.hierarchy_from, "hierarchy")
+        if st.shards:
+            sections["jobs"] = dataclasses.replace(sections["jobs"], shards=st.shards)
         ev = dataclasses.replace(
             ev,
             samples=st.samples or ev.samples,
@@ -158,6 +160,12 @@ def max_new_tokens(plan: GridPlan, task: str) -> int:
         n = (plan.sections.get("data") or DataConfig()).task(task).max_new_tokens
     cap = plan.ev.stand_in.max_new_tokens if (plan.ev.label == "plumbing" and plan.ev.stand_in) else None
     return min(n, cap) if cap else n
+
+
+def prompt_cap(plan: GridPlan) -> int | None:
+    """The stand-in's cap on prompt tokens (plumbing runs only), else None."""
+    st = plan.ev.stand_in
+    return st.max_prompt_tokens if (plan.ev.label == "plumbing" and st is not None) else None
 
 
 def validate(plan: GridPlan) -> dict[str, Any]:
@@ -222,7 +230,7 @@ def _validate_replay(plan: GridPlan) -> None:
 def _validate_benchmarks(plan: GridPlan) -> None:
     from asd.data.config import DataConfig
     from asd.data.prompts import build_prompt
-    from asd.evaluation.prompts import benchmark_items, draw, fit
+    from asd.evaluation.prompts import benchmark_items, draw, fit, item_id
     from asd.models.loading import load_tokenizer
 
     ev, hier = plan.ev, plan.sections["hierarchy"]
@@ -232,12 +240,21 @@ def _validate_benchmarks(plan: GridPlan) -> None:
     for task in ev.datasets:
         items, pool = benchmark_items(task, data, ev.heldout_filter)
         room = ctx - max_new_tokens(plan, task)
+        room = min(room, prompt_cap(plan) or room)
         if room < 1:
             raise ValueError(f"{task}: max_new_tokens {max_new_tokens(plan, task)} leaves no room in the context {ctx}")
         for seed in ev.seeds:
             for i, j in enumerate(draw(len(items), task, seed, ev.samples).tolist()):
-                text = build_prompt(task, items[j], data, pool=pool, tokenizer=tok).text
-                fit(tok.encode(text, add_special_tokens=False), room, ev.truncate_prompts, f"{task} sample {i}")
+                try:
+                    text = build_prompt(task, items[j], data, pool=pool, tokenizer=tok).text
+                except ValueError as e:
+                    raise ValueError(f"{task} seed {seed} sample {i} ({item_id(items[j])}): its prompt: {e}") from e
+                fit(
+                    tok.encode(text, add_special_tokens=False),
+                    room,
+                    ev.truncate_prompts,
+                    f"{task} sample {i} ({item_id(items[j])})",
+                )
 
 
 # ----------------------------------------------------------------------------- the run folder
@@ -346,7 +363,7 @@ def cell_sections(plan: GridPlan, cell: Cell, histogram: list[float] | None = No
         id=cell.id,
         dataset=cell.dataset,
         task=cell.task,
-        source=ev.source,  # type: ignore[arg-type]
+        source=ev.source,
         seed=cell.seed,
         policy=cell.policy,
         ablation=cell.ablation,
@@ -358,6 +375,7 @@ def cell_sections(plan: GridPlan, cell: Cell, histogram: list[float] | None = No
         outcome_cells=[f"cells/{c}/traces.h5" for c in cell.outcome_from],
         replay_data=ev.replay_data if mode == "replay" else None,
         truncate_prompts=ev.truncate_prompts,
+        max_prompt_tokens=prompt_cap(plan),
         heldout_filter=ev.heldout_filter,
     )
     out = {
@@ -437,18 +455,21 @@ def _submit(plan: GridPlan, items: list[Item], wave: int):
 
     job = plan.sections["jobs"]
     gpus = gpus_per_task(job, plan.sections)
+    cpus = job.cpus_per_task
     if job.executor == "slurm":
         groups = [[it] for it in items]
-    else:  # a few local processes, each running its share (models loaded once per process)
-        n = max(1, min(job.array_parallelism, len(items)))
+    else:  # a few local processes (at most one per CPU core), each running its share (models loaded once)
+        cores = os.cpu_count() or 1
+        n = max(1, min(job.array_parallelism, cores, len(items)))
         groups = [items[g::n] for g in range(n)]
+        cpus = max(1, min(cpus, cores // n))  # threads per process: no more threads than cores in all
     per_task = max(len(g) for g in groups)
     limits = dc.replace(job, timeout_min=job.timeout_min * per_task) if job.executor == "local" else job
     stamp = _dt.datetime.now(_dt.timezone.utc).strftime("%Y%m%dT%H%M%S")
     folder = plan.root / "submitit" / f"{stamp}-{os.getpid()}-wave{wave}"
     ex = make_executor(limits, plan.sections, folder, f"asd-eval-{plan.root.name}-w{wave}", gpus=gpus)
     args = [[(str(it.config), it.index) for it in g] for g in groups]
-    return ex.map_array(GridTask(), args, [job.cpus_per_task] * len(groups), [gpus] * len(groups))
+    return ex.map_array(GridTask(), args, [cpus] * len(groups), [gpus] * len(groups))
 
 
 def _wait(jobs: list, items: list[Item], desc: str, progress: bool, poll_s: float = 2.0) -> list[str]:
@@ -727,7 +748,7 @@ def summarize(plan: GridPlan) -> dict:
     ``asd analyze`` does the statistics. Written to ``summary.json``."""
     from asd.traces import read_traces
 
-    cells = []
+    cells: list[dict[str, Any]] = []
     for c in plan.cells:
         p = plan.root / "cells" / c.id / "traces.h5"
         if not p.is_file():
@@ -741,7 +762,7 @@ def summarize(plan: GridPlan) -> dict:
         c = r["cell"]
         if c.policy == "single" and c.stage == plan.K - 1:
             final[(c.dataset, c.seed, c.temperature)] = r["seconds"]
-    groups: dict[str, list] = {}
+    groups: dict[str, list[dict[str, Any]]] = {}
     for r in cells:
         c = r["cell"]
         ref = final.get((c.dataset, c.seed, c.temperature))

@@ -20,7 +20,7 @@ from typing import Any
 import numpy as np
 
 _CASCADES: dict[str, Any] = {}  # cell id + config → Cascade, per process
-_OUTCOMES: dict[tuple, np.ndarray] = {}  # oracle: (paths) → (ids [N], outcome [N, K])
+_OUTCOMES: dict[tuple, tuple[np.ndarray, np.ndarray]] = {}  # oracle: (paths) → (ids [N], outcome [N, K])
 _WARM: set[int] = set()  # engines already warmed up in this process (by id of the engine list)
 
 
@@ -83,7 +83,7 @@ def build_cascade(config: dict[str, Any]):
             cost_model=cost,
             tokenizer=tok,
             eos_token_ids=eos_ids(tok, cell.source == "testbed"),
-            stage_sizes=np.ones(K) if (cell.uniform_costs and cost is None) else None,
+            stage_sizes=[1.0] * K if (cell.uniform_costs and cost is None) else None,
         )
     return _CASCADES[key]
 
@@ -121,6 +121,7 @@ def online(sample_ids: np.ndarray, config: dict[str, Any]) -> dict[str, Any]:
     ids = np.asarray(sample_ids, dtype=np.int64)
     casc = build_cascade(config)
     room = min(e.max_context for e in casc.engines) - casc.cfg.max_new_tokens
+    room = min(room, cell.max_prompt_tokens or room)
     pr = cell_prompts(cell, ids, config.get("data"), config.get("sandbox"), casc.tokenizer, room)
     outcome = None
     if cell.policy == "oracle":  # the single cells' traces, relative to the run folder (<run>/cells/<this cell>)

@@ -5,7 +5,8 @@ index) of ``items`` in turn and appends each one's wall time to ``<run>/timing/<
 CPU/GPU-hours of grid.json). On SLURM each array task holds one item; with the local executor each of the
 ``array_parallelism`` tasks holds a share, so that a laptop runs a few processes, each loading the models
 once. A ``Checkpointable``: requeued on time-out or preemption, it is called again with the same items and
-``run_shard`` skips the shards already done and resumes the partial one.
+``run_shard`` skips the shards already done and resumes the partial one. Torch uses ``cpus`` threads (at most
+the CPUs this process may run on); ``cpus`` × wall time is what the task's line counts as CPU time.
 """
 
 from __future__ import annotations
@@ -31,6 +32,7 @@ class GridTask(submitit.helpers.Checkpointable):
     """One array task of the grid: ``GridTask()(items, cpus)`` → the shards' ``run_shard`` statistics."""
 
     def __call__(self, items: list[tuple[str, int]], cpus: int = 1, gpus: int = 0) -> list[dict]:
+        cpus = max(1, min(cpus, len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else cpus))
         os.environ.setdefault("OMP_NUM_THREADS", str(cpus))
         try:
             import torch
