@@ -22,6 +22,11 @@ def test_pipeline_testbed_config_chains_the_five_steps():
     assert [s.command for s in cfg["pipeline"].steps] == ["generate-data", "train-predictor", "evaluate", "analyze",
                                                           "report"]
     assert "evaluate" in available_commands() and "run" in available_commands()
+    load_config(ROOT / "configs/pipeline_evaluation.yaml")
+    from asd.run_config import SECTIONS
+
+    if "predictor_training" in SECTIONS:  # asd train-predictor's section: checked where that command exists
+        load_config(ROOT / "configs/pipeline/predictor.yaml")
 
 
 def test_chain_runs_the_steps_that_exist_and_skips_the_others(tmp_path):

@@ -17,7 +17,7 @@ from asd.jobs.merge import merge_run
 from asd.jobs.plan import ShardPlan, prepare_output_dir
 from asd.jobs.shard import run_shard, shard_state
 from asd.jobs.status import format_status, run_status
-from asd.traces import PARTIAL_SUFFIX
+from asd.traces import PARTIAL_SUFFIX, SCHEMA_VERSION
 
 from .helpers import reference, same_traces, write_config
 
@@ -108,13 +108,13 @@ def test_shard_of_another_schema_version_or_run_is_refused_untouched(tmp_path):
     with h5py.File(p, "r+") as f:
         f.attrs["schema_version"] = 0
     before = p.read_bytes()
-    with pytest.raises(ValueError, match="schema version 0 but this asd reads version 1"):
+    with pytest.raises(ValueError, match=f"schema version 0 but this asd reads version {SCHEMA_VERSION}"):
         run_shard(str(cfg), 0, show_progress=False)
     with pytest.raises(ValueError, match="schema version 0"):
         merge_run(str(cfg))
     assert p.read_bytes() == before
     with h5py.File(p, "r+") as f:
-        f.attrs["schema_version"] = 1
+        f.attrs["schema_version"] = SCHEMA_VERSION
         f.attrs["run_fingerprint"] = "0123456789abcdef"
     with pytest.raises(ValueError, match="shard of another run"):
         run_shard(str(cfg), 0, show_progress=False)
