@@ -138,3 +138,23 @@ def test_replay_agrees_with_online(world, name, policy, pred, measured):
         assert (rep["batch_id"] == s).all() and (rep["batch_latency_s"] > 0).all()
     if name == "lossless":  # every sample ends at the final stage with its own output
         assert (online["final_stage"] == K - 1).all()
+
+
+def test_replay_refuses_files_that_do_not_fit(world, tmp_path):
+    from asd.evaluation.replay import cell_rows, check_file
+    from asd.models.config import HierarchyConfig, StageConfig
+    from asd.traces import TraceWriter
+
+    ft = world["ft"]
+    three = HierarchyConfig(name="t", stages=[StageConfig(name=f"s{k}", model=f"testbed:s{k}") for k in range(3)])
+    with pytest.raises(ValueError, match="4 stages; the hierarchy has K=3"):
+        check_file(ft, three)
+    other = HierarchyConfig(name="t", stages=[StageConfig(name=f"s{k}", model=f"other:s{k}") for k in range(4)])
+    with pytest.raises(ValueError, match="traces of stages .*the hierarchy's stages are"):
+        check_file(ft, other)
+    with pytest.raises(ValueError, match="3 rows of task 'gsm8k'; the grid asks for 5 samples"):
+        cell_rows(ft, "gsm8k", "testbed/gsm8k", 0, 5)
+    with TraceWriter(tmp_path / "cascade.h5", 4, FEATURE_NAMES) as w:  # a cascade trace file is not full traces
+        w.append({"sample_id": np.arange(2)})
+    with pytest.raises(ValueError, match="replay reads full per-stage traces"):
+        fulltrace.read(tmp_path / "cascade.h5")

@@ -27,7 +27,8 @@ SAMPLES = 6
 @pytest.fixture(scope="module")
 def online(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("eval")
-    cfg = write_config(tmp / "grid.yaml", tmp / "run", samples=SAMPLES, ablations=["no_skips", "uniform_costs"],
+    cfg = write_config(tmp / "grid.yaml", tmp / "run", samples=SAMPLES,
+                       ablations=["no_skips", "uniform_costs", "kappa", "sampling"], ablation_kappa=1.0,
                        predictor={"r_prior": [0.6, 0.75, 0.9, 1.0]})
     assert cli(["evaluate", "--config", str(cfg), "--no-progress"]) == 0
     return cfg, tmp / "run"
@@ -55,7 +56,10 @@ def test_grid_json_follows_the_contract(online):
         assert (run / c["traces"]).is_file() and c["batch_size"] == 3 and c["seed"] == 0
         assert c["upper_bound"] == (c["policy"] == "oracle")
         assert c["lam"] in (1.0, "inf", None)
-    assert {c["ablation"] for c in g["cells"]} == {None, "no_skips", "uniform_costs"}
+    assert {c["ablation"] for c in g["cells"]} == {None, "no_skips", "uniform_costs", "kappa1", "sampling_t0.7"}
+    sampled = [c for c in g["cells"] if c["ablation"] == "sampling_t0.7"]
+    assert sorted(c["policy"] for c in sampled) == ["dp", "lossless", "single"]
+    assert all(c["temperature"] == 0.7 for c in sampled)
     lossless = [c for c in g["cells"] if c["policy"] == "lossless" and c["ablation"] is None]
     assert lossless[0]["lam"] == "inf"
 
@@ -79,8 +83,11 @@ def test_every_cell_sees_the_same_prompts_and_records_batches(online):
             # a sample's stages ran one after the other inside its batch's wall clock
             per_sample = np.where(t.data["ran"][rows], t.data["latency_s"][rows], 0).sum(1)
             assert per_sample.max() <= bl[rows][0] * (1 + 1e-9)
-        if c["policy"] in ("dp", "lossless", "oracle", "threshold", "random") and c["ablation"] != "uniform_costs":
-            assert t.attrs["cost_model"]["stages"][0]["name"] == "s0"  # the measured table priced the decisions
+        if c["policy"] in ("dp", "lossless", "oracle", "threshold", "random"):
+            stages = t.attrs["cost_model"]["stages"]  # the measured table priced the decisions
+            assert [st["name"] for st in stages] == ["s0", "s1", "s2", "s3"]
+            uniform = all(st["decode"] == stages[3]["decode"] for st in stages)
+            assert uniform == (c["ablation"] == "uniform_costs")  # uniform: every stage priced as the final
 
 
 def test_lossless_cell_returns_the_final_stage_alone(online):
@@ -139,7 +146,7 @@ def test_rerun_resumes_and_another_config_is_refused(online, tmp_path, capsys):
     before = {p: p.stat().st_mtime_ns for p in run.glob("cells/*/traces.h5")}
     assert cli(["evaluate", "--config", str(cfg), "--no-progress"]) == 0
     out = capsys.readouterr().out
-    assert "wave 1: 12 cells, 12 shards (12 done before), 0 samples to run" in out
+    assert "wave 1: 16 cells, 16 shards (16 done before), 0 samples to run" in out
     assert "wave 2: 4 cells, 4 shards (4 done before), 0 samples to run" in out
     assert {p: p.stat().st_mtime_ns for p in run.glob("cells/*/traces.h5")} == before
     other = write_config(tmp_path / "other.yaml", run, samples=SAMPLES, lambdas=[2.0])
@@ -176,11 +183,12 @@ def test_replay_mode_agrees_with_the_online_cells(online, tmp_path):
     assert cli(["evaluate", "--config", str(cfg), "--mode", "replay", "--replay-data", str(full),
                 "--output-dir", str(rep_dir), "--no-progress"]) == 0
     g = _grid(rep_dir)
-    assert g["mode"] == "replay" and g["complete"]
+    assert g["mode"] == "replay" and g["complete"] and any("sampling" in n for n in g["notes"])
     perm = cell_rows(fulltrace.read(full), "gsm8k", "testbed/gsm8k", 0, SAMPLES)  # replay sample j = online perm[j]
     for c in g["cells"]:
         if c["policy"] == "random":
             continue  # same histogram, but its draws follow the batch a sample is in
+        assert c["temperature"] == 0.0  # the sampling ablation is left out of a replay (the note says so)
         r, o = _cell(rep_dir, c["cell"]), _cell(run, c["cell"])
         assert r.attrs["mode"] == "replay"
         for field in ("final_stage", "ran", "decision", "score"):
