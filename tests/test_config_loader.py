@@ -123,6 +123,7 @@ REQUIRED = {  # the fields without a default, per class
     "CellConfig": dict(id="c", dataset="testbed/gsm8k", task="gsm8k"),
     "PipelineConfig": dict(steps=[{"command": "evaluate"}]),
     "ChainStep": dict(command="evaluate"),
+    "TrainPredictorConfig": dict(data="d.h5"),
     "StageLatency": dict(name="a", prefill_ms_per_token=1.0, prefill_ms=1.0, decode_ms_per_step=1.0,
                          decode_ms_per_item=1.0),
 }

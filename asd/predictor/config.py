@@ -6,6 +6,8 @@ import math
 from dataclasses import dataclass, field
 from typing import Literal
 
+from asd.config_loader import check_fields
+
 PREDICTOR_KINDS = ("prior", "mlp")
 CALIBRATIONS = ("auto", "temperature", "isotonic", "none")
 
@@ -24,6 +26,7 @@ class PredictorConfig:
     checkpoint: str = ""
 
     def __post_init__(self) -> None:
+        check_fields(self)  # the loader's type rules, also for configs built in Python
         if self.kind not in PREDICTOR_KINDS:
             raise ValueError(f"kind: unknown predictor {self.kind!r}; valid: {', '.join(PREDICTOR_KINDS)}")
         if self.kind == "mlp" and not self.checkpoint:
@@ -61,6 +64,7 @@ class TrainPredictorConfig:
     progress: bool = True
 
     def __post_init__(self) -> None:
+        check_fields(self)  # the loader's type rules, also for configs built in Python
         if self.members < 1:
             raise ValueError(f"members must be >= 1, got {self.members}")
         if not self.hidden or any(h < 1 for h in self.hidden):
