@@ -13,7 +13,8 @@
 //   writes columns 0..22 of `out` (the scalar, token-statistic and text features of asd.features;
 //   the hidden-state projection, columns 23.., stays with numpy's matmul and is left untouched).
 // record_features(features [N, K, F] float32, rows [R] int64, stage, prompt_len [N], prompt_nll [R], stats
-//   (N arrays), tokens (N arrays), accept_prev [R], proj [R, F − 23] float32 or None, table, eos_token_ids)
+//   (N arrays), tokens (N arrays), accept_prev [R] or None (none: column 19 = 1, as for NaN), proj [R, F − 23]
+//   float32 or None, table, eos_token_ids)
 //   → None: features[rows, stage] = batch_features(...) (EOS from the last tokens) written in place.
 #include <algorithm>
 #include <cmath>
@@ -182,10 +183,10 @@ struct Table {
 // Columns 0..22 of R rows: row i goes to po + dst[i] and describes entry src[i] of stats/tokens/prompt_len
 // (src == nullptr: entry i) and entry i of prompt_nll/ended_eos/accept_prev.
 void features_core(float* po, const int64_t* dst, const int64_t* src, int64_t R, double stage, const Vec& pl,
-                   const Vec& nll, const Vec* eos, const std::vector<int64_t>& eos_ids, const Vec& ap,
+                   const Vec& nll, const Vec* eos, const std::vector<int64_t>& eos_ids, const Vec* ap,
                    PyObject* stats, PyObject* tokens, const Table& table) {
   const bool lists = PyList_Check(stats) && PyList_Check(tokens);
-  std::vector<double> buf;
+  thread_local std::vector<double> buf;  // per-token scratch, reused across calls
   for (int64_t r = 0; r < R; ++r) {
     float* o = po + dst[r];
     const int64_t e = src ? src[r] : r;
@@ -224,7 +225,7 @@ void features_core(float* po, const int64_t* dst, const int64_t* src, int64_t R,
       o[4] = static_cast<float>((*eos)[r]);
     }
     std::fill(o + 5, o + kFirstHidden, 0.0f);
-    const double a = ap[r];
+    const double a = ap ? (*ap)[r] : 1.0;  // no accept_prev (None): 1, as for NaN
     o[19] = static_cast<float>(std::isfinite(a) ? a : 1.0);
     if (n == 0) continue;
     const int tn = type_num(sa);
@@ -244,7 +245,21 @@ std::vector<int64_t> eos_list(const py::handle& ended_eos, const py::object& eos
   std::vector<int64_t> ids;
   if (ended_eos.is_none()) {
     if (eos_token_ids.is_none()) throw std::invalid_argument("ended_eos is None: eos_token_ids must be given");
-    for (const auto& e : eos_token_ids) ids.push_back(e.cast<int64_t>());
+    PyObject* o = eos_token_ids.ptr();
+    if (PyTuple_Check(o) || PyList_Check(o)) {  // the cascade's tuple of ints, read without pybind11 casts
+      const Py_ssize_t n = PySequence_Fast_GET_SIZE(o);
+      PyObject** items = PySequence_Fast_ITEMS(o);
+      for (Py_ssize_t i = 0; i < n; ++i) {
+        const long long v = PyLong_Check(items[i]) ? PyLong_AsLongLong(items[i]) : -1;
+        if (!PyLong_Check(items[i]) || (v == -1 && PyErr_Occurred())) {
+          PyErr_Clear();
+          throw std::invalid_argument("eos_token_ids must hold ints");
+        }
+        ids.push_back(static_cast<int64_t>(v));
+      }
+    } else {
+      for (const auto& e : eos_token_ids) ids.push_back(e.cast<int64_t>());
+    }
   }
   return ids;
 }
@@ -269,7 +284,7 @@ void decision_features(py::array_t<float> out, double stage, const py::handle& p
   const int64_t F = out.shape(1);
   std::vector<int64_t> dst(R);
   for (int64_t r = 0; r < R; ++r) dst[r] = r * F;
-  features_core(out.mutable_data(), dst.data(), nullptr, R, stage, pl, nll, eos.get(), ids, ap, stats.ptr(),
+  features_core(out.mutable_data(), dst.data(), nullptr, R, stage, pl, nll, eos.get(), ids, &ap, stats.ptr(),
                 tokens.ptr(), tab);
 }
 
@@ -295,7 +310,8 @@ void record_features(const py::handle& features, const py::handle& rows, int64_t
   if (!PyList_Check(stats.ptr()) || !PyList_Check(tokens.ptr()) || PyList_GET_SIZE(stats.ptr()) != N ||
       PyList_GET_SIZE(tokens.ptr()) != N)
     throw std::invalid_argument("stats and tokens must be lists of N=" + std::to_string(N) + " arrays");
-  std::vector<int64_t> dst(R);
+  thread_local std::vector<int64_t> dst;  // reused across calls
+  dst.resize(static_cast<size_t>(R));
   for (int64_t i = 0; i < R; ++i) {
     if (src[i] < 0 || src[i] >= N)
       throw std::invalid_argument("rows[" + std::to_string(i) + "]=" + std::to_string(src[i]) + " outside 0..N-1=" +
@@ -313,10 +329,12 @@ void record_features(const py::handle& features, const py::handle& rows, int64_t
     pp = static_cast<const float*>(data_of(po));
   }
   const std::vector<int64_t> ids = eos_list(py::none(), eos_token_ids);
-  const Vec pl(prompt_len, N, "prompt_len"), nll(prompt_nll, R, "prompt_nll"), ap(accept_prev, R, "accept_prev");
+  const Vec pl(prompt_len, N, "prompt_len"), nll(prompt_nll, R, "prompt_nll");
+  std::unique_ptr<Vec> ap;  // None: no previous acceptance for any row (column 19 = 1)
+  if (!accept_prev.is_none()) ap.reset(new Vec(accept_prev, R, "accept_prev"));
   const Table tab(table);
   float* base = static_cast<float*>(fa.mutable_data());
-  features_core(base, dst.data(), src, R, static_cast<double>(stage), pl, nll, nullptr, ids, ap, stats.ptr(),
+  features_core(base, dst.data(), src, R, static_cast<double>(stage), pl, nll, nullptr, ids, ap.get(), stats.ptr(),
                 tokens.ptr(), tab);
   const int64_t H = F - kFirstHidden;
   for (int64_t i = 0; i < R; ++i) {
