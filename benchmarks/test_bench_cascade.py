@@ -157,7 +157,7 @@ def test_bench_decision_overhead_b16(benchmark):
     def decision():
         """One decision, by the cascade's own code as _run_batch calls it: record stage 0's features
         (Cascade._features), then predictor + proxy costs + DP (Cascade._decide) for the live samples."""
-        casc._features(state, np.arange(B), 0, res.prompt_nll, res.hidden, np.full(B, math.nan))
+        casc._features(state, np.arange(B), 0, res.prompt_nll, res.hidden, None)
         return casc._decide(state, np.arange(B), None)
 
     def previous(features=batch_features, costs=proxy_costs):
@@ -258,7 +258,7 @@ def test_bench_decision_overhead_mlp_b16(benchmark):
             state.set_response(i, res.tokens[i], res.stats[i], None)
 
         def decision():
-            casc._features(state, live, 0, res.prompt_nll, res.hidden, np.full(B, math.nan))
+            casc._features(state, live, 0, res.prompt_nll, res.hidden, None)
             return casc._decide(state, live, None)
         return casc, state, decision
 

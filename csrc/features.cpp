@@ -27,6 +27,10 @@
 
 #include <pybind11/numpy.h>
 
+#if defined(__AVX2__)
+#include <immintrin.h>
+#endif
+
 #include "asd.h"
 #include "numpy_view.h"
 
@@ -73,16 +77,52 @@ void pairwise_sum8(const double* a, int64_t n, double* res) {
   for (int c = 0; c < 8; ++c) res[c] = lo[c] + hi[c];
 }
 
+#if defined(__AVX2__)
+inline __m256d load_stats4(const float* p) { return _mm256_cvtps_pd(_mm_loadu_ps(p)); }
+inline __m256d load_stats4(const double* p) { return _mm256_loadu_pd(p); }
+#endif
+
 template <typename TS, typename TT>
 void one_response(const TS* st, const TT* tk, int64_t n, const double* table, int64_t V, float* o,
                   std::vector<double>& buf) {
-  // buf: [n, 8] float64 per-token values in the twin's column order: entropy, maxprob, margin,
-  // low-confidence, logprob, chars, digits, newlines
+  // buf: [n, 8] float64 per-token values: entropy, maxprob, margin, logprob, low-confidence, chars, digits,
+  // newlines (each column is summed on its own, so the order of the columns does not change any sum)
   buf.resize(static_cast<size_t>(n) * 8);
   double* __restrict bp = buf.data();  // local pointer: the stores below cannot alias the vector's own
-  double mn[3], mx[3], first_nan[3];
-  bool has_nan[3] = {false, false, false};
+  double mn[4], mx[4], first_nan[4];
+  bool has_nan[4] = {false, false, false, false};
   double depth = 0.0, best = -std::numeric_limits<double>::infinity();
+#if defined(__AVX2__)
+  // the first four statistics of a token in one 4-lane vector (lane 3, logprob, rides along in min/max/NaN and
+  // is not read from them): branch-free min/max (min_pd(v, m) = v < m ? v : m, NaN keeps m, as the scalar
+  // loop), NaNs kept aside (np.minimum and np.maximum propagate the first NaN they meet)
+  __m256d vmn = load_stats4(st), vmx = vmn, vnan = _mm256_setzero_pd(), vfirst = _mm256_setzero_pd();
+  for (int64_t i = 0; i < n; ++i) {
+    const int64_t t = static_cast<int64_t>(tk[i]);
+    if (t < 0 || t >= V)
+      throw py::index_error("token id " + std::to_string(t) + " outside the token table (V=" + std::to_string(V) + ")");
+    const TS* s = st + i * kStats;
+    const double* tab = table + t * 4;
+    double* b = bp + i * 8;
+    const __m256d v = load_stats4(s);
+    _mm256_storeu_pd(b, v);
+    vmn = _mm256_min_pd(v, vmn);
+    vmx = _mm256_max_pd(v, vmx);
+    vfirst = _mm256_blendv_pd(v, vfirst, vnan);  // the value of the first NaN, once one was seen
+    vnan = _mm256_or_pd(vnan, _mm256_cmp_pd(v, v, _CMP_UNORD_Q));
+    b[4] = s[1] < kLowConfidence ? 1.0 : 0.0;
+    b[5] = tab[0];
+    b[6] = tab[1];
+    b[7] = tab[2];
+    depth += tab[3];  // running bracket depth inside this response (integer-valued: exact)
+    best = depth > best ? depth : best;
+  }
+  _mm256_storeu_pd(mn, vmn);
+  _mm256_storeu_pd(mx, vmx);
+  _mm256_storeu_pd(first_nan, vfirst);
+  const int nan_bits = _mm256_movemask_pd(vnan);
+  for (int c = 0; c < 3; ++c) has_nan[c] = (nan_bits >> c) & 1;
+#else
   for (int c = 0; c < 3; ++c) mn[c] = mx[c] = static_cast<double>(st[c]);
   for (int64_t i = 0; i < n; ++i) {
     const int64_t t = static_cast<int64_t>(tk[i]);
@@ -103,21 +143,28 @@ void one_response(const TS* st, const TT* tk, int64_t n, const double* table, in
         first_nan[c] = v;
       }
     }
-    b[3] = s[1] < kLowConfidence ? 1.0 : 0.0;
-    b[4] = static_cast<double>(s[3]);
+    b[3] = static_cast<double>(s[3]);
+    b[4] = s[1] < kLowConfidence ? 1.0 : 0.0;
     b[5] = tab[0];
     b[6] = tab[1];
     b[7] = tab[2];
     depth += tab[3];  // running bracket depth inside this response (integer-valued: exact)
     best = depth > best ? depth : best;
   }
+#endif
   for (int c = 0; c < 3; ++c)
     if (has_nan[c]) mn[c] = mx[c] = first_nan[c];
   const double cnt = static_cast<double>(n);
-  // np.add.reduceat over the segment: the first row + the pairwise sum of the rest
+  // np.add.reduceat over the segment: the first row + the pairwise sum of the rest, then / count (one vector
+  // division for the 8 columns)
   double mean[8];
-  if (n > 1) pairwise_sum8(buf.data() + 8, n - 1, mean);
-  for (int c = 0; c < 8; ++c) mean[c] = (n > 1 ? buf[c] + mean[c] : buf[c]) / cnt;
+  if (n > 1) {
+    pairwise_sum8(bp + 8, n - 1, mean);
+    for (int c = 0; c < 8; ++c) mean[c] = bp[c] + mean[c];
+  } else {
+    for (int c = 0; c < 8; ++c) mean[c] = bp[c];
+  }
+  for (int c = 0; c < 8; ++c) mean[c] /= cnt;
   const TS* last = st + (n - 1) * kStats;
   for (int c = 0; c < 3; ++c) {
     o[5 + 4 * c] = static_cast<float>(mean[c]);
@@ -125,8 +172,8 @@ void one_response(const TS* st, const TT* tk, int64_t n, const double* table, in
     o[7 + 4 * c] = static_cast<float>(mx[c]);
     o[8 + 4 * c] = static_cast<float>(static_cast<double>(last[c]));
   }
-  o[17] = static_cast<float>(mean[3]);
-  o[18] = static_cast<float>(mean[4]);
+  o[17] = static_cast<float>(mean[4]);  // low-confidence fraction
+  o[18] = static_cast<float>(mean[3]);  // mean logprob
   const double chars = mean[5] * cnt;
   const double has = chars > 0 ? 1.0 : 0.0;
   o[20] = static_cast<float>(mean[6] / std::max(mean[5], 1e-12) * has);

@@ -228,7 +228,7 @@ class MLPForward {
     for (int64_t i = 0; i < T.size(); ++i)
       if (!(T.data()[i] > 0)) throw std::invalid_argument("temperature must be > 0");
     // invT_[k, o]: 1/T[k, o] for the r̂ logits (o < K−1), 1 for the â logits and the padding
-    invT_.assign(static_cast<size_t>((K_ - 1) * Op_), 1.0);
+    invT_.assign(static_cast<size_t>(K_ * Op_), 1.0);  // K rows: finish_vec reads row K − 1 too (all 1)
     for (int64_t k = 0; k < K_ - 1; ++k)
       for (int64_t m = 0; m < K_ - 1; ++m) invT_[k * Op_ + m] = 1.0 / T.data()[k * (K_ - 1) + m];
     auto ix = checked(iso_x, "iso_x", {K_ - 1, K_ - 1, -1});
@@ -244,6 +244,18 @@ class MLPForward {
       if (in_[c] < 0 || in_[c] > Q_) throw std::invalid_argument("iso_n outside 0..Q");
       for (int64_t q = 1; q < in_[c]; ++q)
         if (!(ix_[c * Q_ + q] > ix_[c * Q_ + q - 1])) throw std::invalid_argument("iso_x must increase");
+    }
+    // lane masks of the vectorised step 5 (finish_vec, K <= 5: the r̂ logits fit 8 lanes, the head outputs 16,
+    // the [K, K] accept block 32), per stage k: r̂ lanes m = k..K−2; pair columns o0(k)..O−1 of the head row
+    // (lanes 0–7, 8–15); positions j·K + m (j ≥ k, m > j) of the accept block, in four chunks of 8
+    for (int64_t k = 0; K_ <= 5 && k < K_; ++k) {
+      uint32_t mr = 0, mp = 0, ma = 0;
+      for (int64_t m = k; m < K_ - 1; ++m) mr |= 1u << m;
+      const int64_t o0 = (K_ - 1) + (k * K_ - k * (k + 1) / 2);
+      for (int64_t o = o0; k < K_ - 1 && o < O_; ++o) mp |= 1u << o;
+      for (int64_t j = k; j < K_ - 1; ++j)
+        for (int64_t m = j + 1; m < K_; ++m) ma |= 1u << (j * K_ + m);
+      vmask_.push_back({mr, mp, ma});
     }
   }
 
@@ -516,6 +528,12 @@ class MLPForward {
     }
     // 5. σ, calibration, outputs (K known at compile time for the usual hierarchies: the per-sample loops over
     // stages and pairs unroll)
+#if defined(__AVX512F__)
+    if (Op == kJB && K <= 5) {
+      finish_vec(z, stage, B, r, acc);
+      return;
+    }
+#endif
     if (K == 4)
       finish<4>(z, stage, B, r, acc);
     else if (K == 3)
@@ -523,6 +541,68 @@ class MLPForward {
     else
       finish<0>(z, stage, B, r, acc);
   }
+
+#if defined(__AVX512F__)
+  // Step 5 for K <= 5 (a head row of Op = 16 outputs), the same values as finish<KC>: per sample, the r̂ logits of
+  // each member (8 lanes, · 1/T) and the members' sequential float64 sum of the pair logits (16 lanes, / S) are
+  // built in registers and compress-stored into u (only the lanes the sample needs, in finish<KC>'s order); after
+  // the σ pass, masked expand-loads put u back into the rows of r (0.5 / 1 elsewhere) and acc (0 elsewhere).
+  void finish_vec(const float* z, const int64_t* stage, int64_t B, double* r, double* acc) const {
+    const int64_t K = K_, S = S_, Op = Op_;
+    double* u = ws_u(B * (S * (K - 1) + (K * (K - 1)) / 2));
+    const __m512d sd = _mm512_set1_pd(static_cast<double>(S));
+    int64_t n = 0;
+    for (int64_t b = 0; b < B; ++b) {
+      const LaneMasks& mk = vmask_[stage[b]];
+      const float* zb = z + b * S * Op;
+      const __m512d it = _mm512_loadu_pd(invT_.data() + stage[b] * Op);  // row k = K−1: mk.r = mk.pair = 0
+      const int cr = __builtin_popcount(mk.r);
+      __m512d lo = _mm512_cvtps_pd(_mm256_loadu_ps(zb)), hi = _mm512_cvtps_pd(_mm256_loadu_ps(zb + 8));
+      _mm512_mask_compressstoreu_pd(u + n, static_cast<__mmask8>(mk.r), _mm512_mul_pd(lo, it));
+      n += cr;
+      for (int64_t s = 1; s < S; ++s) {
+        const __m512d zl = _mm512_cvtps_pd(_mm256_loadu_ps(zb + s * Op));
+        _mm512_mask_compressstoreu_pd(u + n, static_cast<__mmask8>(mk.r), _mm512_mul_pd(zl, it));
+        n += cr;
+        lo = _mm512_add_pd(lo, zl);
+        hi = _mm512_add_pd(hi, _mm512_cvtps_pd(_mm256_loadu_ps(zb + s * Op + 8)));
+      }
+      _mm512_mask_compressstoreu_pd(u + n, static_cast<__mmask8>(mk.pair), _mm512_div_pd(lo, sd));
+      n += __builtin_popcount(mk.pair & 0xFFu);
+      _mm512_mask_compressstoreu_pd(u + n, static_cast<__mmask8>(mk.pair >> 8), _mm512_div_pd(hi, sd));
+      n += __builtin_popcount(mk.pair >> 8);
+    }
+    for (int64_t i = 0; i < n; ++i) u[i] = sigmoid_fast(u[i]);
+    alignas(64) double base[8];  // a row of r without predictions: 0.5 before the last stage, 1 at it
+    for (int64_t m = 0; m < 8; ++m) base[m] = m < K - 1 ? 0.5 : 1.0;
+    const __m512d vbase = _mm512_load_pd(base);
+    const __mmask8 rowK = static_cast<__mmask8>((1u << K) - 1);
+    n = 0;
+    for (int64_t b = 0; b < B; ++b) {
+      const int64_t k = stage[b];
+      const LaneMasks& mk = vmask_[k];
+      const int cr = __builtin_popcount(mk.r);
+      double* rb = r + b * S * K;
+      for (int64_t s = 0; s < S; ++s) {
+        _mm512_mask_storeu_pd(rb + s * K, rowK, _mm512_mask_expandloadu_pd(vbase, static_cast<__mmask8>(mk.r), u + n));
+        n += cr;
+      }
+      for (int64_t m = k; m < K - 1; ++m) {  // the isotonic tables
+        const int64_t c = k * (K - 1) + m;
+        if (in_[c] >= 2)
+          for (int64_t s = 0; s < S; ++s)
+            rb[s * K + m] = interp(rb[s * K + m], ix_.data() + c * Q_, iy_.data() + c * Q_, in_[c]);
+      }
+      double* ab = acc + b * K * K;
+      for (int64_t c0 = 0; c0 < K * K; c0 += 8) {
+        const __mmask8 ma = static_cast<__mmask8>(mk.acc >> c0);
+        const __mmask8 keep = static_cast<__mmask8>(K * K - c0 >= 8 ? 0xFFu : (1u << (K * K - c0)) - 1);
+        _mm512_mask_storeu_pd(ab + c0, keep, _mm512_maskz_expandloadu_pd(ma, u + n));
+        n += __builtin_popcount(ma);
+      }
+    }
+  }
+#endif
 
   // Step 5 of run: the logits each sample needs, gathered into u: per member the r̂ logits m = k..K−2 divided by
   // T[k, m], then per pair j ≥ k the members' mean â logit (a sequential float64 sum over the members, / S); one
@@ -599,6 +679,10 @@ class MLPForward {
   std::vector<float> hw_, hb_;  // heads [K−1, S, H, Op], [K−1, S, Op]
   std::vector<double> invT_, ix_, iy_;
   std::vector<int64_t> in_;
+  struct LaneMasks {
+    uint32_t r, pair, acc;  // bits: r̂ lanes, head-output lanes of the pairs, accept-block positions
+  };
+  std::vector<LaneMasks> vmask_;  // per stage k (K <= 5 only)
 };
 
 

@@ -160,6 +160,7 @@ def batch_features(
 
 
 _HIDDEN0 = len(_SCALAR) + len(_STAT) + len(_TAIL)  # first hidden-projection column (23)
+_F32 = np.dtype(np.float32)
 
 
 def batch_features_ref(
@@ -262,7 +263,7 @@ def record_batch_features(
         )
     proj = None
     if hidden is not None:
-        h = hidden if type(hidden) is np.ndarray and hidden.dtype == np.float32 else np.asarray(hidden, np.float32)
+        h = hidden if type(hidden) is np.ndarray and hidden.dtype == _F32 else np.asarray(hidden, np.float32)
         proj = np.dot(h, _projection(h.shape[1]))
     kernel(features, rows, stage, prompt_len, prompt_nll, stats, tokens, accept_prev, proj, table.matrix, eos_token_ids)
 
