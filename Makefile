@@ -1,6 +1,6 @@
 # Two commands on a fresh machine:
 #   make test   — set up .venv (pinned, torch 2.13.0 CPU), build asd._C, ruff + mypy, start the local SLURM cluster, run all tests
-#   make demo   — same set-up, then the main job on the embedded testbed
+#   make demo   — same set-up, then a reduced evaluation grid on the embedded testbed (configs/demo_pipeline.yaml)
 PY        ?= python3
 VENV      := .venv
 BIN       := $(VENV)/bin
@@ -45,10 +45,10 @@ test: build lint slurm-up
 test-fast: build
 	$(BIN)/python -m pytest tests -m "not slow and not slurm" $(PYTEST_ARGS)
 
+# the reduced evaluation grid on the testbed (every policy, 4 datasets, λ ∈ {1, ∞}; live progress with ETA),
+# then asd analyze / asd report of its run folder (runs/demo-evaluation); prints where the report is
 demo: build
-	$(BIN)/asd run --config configs/demo.yaml
-	$(BIN)/asd submit --config configs/demo_testbed.yaml
-	$(BIN)/asd report runs/demo-testbed/traces.h5 --plot runs/demo-testbed/summary.png --json runs/demo-testbed/summary.json
+	$(BIN)/asd run --config configs/demo_pipeline.yaml
 
 # the tensor-parallel decoder (asd/models/tensor_parallel.py) on 2 CPU ranks (gloo) == one device; scripts/README.md
 tp-check: $(DEV_STAMP)

@@ -101,6 +101,7 @@ class Cascade:
         tokenizer=None,
         eos_token_ids: Sequence[int] = (),
         sampler: SpeculativeSampler | None = None,
+        stage_sizes: Sequence[float] | None = None,
     ):
         K = len(engines)
         if K < 2:
@@ -140,7 +141,13 @@ class Cascade:
             hidden=True,
             prompt_nll=True,
         )
-        self.sizes = np.array([float(getattr(e, "num_parameters", lambda: 1.0)()) for e in engines])
+        # [K] relative cost per stage for the proxy costs: the parameter counts unless given (e.g. uniform)
+        if stage_sizes is None:
+            self.sizes = np.array([float(getattr(e, "num_parameters", lambda: 1.0)()) for e in engines])
+        else:
+            self.sizes = np.asarray(stage_sizes, dtype=np.float64)
+            if self.sizes.shape != (K,) or not np.all(self.sizes > 0):
+                raise ValueError(f"stage_sizes must be K={K} positive numbers, got {list(stage_sizes)}")
         self.decider = Decider(policy, K, self.sizes, predictor, cost_model)
         self.predictor, self.cost_model = self.decider.predictor, cost_model
         self.feature_names = list(FEATURE_NAMES)
@@ -162,7 +169,9 @@ class Cascade:
     ) -> dict:
         """Trace records for every prompt (dict of numpy arrays, N rows; see asd.traces).
 
-        outcome: [N, K] bool, stage k's output == the final's (policy "oracle" only).
+        outcome: [N, K] bool, stage k's output == the final's (policy "oracle" only). Prompts run in batches
+        of ``cfg.batch_size``, in order; ``batch_id`` [N] is the first sample id of a sample's batch and
+        ``batch_latency_s`` [N] that batch's wall-clock seconds from the first draft to the last stop.
         """
         self.validate(prompts)
         N = len(prompts)
@@ -177,7 +186,12 @@ class Cascade:
         parts = []
         for s in tqdm(range(0, N, bs), desc="cascade", unit="batch", disable=not progress):
             oc = None if outcome is None else np.asarray(outcome)[s : s + bs]
-            parts.append(self._run_batch([list(map(int, p)) for p in prompts[s : s + bs]], ids[s : s + bs], oc))
+            t0 = time.perf_counter()
+            part = self._run_batch([list(map(int, p)) for p in prompts[s : s + bs]], ids[s : s + bs], oc)
+            B = len(part["sample_id"])
+            part["batch_latency_s"] = np.full(B, time.perf_counter() - t0)  # the whole batch, draft to finish
+            part["batch_id"] = np.full(B, ids[s], np.int64)  # the batch's first sample id (unique in a run)
+            parts.append(part)
         out: dict[str, Any] = {
             k: (
                 np.concatenate([p[k] for p in parts])

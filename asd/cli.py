@@ -24,6 +24,7 @@ import sys
 SUBCOMMANDS: list[str] = [
     "asd.commands.run",
     "asd.commands.cascade",
+    "asd.commands.evaluate",
     "asd.commands.testbed",
     "asd.commands.data",
     "asd.commands.predictor",

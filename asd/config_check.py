@@ -9,7 +9,8 @@ returns them; that function calls it, and so does ``asd.jobs.plan.prepare_output
   (``owner/name``). The stages' vocabularies and tokenizers agree (``asd.models.loading.check_hierarchy``,
   which reads only ``config.json`` and ``tokenizer.json``).
 - **stage indices in range** of the hierarchy's K stages (or the synthetic job's): ``policy.stage`` of
-  ``single``/``fixed_depth``, ``cascade.regen_drafter`` (0..K−2 when γ > 0), ``policy.histogram`` of K entries.
+  ``single``/``fixed_depth``, ``cascade.regen_drafter`` (0..K−2 when γ > 0), ``policy.histogram`` of K entries,
+  ``evaluation.fixed_depths`` (1..K−1).
 - **sizes within bounds**: :data:`BOUNDS` (values) and :data:`LENGTHS` (list lengths), e.g.
   ``cascade.max_new_tokens`` ≤ 32,768 and below every stage's ``max_model_len``; ``jobs.num_samples`` ≤ 10⁸.
 - **rules across fields and sections**: policy ``speculative`` needs ``cascade.gamma`` ≥ 1; γ > 0,
@@ -86,6 +87,14 @@ BOUNDS: dict[str, tuple[float, float]] = {
     "*.seed": (0, INT64_MAX),  # seeds feed numpy generators: non-negative
     "data.fewshot_seed": (0, INT64_MAX),
     "evaluation.seeds[]": (0, INT64_MAX),
+    "evaluation.samples": (1, 1_000_000),  # prompts per dataset and seed
+    "evaluation.shards": (1, 10_000),  # shards per cell
+    "evaluation.speculative_gamma": (1, 64),
+    "evaluation.sampling_temperature": (0, 100),
+    "evaluation.stand_in.samples": (1, 1_000_000),
+    "evaluation.stand_in.shards": (1, 10_000),
+    "evaluation.stand_in.max_new_tokens": (1, 32_768),
+    "evaluation.stand_in.max_prompt_tokens": (1, 1_048_576),
 }
 # List lengths, inclusive: path → (min, max).
 LENGTHS: dict[str, tuple[int, int]] = {
@@ -94,6 +103,10 @@ LENGTHS: dict[str, tuple[int, int]] = {
     "synthetic.lambdas": (1, 1_000),
     "evaluation.lambdas": (1, 1_000),
     "evaluation.seeds": (1, 1_000),
+    "evaluation.ablation_lambdas": (0, 1_000),
+    "evaluation.taus": (0, 1_000),
+    "evaluation.confidence_taus": (0, 1_000),
+    "pipeline.steps": (1, 100),
     "policy.histogram": (2, 16),
     "cost_profiling.prefill_tokens": (1, 100),
     "cost_profiling.decode_batch_sizes": (1, 100),
@@ -312,6 +325,11 @@ def _policy_and_cascade(sections: Mapping[str, Any], err: Err) -> None:
             err("policy.stage", f"stage {pol.stage} out of range for {K} stages; valid: 0..{K - 1} or -1 (the last)")
         if pol.histogram is not None and len(pol.histogram) != K:
             err("policy.histogram", f"{len(pol.histogram)} entries; the hierarchy has K={K} stages: give K weights")
+    ev = sections.get("evaluation")
+    if ev is not None and K is not None:
+        bad = [d for d in ev.fixed_depths if not 1 <= d < K]
+        if bad:
+            err("evaluation.fixed_depths", f"depths {bad} out of range for {K} stages; valid: 1..{K - 1}")
     h = sections.get("hierarchy")
     if h is None:  # the cascade runs only over a hierarchy
         return

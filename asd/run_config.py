@@ -22,7 +22,9 @@ from asd.registry import resolve
 # section → "module:Class". Components add their section here.
 SECTIONS: dict[str, str] = {
     "hierarchy": "asd.models.config:HierarchyConfig",
-    "evaluation": "asd.eval.config:EvaluationConfig",
+    "evaluation": "asd.evaluation.config:EvaluationConfig",
+    "cell": "asd.evaluation.config:CellConfig",
+    "pipeline": "asd.evaluation.chain:PipelineConfig",
     "cost_profiling": "asd.profiler_config:ProfilerConfig",
     "jobs": "asd.jobs.plan:JobConfig",
     "testbed": "asd.testbed.config:TestbedConfig",

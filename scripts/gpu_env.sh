@@ -6,7 +6,7 @@
 #   into results/gpu/ under a name with the card, and add a line per file to results/README.md;
 # - the device copy has no .git: pass ASD_GIT_REVISION=$(git rev-parse --short HEAD) for the provenance.
 set -uo pipefail
-export PYTHONPATH=. PYTHONUNBUFFERED=1 HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1
+export PYTHONPATH=.${PYTHONPATH:+:$PYTHONPATH} PYTHONUNBUFFERED=1 HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1
 export NCCL_NVLS_ENABLE=0 TORCH_SYMM_MEM_DISABLE_MULTICAST=1 NVSHMEM_DISABLE_NVLS=1
 OUT=${OUT:-results/gpu/$(date -u +%Y%m%dT%H%M%SZ)}
 mkdir -p "$OUT"

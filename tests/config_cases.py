@@ -41,7 +41,7 @@ UNKNOWN_KEY_VALID = (
     "max_num_timeout, mem_gb, num_samples, output_dir, partition, python, seed, setup, shards, "
     "slurm_signal_delay_s, step, step_options, timeout_min"
 )
-SECTIONS = "cascade, cost_profiling, data, evaluation, hierarchy, jobs, layout, policy, run, sandbox, synthetic, testbed, training"
+SECTIONS = "cascade, cell, cost_profiling, data, evaluation, hierarchy, jobs, layout, pipeline, policy, predictor, predictor_data, predictor_training, run, sandbox, synthetic, testbed, training"
 
 # (defect class, body, expected lines after "asd submit: error: ")
 CASES: list[tuple[str, str | bytes | None, list[str]]] = [

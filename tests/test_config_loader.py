@@ -120,6 +120,10 @@ REQUIRED = {  # the fields without a default, per class
                        intermediate_size=8, lr=1e-3),
     "LayoutConfig": dict(name="l", stages=[LayoutStage("a", "Qwen/Qwen2.5-7B"), LayoutStage("b", "Qwen/Qwen2.5-14B")]),
     "LayoutStage": dict(name="a", model="Qwen/Qwen2.5-7B"),
+    "CellConfig": dict(id="c", dataset="testbed/gsm8k", task="gsm8k"),
+    "PipelineConfig": dict(steps=[{"command": "evaluate"}]),
+    "ChainStep": dict(command="evaluate"),
+    "TrainPredictorConfig": dict(data="d.h5"),
     "StageLatency": dict(name="a", prefill_ms_per_token=1.0, prefill_ms=1.0, decode_ms_per_step=1.0,
                          decode_ms_per_item=1.0),
 }

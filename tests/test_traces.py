@@ -248,3 +248,10 @@ def test_a_writer_stopped_by_a_full_disk_is_not_trusted_beyond_what_verifies(tmp
         else:
             with pytest.raises(TraceDamaged):
                 read_traces(partial, allow_incomplete=True)
+def test_batches_of_one_sample_roundtrip(tmp_path):
+    """A one-sample batch (e.g. a shard of one sample) writes its token row whatever its length."""
+    with TraceWriter(tmp_path / "one.h5", 2, ["a"]) as w:
+        w.append({"sample_id": np.array([0]), "tokens": [np.arange(17)]})
+        w.append({"sample_id": np.array([1]), "tokens": [np.arange(3)]})
+    t = read_traces(tmp_path / "one.h5")
+    assert [x.tolist() for x in t.data["tokens"]] == [list(range(17)), [0, 1, 2]]

@@ -1,7 +1,11 @@
 """``asd run --config FILE``: run the job the config names (section ``run``, key ``job``).
 
 Jobs:
-- ``synthetic`` (``make demo`` for now): a realistic synthetic batch of predictor outputs and costs
+- ``pipeline``: ``asd`` subcommands one after the other (section ``pipeline``, asd.evaluation.chain), e.g.
+  generate-data → train-predictor → evaluate → analyze → report (configs/pipeline_testbed.yaml), or
+  ``make demo``'s evaluate → analyze → report (configs/demo_pipeline.yaml); a step whose command this asd
+  lacks is skipped with a message.
+- ``synthetic`` (``configs/demo.yaml``): a realistic synthetic batch of predictor outputs and costs
   (asd.core.synthetic), solved by the DP at every λ of the config; prints the decision histogram, the
   expected quality and cost per λ, baselines, and the C++ vs numpy timing of the DP.
 
@@ -22,14 +26,17 @@ from asd.registry import resolve
 from asd.tracking import log_artifact
 
 # job name → "module:function"; heavy jobs import their engines inside.
-JOBS: dict[str, str] = {"synthetic": "asd.commands.run:run_synthetic"}
+JOBS: dict[str, str] = {
+    "synthetic": "asd.commands.run:run_synthetic",
+    "pipeline": "asd.evaluation.chain:run_chain",  # asd subcommands one after the other (section pipeline)
+}
 
 
 @dataclass
 class RunConfig:
     """YAML section ``run``: which job ``asd run`` executes."""
 
-    job: Literal["synthetic"] = "synthetic"
+    job: Literal["synthetic", "pipeline"] = "synthetic"
 
     def __post_init__(self) -> None:
         check_fields(self)
@@ -38,7 +45,7 @@ class RunConfig:
 def register(subparsers) -> None:
     p = subparsers.add_parser(
         "run",
-        help="run the job a config names (make demo: the synthetic DP demo)",
+        help="run the job a config names (synthetic: the DP demo; pipeline: asd subcommands in a chain)",
         description=__doc__,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )

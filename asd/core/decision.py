@@ -19,9 +19,9 @@ import numpy as np
 from asd._ext import get_ext
 from asd.core.costs import CostModel, transition_costs
 from asd.core.dp import Plan, PolicyConfig, solve_ref
-from asd.core.features import NUM_FEATURES
+from asd.core.features import FEATURE_NAMES, NUM_FEATURES
 from asd.core.mlp import MLPPredictor, MLPWeights, mlp_forward_ref
-from asd.core.policies import decide
+from asd.core.policies import CONFIDENCE_FEATURE, decide
 from asd.core.predictor import Predictor, PriorPredictor
 from asd.core.routing import proxy_costs, proxy_costs_ref
 
@@ -146,6 +146,9 @@ def decide_mlp_proxy_dp_ref(
     )
 
 
+_CONFIDENCE_COLUMN = FEATURE_NAMES.index(CONFIDENCE_FEATURE)
+
+
 class RowCount:
     """Stands in for the [L, F] features given to a predictor that reads only their number of rows."""
 
@@ -187,20 +190,24 @@ class Decider:
         outcome: np.ndarray | None = None,  # [N, K] bool, policy "oracle" only
     ) -> Plan:
         K, pred, policy = self.K, self.predictor, self.policy
-        if policy.name == "dp" and self.cost_model is None and getattr(pred, "compiled", None) is not None:
-            # MLPPredictor: forward pass, proxy costs, DP and the predictions' record in one compiled call
-            return decide_mlp_proxy_dp(
-                pred,  # type: ignore[arg-type]
-                features,
-                prompt_len,
-                responses,
-                live,
-                current,
-                self.sizes,
-                policy.lam,
-                policy.kappa,
-                predictions=predictions,
-            )
+        if policy.name == "dp":
+            if self.cost_model is None and policy.skips and getattr(pred, "compiled", None) is not None:
+                # MLPPredictor: forward pass, proxy costs, DP and the predictions' record in one compiled call
+                return decide_mlp_proxy_dp(
+                    pred,  # type: ignore[arg-type]
+                    features,
+                    prompt_len,
+                    responses,
+                    live,
+                    current,
+                    self.sizes,
+                    policy.lam,
+                    policy.kappa,
+                    predictions=predictions,
+                )
+        elif policy.name == "confidence":  # no predictor: the current stage's own confidence against τ
+            conf = features[live, current, _CONFIDENCE_COLUMN]
+            return decide(policy, current, K, confidence=conf)
         rows_fn = getattr(pred, "predict_rows", None)
         if rows_fn is not None:  # e.g. MLPPredictor: reads the record in place, non-finite features → ValueError
             r, acc = rows_fn(features, live, current, K)  # [L, S, K], [L, K, K]
@@ -208,7 +215,7 @@ class Decider:
             r, acc = pred.predict(np.nan_to_num(features[live, current]), current, K)  # [L, S, K], [L, K, K]
         else:  # e.g. PriorPredictor: only the batch size matters (skips a gather and nan_to_num, ~10 µs)
             r, acc = pred.predict(RowCount(live.size), current, K)  # type: ignore[arg-type]
-        if policy.name == "dp" and self.cost_model is None:
+        if policy.name == "dp" and self.cost_model is None and policy.skips:
             # proxy costs, the DP and the predictions' record in one compiled call
             return decide_proxy_dp(
                 prompt_len,

@@ -55,20 +55,21 @@ from asd.config_loader import check_fields
 STOP = -1  # action / next value meaning "stop here and return the current response"
 
 # Policy names (asd.core.policies implements each; "dp" is solve()).
-POLICIES = ("dp", "single", "fixed_depth", "threshold", "speculative", "random", "oracle")
+POLICIES = ("dp", "single", "fixed_depth", "threshold", "confidence", "speculative", "random", "oracle")
 
 
 @dataclass
 class PolicyConfig:
     """How the cascade decides — YAML section ``policy`` (see asd.core.policies for each name)."""
 
-    name: Literal["dp", "single", "fixed_depth", "threshold", "speculative", "random", "oracle"] = "dp"
+    name: Literal["dp", "single", "fixed_depth", "threshold", "confidence", "speculative", "random", "oracle"] = "dp"
     lam: float = 1.0  # λ ≥ 0 or inf: weight of the quality loss against normalised cost (dp, oracle)
     kappa: float = 0.0  # κ ≥ 0: risk aversion, ℓ̃ = mean + κ·std over predictor draws (dp)
     stage: int = -1  # the model of "single" / the depth of "fixed_depth"; -1 = the last stage
-    tau: float = 0.9  # "threshold": stop at stage j when mean r̂_j > τ
+    tau: float = 0.9  # "threshold": stop at stage j when mean r̂_j > τ; "confidence": when its confidence ≥ τ
     histogram: list[float] | None = None  # "random": P(stop at stage k), K entries (e.g. the DP's)
     seed: int = 0  # "random": seed of its generator
+    skips: bool = True  # dp, oracle: False = adjacent moves only (j → j+1 or stop; forbid_skips on the costs)
 
     def __post_init__(self) -> None:
         check_fields(self)  # the loader's type rules, also for configs built in Python
@@ -262,6 +263,22 @@ def solve(
         assert action is out.action and value is out.value and nxt is out.next  # written in place
         return out
     return Plan(action=action, value=value, next=nxt)
+
+
+def forbid_skips(cost: np.ndarray) -> np.ndarray:
+    """A copy of ``cost`` [B, K, K] (same dtype) with every jump over a stage, m > j + 1, set to ``inf``.
+
+    The DP on the result moves to the adjacent stage or stops ("no skips": the ablation of the DAG's jumps).
+    The mask is applied before the DP, so ``solve`` (``asd._C.dp_solve``) and ``solve_ref`` see the same
+    array and stay bit-identical. Example (K = 3): ``cost[b, 0, 2]`` becomes inf; ``cost[b, 0, 1]`` and
+    ``cost[b, 1, 2]`` are kept.
+    """
+    cost = np.array(cost, copy=True)
+    if cost.ndim != 3 or cost.shape[1] != cost.shape[2]:
+        raise ValueError(f"cost must have shape [B, K, K], got shape {cost.shape}")
+    K = cost.shape[1]
+    cost[:, np.triu(np.ones((K, K), dtype=bool), k=2)] = np.inf
+    return cost
 
 
 def route(plan: Plan, start: np.ndarray | int = 0) -> np.ndarray:

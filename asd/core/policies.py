@@ -16,6 +16,8 @@ The policies (names as in ``PolicyConfig.name``):
                 cascade runs ``single`` by starting at stage k, with no draft.)
 ``fixed_depth`` go through every stage up to k in order (j → j+1), stop at k.
 ``threshold``   stop at j when the mean predicted r̂_j > τ, else go to j+1; the last stage stops.
+``confidence``  no predictor: stop at j when the stage's own confidence (the mean top-1 probability of
+                its response, feature ``maxprob_mean``) ≥ τ, else go to j+1; the last stage stops.
 ``speculative`` two-model speculative decoding: any j < K−1 jumps to the final stage K−1.
 ``random``      draw a final stage t ≥ current from a histogram (e.g. the DP's), jump to it, stop.
 ``oracle``      knows the outcomes o_k ∈ {0,1} (stage k's output == final): the DP with r = o, S = 1,
@@ -30,7 +32,7 @@ import math
 
 import numpy as np
 
-from asd.core.dp import STOP, Plan, PolicyConfig, risk_adjusted_loss, solve
+from asd.core.dp import STOP, Plan, PolicyConfig, forbid_skips, risk_adjusted_loss, solve
 
 
 def _stage(stage: int, K: int, what: str) -> int:
@@ -97,6 +99,36 @@ def threshold(
     rbar = r.mean(axis=1)  # [B, K]
     j = np.arange(K)
     nxt = np.where((rbar > tau) | (j == K - 1), STOP, j + 1).astype(np.int64)
+    return _plan(nxt, current)
+
+
+CONFIDENCE_FEATURE = "maxprob_mean"  # the feature policy "confidence" reads (asd.core.features.FEATURE_NAMES)
+
+
+def confidence_threshold(
+    conf: np.ndarray,  # [B] float: confidence of each input's current response (mean top-1 probability)
+    current: np.ndarray,  # [B] int: the stage that produced it
+    K: int,
+    tau: float,  # stop when conf >= τ
+) -> Plan:
+    """Confidence cascade without a predictor: stop at ``current`` if ``conf ≥ τ``, else go to ``current + 1``.
+
+    Only the current stage's confidence is known, so from every other node j the route goes on to j+1 (the
+    cascade re-plans with the next stage's own confidence once it has run); the last stage stops. NaN (no
+    confidence) never stops. Example (K = 3, τ = 0.8): conf [0.9, 0.5], current [0, 0] → actions [STOP, 1].
+    """
+    conf = np.asarray(conf, dtype=np.float64)
+    if not 0.0 <= tau <= 1.0:
+        raise ValueError(f"tau must be in [0, 1], got {tau}")
+    current = _current(current, K)
+    if conf.shape != current.shape:
+        raise ValueError(f"conf must have shape [B]=({current.size},) like current, got shape {conf.shape}")
+    B = current.size
+    j = np.arange(K)
+    nxt = np.tile(np.where(j < K - 1, j + 1, STOP), (B, 1)).astype(np.int64)
+    rows = np.arange(B)
+    stop = (conf >= tau) | (current == K - 1)  # NaN >= tau is False
+    nxt[rows, current] = np.where(stop, STOP, nxt[rows, current])
     return _plan(nxt, current)
 
 
@@ -177,6 +209,7 @@ def decide(
     cost: np.ndarray | None = None,  # [B, K, K] transition costs (dp, oracle)
     outcome: np.ndarray | None = None,  # [B, K] known outcomes (oracle)
     rng: np.random.Generator | None = None,  # random; default: default_rng(cfg.seed)
+    confidence: np.ndarray | None = None,  # [B] the current stage's confidence (confidence)
 ) -> Plan:
     """Run the policy ``cfg.name`` with the inputs it needs (ValueError naming a missing one)."""
 
@@ -186,17 +219,21 @@ def decide(
         return v
 
     if cfg.name == "dp":
-        return solve(need("r", r), need("cost", cost), current, cfg.lam, cfg.kappa)
+        c = need("cost", cost)
+        return solve(need("r", r), c if cfg.skips else forbid_skips(c), current, cfg.lam, cfg.kappa)
     if cfg.name == "single":
         return single_model(current, K, cfg.stage)
     if cfg.name == "fixed_depth":
         return fixed_depth(current, K, cfg.stage)
     if cfg.name == "threshold":
         return threshold(need("r", r), current, cfg.tau)
+    if cfg.name == "confidence":
+        return confidence_threshold(need("confidence", confidence), current, K, cfg.tau)
     if cfg.name == "speculative":
         return speculative(current, K)
     if cfg.name == "random":
         return random_stop(current, need("histogram", cfg.histogram), rng or np.random.default_rng(cfg.seed))
     if cfg.name == "oracle":
-        return oracle(need("outcome", outcome), need("cost", cost), current, cfg.lam)
+        c = need("cost", cost)
+        return oracle(need("outcome", outcome), c if cfg.skips else forbid_skips(c), current, cfg.lam)
     raise AssertionError(cfg.name)  # PolicyConfig validated the name

@@ -2,7 +2,7 @@
 
 The decisions themselves come from ``asd.core.policies.decide`` (a ``Plan`` per
 batch). This module says which policies re-plan after every stage (receding
-horizon: dp, threshold, oracle) and which follow the route fixed at the first
+horizon: dp, threshold, confidence, oracle) and which follow the route fixed at the first
 decision (single, fixed_depth, speculative, random: a random stop drawn again
 at every stage would not follow its histogram); which stage generates first;
 and a cost proxy for runs without a measured cost model.
@@ -23,7 +23,7 @@ def resolve_stage(stage: int, K: int) -> int:
     return k
 
 
-REPLAN = ("dp", "threshold", "oracle")
+REPLAN = ("dp", "threshold", "confidence", "oracle")
 
 
 def first_stage(policy, K: int) -> int:

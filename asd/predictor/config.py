@@ -6,6 +6,8 @@ import math
 from dataclasses import dataclass, field
 from typing import Literal
 
+from asd.config_loader import check_fields
+
 PREDICTOR_KINDS = ("prior", "mlp")
 CALIBRATIONS = ("auto", "temperature", "isotonic", "none")
 
@@ -24,6 +26,7 @@ class PredictorConfig:
     checkpoint: str = ""
 
     def __post_init__(self) -> None:
+        check_fields(self)  # the loader's type rules, also for configs built in Python
         if self.kind not in PREDICTOR_KINDS:
             raise ValueError(f"kind: unknown predictor {self.kind!r}; valid: {', '.join(PREDICTOR_KINDS)}")
         if self.kind == "mlp" and not self.checkpoint:
@@ -50,7 +53,7 @@ class TrainPredictorConfig:
     accept_weight: float = 0.5  # weight of the â loss against the r̂ loss
     split: list[float] = field(default_factory=lambda: [0.70, 0.15, 0.15])  # train / validation / test fractions
     split_salt: int = 0  # the split hash's salt (asd.predictor.data.split_of)
-    split_by: Literal["auto", "prompt_key", "sample_id"] = "auto"  # the hashed key; auto: prompt_key if present
+    split_by: Literal["auto", "prompt_key", "sample_id"] = "auto"  # the hashed key; auto = prompt_key
     calibration: Literal["auto", "temperature", "isotonic", "none"] = "auto"
     iso_max_knots: int = 64  # knots of an isotonic table at most
     ablations: list[str] = field(default_factory=lambda: ["hidden", "token_stats", "text"])  # groups to retrain without
@@ -61,6 +64,7 @@ class TrainPredictorConfig:
     progress: bool = True
 
     def __post_init__(self) -> None:
+        check_fields(self)  # the loader's type rules, also for configs built in Python
         if self.members < 1:
             raise ValueError(f"members must be >= 1, got {self.members}")
         if not self.hidden or any(h < 1 for h in self.hidden):

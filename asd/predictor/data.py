@@ -1,15 +1,17 @@
-"""The predictor's training set: read the HDF5 file (schema ``asd-predictor-data`` v1), split it, build rows.
+"""The predictor's training set: load the HDF5 file (schema ``asd-predictor-data`` v1), split it, build rows.
 
-The file (written by ``asd generate-data``; docs/predictor.md, "Training data") holds the full trace of every
-prompt: each stage's features ``features [N, K, F]``, the labels ``agree_final [N, K]`` (r_k = 1 iff y_k equals
-the final stage's output token for token) and ``accept_frac [N, K, K]`` (a_{k,m}, the fraction of y_k that M_m
-accepts, k < m), plus lengths and scores.
+The file (written by ``asd generate-data``; docs/predictor_data.md) holds the full trace of every prompt: each
+stage's features ``features [N, K, F]``, the labels ``agree_final [N, K]`` (r_k = 1 iff y_k equals the final
+stage's output token for token) and ``accept_frac [N, K, K]`` (a_{k,m}, the fraction of y_k that M_m accepts,
+k < m), plus lengths and scores. ``load_training_set`` reads the columns the trainer needs (``TRAINING_FIELDS``:
+no tokens, so a file compacted by scripts/compact_predictor_data.py loads too) through the schema's one reader,
+``asd.predictor_data.schema.read_predictor_data``, which does every check of the file, and adds the file's sha256.
 
 Split: ``split_of`` hashes each sample's key (splitmix64 of the key xor the salt, as a fraction of 2^64) into
 train / validation / test by the configured fractions: the same sample lands in the same split in every run,
 whatever the file's order or size, and all K stages of a sample share it. The key is ``prompt_key`` (a hash
-of the prompt text) when the file has it, so that a prompt used twice never sits on both sides, else
-``sample_id`` (``PredictorData.split_key``).
+of the prompt text), so that a prompt used twice never sits on both sides, or ``sample_id``
+(``TrainingSet.split_key``).
 
 Rows: one row per (sample, stage k < K − 1): the input is stage k's features, the targets r_m for
 k ≤ m < K − 1 and a_{j,m} for k ≤ j < m (the others are masked out of the loss).
@@ -17,25 +19,34 @@ k ≤ m < K − 1 and a_{j,m} for k ≤ j < m (the others are masked out of the 
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
-import json
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
-from asd.core.features import FEATURE_NAMES, FEATURE_SCHEMA_VERSION
 from asd.core.mlp import num_outputs, pair_index
 
-SCHEMA = "asd-predictor-data"
-SCHEMA_VERSION = 1
 SPLITS = ("train", "val", "test")
+# the datasets the trainer reads (schema asd-predictor-data v1)
+TRAINING_FIELDS = (
+    "sample_id",
+    "task",
+    "level",
+    "prompt_len",
+    "prompt_key",
+    "features",
+    "draft_len",
+    "accept_frac",
+    "agree_final",
+    "score",
+)
 
-# NaN in a feature column becomes this value before normalisation (deterministic). accept_ratio_prev is NaN at
-# stage 0 (no previous draft) in the training data; the cascade's features record 1.0 there
-# (asd.core.features.stage_features), so training sees what serving sees. Every other column: 0, what the
-# cascade's decision path has always substituted (np.nan_to_num).
+# NaN in a feature column becomes this value before normalisation (deterministic), and the checkpoint's
+# normalisation records it. The reader refuses files with non-finite features (the generator records
+# accept_ratio_prev = 1.0 at stage 0, as the cascade does: asd.core.features.stage_features), so on the rows of
+# a file read here it replaces nothing; the values are the cascade's: accept_ratio_prev 1.0 (no previous
+# draft), every other column 0.
 NAN_FILL = {"accept_ratio_prev": 1.0}
 
 
@@ -53,33 +64,31 @@ def file_sha256(path: str | Path) -> str:
 
 
 @dataclass
-class PredictorData:
-    """One training-set file in memory (N samples, K stages, F features)."""
+class TrainingSet:
+    """The trainer's columns of one training-set file (N samples, K stages, F features)."""
 
     path: str
-    sha256: str
+    sha256: str  # of the file's bytes
     attrs: dict  # root attributes (JSON ones decoded)
     feature_names: list[str]
     feature_schema_version: int
     stage_names: list[str]
-    sample_id: np.ndarray  # [N] int64
+    sample_id: np.ndarray  # [N] int64, strictly increasing
     task: np.ndarray  # [N] object (str)
     level: np.ndarray  # [N] int8
     prompt_len: np.ndarray  # [N] int32 tokens
-    features: np.ndarray  # [N, K, F] float32
+    prompt_key: np.ndarray  # [N] int64 hash of the prompt text
+    features: np.ndarray  # [N, K, F] float32, finite
     draft_len: np.ndarray  # [N, K] int32 tokens
     accept_frac: np.ndarray  # [N, K, K] float32 (NaN where k >= m)
     agree_final: np.ndarray  # [N, K] uint8
     score: np.ndarray  # [N, K] float32
-    prompt_key: np.ndarray | None = None  # [N] int64 hash of the prompt text, when the file has it
 
     def split_key(self, split_by: str = "auto") -> tuple[np.ndarray, str]:
-        """([N] int64 key the split hashes, its name): ``prompt_key`` ("auto": when the file has it) or
-        ``sample_id``. Hashing the prompt keeps a prompt that occurs twice inside one split."""
-        if split_by == "sample_id" or (split_by == "auto" and self.prompt_key is None):
+        """([N] int64 key the split hashes, its name): ``prompt_key`` ("auto" or "prompt_key") or ``sample_id``.
+        Hashing the prompt keeps a prompt that occurs twice inside one split."""
+        if split_by == "sample_id":
             return self.sample_id, "sample_id"
-        if self.prompt_key is None:
-            raise ValueError(f"{self.path}: split_by prompt_key, but the file has no prompt_key dataset")
         return self.prompt_key, "prompt_key"
 
     @property
@@ -91,122 +100,34 @@ class PredictorData:
         return int(self.sample_id.shape[0])
 
 
-def _attr(v):
-    if isinstance(v, bytes):
-        v = v.decode()
-    if isinstance(v, np.generic):
-        v = v.item()
-    return v
+def load_training_set(path: str | Path) -> TrainingSet:
+    """The trainer's columns of a training-set file, read and checked by
+    ``asd.predictor_data.schema.read_predictor_data`` (ValueError naming the file for anything off-schema,
+    another feature schema included; FileNotFoundError); ValueError for fewer than 2 stages."""
+    from asd.predictor_data.schema import read_predictor_data
 
-
-def _json_attr(attrs, name: str, path) -> object:
-    if name not in attrs:
-        raise ValueError(f"{path}: missing root attribute {name!r} (schema {SCHEMA} v{SCHEMA_VERSION})")
-    v = _attr(attrs[name])
-    if isinstance(v, str):
-        try:
-            return json.loads(v)
-        except json.JSONDecodeError as e:
-            raise ValueError(f"{path}: root attribute {name!r} is not JSON ({e})") from e
-    return v
-
-
-REQUIRED = {  # dataset → (dims, dtype kinds accepted)
-    "sample_id": (("N",), "iu"),
-    "task": (("N",), "OSU"),
-    "level": (("N",), "iu"),
-    "prompt_len": (("N",), "iu"),
-    "features": (("N", "K", "F"), "f"),
-    "draft_len": (("N", "K"), "iu"),
-    "accept_frac": (("N", "K", "K"), "f"),
-    "agree_final": (("N", "K"), "iub"),
-    "score": (("N", "K"), "f"),
-}
-
-
-def read_predictor_data(path: str | Path) -> PredictorData:
-    """Read and check a training-set file; ValueError naming the file and the field for anything off-schema."""
-    import h5py
-
-    path = Path(path)
-    if not path.exists():
-        raise FileNotFoundError(f"{path}: no such training-data file")
-    with h5py.File(path, "r") as f:
-        attrs = {k: _attr(f.attrs[k]) for k in f.attrs}
-        schema = attrs.get("schema")
-        if schema != SCHEMA:
-            raise ValueError(f"{path}: schema {schema!r} is not a predictor training set (expected {SCHEMA!r})")
-        ver = attrs.get("schema_version")
-        if ver != SCHEMA_VERSION:
-            raise ValueError(f"{path}: schema_version {ver!r}; this reader reads version {SCHEMA_VERSION}")
-        if attrs.get("complete") is not None and not bool(attrs["complete"]):
-            raise ValueError(f"{path}: the writer did not close the file cleanly (attribute complete = false)")
-        names = _json_attr(attrs, "feature_names", path)
-        stages = _json_attr(attrs, "stage_names", path)
-        fsv = _json_attr(attrs, "feature_schema_version", path)
-        if not (isinstance(names, list) and all(isinstance(n, str) for n in names)):
-            raise ValueError(f"{path}: feature_names must be a JSON list of strings")
-        if not (isinstance(stages, list) and len(stages) >= 2):
-            raise ValueError(f"{path}: stage_names must be a JSON list of >= 2 names")
-        K, F = len(stages), len(names)
-        if "K" in attrs and int(attrs["K"]) != K:
-            raise ValueError(f"{path}: attribute K={attrs['K']} but {K} stage_names")
-        missing = [d for d in REQUIRED if d not in f]
-        if missing:
-            raise ValueError(f"{path}: missing datasets {missing} (schema {SCHEMA} v{SCHEMA_VERSION})")
-        N = int(f["sample_id"].shape[0])
-        n_ok = int(attrs.get("n_complete", N))
-        dims = {"N": N, "K": K, "F": F}
-        data = {}
-        for name, (shape, kinds) in REQUIRED.items():
-            ds = f[name]
-            want = tuple(dims[d] for d in shape)
-            if ds.shape != want:
-                raise ValueError(f"{path}: dataset {name!r} has shape {ds.shape}, expected {want} ({shape})")
-            if ds.dtype.kind not in kinds:
-                raise ValueError(f"{path}: dataset {name!r} has dtype {ds.dtype}, expected kind {kinds!r}")
-            arr = ds[:n_ok]
-            if name == "task":
-                arr = np.array([t.decode() if isinstance(t, bytes) else str(t) for t in arr], dtype=object)
-            data[name] = arr
-        if "prompt_key" in f:
-            if f["prompt_key"].shape != (N,) or f["prompt_key"].dtype.kind not in "iu":
-                raise ValueError(f"{path}: dataset 'prompt_key' must be an integer array of shape ({N},)")
-            data["prompt_key"] = f["prompt_key"][:n_ok].astype(np.int64)
-    if isinstance(attrs.get("config"), str):  # the generating config, JSON by the contract
-        with contextlib.suppress(json.JSONDecodeError):
-            attrs["config"] = json.loads(attrs["config"])
-    sid = data["sample_id"].astype(np.int64)
-    if sid.size and (np.diff(sid) <= 0).any():
-        raise ValueError(f"{path}: sample_id must be strictly increasing")
-    return PredictorData(
+    d = read_predictor_data(path, list(TRAINING_FIELDS))
+    if d.K < 2:
+        raise ValueError(f"{path}: {d.K} stage(s) {d.stage_names}; a predictor needs K >= 2")
+    x = d.data
+    return TrainingSet(
         path=str(path),
         sha256=file_sha256(path),
-        attrs=attrs,
-        feature_names=list(names),
-        feature_schema_version=int(fsv),  # type: ignore[call-overload]
-        stage_names=[str(s) for s in stages],
-        sample_id=sid,
-        task=data["task"],
-        level=data["level"].astype(np.int8),
-        prompt_len=data["prompt_len"].astype(np.int32),
-        features=data["features"].astype(np.float32),
-        draft_len=data["draft_len"].astype(np.int32),
-        accept_frac=data["accept_frac"].astype(np.float32),
-        agree_final=data["agree_final"].astype(np.uint8),
-        score=data["score"].astype(np.float32),
-        prompt_key=data.get("prompt_key"),
+        attrs=d.attrs,
+        feature_names=d.feature_names,
+        feature_schema_version=int(d.attrs["feature_schema_version"]),
+        stage_names=d.stage_names,
+        sample_id=x["sample_id"],
+        task=x["task"],
+        level=x["level"],
+        prompt_len=x["prompt_len"],
+        prompt_key=x["prompt_key"],
+        features=x["features"],
+        draft_len=x["draft_len"],
+        accept_frac=x["accept_frac"],
+        agree_final=x["agree_final"],
+        score=x["score"],
     )
-
-
-def check_feature_schema(data: PredictorData) -> None:
-    """ValueError when the file's features are not the ones this code computes (names or schema version)."""
-    if data.feature_schema_version != FEATURE_SCHEMA_VERSION or data.feature_names != FEATURE_NAMES:
-        raise ValueError(
-            f"{data.path}: feature schema v{data.feature_schema_version} with {len(data.feature_names)} columns; "
-            f"this code computes schema v{FEATURE_SCHEMA_VERSION} with {len(FEATURE_NAMES)} columns "
-            "(asd.core.features.FEATURE_NAMES): regenerate the data"
-        )
 
 
 def splitmix64(x: np.ndarray) -> np.ndarray:
@@ -251,7 +172,7 @@ class Rows:
         return np.concatenate([self.y_r, self.y_a], 1), np.concatenate([self.w_r, self.w_a], 1)
 
 
-def build_rows(data: PredictorData, samples: np.ndarray) -> Rows:
+def build_rows(data: TrainingSet, samples: np.ndarray) -> Rows:
     """Rows of the given sample indices [n] (stage-major inside each sample)."""
     K = data.K
     samples = np.asarray(samples, dtype=np.int64)
@@ -263,12 +184,6 @@ def build_rows(data: PredictorData, samples: np.ndarray) -> Rows:
     bad = np.isnan(x)
     if bad.any():
         x[bad] = np.broadcast_to(fill, x.shape)[bad]
-    if not np.isfinite(x).all():
-        r, c = np.argwhere(~np.isfinite(x))[0]
-        raise ValueError(
-            f"{data.path}: feature {data.feature_names[c]!r} of sample {data.sample_id[idx[r]]} stage {stage[r]} is "
-            f"{x[r, c]} (infinite features are not trainable)"
-        )
     m = np.arange(K - 1)
     y_r = data.agree_final[idx][:, : K - 1].astype(np.float32)
     w_r = (m[None, :] >= stage[:, None]).astype(np.float32)

@@ -14,7 +14,7 @@ from asd.core.dp import STOP, solve
 from asd.core.mlp import pair_index
 from asd.core.routing import proxy_costs
 from asd.predictor import metrics
-from asd.predictor.data import PredictorData, Rows, nan_fill_values
+from asd.predictor.data import Rows, TrainingSet, nan_fill_values
 
 
 def predict_rows(pred, rows: Rows, K: int, chunk: int = 4096) -> tuple[np.ndarray, np.ndarray]:
@@ -165,7 +165,7 @@ def spread_given_mean(r: np.ndarray, rows: Rows, bins: int = 5) -> dict:
 
 def simulate_routing(
     pred,
-    data: PredictorData,
+    data: TrainingSet,
     samples: np.ndarray,
     sizes: np.ndarray,
     lam: float,
@@ -238,7 +238,7 @@ def simulate_routing(
     }
 
 
-def routing_ablation(pred, data: PredictorData, samples: np.ndarray, sizes, lam: float, kappas) -> dict:
+def routing_ablation(pred, data: TrainingSet, samples: np.ndarray, sizes, lam: float, kappas) -> dict:
     """``simulate_routing`` at λ for every κ, and for each κ > 0 the κ = 0 run whose λ' gives about as many early
     stops (bisection on log λ'): the risk term must beat a plain shift of λ to mean something."""
     sizes = np.asarray(sizes, np.float64)

@@ -2,8 +2,9 @@
 
 Steps (docs/predictor.md):
 
-1. read the training set and check its schema and feature schema (before anything is written);
-2. split by the hash of sample_id (asd.predictor.data.split_of): train / validation / test;
+1. read the training set (asd.predictor_data.schema's reader: its schema, feature schema, shapes, finite
+   features) before anything is written;
+2. split by the hash of the prompt key or sample_id (asd.predictor.data.split_of): train / validation / test;
 3. normalisation from the training rows; ``members`` networks with seeds (seed, s), early-stopped on the
    validation loss;
 4. calibration per (k, m) chosen on the validation split (2-fold cross-fitting inside it);
@@ -32,10 +33,9 @@ from asd.predictor.config import PredictorConfig, TrainPredictorConfig
 from asd.predictor.data import (
     SPLITS,
     build_rows,
-    check_feature_schema,
     fold_of,
+    load_training_set,
     nan_fill_values,
-    read_predictor_data,
     split_of,
 )
 from asd.predictor.groups import FEATURE_GROUPS, group_columns
@@ -71,8 +71,7 @@ def train_predictor(cfg: TrainPredictorConfig, config_dict: dict | None = None) 
     from asd.provenance import git_revision, provenance
 
     t_start = time.perf_counter()
-    data = read_predictor_data(cfg.data)
-    check_feature_schema(data)
+    data = load_training_set(cfg.data)  # every check of the file (schema, feature schema, ...) before any write
     K, names = data.K, data.feature_names
     if cfg.stage_sizes and len(cfg.stage_sizes) != K:
         raise ValueError(f"stage_sizes has {len(cfg.stage_sizes)} entries; the data has K={K} stages")
@@ -104,37 +103,40 @@ def train_predictor(cfg: TrainPredictorConfig, config_dict: dict | None = None) 
         w_raw = export_weights(members, norm, K, names, list(cfg.hidden))
         w, cal_report = calibrate(w_raw, rows["val"], fold, cfg.calibration, cfg.iso_max_knots)
         timings[label] = time.perf_counter() - t0
+        meta = {
+            "stage_names": data.stage_names,
+            "feature_schema_version": FEATURE_SCHEMA_VERSION,
+            "activation": "relu",
+            "normalisation": norm.to_json(names),
+            "calibration": cal_report,
+            "training": {
+                "config": cfg_json,
+                "rows": {k: len(v) for k, v in rows.items()},
+                "members": [
+                    {
+                        "seed": cfg.seed * 1000 + s,
+                        "best_epoch": m.best_epoch,
+                        "epochs_run": m.epochs_run,
+                        "best_val_loss": m.best_val_loss,
+                    }
+                    for s, m in enumerate(members)
+                ],
+            },
+            "data": {
+                "path": cfg.data,
+                "sha256": data.sha256,
+                "n_samples": data.N,
+                "split_counts": {k: int(v.size) for k, v in idx.items()},
+                "split_rule": split_rule,
+                "generator_git_revision": str(data.attrs.get("git_revision", "")),
+            },
+            "git_revision": git_revision(),
+        }
+        if dropped:  # a feature ablation: its own checkpoint beside the full one (evaluations serve it)
+            meta["feature_ablation"] = {"without": label[len("without_") :], "columns": list(dropped)}
+        variant_dir = ckpt_dir if label == "full" else out_dir / f"checkpoint_{label}"
+        save_checkpoint(variant_dir, w, meta)
         if label == "full":
-            meta = {
-                "stage_names": data.stage_names,
-                "feature_schema_version": FEATURE_SCHEMA_VERSION,
-                "activation": "relu",
-                "normalisation": norm.to_json(names),
-                "calibration": cal_report,
-                "training": {
-                    "config": cfg_json,
-                    "rows": {k: len(v) for k, v in rows.items()},
-                    "members": [
-                        {
-                            "seed": cfg.seed * 1000 + s,
-                            "best_epoch": m.best_epoch,
-                            "epochs_run": m.epochs_run,
-                            "best_val_loss": m.best_val_loss,
-                        }
-                        for s, m in enumerate(members)
-                    ],
-                },
-                "data": {
-                    "path": cfg.data,
-                    "sha256": data.sha256,
-                    "n_samples": data.N,
-                    "split_counts": {k: int(v.size) for k, v in idx.items()},
-                    "split_rule": split_rule,
-                    "generator_git_revision": str(data.attrs.get("git_revision", "")),
-                },
-                "git_revision": git_revision(),
-            }
-            save_checkpoint(ckpt_dir, w, meta)
             # every held-out number below comes from the checkpoint as the cascade loads it
             pred = build_predictor(PredictorConfig(kind="mlp", checkpoint=str(ckpt_dir)), data.stage_names)
             _, meta_back = load_checkpoint(ckpt_dir)
@@ -153,7 +155,7 @@ def train_predictor(cfg: TrainPredictorConfig, config_dict: dict | None = None) 
         else:
             r, _ = evaluate.predict_rows(MLPPredictor(w), rows["test"], K)
             per_stage = evaluate.stage_metrics(r, rows["test"], K, data.stage_names)
-        ablation.append(_summary_row(label, list(dropped), per_stage))
+        ablation.append({**_summary_row(label, list(dropped), per_stage), "checkpoint": str(variant_dir)})
     s0 = result["per_stage"][0]
     result.update(
         schema="asd-predictor-results",

@@ -101,10 +101,24 @@ class MemberResult:
 
 
 def train_member(train: Rows, val: Rows, norm: Normalisation, K: int, cfg, seed: int, progress=None) -> MemberResult:
-    """One ensemble member; ``progress`` (a tqdm bar or None) advances by one per epoch."""
+    """One ensemble member; ``progress`` (a tqdm bar or None) advances by one per epoch.
+
+    Trains with ``cfg.threads`` torch threads and deterministic algorithms, and gives the process its previous
+    settings back afterwards (a later computation in the same process, e.g. a model's forward pass, keeps its
+    own thread count and hence its own rounding)."""
     torch = _torch()
+    threads, deterministic = torch.get_num_threads(), torch.are_deterministic_algorithms_enabled()
     torch.use_deterministic_algorithms(True)
     torch.set_num_threads(cfg.threads)
+    try:
+        return _train_member(train, val, norm, K, cfg, seed, progress)
+    finally:
+        torch.set_num_threads(threads)
+        torch.use_deterministic_algorithms(deterministic)
+
+
+def _train_member(train: Rows, val: Rows, norm: Normalisation, K: int, cfg, seed: int, progress) -> MemberResult:
+    torch = _torch()
     torch.manual_seed(seed)
     gen = torch.Generator().manual_seed(seed)
     F = train.x.shape[1]

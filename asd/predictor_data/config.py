@@ -5,6 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Literal
 
+from asd.config_loader import check_fields
+
 SOURCES = ("testbed", "benchmarks")
 BENCHMARK_TASKS = ("mmlu", "gsm8k", "humaneval", "truthfulqa")
 
@@ -30,6 +32,7 @@ class PredictorDataConfig:
     fewshot: bool = True  # benchmarks: the evaluation's few-shot prompts; false = zero-shot (small contexts)
 
     def __post_init__(self) -> None:
+        check_fields(self)  # the loader's type rules, also for configs built in Python
         if self.max_new_tokens < 1:
             raise ValueError(f"max_new_tokens must be >= 1, got {self.max_new_tokens}")
         if not self.tasks:

@@ -4,9 +4,13 @@ One file per run (the jobs layer writes one per shard and merges them), N sample
 K stages, F features. Written by asd.traces' writer with this module's field table (``SCHEMA``), so it is
 flushed per batch, renamed from ``.partial`` when complete and carries the run's provenance.
 
-``read_predictor_data(path)`` reads one and refuses, with a message naming the file and the problem: a file of
-another schema (e.g. cascade traces) or version, an incomplete file, an empty one, a feature schema other than
-this asd's, and non-finite features. ``check_records`` applies the same checks to a batch before it is written.
+``read_predictor_data(path, fields)`` reads one (every field, or the ones asked for: a file without the others,
+e.g. one compacted by scripts/compact_predictor_data.py, reads too) and refuses, with a message naming the file
+and the problem: a file of another schema (e.g. cascade traces) or version, an incomplete file, an empty one, a
+feature schema other than this asd's, a missing dataset or one of another shape or dtype than the field table's,
+sample ids not strictly increasing, and non-finite features. ``check_records`` applies the empty and finite
+checks to a batch before it is written. The files' consumers (``asd generate-data``'s summary, the predictor's
+trainer asd.predictor.data) read through it; there is no second reader.
 """
 
 from __future__ import annotations
@@ -19,13 +23,13 @@ from typing import Any
 
 import numpy as np
 
-from asd.core.features import FEATURE_NAMES
+from asd.core.features import FEATURE_NAMES, FEATURE_SCHEMA_VERSION
 from asd.traces import Schema
 
 SCHEMA_NAME = "asd-predictor-data"
 SCHEMA_VERSION = 1
-# bump when asd.core.features.FEATURE_NAMES (or what a column means) changes; tests pin the names to it
-FEATURE_SCHEMA_VERSION = 1
+# the files' feature_schema_version is asd.core.features.FEATURE_SCHEMA_VERSION: one constant for the data, the
+# predictors and the cascade (bump it there with FEATURE_NAMES)
 # attributes the generator adds to the writer's provenance (JSON where marked)
 JSON_ATTRS = ("config", "environment", "models", "cost_model", "feature_names", "stage_names", "stage_labels")
 
@@ -127,12 +131,30 @@ def _attrs(f) -> dict:
     return a
 
 
-def read_predictor_data(path: str | Path, fields_: list[str] | None = None, check_finite: bool = True) -> PredictorData:
-    """Read a training-set file (all fields, or ``fields_``) into numpy, after checking what it is.
+def _check_dataset(path: Path, name: str, ds, kind, tail: tuple[int, ...], n: int) -> None:
+    """ValueError when dataset ``name`` is not [>= n, *tail] of the field table's dtype."""
+    import h5py
 
-    Errors (ValueError naming the file): not an HDF5 file; another schema (cascade traces, ...) or schema
-    version; another feature schema version or feature names than this asd's; incomplete; no samples;
-    non-finite features.
+    if ds.shape[1:] != tail or ds.shape[0] < n:
+        raise ValueError(f"{path}: dataset {name!r} has shape {ds.shape}, expected {(n, *tail)}")
+    if kind == "str":
+        ok, want = h5py.check_string_dtype(ds.dtype) is not None, "vlen str"
+    elif kind == "vlen_int32":
+        ok, want = h5py.check_vlen_dtype(ds.dtype) == np.dtype(np.int32), "vlen int32"
+    else:
+        ok, want = ds.dtype == np.dtype(kind), str(np.dtype(kind))
+    if not ok:
+        raise ValueError(f"{path}: dataset {name!r} has dtype {ds.dtype}, expected {want}")
+
+
+def read_predictor_data(path: str | Path, fields_: list[str] | None = None, check_finite: bool = True) -> PredictorData:
+    """Read a training-set file (all fields, or ``fields_``; ``sample_id`` always) into numpy, after checking it.
+
+    Only the asked-for datasets need to be in the file (a compacted file has no ``tokens_*``). Errors
+    (ValueError naming the file): not an HDF5 file; another schema (cascade traces, ...) or schema version;
+    another feature schema version or feature names than this asd's; stage_names of another length than
+    num_stages; incomplete; no samples; an unknown field; a missing dataset, or one of another shape or dtype
+    than the field table's; sample ids not strictly increasing; non-finite features (``check_finite``).
     """
     import h5py
 
@@ -162,22 +184,34 @@ def read_predictor_data(path: str | Path, fields_: list[str] | None = None, chec
         if n == 0:
             raise ValueError(f"{path}: the file holds no samples")
         K = int(attrs["num_stages"])
+        stage_names = attrs.get("stage_names") or [str(k) for k in range(K)]
+        if len(stage_names) != K:
+            raise ValueError(f"{path}: {len(stage_names)} stage_names {stage_names} but num_stages = {K}")
         table = fields(K)
-        names = list(table) if fields_ is None else list(fields_)
+        names = list(table) if fields_ is None else ["sample_id", *(x for x in fields_ if x != "sample_id")]
         bad = [x for x in names if x not in table]
         if bad:
             raise ValueError(f"unknown field(s) {bad}; valid fields: {list(table)}")
+        missing = [x for x in names if x not in f]
+        if missing:
+            hint = " (a compacted file: read it with a list of the fields it has)" if "compacted_from" in attrs else ""
+            raise ValueError(f"{path}: missing dataset(s) {missing} of schema {SCHEMA_NAME} v{SCHEMA_VERSION}{hint}")
         data: dict[str, np.ndarray] = {}
         for name in names:
+            kind, dims, _ = table[name]
+            tail = tuple({"K": K, "F": len(FEATURE_NAMES)}[d] for d in dims)
+            _check_dataset(path, name, f[name], kind, tail, n)
             arr = f[name][:n]
-            if table[name][0] == "str":
+            if kind == "str":
                 arr = np.array([x.decode() if isinstance(x, bytes) else x for x in arr], dtype=object)
             data[name] = arr
-    out = PredictorData(
-        data, attrs, list(attrs["feature_names"]), list(attrs.get("stage_names") or [str(k) for k in range(K)])
-    )
+    ids = data["sample_id"]
+    if (np.diff(ids) <= 0).any():
+        i = int(np.flatnonzero(np.diff(ids) <= 0)[0])
+        raise ValueError(f"{path}: sample_id must be strictly increasing; row {i + 1} has {ids[i + 1]} after {ids[i]}")
+    out = PredictorData(data, attrs, list(attrs["feature_names"]), [str(s) for s in stage_names])
     if check_finite and "features" in data:
-        check_records({"sample_id": data.get("sample_id", np.arange(n)), "features": data["features"]}, str(path))
+        check_records({"sample_id": ids, "features": data["features"]}, str(path))
     return out
 
 

@@ -42,4 +42,4 @@ def test_stage_resolution_and_first_stage():
         resolve_stage(4, 4)
     assert first_stage(PolicyConfig(name="single", stage=2), 4) == 2
     assert first_stage(PolicyConfig(name="dp"), 4) == 0
-    assert set(REPLAN) == {"dp", "threshold", "oracle"}
+    assert set(REPLAN) == {"dp", "threshold", "confidence", "oracle"}

@@ -1,15 +1,17 @@
-"""A small synthetic predictor training set in the HDF5 schema of asd.predictor.data (asd-predictor-data v1).
+"""A small synthetic predictor training set (schema asd-predictor-data v1), written by the generator's writer.
 
 For tests only: a latent difficulty per prompt decides which stages agree with the final one, and the features
-see that difficulty through noise (so a predictor can learn something, but not everything).
+see that difficulty through noise (so a predictor can learn something, but not everything). The file is what
+``asd generate-data`` writes (asd.traces.TraceWriter with asd.predictor_data.schema.SCHEMA, the schema's
+attributes, accept_ratio_prev = 1.0 at stage 0), only the numbers are made up.
 """
 from __future__ import annotations
 
-import json
-
 import numpy as np
 
-from asd.core.features import FEATURE_NAMES, FEATURE_SCHEMA_VERSION
+from asd.core.features import FEATURE_NAMES
+from asd.predictor_data.schema import SCHEMA, file_attrs, prompt_key
+from asd.traces import TraceWriter
 
 TASKS = ("gsm8k", "mmlu", "humaneval", "truthfulqa")
 
@@ -54,14 +56,16 @@ def synth_arrays(N: int = 400, K: int = 4, seed: int = 0, first_id: int = 0) -> 
             acc[:, k, m] = a
             acc_len[:, k, m] = np.round(a * draft[:, k])
             acc[:, k, m] = acc_len[:, k, m] / np.maximum(draft[:, k], 1)
-    feats[:, 0, col["accept_ratio_prev"]] = np.nan
+    feats[:, 0, col["accept_ratio_prev"]] = 1.0  # no previous draft: what the generator and the cascade record
     for k in range(1, K):
         feats[:, k, col["accept_ratio_prev"]] = acc[:, k - 1, k]
+    ids = np.arange(first_id, first_id + N, dtype=np.int64)
     return dict(
-        sample_id=np.arange(first_id, first_id + N, dtype=np.int64),
+        sample_id=ids,
         task=np.array([TASKS[i % 4] for i in range(N)], dtype=object),
         level=level,
         prompt_len=feats[:, 0, col["prompt_len"]].astype(np.int32),
+        prompt_key=np.array([prompt_key(f"synthetic prompt {i}") for i in ids], np.int64),
         features=feats,
         draft_len=draft,
         accepted_len=acc_len,
@@ -77,38 +81,32 @@ def synth_arrays(N: int = 400, K: int = 4, seed: int = 0, first_id: int = 0) -> 
 
 def write_predictor_data(path, N: int = 400, K: int = 4, seed: int = 0, attrs: dict | None = None,
                          drop: tuple[str, ...] = (), arrays: dict | None = None) -> str:
-    """Write a synthetic training set to ``path`` (schema asd-predictor-data v1); ``attrs`` override root attributes,
-    ``drop`` leaves datasets out (tests of the reader's errors)."""
+    """Write a synthetic training set to ``path`` through the generator's writer; ``attrs`` then overwrite root
+    attributes (None deletes one) and ``drop`` deletes datasets (tests of the reader's refusals)."""
     import h5py
 
-    a = arrays if arrays is not None else synth_arrays(N, K, seed)
-    root = {
-        "schema": "asd-predictor-data",
-        "schema_version": 1,
-        "config": json.dumps({"synthetic": True, "N": N, "seed": seed}),
-        "git_revision": "test",
-        "feature_names": json.dumps(FEATURE_NAMES),
-        "feature_schema_version": FEATURE_SCHEMA_VERSION,
-        "stage_names": json.dumps([f"testbed:s{k}" for k in range(K)]),
+    a = dict(arrays if arrays is not None else synth_arrays(N, K, seed))
+    for k, toks in enumerate(a.pop("tokens", [])):
+        a[f"tokens_{k}"] = toks
+    root = {  # what the generator's shard writer adds to the writer's provenance (asd.jobs.shard, file_attrs)
+        **file_attrs({}),
+        "config": {"synthetic": True, "N": N, "seed": seed},
+        "seed": seed,
+        "stage_names": [f"testbed:s{k}" for k in range(K)],
+        "stage_labels": [f"s{k}" for k in range(K)],
         "K": K,
         "max_new_tokens": 32,
-        "seed": seed,
+        "source": "synthetic",
     }
-    root.update(attrs or {})
-    with h5py.File(path, "w") as f:
-        for k, v in root.items():
-            if v is not None:
-                f.attrs[k] = v
-        for name, v in a.items():
-            if name in drop:
-                continue
-            if name == "task":
-                f.create_dataset(name, data=np.array(v, dtype=object), dtype=h5py.string_dtype("utf-8"))
-            elif name == "tokens":
-                for k, toks in enumerate(v):
-                    ds = f.create_dataset(f"tokens_{k}", (len(toks),), dtype=h5py.vlen_dtype(np.int32))
-                    for i, t in enumerate(toks):
-                        ds[i] = t
-            else:
-                f.create_dataset(name, data=v)
+    with TraceWriter(path, K, FEATURE_NAMES, root, schema=SCHEMA) as w:
+        w.append(a)
+    if attrs or drop:
+        with h5py.File(path, "a") as f:
+            for k, v in (attrs or {}).items():
+                if v is None:
+                    del f.attrs[k]
+                else:
+                    f.attrs[k] = v
+            for name in drop:
+                del f[name]
     return str(path)

@@ -26,8 +26,12 @@ def data(tmp_path_factory):
 
 
 def test_train_evaluate_and_serve(tmp_path, data):
+    import torch
+
+    threads = torch.get_num_threads()
     res = train_predictor(_cfg(tmp_path, data, results=str(tmp_path / "res" / "predictor.json"),
                                plots_dir=str(tmp_path / "img")))
+    assert torch.get_num_threads() == threads  # training's 1 thread does not leak into the process
     out = tmp_path / "out"
     for f in ("metrics.json", "tables.md", "roc.png", "reliability.png", "spread.png", "checkpoint/weights.safetensors"):
         assert (out / f).is_file(), f
@@ -46,6 +50,19 @@ def test_train_evaluate_and_serve(tmp_path, data):
     assert res["data"]["split_counts"]["test"] > 0 and res["git_revision"]
     _, meta = load_checkpoint(out / "checkpoint")
     assert meta["data"]["sha256"] == res["data"]["sha256"] and meta["training"]["config"]["members"] == 2
+    # the ablation's own checkpoint: served like the full one, blind to the dropped columns
+    from asd.core.features import FEATURE_NAMES
+    from asd.core.mlp import MLPPredictor
+
+    assert res["ablation"][1]["checkpoint"] == str(out / "checkpoint_without_text")
+    w, meta_t = load_checkpoint(out / "checkpoint_without_text")
+    assert meta_t["feature_ablation"] == {"without": "text", "columns": ["digit_frac", "num_lines", "nesting_depth"]}
+    x = np.random.default_rng(0).standard_normal((8, len(FEATURE_NAMES)))
+    x2 = x.copy()
+    x2[:, [FEATURE_NAMES.index(c) for c in meta_t["feature_ablation"]["columns"]]] += 5.0
+    cur = np.zeros(8, np.int64)
+    pred = MLPPredictor(w)
+    np.testing.assert_array_equal(pred.predict(x, cur, 4)[0], pred.predict(x2, cur, 4)[0])
     assert set(meta["calibration"]) == {"0,0", "0,1", "0,2", "1,1", "1,2", "2,2"}
     assert meta["normalisation"]["scale"][meta["normalisation"]["columns"].index("accept_ratio_prev")] > 0
 
@@ -67,7 +84,7 @@ def test_bad_inputs_fail_before_writing(tmp_path, data):
         train_predictor(_cfg(tmp_path, write_predictor_data(tmp_path / "tiny.h5", N=2, seed=0)))
     with pytest.raises(ValueError, match="stage_sizes has 3 entries"):
         train_predictor(_cfg(tmp_path, data, stage_sizes=[1, 2, 3]))
-    with pytest.raises(ValueError, match="not a predictor training set"):
+    with pytest.raises(ValueError, match="a 'x' file, not 'asd-predictor-data'"):
         train_predictor(_cfg(tmp_path, write_predictor_data(tmp_path / "o.h5", N=20, attrs={"schema": "x"})))
     assert not (tmp_path / "out").exists()
     with pytest.raises(ValueError, match="unknown feature groups"):

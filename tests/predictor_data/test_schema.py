@@ -9,9 +9,8 @@ import h5py
 import numpy as np
 import pytest
 
-from asd.core.features import FEATURE_NAMES
+from asd.core.features import FEATURE_NAMES, FEATURE_SCHEMA_VERSION
 from asd.predictor_data.schema import (
-    FEATURE_SCHEMA_VERSION,
     SCHEMA,
     check_records,
     fields,

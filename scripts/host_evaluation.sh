@@ -1,0 +1,30 @@
+#!/usr/bin/env bash
+# Device run: the testbed evaluation grid on the CPU cores of one many-core host (the 16-core host of a lent GPU
+# machine), then its analysis and report: configs/evaluation_device.yaml (820 cells, local executor, 15 tasks at
+# once, one torch thread each) and configs/evaluation_device_features.yaml (the predictor's feature ablations).
+# Needs the predictors trained at seeds 0-4 in runs/predictor/seed{0..4}/ (asd train-predictor; carry them).
+# Usage on the device machine, from the repository root:
+#   OUT=/some/dir ASD_GIT_REVISION=<sha> bash scripts/host_evaluation.sh
+# A killed grid resumes (finished cells are skipped) when started again; what comes back is in $OUT:
+# the two run folders' grid.json, analysis, report and figures (evaluation_host.tgz) and the traces (traces.tgz).
+source "$(dirname "$0")/gpu_env.sh"
+nproc | tee "$OUT/nproc.txt"; lscpu | grep -i "model name" | tee -a "$OUT/nproc.txt"
+T0=$(date +%s)
+timeout "${EVAL_TIMEOUT:-420}" python3 -m asd evaluate --config configs/evaluation_device.yaml > "$OUT/evaluate.log" 2>&1
+echo "grid rc $? after $(( $(date +%s) - T0 )) s" | tee -a "$OUT/evaluate.log"
+timeout "${FEATURES_TIMEOUT:-90}" python3 -m asd evaluate --config configs/evaluation_device_features.yaml \
+    > "$OUT/evaluate_features.log" 2>&1
+echo "features rc $? after $(( $(date +%s) - T0 )) s" | tee -a "$OUT/evaluate.log"
+tar czf /tmp/traces.tgz runs/evaluation-host/grid.json runs/evaluation-host/cells \
+    runs/evaluation-host-features/grid.json runs/evaluation-host-features/cells 2>/dev/null
+split -b 15M -d /tmp/traces.tgz "$OUT/traces.tgz.part"  # files come back up to 16 MiB each: cat them together
+if [ -z "${NO_REPORT:-}" ]; then  # NO_REPORT=1: leave the analysis to the machine the traces go back to
+for RUN in runs/evaluation-host runs/evaluation-host-features; do
+    timeout "${REPORT_TIMEOUT:-60}" python3 -m asd report "$RUN" --resamples 2000 > "$OUT/report_$(basename $RUN).log" 2>&1
+    echo "report $RUN rc $? after $(( $(date +%s) - T0 )) s" | tee -a "$OUT/evaluate.log"
+done
+fi
+tar czf "$OUT/evaluation_host.tgz" --exclude=cells --exclude=submitit runs/evaluation-host runs/evaluation-host-features \
+    logs 2>/dev/null
+tail -5 "$OUT/evaluate.log"
+ls -la "$OUT"

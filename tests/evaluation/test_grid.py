@@ -1,0 +1,69 @@
+"""The cells a grid config expands to: every policy, λ, τ, depth and ablation; waves; dependencies."""
+import math
+from collections import Counter
+
+import pytest
+
+from asd.config_loader import from_dict
+from asd.evaluation.config import EvaluationConfig
+from asd.evaluation.grid import expand
+
+INF = math.inf
+
+
+def _ev(**kw):
+    return from_dict(EvaluationConfig, kw)
+
+
+def test_default_grid_per_dataset_and_seed():
+    ev = _ev(ablation_lambdas=[1.0, INF])
+    cells, notes = expand(ev, K=4)
+    assert notes == []
+    per = Counter((c.dataset, c.seed) for c in cells)
+    assert set(per) == {(f"testbed/{d}", s) for d in ("gsm8k", "mmlu", "humaneval", "truthfulqa") for s in range(5)}
+    n = Counter(c.policy for c in cells if c.dataset == "testbed/gsm8k" and c.seed == 0 and c.ablation is None)
+    # 6 finite λ + lossless; 4 single; depths 1..3; 3 τ each; speculative; random and oracle at every λ (7)
+    assert n == {"dp": 6, "lossless": 1, "single": 4, "fixed_depth": 3, "threshold": 3, "confidence": 3,
+                 "speculative": 1, "random": 7, "oracle": 7}
+    abl = Counter(c.ablation for c in cells if c.dataset == "testbed/gsm8k" and c.seed == 0 and c.ablation)
+    # κ, uniform costs, no skips at λ ∈ {1, ∞}; sampling: dp λ=1 and lossless + the final stage alone
+    assert abl == {"kappa0": 2, "uniform_costs": 2, "no_skips": 2, "sampling_t0.7": 3}
+    assert len({c.id for c in cells}) == len(cells)
+
+
+def test_cells_carry_their_parameters_and_dependencies():
+    ev = _ev(datasets=["mmlu"], seeds=[3], lambdas=[0.5, INF], ablations=["no_skips", "kappa", "sampling"],
+             ablation_lambdas=[0.5], kappa=0.5, ablation_kappa=0.0, source="benchmarks")
+    cells, _ = expand(ev, K=3)
+    by = {c.id: c for c in cells}
+    dp = by["mmlu--dp-lam0.5--seed3"]
+    assert dp.policy == "dp" and dp.lam == 0.5 and dp.kappa == 0.5 and dp.wave == 1
+    assert by["mmlu--lossless--seed3"].lam == INF
+    r = by["mmlu--random-lam0.5--seed3"]
+    assert r.hist_from == dp.id and r.wave == 2
+    assert by["mmlu--random-laminf--seed3"].hist_from == "mmlu--lossless--seed3"
+    o = by["mmlu--oracle-lam0.5--seed3"]
+    assert o.outcome_from == tuple(f"mmlu--single-s{k}--seed3" for k in range(3)) and o.upper_bound and o.wave == 2
+    assert by["mmlu--dp-lam0.5--seed3--no_skips"].skips is False
+    assert by["mmlu--dp-lam0.5--seed3--kappa0"].kappa == 0.0
+    s = by["mmlu--dp-lam0.5--seed3--sampling_t0.7"]
+    assert s.temperature == 0.7 and by["mmlu--single-s2--seed3--sampling_t0.7"].temperature == 0.7
+    assert by["mmlu--lossless--seed3--sampling_t0.7"].lam == INF
+    assert by["mmlu--fixed_depth-d2--seed3"].stage == 2 and by["mmlu--threshold-tau0.7--seed3"].tau == 0.7
+
+
+def test_replay_grid_leaves_sampling_out_and_needs_no_outcome_cells():
+    ev = _ev(datasets=["gsm8k"], seeds=[0], ablations=["sampling", "no_skips"])
+    cells, notes = expand(ev, K=4, mode="replay")
+    assert not any(c.ablation and c.ablation.startswith("sampling") for c in cells)
+    assert notes and "sampling" in notes[0]
+    assert all(c.wave == 1 for c in cells if c.policy == "oracle")
+
+
+def test_grid_refuses_impossible_combinations():
+    with pytest.raises(ValueError, match="fixed_depths"):
+        expand(_ev(fixed_depths=[4]), K=4)
+    with pytest.raises(ValueError, match="add 'single' to policies"):
+        expand(_ev(policies=["dp", "oracle"]), K=4)
+    cells, _ = expand(_ev(policies=["lossless"], lambdas=[1.0], ablations=[]), K=2)
+    assert [c.policy for c in cells if c.seed == 0 and c.dataset == "testbed/gsm8k"] == ["lossless"]

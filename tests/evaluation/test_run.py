@@ -1,0 +1,247 @@
+"""`asd evaluate` end to end on the testbed through the jobs layer (submitit's local executor; SLURM below).
+
+One small grid (one dataset, one seed, every policy, two ablations) runs online; the tests read its run
+folder: grid.json (the evaluation contract), paired sample ids, per-batch wall clock, the lossless cell
+equal to the final stage alone, random's histogram, the oracle's outcomes, resume, a folder of another
+config refused; then the same grid replayed from full per-stage traces agrees with the online cells.
+"""
+import json
+import math
+import shutil
+import subprocess
+
+import numpy as np
+import pytest
+import yaml
+
+from asd.cli import main as cli
+from asd.traces import SCHEMA_VERSION, read_traces
+
+from .helpers import ROOT, write_config
+
+CONTRACT = ("cell", "dataset", "policy", "lam", "kappa", "stage", "tau", "seed", "ablation", "batch_size",
+            "temperature", "traces", "upper_bound")
+SAMPLES = 6
+
+
+@pytest.fixture(scope="module")
+def online(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("eval")
+    cfg = write_config(tmp / "grid.yaml", tmp / "run", samples=SAMPLES,
+                       ablations=["no_skips", "uniform_costs", "kappa", "sampling"], ablation_kappa=1.0)
+    assert cli(["evaluate", "--config", str(cfg), "--no-progress"]) == 0
+    return cfg, tmp / "run"
+
+
+def _grid(run):
+    return json.loads((run / "grid.json").read_text())
+
+
+def _cell(run, cid, fields=None):
+    return read_traces(run / "cells" / cid / "traces.h5", fields=fields)
+
+
+def test_grid_json_follows_the_contract(online):
+    _, run = online
+    g = _grid(run)
+    assert g["schema"] == "asd-eval-grid" and g["schema_version"] == 1 and g["mode"] == "online"
+    assert g["complete"] and not g["failures"] and g["git_revision"] and g["config"]["evaluation"]["samples"] == 6
+    assert g["wall_time_s"] > 0 and g["cpu_hours"] > 0 and g["gpu_hours"] is None
+    policies = {c["policy"] for c in g["cells"]}
+    assert policies == {"dp", "lossless", "single", "fixed_depth", "threshold", "confidence", "speculative",
+                        "random", "oracle"}
+    for c in g["cells"]:
+        assert all(k in c for k in CONTRACT)
+        assert (run / c["traces"]).is_file() and c["batch_size"] == 3 and c["seed"] == 0
+        assert c["upper_bound"] == (c["policy"] == "oracle")
+        assert c["lam"] in (1.0, "inf", None)
+    assert {c["ablation"] for c in g["cells"]} == {None, "no_skips", "uniform_costs", "kappa1", "sampling_t0.7"}
+    sampled = [c for c in g["cells"] if c["ablation"] == "sampling_t0.7"]
+    assert sorted(c["policy"] for c in sampled) == ["dp", "lossless", "single"]
+    assert all(c["temperature"] == 0.7 for c in sampled)
+    lossless = [c for c in g["cells"] if c["policy"] == "lossless" and c["ablation"] is None]
+    assert lossless[0]["lam"] == "inf"
+
+
+def test_every_cell_sees_the_same_prompts_and_records_batches(online):
+    _, run = online
+    ref = None
+    for c in _grid(run)["cells"]:
+        t = _cell(run, c["cell"])
+        assert t.attrs["mode"] == "online" and t.attrs["cell"] == c["cell"] and t.attrs["schema_version"] == SCHEMA_VERSION
+        assert t.data["sample_id"].tolist() == list(range(SAMPLES))
+        pl = t.data["prompt_len"]
+        ref = pl if ref is None else ref
+        np.testing.assert_array_equal(pl, ref)  # paired: the same prompts in every cell of the seed
+        assert set(t.data["dataset"]) == {"testbed/gsm8k"} and np.isfinite(t.data["score"]).all()
+        bid, bl = t.data["batch_id"], t.data["batch_latency_s"]
+        assert bid.tolist() == [0, 0, 0, 3, 3, 3]  # batches of cascade.batch_size = 3, named by their first id
+        for b in (0, 3):
+            rows = bid == b
+            assert len(set(bl[rows])) == 1 and bl[rows][0] > 0
+            # a sample's stages ran one after the other inside its batch's wall clock
+            per_sample = np.where(t.data["ran"][rows], t.data["latency_s"][rows], 0).sum(1)
+            assert per_sample.max() <= bl[rows][0] * (1 + 1e-9)
+        if c["policy"] in ("dp", "lossless", "oracle", "threshold", "random"):
+            stages = t.attrs["cost_model"]["stages"]  # the measured table priced the decisions
+            assert [st["name"] for st in stages] == ["s0", "s1", "s2", "s3"]
+            uniform = all(st["decode"] == stages[3]["decode"] for st in stages)
+            assert uniform == (c["ablation"] == "uniform_costs")  # uniform: every stage priced as the final
+
+
+def test_lossless_cell_returns_the_final_stage_alone(online):
+    _, run = online
+    lossless = _cell(run, "testbed-gsm8k--lossless--seed0")
+    final = _cell(run, "testbed-gsm8k--single-s3--seed0")
+    assert (lossless.data["final_stage"] == 3).all()
+    for a, b in zip(lossless.data["tokens"], final.data["tokens"]):
+        np.testing.assert_array_equal(a, b)
+    np.testing.assert_array_equal(lossless.data["score"], final.data["score"])
+
+
+def test_random_draws_from_the_dp_histogram_and_oracle_reads_outcomes(online):
+    cfg, run = online
+    dp = _cell(run, "testbed-gsm8k--dp-lam1--seed0", ["final_stage"])
+    want = np.bincount(dp.data["final_stage"], minlength=4) / SAMPLES
+    rnd = yaml.safe_load((run / "configs" / "testbed-gsm8k--random-lam1--seed0.yaml").read_text())
+    np.testing.assert_allclose(rnd["policy"]["histogram"], want)
+    assert rnd["policy"]["name"] == "random" and rnd["cell"]["policy"] == "random"
+    orc = _cell(run, "testbed-gsm8k--oracle-laminf--seed0")
+    assert orc.attrs["upper_bound"] is True or orc.attrs["upper_bound"] == 1
+    # at λ = ∞ the oracle ends at the final stage: the same output as the final stage alone
+    final = _cell(run, "testbed-gsm8k--single-s3--seed0")
+    assert (orc.data["final_stage"] == 3).all()
+    for a, b in zip(orc.data["tokens"], final.data["tokens"]):
+        np.testing.assert_array_equal(a, b)
+    nsk = _cell(run, "testbed-gsm8k--dp-lam1--seed0--no_skips", ["decision"])
+    d = nsk.data["decision"]
+    for k in range(4):
+        assert np.all((d[:, k] < 0) | (d[:, k] == k + 1))  # adjacent moves only
+
+
+def test_same_cell_twice_gives_identical_traces(online):
+    """The step is a function of (sample id, config): rerun in this process with the task's thread count
+    (jobs.cpus_per_task = 1; another count changes float reductions), every field but the clocks agrees."""
+    import torch
+
+    from asd.evaluation.step import online as step
+    from asd.run_config import load_config
+
+    _, run = online
+    torch.set_num_threads(1)
+    for cid in ("testbed-gsm8k--dp-lam1--seed0", "testbed-gsm8k--confidence-tau0.8--seed0"):
+        config = load_config(run / "configs" / f"{cid}.yaml")
+        rec = step(np.arange(3, dtype=np.int64), config)
+        t = _cell(run, cid)
+        for name in ("decision", "ran", "draft_len", "accepted_len", "final_stage", "score", "batch_id"):
+            np.testing.assert_array_equal(rec[name], t.data[name][:3], err_msg=name)
+        np.testing.assert_array_equal(rec["features"], t.data["features"][:3])
+        np.testing.assert_array_equal(rec["predictions"], t.data["predictions"][:3])
+        assert [x.tolist() for x in rec["tokens"]] == [x.tolist() for x in t.data["tokens"][:3]]
+
+
+def test_rerun_resumes_and_another_config_is_refused(online, tmp_path, capsys):
+    cfg, run = online
+    before = {p: p.stat().st_mtime_ns for p in run.glob("cells/*/traces.h5")}
+    assert cli(["evaluate", "--config", str(cfg), "--no-progress"]) == 0
+    out = capsys.readouterr().out
+    assert "wave 1: 16 cells, 16 shards (16 done before), 0 samples to run" in out
+    assert "wave 2: 4 cells, 4 shards (4 done before), 0 samples to run" in out
+    assert {p: p.stat().st_mtime_ns for p in run.glob("cells/*/traces.h5")} == before
+    other = write_config(tmp_path / "other.yaml", run, samples=SAMPLES, lambdas=[2.0])
+    listing = sorted(p.relative_to(run) for p in run.rglob("*"))
+    assert cli(["evaluate", "--config", str(other), "--no-progress"]) == 2
+    err = capsys.readouterr().err
+    assert "holds another evaluation" in err and "nothing was overwritten" in err
+    assert sorted(p.relative_to(run) for p in run.rglob("*")) == listing
+
+
+def test_replay_mode_agrees_with_the_online_cells(online, tmp_path):
+    """Full traces of the online prompts (every stage run here), replayed by `asd evaluate --mode replay`."""
+    import torch
+
+    from asd.evaluation import fulltrace
+    from asd.evaluation.prompts import draw_testbed
+    from asd.evaluation.replay import cell_rows
+    from asd.models.loading import load_engines, load_tokenizer
+    from asd.run_config import load_section
+    from asd.testbed import scoring
+    from asd.testbed import tokenizer as tk
+
+    cfg, run = online
+    torch.set_num_threads(1)
+    hier = load_section(cfg, "hierarchy")
+    ids = np.arange(SAMPLES, dtype=np.int64)
+    exs = draw_testbed("gsm8k", 0, ids)
+    prompts = [tk.encode(tk.chat_prompt(e.prompt)) for e in exs]
+    data, attrs = fulltrace.build(load_engines(hier), load_tokenizer(hier), prompts, ids, ["gsm8k"] * SAMPLES,
+                                  lambda k, texts: np.asarray(scoring.score(exs, texts), np.float32), 24,
+                                  (tk.EOS_ID,), [s.model for s in hier.stages], batch_size=3)
+    full = fulltrace.write(tmp_path / "full.h5", data, attrs)
+    rep_dir = tmp_path / "replay"
+    assert cli(["evaluate", "--config", str(cfg), "--mode", "replay", "--replay-data", str(full),
+                "--output-dir", str(rep_dir), "--no-progress"]) == 0
+    g = _grid(rep_dir)
+    assert g["mode"] == "replay" and g["complete"] and any("sampling" in n for n in g["notes"])
+    perm = cell_rows(fulltrace.read(full), "gsm8k", "testbed/gsm8k", 0, SAMPLES)  # replay sample j = online perm[j]
+    for c in g["cells"]:
+        if c["policy"] == "random":
+            continue  # same histogram, but its draws follow the batch a sample is in
+        assert c["temperature"] == 0.0  # the sampling ablation is left out of a replay (the note says so)
+        r, o = _cell(rep_dir, c["cell"]), _cell(run, c["cell"])
+        assert r.attrs["mode"] == "replay"
+        for field in ("final_stage", "ran", "decision", "score"):
+            np.testing.assert_array_equal(r.data[field], o.data[field][perm], err_msg=f"{c['cell']}: {field}")
+        for a, b in zip(r.data["tokens"], o.data["tokens"][perm]):
+            np.testing.assert_array_equal(a, b, err_msg=c["cell"])
+        assert r.data["text"].tolist() == o.data["text"][perm].tolist()
+
+
+def test_dp_cells_read_the_committed_predictor(tmp_path):
+    """predictor kind mlp (testbed:predictor): each cell's config carries the section, the decisions read it."""
+    import torch
+
+    from asd.evaluation.step import online as step
+    from asd.run_config import load_config
+
+    cfg = write_config(tmp_path / "mlp.yaml", tmp_path / "run", samples=3, policies=["dp"], lambdas=[1.0],
+                       predictor={"kind": "mlp", "checkpoint": "testbed:predictor"})
+    assert cli(["evaluate", "--config", str(cfg), "--no-progress"]) == 0
+    g = _grid(tmp_path / "run")
+    assert g["predictor"] == {"kind": "mlp", "checkpoint": "testbed:predictor", "used": ["MLPPredictor"]}
+    config = load_config(tmp_path / "run/configs/testbed-gsm8k--dp-lam1--seed0.yaml")
+    assert config["predictor"].kind == "mlp" and config["predictor"].checkpoint == "testbed:predictor"
+    t = _cell(tmp_path / "run", "testbed-gsm8k--dp-lam1--seed0")
+    first = t.data["predictions"][:, 0, :3]  # r̂ of stages 0..2 at stage 0: the MLP's, one per prompt
+    assert np.isfinite(first).all() and len({tuple(r) for r in first.tolist()}) == 3  # inputs differ, so do they
+    torch.set_num_threads(1)
+    rec = step(np.arange(3, dtype=np.int64), config)
+    np.testing.assert_array_equal(rec["predictions"], t.data["predictions"])
+    np.testing.assert_array_equal(rec["decision"], t.data["decision"])
+
+
+def _cluster_up() -> bool:
+    if shutil.which("sbatch") is None:
+        return False
+    r = subprocess.run(["sinfo", "-h", "-o", "%t"], capture_output=True, text=True, timeout=20)
+    return r.returncode == 0 and any(s in r.stdout for s in ("idle", "mix", "alloc"))
+
+
+@pytest.mark.slurm
+@pytest.mark.slow
+def test_the_same_grid_on_slurm_gives_the_same_data(online, tmp_path):
+    """One array task per (cell, shard) on the real cluster; every field but the clocks equals the local run."""
+    if not _cluster_up():
+        pytest.skip("no SLURM cluster: run `bash scripts/slurm_up.sh` as root (make test does)")
+    cfg, run = online
+    out = tmp_path / "slurm"
+    assert cli(["evaluate", "--config", str(cfg), "--executor", "slurm", "--output-dir", str(out),
+                "--no-progress"]) == 0
+    g = _grid(out)
+    assert g["complete"] and g["task_attempts"] == len(g["cells"])  # one task per cell (one shard each)
+    for c in g["cells"]:
+        a, b = _cell(run, c["cell"]), _cell(out, c["cell"])
+        for name in ("sample_id", "decision", "ran", "final_stage", "score", "batch_id", "draft_len"):
+            np.testing.assert_array_equal(a.data[name], b.data[name], err_msg=f"{c['cell']}: {name}")
+        assert [x.tolist() for x in a.data["tokens"]] == [x.tolist() for x in b.data["tokens"]]
+    assert not math.isnan(g["cpu_hours"])
