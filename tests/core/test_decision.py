@@ -145,6 +145,10 @@ def test_decide_mlp_proxy_dp_equals_the_two_calls_and_the_twin(seed):
     _plans_equal(dec.decide(feats, plen, resp, rows, cur, np.arange(N), a),
                  decide_mlp_proxy_dp(pred, feats, plen, resp, rows, cur, size, 1.0, 0.5, predictions=b))
     np.testing.assert_array_equal(a, b)
+    # without skips the Decider leaves the fused call (adjacent moves only: stop or the next stage)
+    nos = Decider(PolicyConfig(name="dp", lam=0.5, skips=False), K, size, pred)
+    act = nos.decide(feats, plen, resp, rows, cur, np.arange(N), a).action
+    assert ((act == -1) | (act == cur + 1)).all()
 
 
 def test_decide_mlp_proxy_dp_rejects_bad_input():
