@@ -30,7 +30,6 @@ writer is asd.traces).
 from __future__ import annotations
 
 import functools
-import math
 import operator
 import time
 from collections.abc import Sequence
@@ -245,7 +244,7 @@ class Cascade:
         rec["ran"][:, k0] = True
         rec["draft_len"][:, k0] = [len(t) for t in res.tokens]
         rec["latency_s"][:, k0] = res.seconds
-        self._features(st, np.arange(st.size), k0, res.prompt_nll, res.hidden, np.full(st.size, math.nan))
+        self._features(st, np.arange(st.size), k0, res.prompt_nll, res.hidden, None)
 
     def _finish(self, st: BatchState) -> dict:
         """The completed record: final stage, tokens, text (scores are filled in by the caller's metric)."""
@@ -262,11 +261,18 @@ class Cascade:
         return rec
 
     def _features(
-        self, st: BatchState, idx: np.ndarray, k: int, prompt_nll: np.ndarray, hidden, accept_prev: np.ndarray
+        self,
+        st: BatchState,
+        idx: np.ndarray,
+        k: int,
+        prompt_nll: np.ndarray,
+        hidden,
+        accept_prev: np.ndarray | None,
     ) -> None:
         """Record the stage-k features of samples ``idx`` (one compiled call; EOS read from the last tokens).
 
-        prompt_nll [R] nats/token, hidden [R, H] pooled last-layer states, accept_prev [R] fraction (NaN: none).
+        prompt_nll [R] nats/token, hidden [R, H] pooled last-layer states, accept_prev [R] fraction (NaN: none;
+        None: none for any sample).
         """
         record_batch_features(
             st.record["features"],
@@ -451,7 +457,7 @@ class Cascade:
         rec["accepted_len"][idx, K - 1] = out.accepted
         rec["latency_s"][idx, K - 1] = secs
         st.stage[idx] = K - 1
-        self._features(st, idx, K - 1, nll, hidden, np.full(len(idx), math.nan))
+        self._features(st, idx, K - 1, nll, hidden, None)
 
 
 @dataclass

@@ -8,6 +8,13 @@
 //   kernel, so the plan is bit-identical to proxy_costs → dp_solve (tests/core/test_decision.py).
 //   Optional rows [B] int64: prompt_len and resp_len hold N entries, read at rows[b] (the cascade's live
 //   samples); optional predictions [N, K, K] float32: r.mean(axis=1) written at [rows[b], current[b], :].
+//
+// mlp_proxy_dp(model (asd._C.MLPForward), record [N, K, F] float32, prompt_len [N], resp_len (N entries),
+//              rows [B] int64, current [B] int64, size [K], prefill_ratio, lam, kappa, predictions [N, K, K] or None)
+//   → (action, value, next): model.predict_rows(record, rows, current, K) then proxy_dp(..., rows=rows,
+//   predictions=predictions) in one call: r̂ [B, S, K] and â [B, K, K] go from the forward pass (csrc/mlp.h) into
+//   per-thread buffers that the DP reads, never becoming numpy arrays. The same plan, bit for bit, as the two
+//   calls; twin: asd.core.decision.decide_mlp_proxy_dp_ref (mlp_forward_ref, then decide_proxy_dp_ref).
 #include <algorithm>
 #include <cmath>
 #include <cstdint>
@@ -21,6 +28,7 @@
 
 #include "asd.h"
 #include "dp_sample.h"
+#include "mlp.h"
 #include "numpy_view.h"
 #include "proxy_cost.h"
 
@@ -111,6 +119,59 @@ void proxy_dp_kernel(const TR* __restrict r, int64_t B, int64_t S, int64_t K_dyn
   }
 }
 
+// predictions [N, K, K] float32 (writeable, C-contiguous) → its data; None → nullptr.
+float* predictions_ptr(const py::handle& predictions, int64_t N, int64_t K) {
+  if (predictions.is_none()) return nullptr;
+  PyObject* po = predictions.ptr();
+  const auto* p = is_ndarray(po) ? py::detail::array_proxy(po) : nullptr;
+  if (!p || type_num(po) != kF32 || !c_contig(po) || p->nd != 3 || p->dimensions[0] != N || p->dimensions[1] != K ||
+      p->dimensions[2] != K || !(p->flags & py::detail::npy_api::NPY_ARRAY_WRITEABLE_))
+    throw std::invalid_argument("predictions must be a writeable C-contiguous float32 array of shape [N, K, K]");
+  return reinterpret_cast<float*>(p->data);
+}
+
+// The proxy costs and the DP of B samples whose r̂ [B, S, K] and â [B, K, K] are known (the tail of proxy_dp and
+// of mlp_proxy_dp): prompt_len and resp_len hold N entries, read at src[b] (src == nullptr: b, N = B).
+template <typename TR>
+py::tuple solve_proxy(const TR* r, int64_t B, int64_t S, int64_t K, const double* A, const int64_t* pc,
+                      const int64_t* src, int64_t N, const py::handle& prompt_len, const py::handle& resp_len,
+                      const double* sz, double rho, double lam, double kappa, const py::object& out, float* pred) {
+  const Vec P(prompt_len, N, "prompt_len");
+  const Lengths Lr(resp_len, N, "resp_len");
+  auto [action, value, next] = plan_arrays(out, B, K);
+  int64_t* pa = action.mutable_data();
+  double* pv = value.mutable_data();
+  int64_t* pn = next.mutable_data();
+  double ratio[kMaxStages];  // size_m / size_{K−1}, the same double proxy_costs forms for every entry
+  for (int64_t m = 0; m < K; ++m) ratio[m] = sz[m] / sz[K - 1];
+  int64_t bad_r = B, bad_cost = B, bad_cur = B;
+#define ASD_PDP(KC) \
+  proxy_dp_kernel<KC, TR>(r, B, S, K, src, P, Lr, A, ratio, rho, pc, lam, kappa, pa, pv, pn, pred, bad_r, bad_cost, bad_cur)
+  if (K == 4) ASD_PDP(4); else if (K == 3) ASD_PDP(3); else ASD_PDP(0);
+#undef ASD_PDP
+  // contents, reported in the order of asd.core.dp._check_contents
+  if (bad_r < B)
+    throw std::invalid_argument("r must hold probabilities in [0, 1] (found NaN or a value outside at r[" +
+                                std::to_string(bad_r) + "])");
+  if (bad_cost < B)
+    throw std::invalid_argument("cost contains NaN or a negative entry above the diagonal (from prompt_len, "
+                                "resp_len, accept_mean or size of sample " + std::to_string(bad_cost) + ")");
+  if (bad_cur < B)
+    throw std::invalid_argument("current must hold stages in 0..K-1=" + std::to_string(K - 1) + ", got current[" +
+                                std::to_string(bad_cur) + "]=" + std::to_string(pc[bad_cur]));
+  return py::make_tuple(action, value, next);
+}
+
+// rows [B] int64 (or another integer dtype) read in place, each in 0..N-1.
+const int64_t* rows_view(const py::handle& rows, int64_t B, int64_t N, py::array& keep) {
+  int64_t len = 0;
+  const int64_t* src = int64_view(rows, B, "rows", keep, len);
+  for (int64_t b = 0; b < B; ++b)
+    if (src[b] < 0 || src[b] >= N)
+      throw std::invalid_argument("rows[" + std::to_string(b) + "] outside 0..N-1=" + std::to_string(N - 1));
+  return src;
+}
+
 py::tuple proxy_dp(const py::handle& prompt_len, const py::handle& resp_len, const py::handle& accept_h,
                    const py::handle& size_h, double rho, const py::array& r, const py::handle& current, double lam,
                    double kappa,
@@ -138,55 +199,43 @@ py::tuple proxy_dp(const py::handle& prompt_len, const py::handle& resp_len, con
   const int64_t* src = nullptr;
   int64_t N = B;
   if (!rows.is_none()) {
-    src = int64_view(rows, B, "rows", rows_keep, len);
     N = py::len(prompt_len);
-    for (int64_t b = 0; b < B; ++b)
-      if (src[b] < 0 || src[b] >= N)
-        throw std::invalid_argument("rows[" + std::to_string(b) + "] outside 0..N-1=" + std::to_string(N - 1));
+    src = rows_view(rows, B, N, rows_keep);
   }
-  float* pred = nullptr;
-  if (!predictions.is_none()) {
-    PyObject* po = predictions.ptr();
-    if (!py::isinstance<py::array>(predictions) || type_num(po) != kF32 || !c_contig(po) ||
-        py::reinterpret_borrow<py::array>(predictions).ndim() != 3 ||
-        py::reinterpret_borrow<py::array>(predictions).shape(0) != N ||
-        py::reinterpret_borrow<py::array>(predictions).shape(1) != K ||
-        py::reinterpret_borrow<py::array>(predictions).shape(2) != K ||
-        !py::reinterpret_borrow<py::array>(predictions).writeable())
-      throw std::invalid_argument("predictions must be a writeable C-contiguous float32 array of shape [N, K, K]");
-    pred = static_cast<float*>(py::reinterpret_borrow<py::array>(predictions).mutable_data());
-  }
-  const Vec P(prompt_len, N, "prompt_len");
-  const Lengths Lr(resp_len, N, "resp_len");
-  auto [action, value, next] = plan_arrays(out, B, K);
-  int64_t* pa = action.mutable_data();
-  double* pv = value.mutable_data();
-  int64_t* pn = next.mutable_data();
-  const double* A = accept.data();
-  const double* sz = size.data();
-  double ratio[kMaxStages];  // size_m / size_{K−1}, the same double proxy_costs forms for every entry
-  for (int64_t m = 0; m < K; ++m) ratio[m] = sz[m] / sz[K - 1];
-  int64_t bad_r = B, bad_cost = B, bad_cur = B;
-#define ASD_PDP(KC, TR)                                                                                           \
-  proxy_dp_kernel<KC, TR>(static_cast<const TR*>(r.data()), B, S, K, src, P, Lr, A, ratio, rho, pc, lam, kappa, pa, \
-                          pv, pn, pred, bad_r, bad_cost, bad_cur)
-  if (rt == kF32) {
-    if (K == 4) ASD_PDP(4, float); else if (K == 3) ASD_PDP(3, float); else ASD_PDP(0, float);
-  } else {
-    if (K == 4) ASD_PDP(4, double); else if (K == 3) ASD_PDP(3, double); else ASD_PDP(0, double);
-  }
-#undef ASD_PDP
-  // contents, reported in the order of asd.core.dp._check_contents
-  if (bad_r < B)
-    throw std::invalid_argument("r must hold probabilities in [0, 1] (found NaN or a value outside at r[" +
-                                std::to_string(bad_r) + "])");
-  if (bad_cost < B)
-    throw std::invalid_argument("cost contains NaN or a negative entry above the diagonal (from prompt_len, "
-                                "resp_len, accept_mean or size of sample " + std::to_string(bad_cost) + ")");
-  if (bad_cur < B)
-    throw std::invalid_argument("current must hold stages in 0..K-1=" + std::to_string(K - 1) + ", got current[" +
-                                std::to_string(bad_cur) + "]=" + std::to_string(pc[bad_cur]));
-  return py::make_tuple(action, value, next);
+  float* pred = predictions_ptr(predictions, N, K);
+  if (rt == kF32)
+    return solve_proxy(static_cast<const float*>(r.data()), B, S, K, accept.data(), pc, src, N, prompt_len, resp_len,
+                       size.data(), rho, lam, kappa, out, pred);
+  return solve_proxy(static_cast<const double*>(r.data()), B, S, K, accept.data(), pc, src, N, prompt_len, resp_len,
+                     size.data(), rho, lam, kappa, out, pred);
+}
+
+// mlp_proxy_dp: model.predict_rows(record, rows, current, K) → proxy_dp(..., rows=rows, predictions=predictions) in
+// one call, r̂ and â in per-thread buffers instead of two numpy arrays (and one Python→C transition fewer).
+py::tuple mlp_proxy_dp(const py::handle& model, const py::handle& record, const py::handle& prompt_len,
+                       const py::handle& resp_len, const py::handle& rows, const py::handle& current,
+                       const py::handle& size_h, double rho, double lam, double kappa, const py::handle& predictions) {
+  dp_sample::check_lam_kappa(lam, kappa);
+  const MLPForward& m = mlp_forward_of(model);
+  const int64_t S = mlp_members(m), K = mlp_stages(m);
+  if (K > kMaxStages) throw std::invalid_argument("K=" + std::to_string(K) + " stages; at most 64 are supported");
+  py::array cur_keep, rows_keep;
+  int64_t B = 0;
+  const int64_t* pc = int64_view(current, -1, "current", cur_keep, B);
+  const int64_t N = py::len(prompt_len);
+  const int64_t* src = rows_view(rows, B, N, rows_keep);
+  thread_local std::vector<double> buf;  // r [B, S, K] then â [B, K, K]
+  const size_t need = static_cast<size_t>(B * S * K + B * K * K);
+  if (buf.size() < need) buf.resize(need);
+  double* r = buf.data();
+  double* A = r + B * S * K;
+  mlp_rows_into(m, record, src, pc, B, r, A);  // checks the record (N, K, F), stages, finiteness
+  const F64 size(size_h, "size");
+  if (size.ndim() != 1 || size.shape(0) != K)
+    throw std::invalid_argument("size must have shape [K]=(" + std::to_string(K) + ",)");
+  float* pred = predictions_ptr(predictions, N, K);
+  return solve_proxy(static_cast<const double*>(r), B, S, K, A, pc, src, N, prompt_len, resp_len, size.data(), rho,
+                     lam, kappa, py::none(), pred);
 }
 
 }  // namespace
@@ -196,6 +245,10 @@ void register_decision(py::module_& m) {
         py::arg("prefill_ratio"), py::arg("r"), py::arg("current"), py::arg("lam"), py::arg("kappa"),
         py::arg("out") = py::none(), py::arg("rows") = py::none(), py::arg("predictions") = py::none(),
         "proxy_costs then dp_solve in one call -> (action [B] int64, value [B, K] float64, next [B, K] int64).");
+  m.def("mlp_proxy_dp", &mlp_proxy_dp, py::arg("model"), py::arg("record"), py::arg("prompt_len"),
+        py::arg("resp_len"), py::arg("rows"), py::arg("current"), py::arg("size"), py::arg("prefill_ratio"),
+        py::arg("lam"), py::arg("kappa"), py::arg("predictions"),
+        "model.predict_rows(record, rows, current) then proxy_dp(rows=rows) in one call -> (action, value, next).");
 }
 
 }  // namespace asd

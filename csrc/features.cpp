@@ -13,7 +13,8 @@
 //   writes columns 0..22 of `out` (the scalar, token-statistic and text features of asd.features;
 //   the hidden-state projection, columns 23.., stays with numpy's matmul and is left untouched).
 // record_features(features [N, K, F] float32, rows [R] int64, stage, prompt_len [N], prompt_nll [R], stats
-//   (N arrays), tokens (N arrays), accept_prev [R], proj [R, F − 23] float32 or None, table, eos_token_ids)
+//   (N arrays), tokens (N arrays), accept_prev [R] or None (none: column 19 = 1, as for NaN), proj [R, F − 23]
+//   float32 or None, table, eos_token_ids)
 //   → None: features[rows, stage] = batch_features(...) (EOS from the last tokens) written in place.
 #include <algorithm>
 #include <cmath>
@@ -25,6 +26,10 @@
 #include <vector>
 
 #include <pybind11/numpy.h>
+
+#if defined(__AVX2__)
+#include <immintrin.h>
+#endif
 
 #include "asd.h"
 #include "numpy_view.h"
@@ -72,16 +77,52 @@ void pairwise_sum8(const double* a, int64_t n, double* res) {
   for (int c = 0; c < 8; ++c) res[c] = lo[c] + hi[c];
 }
 
+#if defined(__AVX2__)
+inline __m256d load_stats4(const float* p) { return _mm256_cvtps_pd(_mm_loadu_ps(p)); }
+inline __m256d load_stats4(const double* p) { return _mm256_loadu_pd(p); }
+#endif
+
 template <typename TS, typename TT>
 void one_response(const TS* st, const TT* tk, int64_t n, const double* table, int64_t V, float* o,
                   std::vector<double>& buf) {
-  // buf: [n, 8] float64 per-token values in the twin's column order: entropy, maxprob, margin,
-  // low-confidence, logprob, chars, digits, newlines
+  // buf: [n, 8] float64 per-token values: entropy, maxprob, margin, logprob, low-confidence, chars, digits,
+  // newlines (each column is summed on its own, so the order of the columns does not change any sum)
   buf.resize(static_cast<size_t>(n) * 8);
   double* __restrict bp = buf.data();  // local pointer: the stores below cannot alias the vector's own
-  double mn[3], mx[3], first_nan[3];
-  bool has_nan[3] = {false, false, false};
+  double mn[4], mx[4], first_nan[4];
+  bool has_nan[4] = {false, false, false, false};
   double depth = 0.0, best = -std::numeric_limits<double>::infinity();
+#if defined(__AVX2__)
+  // the first four statistics of a token in one 4-lane vector (lane 3, logprob, rides along in min/max/NaN and
+  // is not read from them): branch-free min/max (min_pd(v, m) = v < m ? v : m, NaN keeps m, as the scalar
+  // loop), NaNs kept aside (np.minimum and np.maximum propagate the first NaN they meet)
+  __m256d vmn = load_stats4(st), vmx = vmn, vnan = _mm256_setzero_pd(), vfirst = _mm256_setzero_pd();
+  for (int64_t i = 0; i < n; ++i) {
+    const int64_t t = static_cast<int64_t>(tk[i]);
+    if (t < 0 || t >= V)
+      throw py::index_error("token id " + std::to_string(t) + " outside the token table (V=" + std::to_string(V) + ")");
+    const TS* s = st + i * kStats;
+    const double* tab = table + t * 4;
+    double* b = bp + i * 8;
+    const __m256d v = load_stats4(s);
+    _mm256_storeu_pd(b, v);
+    vmn = _mm256_min_pd(v, vmn);
+    vmx = _mm256_max_pd(v, vmx);
+    vfirst = _mm256_blendv_pd(v, vfirst, vnan);  // the value of the first NaN, once one was seen
+    vnan = _mm256_or_pd(vnan, _mm256_cmp_pd(v, v, _CMP_UNORD_Q));
+    b[4] = s[1] < kLowConfidence ? 1.0 : 0.0;
+    b[5] = tab[0];
+    b[6] = tab[1];
+    b[7] = tab[2];
+    depth += tab[3];  // running bracket depth inside this response (integer-valued: exact)
+    best = depth > best ? depth : best;
+  }
+  _mm256_storeu_pd(mn, vmn);
+  _mm256_storeu_pd(mx, vmx);
+  _mm256_storeu_pd(first_nan, vfirst);
+  const int nan_bits = _mm256_movemask_pd(vnan);
+  for (int c = 0; c < 3; ++c) has_nan[c] = (nan_bits >> c) & 1;
+#else
   for (int c = 0; c < 3; ++c) mn[c] = mx[c] = static_cast<double>(st[c]);
   for (int64_t i = 0; i < n; ++i) {
     const int64_t t = static_cast<int64_t>(tk[i]);
@@ -102,21 +143,28 @@ void one_response(const TS* st, const TT* tk, int64_t n, const double* table, in
         first_nan[c] = v;
       }
     }
-    b[3] = s[1] < kLowConfidence ? 1.0 : 0.0;
-    b[4] = static_cast<double>(s[3]);
+    b[3] = static_cast<double>(s[3]);
+    b[4] = s[1] < kLowConfidence ? 1.0 : 0.0;
     b[5] = tab[0];
     b[6] = tab[1];
     b[7] = tab[2];
     depth += tab[3];  // running bracket depth inside this response (integer-valued: exact)
     best = depth > best ? depth : best;
   }
+#endif
   for (int c = 0; c < 3; ++c)
     if (has_nan[c]) mn[c] = mx[c] = first_nan[c];
   const double cnt = static_cast<double>(n);
-  // np.add.reduceat over the segment: the first row + the pairwise sum of the rest
+  // np.add.reduceat over the segment: the first row + the pairwise sum of the rest, then / count (one vector
+  // division for the 8 columns)
   double mean[8];
-  if (n > 1) pairwise_sum8(buf.data() + 8, n - 1, mean);
-  for (int c = 0; c < 8; ++c) mean[c] = (n > 1 ? buf[c] + mean[c] : buf[c]) / cnt;
+  if (n > 1) {
+    pairwise_sum8(bp + 8, n - 1, mean);
+    for (int c = 0; c < 8; ++c) mean[c] = bp[c] + mean[c];
+  } else {
+    for (int c = 0; c < 8; ++c) mean[c] = bp[c];
+  }
+  for (int c = 0; c < 8; ++c) mean[c] /= cnt;
   const TS* last = st + (n - 1) * kStats;
   for (int c = 0; c < 3; ++c) {
     o[5 + 4 * c] = static_cast<float>(mean[c]);
@@ -124,8 +172,8 @@ void one_response(const TS* st, const TT* tk, int64_t n, const double* table, in
     o[7 + 4 * c] = static_cast<float>(mx[c]);
     o[8 + 4 * c] = static_cast<float>(static_cast<double>(last[c]));
   }
-  o[17] = static_cast<float>(mean[3]);
-  o[18] = static_cast<float>(mean[4]);
+  o[17] = static_cast<float>(mean[4]);  // low-confidence fraction
+  o[18] = static_cast<float>(mean[3]);  // mean logprob
   const double chars = mean[5] * cnt;
   const double has = chars > 0 ? 1.0 : 0.0;
   o[20] = static_cast<float>(mean[6] / std::max(mean[5], 1e-12) * has);
@@ -182,10 +230,10 @@ struct Table {
 // Columns 0..22 of R rows: row i goes to po + dst[i] and describes entry src[i] of stats/tokens/prompt_len
 // (src == nullptr: entry i) and entry i of prompt_nll/ended_eos/accept_prev.
 void features_core(float* po, const int64_t* dst, const int64_t* src, int64_t R, double stage, const Vec& pl,
-                   const Vec& nll, const Vec* eos, const std::vector<int64_t>& eos_ids, const Vec& ap,
+                   const Vec& nll, const Vec* eos, const std::vector<int64_t>& eos_ids, const Vec* ap,
                    PyObject* stats, PyObject* tokens, const Table& table) {
   const bool lists = PyList_Check(stats) && PyList_Check(tokens);
-  std::vector<double> buf;
+  thread_local std::vector<double> buf;  // per-token scratch, reused across calls
   for (int64_t r = 0; r < R; ++r) {
     float* o = po + dst[r];
     const int64_t e = src ? src[r] : r;
@@ -224,7 +272,7 @@ void features_core(float* po, const int64_t* dst, const int64_t* src, int64_t R,
       o[4] = static_cast<float>((*eos)[r]);
     }
     std::fill(o + 5, o + kFirstHidden, 0.0f);
-    const double a = ap[r];
+    const double a = ap ? (*ap)[r] : 1.0;  // no accept_prev (None): 1, as for NaN
     o[19] = static_cast<float>(std::isfinite(a) ? a : 1.0);
     if (n == 0) continue;
     const int tn = type_num(sa);
@@ -244,7 +292,21 @@ std::vector<int64_t> eos_list(const py::handle& ended_eos, const py::object& eos
   std::vector<int64_t> ids;
   if (ended_eos.is_none()) {
     if (eos_token_ids.is_none()) throw std::invalid_argument("ended_eos is None: eos_token_ids must be given");
-    for (const auto& e : eos_token_ids) ids.push_back(e.cast<int64_t>());
+    PyObject* o = eos_token_ids.ptr();
+    if (PyTuple_Check(o) || PyList_Check(o)) {  // the cascade's tuple of ints, read without pybind11 casts
+      const Py_ssize_t n = PySequence_Fast_GET_SIZE(o);
+      PyObject** items = PySequence_Fast_ITEMS(o);
+      for (Py_ssize_t i = 0; i < n; ++i) {
+        const long long v = PyLong_Check(items[i]) ? PyLong_AsLongLong(items[i]) : -1;
+        if (!PyLong_Check(items[i]) || (v == -1 && PyErr_Occurred())) {
+          PyErr_Clear();
+          throw std::invalid_argument("eos_token_ids must hold ints");
+        }
+        ids.push_back(static_cast<int64_t>(v));
+      }
+    } else {
+      for (const auto& e : eos_token_ids) ids.push_back(e.cast<int64_t>());
+    }
   }
   return ids;
 }
@@ -269,7 +331,7 @@ void decision_features(py::array_t<float> out, double stage, const py::handle& p
   const int64_t F = out.shape(1);
   std::vector<int64_t> dst(R);
   for (int64_t r = 0; r < R; ++r) dst[r] = r * F;
-  features_core(out.mutable_data(), dst.data(), nullptr, R, stage, pl, nll, eos.get(), ids, ap, stats.ptr(),
+  features_core(out.mutable_data(), dst.data(), nullptr, R, stage, pl, nll, eos.get(), ids, &ap, stats.ptr(),
                 tokens.ptr(), tab);
 }
 
@@ -295,7 +357,8 @@ void record_features(const py::handle& features, const py::handle& rows, int64_t
   if (!PyList_Check(stats.ptr()) || !PyList_Check(tokens.ptr()) || PyList_GET_SIZE(stats.ptr()) != N ||
       PyList_GET_SIZE(tokens.ptr()) != N)
     throw std::invalid_argument("stats and tokens must be lists of N=" + std::to_string(N) + " arrays");
-  std::vector<int64_t> dst(R);
+  thread_local std::vector<int64_t> dst;  // reused across calls
+  dst.resize(static_cast<size_t>(R));
   for (int64_t i = 0; i < R; ++i) {
     if (src[i] < 0 || src[i] >= N)
       throw std::invalid_argument("rows[" + std::to_string(i) + "]=" + std::to_string(src[i]) + " outside 0..N-1=" +
@@ -313,10 +376,12 @@ void record_features(const py::handle& features, const py::handle& rows, int64_t
     pp = static_cast<const float*>(data_of(po));
   }
   const std::vector<int64_t> ids = eos_list(py::none(), eos_token_ids);
-  const Vec pl(prompt_len, N, "prompt_len"), nll(prompt_nll, R, "prompt_nll"), ap(accept_prev, R, "accept_prev");
+  const Vec pl(prompt_len, N, "prompt_len"), nll(prompt_nll, R, "prompt_nll");
+  std::unique_ptr<Vec> ap;  // None: no previous acceptance for any row (column 19 = 1)
+  if (!accept_prev.is_none()) ap.reset(new Vec(accept_prev, R, "accept_prev"));
   const Table tab(table);
   float* base = static_cast<float*>(fa.mutable_data());
-  features_core(base, dst.data(), src, R, static_cast<double>(stage), pl, nll, nullptr, ids, ap, stats.ptr(),
+  features_core(base, dst.data(), src, R, static_cast<double>(stage), pl, nll, nullptr, ids, ap.get(), stats.ptr(),
                 tokens.ptr(), tab);
   const int64_t H = F - kFirstHidden;
   for (int64_t i = 0; i < R; ++i) {

@@ -35,6 +35,7 @@
 #endif
 
 #include "asd.h"
+#include "mlp.h"
 
 namespace py = pybind11;
 
@@ -167,6 +168,8 @@ py::array new_f64(std::initializer_list<int64_t> shape) {
   return py::reinterpret_steal<py::array>(o);
 }
 
+}  // namespace
+
 class MLPForward {
  public:
   MLPForward(std::vector<std::string> names, int64_t K, const py::handle& mean, const py::handle& scale,
@@ -225,7 +228,7 @@ class MLPForward {
     for (int64_t i = 0; i < T.size(); ++i)
       if (!(T.data()[i] > 0)) throw std::invalid_argument("temperature must be > 0");
     // invT_[k, o]: 1/T[k, o] for the r̂ logits (o < K−1), 1 for the â logits and the padding
-    invT_.assign(static_cast<size_t>((K_ - 1) * Op_), 1.0);
+    invT_.assign(static_cast<size_t>(K_ * Op_), 1.0);  // K rows: finish_vec reads row K − 1 too (all 1)
     for (int64_t k = 0; k < K_ - 1; ++k)
       for (int64_t m = 0; m < K_ - 1; ++m) invT_[k * Op_ + m] = 1.0 / T.data()[k * (K_ - 1) + m];
     auto ix = checked(iso_x, "iso_x", {K_ - 1, K_ - 1, -1});
@@ -241,6 +244,18 @@ class MLPForward {
       if (in_[c] < 0 || in_[c] > Q_) throw std::invalid_argument("iso_n outside 0..Q");
       for (int64_t q = 1; q < in_[c]; ++q)
         if (!(ix_[c * Q_ + q] > ix_[c * Q_ + q - 1])) throw std::invalid_argument("iso_x must increase");
+    }
+    // lane masks of the vectorised step 5 (finish_vec, K <= 5: the r̂ logits fit 8 lanes, the head outputs 16,
+    // the [K, K] accept block 32), per stage k: r̂ lanes m = k..K−2; pair columns o0(k)..O−1 of the head row
+    // (lanes 0–7, 8–15); positions j·K + m (j ≥ k, m > j) of the accept block, in four chunks of 8
+    for (int64_t k = 0; K_ <= 5 && k < K_; ++k) {
+      uint32_t mr = 0, mp = 0, ma = 0;
+      for (int64_t m = k; m < K_ - 1; ++m) mr |= 1u << m;
+      const int64_t o0 = (K_ - 1) + (k * K_ - k * (k + 1) / 2);
+      for (int64_t o = o0; k < K_ - 1 && o < O_; ++o) mp |= 1u << o;
+      for (int64_t j = k; j < K_ - 1; ++j)
+        for (int64_t m = j + 1; m < K_; ++m) ma |= 1u << (j * K_ + m);
+      vmask_.push_back({mr, mp, ma});
     }
   }
 
@@ -302,6 +317,40 @@ class MLPForward {
       else
         run(static_cast<const double*>(px), pr, ps, B, N, Kr, po, pa, bad);
     }
+    raise_bad(bad, pr, ps, N, Kr);
+    return py::make_tuple(r, acc);
+  }
+
+  // predict_rows into the caller's buffers r [B, S, K], acc [B, K, K] (csrc/decision.cpp's mlp_proxy_dp): the
+  // record must be a C-contiguous float32 [N, K, F] with the checkpoint's K and F; rows and stage [B] int64.
+  // The GIL stays held (a few µs of work at batch 16: releasing it would cost more than it lets run).
+  void rows_into(const py::handle& record, const int64_t* rows, const int64_t* stage, int64_t B, double* r,
+                 double* acc) const {
+    PyObject* xa = record.ptr();
+    if (!is_ndarray(xa) || type_num(xa) != kF32 || !c_contig(xa))
+      throw std::invalid_argument("the feature record must be a C-contiguous float32 array [N, K, F]");
+    const auto* xp = py::detail::array_proxy(xa);
+    if (xp->nd != 3 || xp->dimensions[2] != F_)
+      throw std::invalid_argument("the feature record must have shape [N, K, F] with F=" + std::to_string(F_) +
+                                  ", got " + shape_str(xa));
+    check_K(xp->dimensions[1]);
+    const int64_t N = xp->dimensions[0], Kr = xp->dimensions[1];
+    Bad bad;
+    run(static_cast<const float*>(data_of(xa)), rows, stage, B, N, Kr, r, acc, bad);
+    raise_bad(bad, rows, stage, N, Kr);
+  }
+
+  int64_t K() const { return K_; }
+
+ private:
+  struct Bad {
+    int kind = 0;  // 0 none, 1 stage, 2 row, 3 non-finite feature
+    int64_t b = 0, f = 0;
+    double v = 0;
+  };
+
+  // the ValueError of a failed check inside run (nothing when bad.kind == 0)
+  void raise_bad(const Bad& bad, const int64_t* pr, const int64_t* ps, int64_t N, int64_t Kr) const {
     if (bad.kind == 1)
       throw std::invalid_argument("stage[" + std::to_string(bad.b) + "]=" + std::to_string(ps[bad.b]) +
                                   " outside 0..K-1=" + std::to_string(K_ - 1));
@@ -313,15 +362,7 @@ class MLPForward {
       throw std::invalid_argument("features[" + std::to_string(bad.b) + ", " + std::to_string(bad.f) + "] (" +
                                   names_[bad.f] + ") is " + std::to_string(bad.v) +
                                   ": the predictor needs finite features");
-    return py::make_tuple(r, acc);
   }
-
- private:
-  struct Bad {
-    int kind = 0;  // 0 none, 1 stage, 2 row, 3 non-finite feature
-    int64_t b = 0, f = 0;
-    double v = 0;
-  };
 
   void check_K(int64_t K) const {
     if (K != K_)
@@ -485,10 +526,94 @@ class MLPForward {
           }
         }
     }
-    // 5. the logits each sample needs, gathered into u: per member the r̂ logits m = k..K−2 divided by T[k, m],
-    // then per pair j ≥ k the members' mean â logit; one vectorised σ pass over u; then the tables and the outputs
+    // 5. σ, calibration, outputs (K known at compile time for the usual hierarchies: the per-sample loops over
+    // stages and pairs unroll)
+#if defined(__AVX512F__)
+    if (Op == kJB && K <= 5) {
+      finish_vec(z, stage, B, r, acc);
+      return;
+    }
+#endif
+    if (K == 4)
+      finish<4>(z, stage, B, r, acc);
+    else if (K == 3)
+      finish<3>(z, stage, B, r, acc);
+    else
+      finish<0>(z, stage, B, r, acc);
+  }
+
+#if defined(__AVX512F__)
+  // Step 5 for K <= 5 (a head row of Op = 16 outputs), the same values as finish<KC>: per sample, the r̂ logits of
+  // each member (8 lanes, · 1/T) and the members' sequential float64 sum of the pair logits (16 lanes, / S) are
+  // built in registers and compress-stored into u (only the lanes the sample needs, in finish<KC>'s order); after
+  // the σ pass, masked expand-loads put u back into the rows of r (0.5 / 1 elsewhere) and acc (0 elsewhere).
+  void finish_vec(const float* z, const int64_t* stage, int64_t B, double* r, double* acc) const {
+    const int64_t K = K_, S = S_, Op = Op_;
+    double* u = ws_u(B * (S * (K - 1) + (K * (K - 1)) / 2));
+    const __m512d sd = _mm512_set1_pd(static_cast<double>(S));
+    int64_t n = 0;
+    for (int64_t b = 0; b < B; ++b) {
+      const LaneMasks& mk = vmask_[stage[b]];
+      const float* zb = z + b * S * Op;
+      const __m512d it = _mm512_loadu_pd(invT_.data() + stage[b] * Op);  // row k = K−1: mk.r = mk.pair = 0
+      const int cr = __builtin_popcount(mk.r);
+      __m512d lo = _mm512_cvtps_pd(_mm256_loadu_ps(zb)), hi = _mm512_cvtps_pd(_mm256_loadu_ps(zb + 8));
+      _mm512_mask_compressstoreu_pd(u + n, static_cast<__mmask8>(mk.r), _mm512_mul_pd(lo, it));
+      n += cr;
+      for (int64_t s = 1; s < S; ++s) {
+        const __m512d zl = _mm512_cvtps_pd(_mm256_loadu_ps(zb + s * Op));
+        _mm512_mask_compressstoreu_pd(u + n, static_cast<__mmask8>(mk.r), _mm512_mul_pd(zl, it));
+        n += cr;
+        lo = _mm512_add_pd(lo, zl);
+        hi = _mm512_add_pd(hi, _mm512_cvtps_pd(_mm256_loadu_ps(zb + s * Op + 8)));
+      }
+      _mm512_mask_compressstoreu_pd(u + n, static_cast<__mmask8>(mk.pair), _mm512_div_pd(lo, sd));
+      n += __builtin_popcount(mk.pair & 0xFFu);
+      _mm512_mask_compressstoreu_pd(u + n, static_cast<__mmask8>(mk.pair >> 8), _mm512_div_pd(hi, sd));
+      n += __builtin_popcount(mk.pair >> 8);
+    }
+    for (int64_t i = 0; i < n; ++i) u[i] = sigmoid_fast(u[i]);
+    alignas(64) double base[8];  // a row of r without predictions: 0.5 before the last stage, 1 at it
+    for (int64_t m = 0; m < 8; ++m) base[m] = m < K - 1 ? 0.5 : 1.0;
+    const __m512d vbase = _mm512_load_pd(base);
+    const __mmask8 rowK = static_cast<__mmask8>((1u << K) - 1);
+    n = 0;
+    for (int64_t b = 0; b < B; ++b) {
+      const int64_t k = stage[b];
+      const LaneMasks& mk = vmask_[k];
+      const int cr = __builtin_popcount(mk.r);
+      double* rb = r + b * S * K;
+      for (int64_t s = 0; s < S; ++s) {
+        _mm512_mask_storeu_pd(rb + s * K, rowK, _mm512_mask_expandloadu_pd(vbase, static_cast<__mmask8>(mk.r), u + n));
+        n += cr;
+      }
+      for (int64_t m = k; m < K - 1; ++m) {  // the isotonic tables
+        const int64_t c = k * (K - 1) + m;
+        if (in_[c] >= 2)
+          for (int64_t s = 0; s < S; ++s)
+            rb[s * K + m] = interp(rb[s * K + m], ix_.data() + c * Q_, iy_.data() + c * Q_, in_[c]);
+      }
+      double* ab = acc + b * K * K;
+      for (int64_t c0 = 0; c0 < K * K; c0 += 8) {
+        const __mmask8 ma = static_cast<__mmask8>(mk.acc >> c0);
+        const __mmask8 keep = static_cast<__mmask8>(K * K - c0 >= 8 ? 0xFFu : (1u << (K * K - c0)) - 1);
+        _mm512_mask_storeu_pd(ab + c0, keep, _mm512_maskz_expandloadu_pd(ma, u + n));
+        n += __builtin_popcount(ma);
+      }
+    }
+  }
+#endif
+
+  // Step 5 of run: the logits each sample needs, gathered into u: per member the r̂ logits m = k..K−2 divided by
+  // T[k, m], then per pair j ≥ k the members' mean â logit (a sequential float64 sum over the members, / S); one
+  // vectorised σ pass over u; then the tables and the outputs r [B, S, K], acc [B, K, K]. KC > 0: K = KC.
+  template <int KC>
+  void finish(const float* z, const int64_t* stage, int64_t B, double* r, double* acc) const {
+    const int64_t K = KC > 0 ? KC : K_;
+    const int64_t S = S_, Op = Op_, O = (K - 1) + K * (K - 1) / 2;
     const int64_t per = S * (K - 1) + (K * (K - 1)) / 2;  // at most, per sample
     double* u = ws_u(B * per);
+    const double sd = static_cast<double>(S);
     int64_t n = 0;
     for (int64_t b = 0; b < B; ++b) {
       const int64_t k = stage[b];
@@ -499,12 +624,11 @@ class MLPForward {
         for (int64_t m = k; m < K - 1; ++m) u[n++] = static_cast<double>(zb[s * Op + m]) * it[m];
       // the pairs j ≥ k are the tail of the row-major pair order: columns K−1+p0(k) .. O−1
       const int64_t o0 = (K - 1) + (k * K - k * (k + 1) / 2);
-      double* um = u + n;
-      for (int64_t o = o0; o < O_; ++o) um[o - o0] = static_cast<double>(zb[o]);
-      for (int64_t s = 1; s < S; ++s)
-        for (int64_t o = o0; o < O_; ++o) um[o - o0] += static_cast<double>(zb[s * Op + o]);
-      for (int64_t o = o0; o < O_; ++o) um[o - o0] /= static_cast<double>(S);
-      n += O_ - o0;
+      for (int64_t o = o0; o < O; ++o) {
+        double a = static_cast<double>(zb[o]);
+        for (int64_t s = 1; s < S; ++s) a += static_cast<double>(zb[s * Op + o]);
+        u[n++] = a / sd;
+      }
     }
     for (int64_t i = 0; i < n; ++i) u[i] = sigmoid_fast(u[i]);
     n = 0;
@@ -512,19 +636,23 @@ class MLPForward {
       const int64_t k = stage[b];
       double* rb = r + b * S * K;
       double* ab = acc + b * K * K;
-      std::fill(ab, ab + K * K, 0.0);
+      for (int64_t i = 0; i < K * K; ++i) ab[i] = 0.0;
       for (int64_t s = 0; s < S; ++s) {
         for (int64_t m = 0; m < K - 1; ++m) rb[s * K + m] = 0.5;
         rb[s * K + K - 1] = 1.0;
       }
       if (k == K - 1) continue;
-      for (int64_t s = 0; s < S; ++s)
-        for (int64_t m = k; m < K - 1; ++m) {
-          const int64_t c = k * (K - 1) + m;
-          double p = u[n++];
-          if (in_[c] >= 2) p = interp(p, ix_.data() + c * Q_, iy_.data() + c * Q_, in_[c]);
-          rb[s * K + m] = p;
+      for (int64_t m = k; m < K - 1; ++m) {  // member by member in u: u[n + s·(K−1−k) + (m − k)]
+        const int64_t c = k * (K - 1) + m, w = K - 1 - k;
+        const double* um = u + n + (m - k);
+        if (in_[c] >= 2) {
+          const double *xp = ix_.data() + c * Q_, *fp = iy_.data() + c * Q_;
+          for (int64_t s = 0; s < S; ++s) rb[s * K + m] = interp(um[s * w], xp, fp, in_[c]);
+        } else {
+          for (int64_t s = 0; s < S; ++s) rb[s * K + m] = um[s * w];
         }
+      }
+      n += S * (K - 1 - k);
       for (int64_t j = k; j < K - 1; ++j)
         for (int64_t m = j + 1; m < K; ++m) ab[j * K + m] = u[n++];
     }
@@ -551,9 +679,26 @@ class MLPForward {
   std::vector<float> hw_, hb_;  // heads [K−1, S, H, Op], [K−1, S, Op]
   std::vector<double> invT_, ix_, iy_;
   std::vector<int64_t> in_;
+  struct LaneMasks {
+    uint32_t r, pair, acc;  // bits: r̂ lanes, head-output lanes of the pairs, accept-block positions
+  };
+  std::vector<LaneMasks> vmask_;  // per stage k (K <= 5 only)
 };
 
-}  // namespace
+
+const MLPForward& mlp_forward_of(const py::handle& model) {
+  try {
+    return py::cast<const MLPForward&>(model);
+  } catch (const py::cast_error&) {
+    throw std::invalid_argument("model must be an asd._C.MLPForward (MLPPredictor.compiled)");
+  }
+}
+int64_t mlp_members(const MLPForward& m) { return m.num_members(); }
+int64_t mlp_stages(const MLPForward& m) { return m.K(); }
+void mlp_rows_into(const MLPForward& m, const py::handle& record, const int64_t* rows, const int64_t* stage, int64_t B,
+                   double* r, double* acc) {
+  m.rows_into(record, rows, stage, B, r, acc);
+}
 
 void register_mlp(py::module_& m) {
   py::class_<MLPForward>(m, "MLPForward",

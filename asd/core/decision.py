@@ -4,7 +4,10 @@
 stage features from the cascade's record, asks the predictor for r̂ [L, S, K] and â [L, K, K], prices the
 transitions (the measured cost model, or the proxy of ``asd.core.routing``) and returns the policy's ``Plan``.
 Policy ``dp`` on the proxy costs takes one fused compiled call, ``decide_proxy_dp`` (``asd._C.proxy_dp``),
-bit-identical to its twin ``decide_proxy_dp_ref`` = ``proxy_costs_ref`` → ``asd.core.dp.solve_ref``.
+bit-identical to its twin ``decide_proxy_dp_ref`` = ``proxy_costs_ref`` → ``asd.core.dp.solve_ref``; with the
+learned predictor (``MLPPredictor`` with its compiled forward pass) the forward pass joins that call,
+``decide_mlp_proxy_dp`` (``asd._C.mlp_proxy_dp``), twin ``decide_mlp_proxy_dp_ref`` = ``mlp_forward_ref`` →
+``decide_proxy_dp_ref``.
 """
 
 from __future__ import annotations
@@ -17,6 +20,7 @@ from asd._ext import get_ext
 from asd.core.costs import CostModel, transition_costs
 from asd.core.dp import Plan, PolicyConfig, solve_ref
 from asd.core.features import FEATURE_NAMES, NUM_FEATURES
+from asd.core.mlp import MLPPredictor, MLPWeights, mlp_forward_ref
 from asd.core.policies import CONFIDENCE_FEATURE, decide
 from asd.core.predictor import Predictor, PriorPredictor
 from asd.core.routing import proxy_costs, proxy_costs_ref
@@ -89,6 +93,59 @@ def decide_proxy_dp_ref(
     return solve_ref(r, cost, current, lam, kappa)
 
 
+def decide_mlp_proxy_dp(
+    predictor: MLPPredictor,
+    features: np.ndarray,  # [N, K, F] float32 the cascade's feature record, read at [rows, current]
+    prompt_len: np.ndarray,  # [N] tokens
+    responses: Sequence[np.ndarray],  # N current responses (only their lengths are read)
+    rows: np.ndarray,  # [B] int64 the samples decided
+    current: np.ndarray,  # [B] int64 their current stage
+    size: np.ndarray,  # [K] relative cost per stage
+    lam: float,
+    kappa: float = 0.0,
+    prefill_ratio: float = 0.05,
+    predictions: np.ndarray | None = None,  # [N, K, K] float32: gets r.mean(1) at [rows, current]
+) -> Plan:
+    """``predictor.predict_rows(features, rows, current, K)`` → ``decide_proxy_dp(..., rows=rows)`` in one compiled
+    call (``asd._C.mlp_proxy_dp``): the same plan and predictions' record, bit for bit, without the two [B, S, K] /
+    [B, K, K] arrays and one Python→C transition (tests/core/test_decision.py). Without ``asd._C`` (or a predictor
+    whose ``compiled`` is None) it runs those two calls."""
+    kernel = getattr(get_ext(), "mlp_proxy_dp", None)
+    model = predictor.compiled
+    if kernel is None or model is None:
+        r, acc = predictor.predict_rows(features, rows, current, features.shape[1])
+        return decide_proxy_dp(
+            prompt_len, responses, acc, size, r, current, lam, kappa, prefill_ratio, rows, predictions
+        )
+    return Plan(
+        *kernel(model, features, prompt_len, responses, rows, current, size, prefill_ratio, lam, kappa, predictions)
+    )
+
+
+def decide_mlp_proxy_dp_ref(
+    weights: MLPWeights,
+    features: np.ndarray,
+    prompt_len: np.ndarray,
+    responses: Sequence[np.ndarray],
+    rows: np.ndarray,
+    current: np.ndarray,
+    size: np.ndarray,
+    lam: float,
+    kappa: float = 0.0,
+    prefill_ratio: float = 0.05,
+    predictions: np.ndarray | None = None,
+) -> Plan:
+    """The readable twin of ``decide_mlp_proxy_dp``: ``mlp_forward_ref`` on the gathered rows, then
+    ``decide_proxy_dp_ref`` (equal within 1e-6: the forward passes are, tests/core/test_mlp.py)."""
+    if features.shape[1] != weights.K:
+        raise ValueError(f"the predictor was trained for K={weights.K} stages; the cascade has K={features.shape[1]}")
+    rows, current = np.asarray(rows, np.int64), np.asarray(current, np.int64)
+    r, acc = mlp_forward_ref(weights, features[rows, current], current)
+    return decide_proxy_dp_ref(
+        prompt_len, responses, acc, size, r, current, lam, kappa, prefill_ratio, rows, predictions
+    )
+
+
 _CONFIDENCE_COLUMN = FEATURE_NAMES.index(CONFIDENCE_FEATURE)
 
 
@@ -133,7 +190,22 @@ class Decider:
         outcome: np.ndarray | None = None,  # [N, K] bool, policy "oracle" only
     ) -> Plan:
         K, pred, policy = self.K, self.predictor, self.policy
-        if policy.name == "confidence":  # no predictor: the current stage's own confidence against τ
+        if policy.name == "dp":
+            if self.cost_model is None and policy.skips and getattr(pred, "compiled", None) is not None:
+                # MLPPredictor: forward pass, proxy costs, DP and the predictions' record in one compiled call
+                return decide_mlp_proxy_dp(
+                    pred,  # type: ignore[arg-type]
+                    features,
+                    prompt_len,
+                    responses,
+                    live,
+                    current,
+                    self.sizes,
+                    policy.lam,
+                    policy.kappa,
+                    predictions=predictions,
+                )
+        elif policy.name == "confidence":  # no predictor: the current stage's own confidence against τ
             conf = features[live, current, _CONFIDENCE_COLUMN]
             return decide(policy, current, K, confidence=conf)
         rows_fn = getattr(pred, "predict_rows", None)

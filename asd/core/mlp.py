@@ -220,9 +220,11 @@ class MLPPredictor:
     """A deep-ensemble MLP behind the ``Predictor`` protocol: S = ``num_draws`` members → r [B, S, K].
 
     ``predict`` checks its input (width F, finite values, stages, K) and raises ValueError naming the problem;
-    ``predict_rows`` is the cascade's path (asd.core.decision.Decider): it reads the rows of the cascade's
-    ``[N, K, F]`` feature record in place (no gather, no copy) with the same checks. Both run the compiled
-    forward pass (``asd._C.MLPForward``) or, without ``asd._C``, ``mlp_forward_ref``.
+    ``predict_rows`` reads the rows of the cascade's ``[N, K, F]`` feature record in place (no gather, no copy)
+    with the same checks. Both run the compiled forward pass (``asd._C.MLPForward``, held as ``compiled``) or,
+    without ``asd._C``, ``mlp_forward_ref`` (``compiled`` is then None). The cascade's decision (policy dp on the
+    proxy costs, asd.core.decision.Decider) hands ``compiled`` to ``decide_mlp_proxy_dp``, which runs the forward
+    pass, the costs and the DP in one compiled call.
     """
 
     reads_features = True
@@ -237,10 +239,10 @@ class MLPPredictor:
             raise ValueError(f"{len(self.stage_names)} stage names for K={self.K} stages")
         ext = get_ext()
         cls = getattr(ext, "MLPForward", None)
-        self._kernel = None if cls is None else make_kernel(cls, weights)
-        if self._kernel is not None:  # the compiled methods themselves (they check K): no Python frame per call
-            self.predict = self._kernel.predict  # type: ignore[method-assign]
-            self.predict_rows = self._kernel.predict_rows  # type: ignore[method-assign]
+        self.compiled = None if cls is None else make_kernel(cls, weights)
+        if self.compiled is not None:  # the compiled methods themselves (they check K): no Python frame per call
+            self.predict = self.compiled.predict  # type: ignore[method-assign]
+            self.predict_rows = self.compiled.predict_rows  # type: ignore[method-assign]
 
     def _check_K(self, K: int) -> None:
         if K != self.K:

@@ -5,7 +5,11 @@
   the cascade used before (``proxy_costs`` → ``asd.core.policies.decide``): identical plans, bit for bit.
 - ``asd.core.features.record_batch_features`` (``asd._C.record_features``: features written into the cascade's
   [N, K, F] record) against ``record_batch_features_ref`` (``batch_features_ref``, assigned): bit-identical.
-- The whole cascade with the compiled decision path and with the twins gives the same records.
+- ``asd.core.decision.decide_mlp_proxy_dp`` (``asd._C.mlp_proxy_dp``: the learned predictor's forward pass + proxy
+  costs + DP + the predictions' record in one call) against the two compiled calls it replaces
+  (``MLPPredictor.predict_rows`` → ``decide_proxy_dp``): bit-identical; against its numpy twin
+  ``decide_mlp_proxy_dp_ref`` (``mlp_forward_ref`` → ``decide_proxy_dp_ref``): the same actions, values within 1e-6.
+- The whole cascade with the compiled decision path and with the twins gives the same records (prior and MLP).
 """
 import math
 
@@ -15,12 +19,14 @@ import pytest
 import asd.core.decision as decision_mod
 import asd.core.features as features_mod
 from asd.cascade import Cascade, CascadeConfig
-from asd.core.decision import decide_proxy_dp, decide_proxy_dp_ref
+from asd.core.decision import (Decider, decide_mlp_proxy_dp, decide_mlp_proxy_dp_ref, decide_proxy_dp,
+                               decide_proxy_dp_ref)
+from asd.core.mlp import MLPPredictor, random_weights
 from asd.core.dp import PolicyConfig
 from asd.core.policies import decide
 from asd.core.routing import proxy_costs
 from asd.core.predictor import PriorPredictor
-from asd.core.features import (NUM_FEATURES, TokenTable, batch_features, batch_features_ref, record_batch_features,
+from asd.core.features import (FEATURE_NAMES, NUM_FEATURES, TokenTable, batch_features, batch_features_ref, record_batch_features,
                           record_batch_features_ref)
 
 
@@ -96,6 +102,91 @@ def test_decide_proxy_dp_rejects_bad_input():
         decide_proxy_dp(plen, resp[:2], acc, size, r, cur, 1.0)
 
 
+def _mlp_case(rng, K, S, hidden, N, B):
+    """An MLP predictor, a feature record [N, K, F] finite at [rows, current] (NaN elsewhere) and the DP's inputs."""
+    w = random_weights(rng, FEATURE_NAMES, K, S, hidden, isotonic=bool(rng.random() < 0.7))
+    rows = rng.permutation(N)[:B]
+    cur = rng.integers(0, K, B)
+    feats = np.full((N, K, NUM_FEATURES), np.nan, np.float32)
+    feats[rows, cur] = 2 * rng.standard_normal((B, NUM_FEATURES))
+    plen = rng.integers(1, 500, N).astype(rng.choice([np.int32, np.int64]))
+    resp = [rng.integers(0, 9, int(n)) for n in rng.choice([0, 1, 5, 40, 300], N)]
+    size = np.sort(rng.random(K) * 100 + 0.5)
+    return w, feats, plen, resp, rows, cur, size
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_decide_mlp_proxy_dp_equals_the_two_calls_and_the_twin(seed):
+    _need("mlp_proxy_dp")
+    rng = np.random.default_rng(100 + seed)
+    K = int(rng.choice([2, 3, 4, 5]))
+    S = int(rng.choice([1, 3, 5, 7]))
+    hidden = [(16,), (8, 8), (12,)][seed % 3]
+    N = int(rng.integers(1, 40))
+    B = int(rng.integers(1, N + 1))
+    w, feats, plen, resp, rows, cur, size = _mlp_case(rng, K, S, hidden, N, B)
+    pred = MLPPredictor(w)
+    assert pred.compiled is not None
+    for lam, kappa in ((1.0, 0.0), (rng.random() * 3, 0.7), (math.inf, 0.0), (0.0, 0.0)):
+        got_rec, two_rec, ref_rec = (np.full((N, K, K), np.nan, np.float32) for _ in range(3))
+        got = decide_mlp_proxy_dp(pred, feats, plen, resp, rows, cur, size, lam, kappa, predictions=got_rec)
+        r, acc = pred.predict_rows(feats, rows, cur, K)   # the two compiled calls the fused one replaces
+        two = decide_proxy_dp(plen, resp, acc, size, r, cur, lam, kappa, rows=rows, predictions=two_rec)
+        _plans_equal(got, two)
+        np.testing.assert_array_equal(got_rec, two_rec)   # r.mean(1) at [rows, cur], NaN elsewhere
+        ref = decide_mlp_proxy_dp_ref(w, feats, plen, resp, rows, cur, size, lam, kappa, predictions=ref_rec)
+        np.testing.assert_array_equal(got.action, ref.action)
+        np.testing.assert_array_equal(got.next, ref.next)
+        np.testing.assert_allclose(got.value, ref.value, rtol=1e-9, atol=1e-6)
+        np.testing.assert_allclose(got_rec, ref_rec, rtol=0, atol=1e-6, equal_nan=True)
+    # the Decider takes this path for policy dp on the proxy costs, and gives the same plan and record
+    dec = Decider(PolicyConfig(name="dp", lam=1.0, kappa=0.5), K, size, pred)
+    a, b = (np.full((N, K, K), np.nan, np.float32) for _ in range(2))
+    _plans_equal(dec.decide(feats, plen, resp, rows, cur, np.arange(N), a),
+                 decide_mlp_proxy_dp(pred, feats, plen, resp, rows, cur, size, 1.0, 0.5, predictions=b))
+    np.testing.assert_array_equal(a, b)
+    # without skips the Decider leaves the fused call (adjacent moves only: stop or the next stage)
+    nos = Decider(PolicyConfig(name="dp", lam=0.5, skips=False), K, size, pred)
+    act = nos.decide(feats, plen, resp, rows, cur, np.arange(N), a).action
+    assert ((act == -1) | (act == cur + 1)).all()
+
+
+def test_decide_mlp_proxy_dp_rejects_bad_input():
+    _need("mlp_proxy_dp")
+    rng = np.random.default_rng(3)
+    K, N, B = 4, 6, 4
+    w, feats, plen, resp, rows, cur, size = _mlp_case(rng, K, 5, (8,), N, B)
+    pred = MLPPredictor(w)
+    args = (plen, resp, rows, cur, size, 1.0)
+    bad = feats.copy()
+    bad[rows[2], cur[2], 7] = np.inf
+    with pytest.raises(ValueError, match=rf"features\[2, 7\] \({FEATURE_NAMES[7]}\)"):
+        decide_mlp_proxy_dp(pred, bad, *args)
+    with pytest.raises(ValueError, match="K=4"):   # a record of another K than the checkpoint's
+        decide_mlp_proxy_dp(pred, np.zeros((N, 3, NUM_FEATURES), np.float32), plen, resp, rows, cur % 3, size[:3],
+                            1.0)
+    with pytest.raises(ValueError, match="F=39"):
+        decide_mlp_proxy_dp(pred, feats[:, :, :-1].copy(), *args)
+    with pytest.raises(ValueError, match="float32"):
+        decide_mlp_proxy_dp(pred, feats.astype(np.float64), *args)
+    with pytest.raises(ValueError, match="rows"):
+        decide_mlp_proxy_dp(pred, feats, plen, resp, np.array([0, 1, 2, N]), cur, size, 1.0)
+    with pytest.raises(ValueError, match="stage"):
+        decide_mlp_proxy_dp(pred, feats, plen, resp, rows, np.array([0, 1, K, 0]), size, 1.0)
+    with pytest.raises(ValueError, match="current"):
+        decide_mlp_proxy_dp(pred, feats, plen, resp, rows, cur.astype(float), size, 1.0)
+    with pytest.raises(ValueError, match="size"):
+        decide_mlp_proxy_dp(pred, feats, *args[:4], size[:3], 1.0)
+    with pytest.raises(ValueError, match="lam"):
+        decide_mlp_proxy_dp(pred, feats, *args[:5], -1.0)
+    with pytest.raises(ValueError, match="predictions"):
+        decide_mlp_proxy_dp(pred, feats, *args, predictions=np.zeros((N, K, K)))
+    from asd._ext import get_ext
+
+    with pytest.raises(ValueError, match="MLPForward"):
+        get_ext().mlp_proxy_dp(object(), feats, plen, resp, rows, cur, size, 0.05, 1.0, 0.0, None)
+
+
 def _random_record_inputs(rng, N, V):
     lens = rng.choice([0, 1, 2, 7, 8, 9, 31, 129, 300], size=N)
     toks = [rng.integers(0, V, size=n).astype(rng.choice([np.int32, np.int64])) for n in lens]
@@ -126,6 +217,14 @@ def test_record_batch_features_bit_identical_to_twin(seed):
         record_batch_features(got, rows, stage, plen, nll, stats, toks, ap, h, table, eos_ids)
         record_batch_features_ref(want, rows, stage, plen, nll, stats, toks, ap, h, table, eos_ids)
         np.testing.assert_array_equal(got, want)   # NaN (untouched rows) included
+        # accept_prev None: no previous acceptance for any row, as all-NaN (column 19 = 1)
+        none, nan = (np.full((N, K, NUM_FEATURES), np.nan, np.float32) for _ in range(2))
+        record_batch_features(none, rows, stage, plen, nll, stats, toks, None, h, table, eos_ids)
+        record_batch_features_ref(nan, rows, stage, plen, nll, stats, toks, np.full(R, np.nan), h, table, eos_ids)
+        np.testing.assert_array_equal(none, nan)
+        record_batch_features_ref(none, rows, stage, plen, nll, stats, toks, None, h, table, eos_ids)
+        np.testing.assert_array_equal(none, nan)
+        assert (nan[rows, stage, 19] == 1).all()
 
 
 def test_ended_eos_from_last_tokens_matches_explicit_flags():
@@ -165,8 +264,12 @@ def test_record_features_rejects_bad_input():
                                   args[6].matrix, ())
 
 
-def test_cascade_records_equal_with_compiled_and_twin_decision_path(tmp_path, monkeypatch):
+@pytest.mark.parametrize("predictor", ["prior", "mlp"])
+def test_cascade_records_equal_with_compiled_and_twin_decision_path(tmp_path, monkeypatch, predictor):
     _need("proxy_dp")
+    _need("mlp_proxy_dp")
+    import asd.core.mlp as mlp_mod
+
     from asd.models.hf import HFEngine
     from asd.models.random_init import random_family
 
@@ -176,17 +279,26 @@ def test_cascade_records_equal_with_compiled_and_twin_decision_path(tmp_path, mo
     rng = np.random.default_rng(0)
     prompts = [rng.integers(3, engines[0].vocab_size, int(rng.integers(3, 12))).tolist() for _ in range(10)]
 
+    weights = random_weights(np.random.default_rng(1), FEATURE_NAMES, 3, 5, (16,))
+
     def run():
+        # the MLP: compiled forward pass (fused with the DP: asd._C.mlp_proxy_dp) or, patched, its numpy twin
+        pred = PriorPredictor(r_prior=(0.3, 0.8, 1.0)) if predictor == "prior" else MLPPredictor(weights)
         c = Cascade(engines, CascadeConfig(max_new_tokens=12, batch_size=4), PolicyConfig(name="dp", lam=1.0),
-                    predictor=PriorPredictor(r_prior=(0.3, 0.8, 1.0)), eos_token_ids=(2,))
+                    predictor=pred, eos_token_ids=(2,))
         c.decider.sizes = np.array([1.0, 3.0, 9.0])
         return c.run(prompts)
 
     fast = run()
     monkeypatch.setattr(decision_mod, "get_ext", lambda: None)
     monkeypatch.setattr(features_mod, "get_ext", lambda: None)
+    monkeypatch.setattr(mlp_mod, "get_ext", lambda: None)
     twin = run()
     for k in ("features", "predictions", "decision", "final_stage", "draft_len", "accepted_len"):
-        np.testing.assert_array_equal(fast[k], twin[k], err_msg=k)
+        if k == "predictions" and predictor == "mlp":   # the forward pass and its twin agree within 1e-6
+            np.testing.assert_allclose(fast[k], twin[k], rtol=0, atol=1e-6, equal_nan=True)
+            assert np.isfinite(fast[k]).any()
+        else:
+            np.testing.assert_array_equal(fast[k], twin[k], err_msg=k)
     assert [t.tolist() for t in fast["tokens"]] == [t.tolist() for t in twin["tokens"]]
     assert (fast["decision"] >= 0).any() and (fast["decision"] == -1).any()   # moves and stops were decided

@@ -76,6 +76,28 @@ def test_compiled_batch_features_bit_identical_to_numpy_twin(seed):
     np.testing.assert_array_equal(batch_features(1, *e_args, table), batch_features_ref(1, *e_args, table))
 
 
+def test_compiled_batch_features_nan_signed_zero_and_negative_stats():
+    """Token statistics with NaN (min/max keep the first NaN, as np.minimum/np.maximum), ±0 and negative values:
+    the kernel's vectorised min/max/NaN tracking equals the twin bit for bit."""
+    _ext_or_skip("decision_features")
+    rng = np.random.default_rng(12)
+    V, R = 20, 30
+    table = TokenTable(*rng.integers(0, 4, size=(3, V)).astype(np.float64), rng.integers(-2, 3, V).astype(float))
+    lens = rng.choice([1, 2, 5, 8, 9, 33, 140], size=R)
+    toks = [rng.integers(0, V, size=n) for n in lens]
+    stats = []
+    for n in lens:
+        st = rng.choice([-1.5, -0.0, 0.0, 0.25, 0.75, 2.0], size=(n, 5)) + rng.random((n, 5)) * (rng.random() < 0.5)
+        st[rng.random((n, 5)) < 0.1] = np.nan
+        stats.append(st.astype(rng.choice([np.float32, np.float64])))
+    pl, nll, eos, ap = rng.integers(5, 50, R), rng.random(R), rng.random(R) < 0.5, rng.random(R)
+    got = batch_features(1, pl, nll, stats, toks, eos, ap, None, table)
+    want = batch_features_ref(1, pl, nll, stats, toks, eos, ap, None, table)
+    np.testing.assert_array_equal(got, want)
+    assert np.isnan(got[:, 5:17]).any() and not np.isnan(got[:, 5:17]).all()
+    np.testing.assert_array_equal(np.signbit(got), np.signbit(want))   # -0.0 stays -0.0
+
+
 def test_compiled_batch_features_rejects_bad_input():
     _ext_or_skip("decision_features")
     table = TokenTable.empty(10)

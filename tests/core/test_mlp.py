@@ -30,7 +30,7 @@ def test_kernel_matches_twin(K, S, hidden, iso):
     for trial in range(3):
         w = random_weights(rng, FEATURE_NAMES, K, S, hidden, isotonic=iso)
         pred = MLPPredictor(w)
-        assert pred._kernel is not None
+        assert pred.compiled is not None
         for B, dtype in ((1, np.float32), (16, np.float32), (37, np.float64)):
             x, stage = _inputs(rng, B, K, dtype)
             r, acc = pred.predict(x, stage, K)
@@ -124,7 +124,7 @@ def test_bad_input(use_kernel, monkeypatch):
     rng = np.random.default_rng(4)
     K = 4
     pred = MLPPredictor(random_weights(rng, FEATURE_NAMES, K, 5, (8,)))
-    assert (pred._kernel is None) != use_kernel
+    assert (pred.compiled is None) != use_kernel
     x, stage = _inputs(rng, 8, K)
     with pytest.raises(ValueError, match="shape"):
         pred.predict(x[:, :-1], stage, K)
