@@ -93,7 +93,7 @@ def test_config_section():
     assert isinstance(build_predictor(PredictorConfig(), STAGES), PriorPredictor)
     with pytest.raises(ValueError, match="checkpoint is required"):
         PredictorConfig(kind="mlp")
-    with pytest.raises(ValueError, match="valid: prior, mlp"):
+    with pytest.raises(ValueError, match="^PredictorConfig.kind: invalid value 'forest'; valid choices: 'prior', 'mlp'$"):
         PredictorConfig(kind="forest")
 
 
