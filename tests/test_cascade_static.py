@@ -309,7 +309,7 @@ def _run_issue_configuration(root, device: str) -> None:
 
 @pytest.mark.gpu
 @needs_cuda
-def test_issue_configuration_cuda(tmp_path):
+def test_reference_configuration_cuda(tmp_path):
     _run_issue_configuration(tmp_path, "cuda")
 
 
