@@ -282,7 +282,7 @@ def _issue_hierarchy(root, device: str):
     return dirs, eos, prompts
 
 
-def _run_issue_configuration(root, device: str) -> None:
+def _run_reference_configuration(root, device: str) -> None:
     """Fixed depth, γ 0, cascade batch 4 < 17 prompts, max_new_tokens 7 on the configuration above: no
     device-side assert (the CUDA context stays usable), and lossless; then, on the same engines, γ ≥ 1 with
     a middle-stage drafter, two-model speculative decoding and dp: lossless too (float32; ties explained)."""
@@ -304,16 +304,16 @@ def _run_issue_configuration(root, device: str) -> None:
         rep[label] = dict(rec=rec, bad=[(i, 3) for i in range(len(prompts)) if rec["tokens"][i].tolist() != own[3][i]])
     ties = _ties_only(dirs, prompts, own, rep)
     assert float((torch.ones(4, device=device) * 2).sum()) == 8.0               # the device is still usable
-    print(f"issue configuration on {device}: {len(rep)} runs x 17 prompts, {ties} float ties, 0 other mismatches")
+    print(f"reference configuration on {device}: {len(rep)} runs x 17 prompts, {ties} float ties, 0 other mismatches")
 
 
 @pytest.mark.gpu
 @needs_cuda
 def test_reference_configuration_cuda(tmp_path):
-    _run_issue_configuration(tmp_path, "cuda")
+    _run_reference_configuration(tmp_path, "cuda")
 
 
 @pytest.mark.slow
-def test_issue_configuration_cpu(tmp_path):
+def test_reference_configuration_cpu(tmp_path):
     """The same on the CPU (eager steps, no graphs)."""
-    _run_issue_configuration(tmp_path, "cpu")
+    _run_reference_configuration(tmp_path, "cpu")
