@@ -10,6 +10,7 @@ Engines, tokenizer and token table are built once per process.
 
 from __future__ import annotations
 
+import contextlib
 import json
 from typing import Any
 
@@ -62,6 +63,21 @@ def _sections(config: dict[str, Any], source: str):
     return gen, config["jobs"]
 
 
+@contextlib.contextmanager
+def _torch_threads(n: int):
+    """Run the models on ``n`` torch threads (the run's ``jobs.cpus_per_task``), whatever the process had set:
+    CPU float reductions depend on the thread count, so an in-process run, a local array and a SLURM array of
+    one config write the same features only at the same count. The previous count is restored."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(max(1, int(n)))
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
+
+
 def _records(
     config: dict, ids: np.ndarray, prompts: list[list[int]], eos: tuple[int, ...], score_fn, meta: dict
 ) -> dict[str, Any]:
@@ -70,7 +86,8 @@ def _records(
 
     gen, job = config["predictor_data"], config["jobs"]
     engines, tok, table = build_engines(config)
-    tr = full_trace(engines, prompts, ids, gen.max_new_tokens, eos, table, seed=job.seed)
+    with _torch_threads(job.cpus_per_task):
+        tr = full_trace(engines, prompts, ids, gen.max_new_tokens, eos, table, seed=job.seed)
     K, B = len(engines), len(ids)
     texts = [[tok.decode(t.tolist(), skip_special_tokens=True) for t in tr["tokens"][k]] for k in range(K)]
     score = np.asarray(score_fn(texts), dtype=np.float32).reshape(K, B).T

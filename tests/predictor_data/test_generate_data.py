@@ -133,3 +133,20 @@ def test_bad_overrides_are_refused(tmp_path, capsys):
         assert main(["generate-data", "--config", str(cfg), "--output-dir", str(out), *args]) == 2, args
         assert message in capsys.readouterr().err, args
         assert not out.exists()
+
+
+@pytest.mark.slow
+def test_the_process_thread_count_does_not_change_the_data(reference):
+    """The models run on jobs.cpus_per_task torch threads whatever the process had set (CPU reductions depend on
+    the count): a run after another count was set writes the reference's data, and the count is restored."""
+    torch = pytest.importorskip("torch")
+    tmp, path = reference
+    before = torch.get_num_threads()
+    other = 2 if before == 1 else 1
+    torch.set_num_threads(other)
+    try:
+        assert main(["generate-data", "--config", str(_config(tmp, "t")), "--executor", "in-process"]) == 0
+        assert torch.get_num_threads() == other
+    finally:
+        torch.set_num_threads(before)
+    same_data(path, tmp / "t" / "data.h5")

@@ -5,9 +5,10 @@ from __future__ import annotations
 import shutil
 import subprocess
 
-import h5py
 import numpy as np
 import pytest
+
+h5py = pytest.importorskip("h5py", reason="h5py is not installed (training-set files need it; requirements/base.txt)")
 
 from asd.core.features import FEATURE_NAMES, FEATURE_SCHEMA_VERSION
 from asd.predictor_data.schema import (
