@@ -73,18 +73,22 @@ class Cell:
     def upper_bound(self) -> bool:
         return self.policy == "oracle"
 
+    def param(self) -> tuple[str, str] | None:
+        """The policy's parameter as (kind, text): ``("lam", "1")``, ``("stage", "3")``, ``("depth", "2")``,
+        ``("tau", "0.7")``; None for a policy without one (or whose λ/τ is unset)."""
+        if self.policy in ("dp", "random", "oracle"):
+            return None if self.lam is None else ("lam", fmt(self.lam))
+        if self.policy in ("single", "fixed_depth"):
+            return ("stage" if self.policy == "single" else "depth", str(self.stage))
+        if self.policy in ("threshold", "confidence"):
+            return None if self.tau is None else ("tau", fmt(self.tau))
+        return None
+
     @property
     def id(self) -> str:
         ds = self.dataset.replace("/", "-")
-        par = {
-            "dp": f"-lam{fmt(self.lam)}" if self.lam is not None else "",
-            "random": f"-lam{fmt(self.lam)}" if self.lam is not None else "",
-            "oracle": f"-lam{fmt(self.lam)}" if self.lam is not None else "",
-            "single": f"-s{self.stage}",
-            "fixed_depth": f"-d{self.stage}",
-            "threshold": f"-tau{fmt(self.tau)}" if self.tau is not None else "",
-            "confidence": f"-tau{fmt(self.tau)}" if self.tau is not None else "",
-        }.get(self.policy, "")
+        p = self.param()
+        par = "" if p is None else {"lam": "-lam", "stage": "-s", "depth": "-d", "tau": "-tau"}[p[0]] + p[1]
         out = f"{ds}--{self.policy}{par}--seed{self.seed}"
         return out + (f"--{self.ablation}" if self.ablation else "")
 

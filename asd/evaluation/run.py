@@ -731,17 +731,8 @@ def _done(it: Item) -> bool:
 
 def label_of(c: Cell) -> str:
     """A cell's policy and parameters without dataset and seed, e.g. ``dp λ=1``, ``single s3``."""
-    from asd.evaluation.grid import fmt
-
-    par = {
-        "dp": f" λ={fmt(c.lam)}" if c.lam is not None else "",
-        "random": f" λ={fmt(c.lam)}" if c.lam is not None else "",
-        "oracle": f" λ={fmt(c.lam)}" if c.lam is not None else "",
-        "single": f" s{c.stage}",
-        "fixed_depth": f" {c.stage}",
-        "threshold": f" τ={fmt(c.tau)}" if c.tau is not None else "",
-        "confidence": f" τ={fmt(c.tau)}" if c.tau is not None else "",
-    }.get(c.policy, "")
+    p = c.param()
+    par = "" if p is None else {"lam": " λ=", "stage": " s", "depth": " ", "tau": " τ="}[p[0]] + p[1]
     return c.policy + par + (f" [{c.ablation}]" if c.ablation else "")
 
 
