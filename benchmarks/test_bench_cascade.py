@@ -131,6 +131,31 @@ def _overhead_engine():
     return HFEngine(d, dtype="float32", device="cpu"), label
 
 
+
+def _per_call(fn, n: int) -> float:
+    """Seconds per call of ``fn`` over ``n`` back-to-back calls."""
+    t = time.perf_counter()
+    for _ in range(n):
+        fn()
+    return (time.perf_counter() - t) / n
+
+
+def _interleaved(eng, prompts, fns, rounds: int = 7) -> list[list[float]]:
+    """[step seconds, then one list per (fn, n) of ``fns``], ``rounds`` values each: per round one decode step at
+    the prompts' batch ((generate 33 tokens − generate 1 token) / 32), then each fn's ``_per_call``."""
+    P1, P33 = GenerationParams(1), GenerationParams(33)
+    out: list[list[float]] = [[] for _ in range(len(fns) + 1)]
+    for _ in range(rounds):
+        t = time.perf_counter()
+        eng.generate(prompts, P1)
+        t1 = time.perf_counter() - t
+        t = time.perf_counter()
+        eng.generate(prompts, P33)
+        out[0].append((time.perf_counter() - t - t1) / 32)
+        for i, (fn, n) in enumerate(fns, 1):
+            out[i].append(_per_call(fn, n))
+    return out
+
 def test_bench_decision_overhead_b16(benchmark):
     eng, label = _overhead_engine()
     B, K = 16, 4
@@ -182,26 +207,8 @@ def test_bench_decision_overhead_b16(benchmark):
     r_prior = pred.predict(np.zeros((B, NUM_FEATURES)), cur, K)[0]
     np.testing.assert_array_equal(state.record["predictions"][:, 0], r_prior.mean(1))
 
-    def per_call(fn, n=2000):
-        t = time.perf_counter()
-        for _ in range(n):
-            fn()
-        return (time.perf_counter() - t) / n
-
-    # one decode step at batch 16: (generate 33 tokens − generate 1 token) / 32; interleaved with the decision
-    # timings, 7 rounds, medians
-    P1, P33 = GenerationParams(1), GenerationParams(33)
-    steps, decs, prevs, twins = [], [], [], []
-    for _ in range(7):
-        t = time.perf_counter()
-        eng.generate(prompts, P1)
-        t1 = time.perf_counter() - t
-        t = time.perf_counter()
-        eng.generate(prompts, P33)
-        steps.append((time.perf_counter() - t - t1) / 32)
-        decs.append(per_call(decision))
-        prevs.append(per_call(previous))
-        twins.append(per_call(twin, 500))
+    # one decode step at batch 16 interleaved with the decision timings, 7 rounds, medians
+    steps, decs, prevs, twins = _interleaved(eng, prompts, [(decision, 2000), (previous, 2000), (twin, 500)])
     step, over, over_twin = statistics.median(steps), statistics.median(decs), statistics.median(twins)
     over_prev = statistics.median(prevs)
     benchmark.pedantic(decision, rounds=2000, iterations=1, warmup_rounds=100)
@@ -284,26 +291,10 @@ def test_bench_decision_overhead_mlp_b16(benchmark):
     def twin():
         return mlp_forward_ref(pred.weights, np.nan_to_num(rec[live, cur]), cur)
 
-    def per_call(fn, n=2000):
-        t = time.perf_counter()
-        for _ in range(n):
-            fn()
-        return (time.perf_counter() - t) / n
-
     load_start = list(os.getloadavg())
-    P1, P33 = GenerationParams(1), GenerationParams(33)
-    t_step, t_mlp, t_prior, t_fwd, t_twin = [], [], [], [], []
-    for _ in range(7):
-        t = time.perf_counter()
-        eng.generate(prompts, P1)
-        t1 = time.perf_counter() - t
-        t = time.perf_counter()
-        eng.generate(prompts, P33)
-        t_step.append((time.perf_counter() - t - t1) / 32)
-        t_mlp.append(per_call(decision))
-        t_prior.append(per_call(decision_prior))
-        t_fwd.append(per_call(forward))
-        t_twin.append(per_call(twin, 200))
+    t_step, t_mlp, t_prior, t_fwd, t_twin = _interleaved(
+        eng, prompts, [(decision, 2000), (decision_prior, 2000), (forward, 2000), (twin, 200)]
+    )
     step, over, over_prior = (statistics.median(v) for v in (t_step, t_mlp, t_prior))
     fwd, tw = statistics.median(t_fwd), statistics.median(t_twin)
     benchmark.pedantic(decision, rounds=2000, iterations=1, warmup_rounds=100)
