@@ -1,5 +1,4 @@
 """The committed testbed predictor served by the commands: chosen by config, checked against the hierarchy."""
-import shutil
 from pathlib import Path
 
 import pytest
@@ -20,23 +19,9 @@ def test_committed_checkpoint_is_valid_and_small():
 
 
 def test_cascade_command_refuses_a_checkpoint_for_other_stages(tmp_path, capsys):
-    from asd.models.random_init import random_family
-    from asd.testbed.tokenizer import TOKENIZER_DIR
+    from random_hierarchy import two_stage_config
 
-    dirs = random_family(tmp_path / "fam", stages=2, seed=5, noise=0.02, hidden_size=16, num_layers=1, num_heads=2,
-                         num_kv_heads=1, intermediate_size=32, init_std=0.3, max_position_embeddings=512)
-    tok = tmp_path / "tok"
-    shutil.copytree(TOKENIZER_DIR, tok)
-    cfg = tmp_path / "c.yaml"
-    cfg.write_text(f"""
-hierarchy:
-  name: rnd
-  device: cpu
-  tokenizer: {tok}
-  stages:
-    - {{name: a, model: {dirs[0]}, dtype: float32}}
-    - {{name: b, model: {dirs[1]}, dtype: float32}}
-predictor:
+    cfg = two_stage_config(tmp_path, """predictor:
   kind: mlp
   checkpoint: testbed:predictor
 """)
