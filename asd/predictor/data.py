@@ -19,13 +19,13 @@ k ≤ m < K − 1 and a_{j,m} for k ≤ j < m (the others are masked out of the 
 
 from __future__ import annotations
 
-import hashlib
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
 from asd.core.mlp import num_outputs, pair_index
+from asd.data.base import file_sha256
 
 SPLITS = ("train", "val", "test")
 # the datasets the trainer reads (schema asd-predictor-data v1)
@@ -53,14 +53,6 @@ NAN_FILL = {"accept_ratio_prev": 1.0}
 def nan_fill_values(names: list[str]) -> np.ndarray:
     """[F] float64 fill value per column for NaN features."""
     return np.array([NAN_FILL.get(n, 0.0) for n in names], dtype=np.float64)
-
-
-def file_sha256(path: str | Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
 
 
 @dataclass

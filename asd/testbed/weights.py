@@ -14,20 +14,13 @@ the same path as any real checkpoint folder. Any other spec is returned unchange
 
 from __future__ import annotations
 
-import hashlib
 from pathlib import Path
+
+from asd.data.base import file_sha256
 
 WEIGHTS_DIR = Path(__file__).resolve().parent / "weights"
 PREFIX = "testbed:"
 FILES = ("config.json", "generation_config.json", "model.safetensors")
-
-
-def sha256_file(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 def read_sums(root: Path = WEIGHTS_DIR) -> dict[str, str]:
@@ -48,7 +41,7 @@ def read_sums(root: Path = WEIGHTS_DIR) -> dict[str, str]:
 
 def write_sums(root: Path = WEIGHTS_DIR) -> Path:
     """Record the sha256 of every stage's files in ``root/SHA256SUMS``."""
-    lines = [f"{sha256_file(p)}  {p.relative_to(root).as_posix()}" for p in sorted(root.glob("*/*")) if p.name in FILES]
+    lines = [f"{file_sha256(p)}  {p.relative_to(root).as_posix()}" for p in sorted(root.glob("*/*")) if p.name in FILES]
     out = root / "SHA256SUMS"
     out.write_text("\n".join(lines) + "\n")
     return out
@@ -73,7 +66,7 @@ def verify(stage: str, root: Path = WEIGHTS_DIR) -> Path:
             raise ValueError(f"{root / 'SHA256SUMS'}: no checksum for {key}")
         if not p.is_file():
             raise FileNotFoundError(f"{p}: testbed weight file missing (reinstall asd or retrain: asd testbed train)")
-        got = sha256_file(p)
+        got = file_sha256(p)
         if got != sums[key]:
             raise ValueError(f"{p}: sha256 mismatch (corrupt or modified weights): expected {sums[key]}, got {got}")
     return folder
