@@ -127,18 +127,24 @@ def load_evals(path: str | Path, subset: str | None = None) -> Dataset:
     return Dataset("mmlu", tuple(items), str(path), content_sha256(items), PUBLISHED_SIZE, subset)
 
 
-def load_dev(root: str | Path) -> list[MMLUItem]:
-    """The release's dev split (``<root>/dev/<subject>_dev.csv``, five per subject): few-shot exemplars."""
-    d = Path(root) / "dev"
-    files = sorted(d.glob("*_dev.csv"))
-    if not files:
-        raise DataError(f"{d}: no MMLU dev CSVs (<subject>_dev.csv); MMLU 5-shot needs them")
+def load_release_split(root: str | Path, split: str) -> list[MMLUItem]:
+    """A split of the release format (``<root>/<split>/<subject>_<split>.csv``, no header: question, four options,
+    answer letter), subjects in name order; [] when the folder holds none. Items are ``<subject>/<split>/<i>``."""
+    d = Path(root) / split
     items = []
-    for f in files:
-        subject = f.name[: -len("_dev.csv")]
+    for f in sorted(d.glob(f"*_{split}.csv")) if d.is_dir() else []:
+        subject = f.name[: -len(f"_{split}.csv")]
         for i, (*fields, line) in enumerate(read_csv(f, ncols=6)):
             q, a, b, c, dd, ans = fields
             if ans.strip() not in LETTERS:
                 raise DataError(f"{f}:{line}: answer must be one of A, B, C, D, got {ans!r}")
-            items.append(MMLUItem(f"{subject}/dev/{i}", subject, q, (a, b, c, dd), LETTERS.index(ans.strip())))
+            items.append(MMLUItem(f"{subject}/{split}/{i}", subject, q, (a, b, c, dd), LETTERS.index(ans.strip())))
     return items
+
+
+def load_dev(root: str | Path) -> list[MMLUItem]:
+    """The release's dev split (``<root>/dev/<subject>_dev.csv``, five per subject): few-shot exemplars."""
+    d = Path(root) / "dev"
+    if not any(d.glob("*_dev.csv")):
+        raise DataError(f"{d}: no MMLU dev CSVs (<subject>_dev.csv); MMLU 5-shot needs them")
+    return load_release_split(root, "dev")

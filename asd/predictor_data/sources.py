@@ -29,8 +29,6 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
-from asd.data.base import DataError
-
 SPLITS = {"mmlu": ("dev", "val"), "gsm8k": ("train",), "humaneval": (), "truthfulqa": ()}
 
 
@@ -43,19 +41,9 @@ class BenchItem:
 
 def _mmlu_split(root: Path, split: str) -> list:
     """MMLU ``<root>/<split>/<subject>_<split>.csv`` (release format, no header); [] if the folder is absent."""
-    from asd.data.base import read_csv
-    from asd.data.mmlu import LETTERS, MMLUItem
+    from asd.data.mmlu import load_release_split
 
-    d = root / split
-    out = []
-    for f in sorted(d.glob(f"*_{split}.csv")) if d.is_dir() else []:
-        subject = f.name[: -len(f"_{split}.csv")]
-        for i, (*cols, line) in enumerate(read_csv(f, ncols=6)):
-            q, a, b, c, dd, ans = cols
-            if ans.strip() not in LETTERS:
-                raise DataError(f"{f}:{line}: answer must be one of A, B, C, D, got {ans!r}")
-            out.append(MMLUItem(f"{subject}/{split}/{i}", subject, q, (a, b, c, dd), LETTERS.index(ans.strip())))
-    return out
+    return load_release_split(root, split)
 
 
 def _gsm8k_train(root: Path) -> list:
