@@ -143,9 +143,11 @@ def measure_prefill(
     compile_blocks: bool = False,
     layers: int | None = None,
     seed: int = 0,
+    path: str = "graph",
 ) -> dict:
     """One pass over a prompt of n tokens (batch 1) from an empty cache, logits at every position (what
-    a verification pass computes), through the static-cache path (graph per n on GPU): seconds per pass.
+    a verification pass computes): seconds per pass. ``path`` "graph": a ``StaticDecoder.step`` over the n
+    tokens (a graph per n on GPU); "eager": ``StaticDecoder.prefill`` (no graph), the pass the engines run.
     """
     import torch
 
@@ -155,14 +157,25 @@ def measure_prefill(
         model, max_batch=1, max_len=max(tokens), use_graphs=use_graphs, compile_blocks=compile_blocks, layers=layers
     )
     g = torch.Generator().manual_seed(seed)
-    out: dict[str, Any] = {"tokens": [], "seconds": [], "samples": [], "graphs": dec.use_graphs, "layers": dec.n_layers}
+    out: dict[str, Any] = {
+        "tokens": [],
+        "seconds": [],
+        "samples": [],
+        "graphs": dec.use_graphs and path == "graph",
+        "path": path,
+        "compiled": compile_blocks,
+        "layers": dec.n_layers,
+    }
 
     for n in tokens:
         ids = torch.randint(0, model.config.vocab_size, (1, n), generator=g).to(dec.device)
 
-        def run(ids=ids):
-            dec.set_lengths([0])
-            dec.step(ids)
+        def run(ids=ids, n=n):
+            if path == "eager":
+                dec.prefill(ids, [n], all_logits=True)
+            else:
+                dec.set_lengths([0])
+                dec.step(ids)
 
         secs = time_fn(run, dec.device, warmup, repeats)
         out["tokens"].append(n)
@@ -269,8 +282,16 @@ def profile_stage(
         "params": sum(p.numel() for p in model.parameters()),
         "weight_bytes": wb,
         "floor_s": (wb / copy_bw) if copy_bw else None,  # one read of the weights at copy bandwidth
-        # prefill is matrix-bound past a few hundred tokens: graphs, no compiled blocks (fewer compiles)
-        "prefill": measure_prefill(model, cfg.prefill_tokens, cfg.warmup, cfg.repeats),
+        # prefill is matrix-bound past a few hundred tokens. graph: no compiled blocks (fewer compiles);
+        # eager: the engines' pass, with the decode path's compiled blocks
+        "prefill": measure_prefill(
+            model,
+            cfg.prefill_tokens,
+            cfg.warmup,
+            cfg.repeats,
+            compile_blocks=cfg.compile_blocks and cfg.prefill_path == "eager",
+            path=cfg.prefill_path,
+        ),
         "decode": measure_decode(
             model,
             cfg.decode_batch_sizes,

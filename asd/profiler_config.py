@@ -6,6 +6,8 @@ from dataclasses import dataclass, field
 
 from asd.config_loader import check_fields
 
+PREFILL_PATHS = ("graph", "eager")
+
 
 @dataclass
 class ProfilerConfig:
@@ -16,6 +18,7 @@ class ProfilerConfig:
     warmup: int = 3  # untimed repetitions
     repeats: int = 10  # timed repetitions; medians are fitted
     compile_blocks: bool = True  # torch.compile the element-wise blocks inside the CUDA graphs (GPU only)
+    prefill_path: str = "graph"  # graph: one captured pass per length; eager: StaticDecoder.prefill, as engines run it
 
     def __post_init__(self) -> None:
         check_fields(self)  # the loader's type rules, also for configs built in Python
@@ -26,5 +29,7 @@ class ProfilerConfig:
         for name in ("decode_context", "decode_steps", "repeats"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
+        if self.prefill_path not in PREFILL_PATHS:
+            raise ValueError(f"prefill_path must be one of {list(PREFILL_PATHS)}, got {self.prefill_path!r}")
         if self.warmup < 0:
             raise ValueError(f"warmup must be >= 0, got {self.warmup}")

@@ -79,6 +79,9 @@ def main(argv=None) -> int:
     ap.add_argument("--device", default="cuda")
     ap.add_argument("--tiny", action="store_true", help="dry run: a tiny random Qwen2 and a small config")
     ap.add_argument("--quick", action="store_true", help="re-check: prefill 512 only, batch 1 and 8, 5 repeats")
+    ap.add_argument("--decode-batch", default=None, help="decode batch sizes, e.g. 1,4,8,16 (default: the config's)")
+    ap.add_argument("--prefill-path", default=None, choices=["graph", "eager"],
+                    help="how prefill is timed (default: the config's, graph)")
     args = ap.parse_args(argv)
 
     import torch
@@ -97,6 +100,11 @@ def main(argv=None) -> int:
     if args.tiny:
         cfg = ProfilerConfig(prefill_tokens=[8, 16, 32], decode_batch_sizes=[1, 2], decode_context=16,
                              decode_steps=4, warmup=1, repeats=3)
+    if args.decode_batch or args.prefill_path:
+        cfg = ProfilerConfig(**{**to_dict(cfg),
+                                **({"decode_batch_sizes": [int(b) for b in args.decode_batch.split(",")]}
+                                   if args.decode_batch else {}),
+                                **({"prefill_path": args.prefill_path} if args.prefill_path else {})})
     eager_bs = [int(b) for b in args.eager_batch.split(",") if b]
     dev = torch.device(args.device)
     if dev.type == "cuda":
@@ -130,13 +138,14 @@ def main(argv=None) -> int:
         rec = {"name": size, "model": f"Qwen/Qwen2.5-{size.upper()}-Instruct", "dtype": "bfloat16",
                "random_weights": True, "devices": 1, **profile_stage(model, cfg, bw, eager_bs)}
         prof["stages"].append(rec)
-        d, e = rec["decode"], rec["eager_decode"]
+        d, e = rec["decode"], rec.get("eager_decode", {"seconds_per_step": [], "batch_sizes": []})
         print(f"[{size}] floor {rec['floor_s'] * 1e3:.2f} ms; graph ms/step "
               f"{[round(s * 1e3, 2) for s in d['seconds_per_step']]} at {d['batch_sizes']}; eager "
               f"{[round(s * 1e3, 2) for s in e['seconds_per_step']]} at {e['batch_sizes']}", flush=True)
         try:   # the graph path without compiled blocks, same run (the table's middle column)
-            rec["decode_plain_graph"] = measure_decode(model, eager_bs, cfg.decode_context, cfg.decode_steps,
-                                                       cfg.warmup, cfg.repeats, compile_blocks=False)
+            if eager_bs:
+                rec["decode_plain_graph"] = measure_decode(model, eager_bs, cfg.decode_context, cfg.decode_steps,
+                                                           cfg.warmup, cfg.repeats, compile_blocks=False)
         except Exception:  # noqa: BLE001
             traceback.print_exc()
         if rec["decode"].get("attention") != "sdpa":

@@ -125,8 +125,12 @@ def replay(
     compile_blocks: bool | None = None,
     warmup_calls: int = 2,
     progress: bool = True,
+    repeats: int = 3,
 ) -> dict:
-    """Replay the calls of ``doc`` on ``stages`` (model k runs the calls of stage k); the record (see module)."""
+    """Replay the calls of ``doc`` on ``stages`` (model k runs the calls of stage k); the record (see module).
+
+    repeats: each call runs this many times back to back; its measured seconds are the median (a single
+    timing of a call of tens of milliseconds catches the host's hiccups)."""
     import torch
     from tqdm import tqdm
 
@@ -137,6 +141,8 @@ def replay(
             f"not a call list of schema {CALLS_SCHEMA!r} (got {doc.get('schema')!r}); write one with "
             "scripts/gpu_replay.py extract"
         )
+    if repeats < 1:
+        raise ValueError(f"repeats must be >= 1, got {repeats}")
     if table.num_stages < len(stages):
         raise ValueError(f"the cost table has {table.num_stages} stages, fewer than the {len(stages)} to replay")
     cuda = device.startswith("cuda")
@@ -144,7 +150,6 @@ def replay(
     S = len(stages)
     jobs: list[tuple[int, int]] = []  # (cell index, call index) to run
     cells = [calls_of(e) for e in doc["cells"]]
-    priced = [C.price_calls(c, table, int(e.get("gamma", 4))) for c, e in zip(cells, doc["cells"])]
     for ci, c in enumerate(cells):
         for j in range(len(c)):
             if c.stage[j] < S and c.kind[j] != C.SPECULATIVE:
@@ -172,7 +177,8 @@ def replay(
             torch.cuda.synchronize()
 
     @torch.no_grad()
-    def run_call(k: int, kind: int, B: int, T: int, steps: int) -> float:
+    def run_call(k: int, kind: int, B: int, T: int, steps: int) -> tuple[float, float]:
+        """(seconds of the whole call, seconds of its prefill/verify pass) — wall-clock, synchronized."""
         dec, model = decs[k], models[k]
         ids = torch.randint(0, model.config.vocab_size, (B, T), device=device, generator=gen)
         sync()
@@ -185,10 +191,12 @@ def replay(
             for part in h.split(rows, dim=0):
                 model.lm_head(part).argmax(-1)
         tok = logits.argmax(-1)
+        sync()
+        t1 = time.perf_counter()
         for _ in range(steps):
             _, tok = dec.step(tok[:, None])
         sync()
-        return time.perf_counter() - t0
+        return time.perf_counter() - t0, t1 - t0
 
     # warm-up, untimed: every decode batch size (graph capture), compiles, the first calls of each stage
     t_warm = time.perf_counter()
@@ -202,15 +210,70 @@ def replay(
             run_call(k, int(c.kind[j]), int(c.size[j]), int(c.in_tokens[j]), int(c.steps[j]))
     warm_s = time.perf_counter() - t_warm
     measured = [np.full(len(c), np.nan) for c in cells]
+    measured_pass = [np.full(len(c), np.nan) for c in cells]
     for ci, j in tqdm(jobs, desc="replay", unit="call", disable=not progress):
         c = cells[ci]
-        measured[ci][j] = run_call(
-            int(c.stage[j]), int(c.kind[j]), int(c.size[j]), int(c.in_tokens[j]), int(c.steps[j])
-        )
-    return _record(doc, cells, priced, measured, stages, table, device, dtype, compile_blocks, build_s, warm_s)
+        shape = (int(c.stage[j]), int(c.kind[j]), int(c.size[j]), int(c.in_tokens[j]), int(c.steps[j]))
+        runs = np.array([run_call(*shape) for _ in range(repeats)])  # [repeats, 2] seconds
+        measured[ci][j], measured_pass[ci][j] = np.median(runs[:, 0]), np.median(runs[:, 1])
+    timing = {"build_s": build_s, "warmup_s": warm_s, "repeats": repeats}
+    return _record(doc, cells, measured, measured_pass, stages, table, device, dtype, compile_blocks, timing)
 
 
-def _record(doc, cells, priced, measured, stages, table, device, dtype, compile_blocks, build_s, warm_s) -> dict:
+def reprice(doc: dict, rec: dict, table: CostModel) -> dict:
+    """The replay record ``rec`` of the call list ``doc`` priced again with another cost table (same measured
+    seconds; e.g. a table measured on the machine that replayed). Pure: no model runs."""
+    if doc.get("schema") != CALLS_SCHEMA or rec.get("schema") != REPLAY_SCHEMA:
+        raise ValueError(f"reprice needs a call list ({CALLS_SCHEMA!r}) and its replay record ({REPLAY_SCHEMA!r})")
+    cells = [calls_of(e) for e in doc["cells"]]
+    if len(rec["calls"]) != sum(len(c) for c in cells):
+        raise ValueError(f"the record has {len(rec['calls'])} calls; the call list {sum(len(c) for c in cells)}")
+    measured, measured_pass, i = [], [], 0
+    for c in cells:
+        part = rec["calls"][i : i + len(c)]
+        i += len(c)
+        measured.append(np.array([_nan(x.get("measured_s")) for x in part]))
+        measured_pass.append(np.array([_nan(x.get("measured_pass_s")) for x in part]))
+    timing = {k: rec.get(k) for k in ("build_s", "warmup_s", "repeats")}
+    out = _record(
+        doc,
+        cells,
+        measured,
+        measured_pass,
+        rec["stages"],
+        table,
+        rec["device"],
+        rec["dtype"],
+        rec["compile_blocks"],
+        timing,
+    )
+    out["environment_of_replay"] = rec.get("environment")
+    out["repriced_from"] = {"cost_table": rec.get("cost_table"), "summary": rec.get("summary")}
+    return out
+
+
+def _nan(x: float | None) -> float:
+    return np.nan if x is None else float(x)
+
+
+def _estimates(cells: list, doc: dict, table: CostModel) -> tuple[list[np.ndarray], list[np.ndarray]]:
+    """Per cell: [C] estimated seconds of every call, [C] of its prefill/verify pass alone (the table's prefill
+    line + overhead; NaN for speculative calls)."""
+    total, passes = [], []
+    for c, e in zip(cells, doc["cells"]):
+        total.append(C.price_calls(c, table, int(e.get("gamma", 4)))[0])
+        p = np.full(len(c), np.nan)
+        for j in range(len(c)):
+            if c.kind[j] != C.SPECULATIVE and c.stage[j] < table.num_stages:
+                st = table.stages[int(c.stage[j])]
+                p[j] = float(st.prefill(np.float64(c.size[j] * c.in_tokens[j]))) + st.overhead_s
+        passes.append(p)
+    return total, passes
+
+
+def _record(doc, cells, measured, measured_pass, stages, table, device, dtype, compile_blocks, timing) -> dict:
+    """The replay record: measured [C] seconds (median over repeats; NaN: not replayed) and measured_pass [C]
+    (the prefill/verify pass alone) per cell, against the table's estimates, per call, per stage, in total."""
     import sys
 
     from asd.analysis.analyze import jsonable
@@ -218,12 +281,13 @@ def _record(doc, cells, priced, measured, stages, table, device, dtype, compile_
 
     S = len(stages)
     names = [s if isinstance(s, str) else f"custom{k}" for k, s in enumerate(stages)]
+    est_cells, est_pass_cells = _estimates(cells, doc, table)
     per_call, per_cell = [], []
-    est_all = np.concatenate([p[0] for p in priced])
-    meas_all = np.concatenate(measured)
+    est_all, est_pass_all = np.concatenate(est_cells), np.concatenate(est_pass_cells)
+    meas_all, meas_pass_all = np.concatenate(measured), np.concatenate(measured_pass)
     st_all = np.concatenate([c.stage for c in cells])
     kind_all = np.concatenate([c.kind for c in cells])
-    for e, c, (est, _), m in zip(doc["cells"], cells, priced, measured):
+    for e, c, est, est_p, m, mp in zip(doc["cells"], cells, est_cells, est_pass_cells, measured, measured_pass):
         ran = np.isfinite(m)
         per_cell.append(
             {
@@ -247,7 +311,9 @@ def _record(doc, cells, priced, measured, stages, table, device, dtype, compile_
                     "T": int(c.in_tokens[j]),
                     "steps": int(c.steps[j]),
                     "estimated_s": float(est[j]),
+                    "estimated_pass_s": None if math.isnan(est_p[j]) else float(est_p[j]),
                     "measured_s": None if math.isnan(m[j]) else float(m[j]),
+                    "measured_pass_s": None if math.isnan(mp[j]) else float(mp[j]),
                 }
             )
     ran = np.isfinite(meas_all)
@@ -278,6 +344,11 @@ def _record(doc, cells, priced, measured, stages, table, device, dtype, compile_
                 s2 = sel & (kind_all == kd)
                 if s2.any():
                     row[f"{C.KIND_NAMES[kd]}_ratio_total"] = float(meas_all[s2].sum() / est_all[s2].sum())
+            sp = sel & np.isfinite(meas_pass_all) & np.isfinite(est_pass_all)
+            if sp.any():  # where the gap is: the prefill/verify pass vs the decode steps
+                dm, de = meas_all[sp] - meas_pass_all[sp], est_all[sp] - est_pass_all[sp]
+                row["pass_ratio_total"] = float(meas_pass_all[sp].sum() / est_pass_all[sp].sum())
+                row["decode_ratio_total"] = float(dm.sum() / de.sum()) if de.sum() > 0 else None
         by_stage.append(row)
     tot_m, tot_e = float(meas_all[ran].sum()), float(est_all[ran].sum())
     summary = {
@@ -304,8 +375,7 @@ def _record(doc, cells, priced, measured, stages, table, device, dtype, compile_
             "stages": names,
             "cost_table": [s.name for s in table.stages],
             "calls_from": doc.get("run"),
-            "build_s": build_s,
-            "warmup_s": warm_s,
+            **timing,
             "summary": summary,
             "by_stage": by_stage,
             "by_cell": per_cell,

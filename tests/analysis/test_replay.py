@@ -60,7 +60,7 @@ def test_replay_runs_each_call_with_its_recorded_shape(doc, monkeypatch):
 
     monkeypatch.setattr(StaticDecoder, "prefill", prefill)
     monkeypatch.setattr(StaticDecoder, "step", step)
-    rec = R.replay(d, TINY, TRUE_COSTS, device="cpu", dtype="float32", warmup_calls=0, progress=False)
+    rec = R.replay(d, TINY, TRUE_COSTS, device="cpu", dtype="float32", warmup_calls=0, progress=False, repeats=1)
     calls = [(R.calls_of(e), e) for e in d["cells"]]
     todo = [(c, j) for c, _ in calls for j in range(len(c)) if c.stage[j] < 3 and c.kind[j] != C.SPECULATIVE]
     s = rec["summary"]
@@ -80,6 +80,51 @@ def test_replay_runs_each_call_with_its_recorded_shape(doc, monkeypatch):
     assert by[3]["replayed_calls"] == 0 and by[3]["skipped_calls"] > 0 and by[3]["skipped_estimated_s"] > 0
     assert by[0]["replayed_calls"] > 0 and by[0]["ratio_total"] > 0
     assert rec["schema"] == R.REPLAY_SCHEMA and "random-weight" in rec["label"]
+
+
+def test_repeats_time_each_call_again_and_reprice_keeps_the_measurements(doc, monkeypatch):
+    _, _, d = doc
+    prefills = []
+    real_prefill = StaticDecoder.prefill
+
+    def prefill(self, ids, lengths, all_logits=False):
+        prefills.append(tuple(ids.shape))
+        return real_prefill(self, ids, lengths, all_logits)
+
+    monkeypatch.setattr(StaticDecoder, "prefill", prefill)
+    rec = R.replay(d, TINY, TRUE_COSTS, device="cpu", dtype="float32", warmup_calls=0, progress=False, repeats=3)
+    n = rec["summary"]["replayed_calls"]
+    timed = prefills[-3 * n:]
+    assert [timed[i] for i in range(0, 3 * n, 3)] == [timed[i + 2] for i in range(0, 3 * n, 3)]  # 3 runs per call
+    assert rec["repeats"] == 3
+    ran = [x for x in rec["calls"] if x["measured_s"] is not None]
+    assert all(0 < x["measured_pass_s"] <= x["measured_s"] for x in ran)
+    assert all(x["estimated_pass_s"] <= x["estimated_s"] for x in ran)
+    by0 = next(b for b in rec["by_stage"] if b["stage"] == 0)
+    assert by0["pass_ratio_total"] > 0 and by0["decode_ratio_total"] > 0
+    # the same measured seconds priced with a table twice as slow: every estimate doubles, the ratio halves
+    from asd.core.costs import CostModel
+
+    slow = CostModel(
+        stages=tuple(
+            type(st)(
+                name=st.name,
+                prefill=type(st.prefill)(2 * st.prefill.slope, 2 * st.prefill.intercept, 0.0, 1),
+                decode=type(st.decode)(2 * st.decode.slope, 2 * st.decode.intercept, 0.0, 1),
+                overhead_s=2 * st.overhead_s,
+            )
+            for st in TRUE_COSTS.stages
+        ),
+        batch_size=TRUE_COSTS.batch_size,
+    )
+    again = R.reprice(d, json.loads(json.dumps(rec)), slow)
+    assert [x["measured_s"] for x in again["calls"]] == [x["measured_s"] for x in rec["calls"]]
+    assert [x["estimated_s"] for x in again["calls"]] == pytest.approx([2 * x["estimated_s"] for x in rec["calls"]])
+    s0, s1 = rec["summary"], again["summary"]
+    assert s1["measured_over_estimated"] == pytest.approx(s0["measured_over_estimated"] / 2)
+    assert again["repriced_from"]["summary"] == s0
+    with pytest.raises(ValueError, match="calls"):
+        R.reprice({**d, "cells": d["cells"][:1]}, rec, slow)
 
 
 def test_replay_refuses_other_documents(doc):
