@@ -104,6 +104,7 @@ LENGTHS: dict[str, tuple[int, int]] = {
     "evaluation.lambdas": (1, 1_000),
     "evaluation.seeds": (1, 1_000),
     "evaluation.ablation_lambdas": (0, 1_000),
+    "evaluation.frontier_lambdas": (0, 1_000),
     "evaluation.taus": (0, 1_000),
     "evaluation.confidence_taus": (0, 1_000),
     "pipeline.steps": (1, 100),

@@ -10,11 +10,17 @@
 source "$(dirname "$0")/gpu_env.sh"
 nproc | tee "$OUT/nproc.txt"; lscpu | grep -i "model name" | tee -a "$OUT/nproc.txt"
 T0=$(date +%s)
+if [ -n "${BUILD:-}" ]; then  # BUILD=1: build asd._C (CPU) first, as the other device runs do
+    ASD_BUILD_CUDA=off python3 setup.py -q build_ext --inplace --build-temp /tmp/asd-build-cpu > "$OUT/build.log" 2>&1
+    echo "build rc $? after $(( $(date +%s) - T0 )) s" | tee -a "$OUT/build.log"
+fi
 timeout "${EVAL_TIMEOUT:-420}" python3 -m asd evaluate --config configs/evaluation_device.yaml > "$OUT/evaluate.log" 2>&1
 echo "grid rc $? after $(( $(date +%s) - T0 )) s" | tee -a "$OUT/evaluate.log"
+if [ -z "${NO_FEATURES:-}" ]; then  # NO_FEATURES=1: the main grid only
 timeout "${FEATURES_TIMEOUT:-90}" python3 -m asd evaluate --config configs/evaluation_device_features.yaml \
     > "$OUT/evaluate_features.log" 2>&1
 echo "features rc $? after $(( $(date +%s) - T0 )) s" | tee -a "$OUT/evaluate.log"
+fi
 tar czf /tmp/traces.tgz runs/evaluation-host/grid.json runs/evaluation-host/cells \
     runs/evaluation-host-features/grid.json runs/evaluation-host-features/cells 2>/dev/null
 split -b 15M -d /tmp/traces.tgz "$OUT/traces.tgz.part"  # files come back up to 16 MiB each: cat them together

@@ -24,6 +24,9 @@ ABLATIONS = ("kappa", "uniform_costs", "no_skips", "sampling", *FEATURE_ABLATION
 MODES = ("online", "replay")
 
 
+INF = math.inf
+
+
 def _check_lams(name: str, lams: list[float], allow_empty: bool = False) -> None:
     if not lams and not allow_empty:
         raise ValueError(f"{name} must not be empty")
@@ -74,6 +77,7 @@ class EvaluationConfig:
     samples: int = 200  # prompts per dataset and seed (sample ids 0..samples-1 in every cell of that seed)
     seeds: list[int] = field(default_factory=lambda: [0, 1, 2, 3, 4])
     lambdas: list[float] = field(default_factory=lambda: [0.1, 0.5, 1.0, 2.0, 5.0, 10.0, math.inf])
+    frontier_lambdas: list[float] = field(default_factory=list)  # extra finite λ of the dp cells only
     kappa: float = 0.5  # κ of the dp cells (risk aversion over the predictor's draws)
     ablation_kappa: float = 0.0  # κ of the "kappa" ablation (cells labelled kappa<value>, e.g. kappa0)
     taus: list[float] = field(default_factory=lambda: [0.5, 0.7, 0.9])  # threshold on r̂
@@ -112,6 +116,12 @@ class EvaluationConfig:
             raise ValueError(f"seeds must be distinct integers >= 0, at least one, got {self.seeds}")
         _check_lams("lambdas", self.lambdas)
         _check_lams("ablation_lambdas", self.ablation_lambdas, allow_empty=not self.ablations)
+        _check_lams("frontier_lambdas", self.frontier_lambdas, allow_empty=True)
+        both = sorted(set(self.frontier_lambdas) & set(self.lambdas))
+        if both or any(math.isinf(x) for x in self.frontier_lambdas):
+            raise ValueError(
+                f"frontier_lambdas: finite λ not already in lambdas (the dp cells' extra points), got {both or [INF]}"
+            )
         for name in ("kappa", "ablation_kappa"):
             v = getattr(self, name)
             if not (math.isfinite(v) and v >= 0):

@@ -4,7 +4,8 @@ A cell is one (dataset, seed, policy with its parameters, ablation): one jobs-la
 prompts (sample ids 0..samples-1, the same in every cell of that seed and dataset, so that policies can be
 compared pair by pair). Per dataset and seed the grid holds:
 
-- ``dp`` at every finite λ of ``lambdas`` (κ = ``kappa``); ``lossless``: the DP at λ = ∞ (when ``lambdas``
+- ``dp`` at every finite λ of ``lambdas`` and of ``frontier_lambdas`` (κ = ``kappa``; the latter are extra
+  points of the dp frontier only: no random or oracle cell); ``lossless``: the DP at λ = ∞ (when ``lambdas``
   holds inf, or ``lossless`` is listed);
 - ``single`` for every stage k; ``fixed_depth`` for every depth of ``fixed_depths`` (default 1..K-1);
   ``threshold`` (r̂ > τ) for every τ of ``taus``; ``confidence`` (mean top-1 probability ≥ τ, no predictor)
@@ -128,6 +129,8 @@ def expand(ev: EvaluationConfig, K: int, mode: str = "online") -> tuple[list[Cel
                 c = _dp(task, ds, seed, lam, ev.kappa)
                 cells.append(c)
                 dp_ids[lam] = c.id
+            if "dp" in pol:
+                cells += [_dp(task, ds, seed, lam, ev.kappa) for lam in ev.frontier_lambdas]
             singles = []
             if "single" in pol:
                 for k in range(K):

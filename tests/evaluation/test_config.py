@@ -18,6 +18,9 @@ from .helpers import write_config
         ({"lambdas": [1.0, math.nan]}, r"evaluation\.lambdas\[1\]: expected a number, got nan"),  # the loader's rule
         ({"lambdas": []}, "lambdas must not be empty"),
         ({"ablation_lambdas": [math.nan], "ablations": ["no_skips"]}, "ablation_lambdas"),
+        ({"frontier_lambdas": [0.7, -1.0]}, r"frontier_lambdas: every λ must be >= 0"),
+        ({"frontier_lambdas": [1.0]}, r"frontier_lambdas: finite λ not already in lambdas .* got \[1.0\]"),
+        ({"frontier_lambdas": [math.inf]}, r"frontier_lambdas: finite λ not already in lambdas .* got \[inf\]"),
         ({"datasets": ["gsm8k", "squad"]}, r"unknown dataset\(s\) \['squad'\]; valid: gsm8k, mmlu, humaneval, truthfulqa"),
         ({"policies": ["dp", "greedy"]}, r"unknown policy\(ies\) \['greedy'\]; valid: dp, single"),
         ({"ablations": ["dropout"]}, r"unknown ablation\(s\) \['dropout'\]"),

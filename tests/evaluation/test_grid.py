@@ -31,6 +31,19 @@ def test_default_grid_per_dataset_and_seed():
     assert len({c.id for c in cells}) == len(cells)
 
 
+def test_frontier_lambdas_add_dp_cells_only():
+    base, _ = expand(_ev(), K=4)
+    dense, _ = expand(_ev(frontier_lambdas=[0.02, 0.7]), K=4)
+    extra = {c.id for c in dense} - {c.id for c in base}
+    assert len(dense) - len(base) == 2 * 4 * 5 == len(extra)  # 2 λ × 4 datasets × 5 seeds
+    got = [c for c in dense if c.id in extra]
+    assert {c.policy for c in got} == {"dp"} and {c.lam for c in got} == {0.02, 0.7}
+    assert "testbed-gsm8k--dp-lam0.7--seed0" in extra
+    assert all(c.kappa == 0.5 and c.ablation is None for c in got)
+    # random and oracle stay at lambdas
+    assert Counter(c.policy for c in dense)["random"] == Counter(c.policy for c in base)["random"]
+
+
 def test_cells_carry_their_parameters_and_dependencies():
     ev = _ev(datasets=["mmlu"], seeds=[3], lambdas=[0.5, INF], ablations=["no_skips", "kappa", "sampling"],
              ablation_lambdas=[0.5], kappa=0.5, ablation_kappa=0.0, source="benchmarks")
