@@ -41,6 +41,30 @@ def test_profile_stage_records_every_point():
         assert rec["prefill"][key] == [float(np.median(s)) for s in rec["prefill"]["samples"]]
 
 
+def test_prefill_path_eager_times_the_engines_pass(monkeypatch):
+    from asd.models.cuda_graph import StaticDecoder
+
+    calls = []
+    real = StaticDecoder.prefill
+
+    def prefill(self, ids, lengths, all_logits=False):
+        calls.append((tuple(ids.shape), all_logits))
+        return real(self, ids, lengths, all_logits)
+
+    monkeypatch.setattr(StaticDecoder, "prefill", prefill)
+    cfg = ProfilerConfig(**{**SMALL.__dict__, "prefill_path": "eager"})
+    rec = profile_stage(tiny(), cfg)
+    assert rec["prefill"]["path"] == "eager" and rec["prefill"]["graphs"] is False
+    # every timed (and warm-up) pass is StaticDecoder.prefill over [1, n] with the logits of every position
+    # (the decode measurement's own fill of the cache is the one pass without them)
+    passes = [c for c in calls if c[1]]
+    assert set(passes) == {((1, n), True) for n in SMALL.prefill_tokens}
+    assert len(passes) == len(SMALL.prefill_tokens) * (SMALL.warmup + SMALL.repeats)
+    assert profile_stage(tiny(), SMALL)["prefill"]["path"] == "graph"
+    with pytest.raises(ValueError, match=r"prefill_path must be one of \['graph', 'eager'\], got 'jit'"):
+        ProfilerConfig(prefill_path="jit")
+
+
 def test_measurements_leave_the_model_usable():
     model = tiny(1)
     ids = torch.randint(0, 64, (1, 6))
