@@ -7,17 +7,16 @@ config refused; then the same grid replayed from full per-stage traces agrees wi
 """
 import json
 import math
-import shutil
-import subprocess
 
 import numpy as np
 import pytest
 import yaml
+from slurm_cluster import require_cluster
 
 from asd.cli import main as cli
 from asd.traces import SCHEMA_VERSION, read_traces
 
-from .helpers import ROOT, write_config
+from .helpers import write_config
 
 CONTRACT = ("cell", "dataset", "policy", "lam", "kappa", "stage", "tau", "seed", "ablation", "batch_size",
             "temperature", "traces", "upper_bound")
@@ -220,19 +219,11 @@ def test_dp_cells_read_the_committed_predictor(tmp_path):
     np.testing.assert_array_equal(rec["decision"], t.data["decision"])
 
 
-def _cluster_up() -> bool:
-    if shutil.which("sbatch") is None:
-        return False
-    r = subprocess.run(["sinfo", "-h", "-o", "%t"], capture_output=True, text=True, timeout=20)
-    return r.returncode == 0 and any(s in r.stdout for s in ("idle", "mix", "alloc"))
-
-
 @pytest.mark.slurm
 @pytest.mark.slow
 def test_the_same_grid_on_slurm_gives_the_same_data(online, tmp_path):
     """One array task per (cell, shard) on the real cluster; every field but the clocks equals the local run."""
-    if not _cluster_up():
-        pytest.skip("no SLURM cluster: run `bash scripts/slurm_up.sh` as root (make test does)")
+    require_cluster()
     cfg, run = online
     out = tmp_path / "slurm"
     assert cli(["evaluate", "--config", str(cfg), "--executor", "slurm", "--output-dir", str(out),

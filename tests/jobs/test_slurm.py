@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import signal
 import subprocess
 import sys
@@ -17,6 +16,7 @@ import time
 from pathlib import Path
 
 import pytest
+from slurm_cluster import require_cluster
 
 h5py = pytest.importorskip("h5py", reason="h5py is not installed (requirements/base.txt)")
 
@@ -32,17 +32,9 @@ from .helpers import fill_disk, flip_chunk_byte, overwrite_text, reference, same
 pytestmark = pytest.mark.slurm
 
 
-def _cluster_up() -> bool:
-    if shutil.which("sbatch") is None:
-        return False
-    r = subprocess.run(["sinfo", "-h", "-o", "%t"], capture_output=True, text=True, timeout=20)
-    return r.returncode == 0 and any(s in r.stdout for s in ("idle", "mix", "alloc"))
-
-
 @pytest.fixture(scope="module", autouse=True)
 def cluster():
-    if not _cluster_up():
-        pytest.skip("no SLURM cluster: run `bash scripts/slurm_up.sh` as root (make test does)")
+    require_cluster()
 
 
 def _wait_rows(path: Path, rows: int, timeout: float = 60) -> dict:

@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
+from slurm_cluster import require_cluster
 
 h5py = pytest.importorskip("h5py", reason="h5py is not installed (requirements/base.txt)")
 
@@ -81,17 +81,9 @@ def test_local_array_is_summed_into_one_record(tmp_path):
     assert len(list((logs / "history").glob("array-run-generate_*_data.json"))) == 1  # the first merge's record
 
 
-def _cluster_up() -> bool:
-    if shutil.which("sbatch") is None:
-        return False
-    r = subprocess.run(["sinfo", "-h", "-o", "%t"], capture_output=True, text=True, timeout=20)
-    return r.returncode == 0 and any(s in r.stdout for s in ("idle", "mix", "alloc"))
-
-
 @pytest.mark.slurm
 def test_slurm_array_is_summed_into_one_record(tmp_path):
-    if not _cluster_up():
-        pytest.skip("no SLURM cluster: run `bash scripts/slurm_up.sh` as root (make test does)")
+    require_cluster()
     logs = tmp_path / "logs"
     cfg = write_config(tmp_path / "s.yaml", tmp_path / "srun", shards=4, executor="slurm", num_samples=80,
                        array_parallelism=2, timeout_min=5)

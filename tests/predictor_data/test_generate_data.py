@@ -9,6 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import yaml
+from slurm_cluster import require_cluster
 
 from asd.cli import main
 from asd.predictor_data.schema import fields, read_predictor_data
@@ -79,18 +80,10 @@ def test_same_seed_twice_gives_the_same_data(reference):
     same_data(path, tmp / "b" / "data.h5")
 
 
-def _cluster_up() -> bool:
-    if shutil.which("sbatch") is None:
-        return False
-    r = subprocess.run(["sinfo", "-h", "-o", "%t"], capture_output=True, text=True, timeout=20)
-    return r.returncode == 0 and any(s in r.stdout for s in ("idle", "mix", "alloc"))
-
-
 @pytest.mark.slow
 @pytest.mark.slurm
 def test_slurm_array_gives_the_same_data(reference):
-    if not _cluster_up():
-        pytest.skip("no SLURM cluster: run `bash scripts/slurm_up.sh` as root (make test does)")
+    require_cluster()
     tmp, path = reference
     assert main(["generate-data", "--config", str(_config(tmp, "s")), "--executor", "slurm"]) == 0
     same_data(path, tmp / "s" / "data.h5")
