@@ -58,6 +58,7 @@ class TrainPredictorConfig:
     iso_max_knots: int = 64  # knots of an isotonic table at most
     ablations: list[str] = field(default_factory=lambda: ["hidden", "token_stats", "text"])  # groups to retrain without
     threads: int = 1  # torch threads (1: bit-identical checkpoints for one seed)
+    workers: int = 1  # members trained at once, each in its own process (same weights as one after another)
     stage_sizes: list[float] = field(default_factory=list)  # [K] relative stage costs for the routing ablation
     lam: float = 1.0  # λ of the routing ablation
     kappas: list[float] = field(default_factory=lambda: [0.0, 0.5, 1.0, 2.0])  # κ values of the routing ablation
@@ -69,7 +70,7 @@ class TrainPredictorConfig:
             raise ValueError(f"members must be >= 1, got {self.members}")
         if not self.hidden or any(h < 1 for h in self.hidden):
             raise ValueError(f"hidden must list >= 1 positive widths, got {self.hidden}")
-        for name in ("epochs", "patience", "batch_size", "iso_max_knots", "threads"):
+        for name in ("epochs", "patience", "batch_size", "iso_max_knots", "threads", "workers"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
         if self.iso_max_knots < 2:

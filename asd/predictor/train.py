@@ -195,11 +195,29 @@ def export_weights(
 
 
 def train_ensemble(train: Rows, val: Rows, norm: Normalisation, K: int, cfg, label: str) -> list[MemberResult]:
-    """``cfg.members`` members, member s seeded with ``cfg.seed · 1000 + s``; one tqdm bar (epochs, rate, ETA)."""
+    """``cfg.members`` members, member s seeded with ``cfg.seed · 1000 + s``; one tqdm bar (epochs, rate, ETA).
+
+    ``cfg.workers`` > 1 trains members in that many spawned processes at once (each with ``cfg.threads`` torch
+    threads); a member depends only on its seed, so the weights are the same as trained one after another
+    (tests/predictor/test_train.py). With workers the bar advances by a whole member when one finishes."""
     from tqdm import tqdm
 
+    seeds = [cfg.seed * 1000 + s for s in range(cfg.members)]
+    workers = min(getattr(cfg, "workers", 1), len(seeds))
     bar = tqdm(total=cfg.members * cfg.epochs, desc=f"train {label}", unit="epoch", disable=not cfg.progress)
     try:
-        return [train_member(train, val, norm, K, cfg, cfg.seed * 1000 + s, bar) for s in range(cfg.members)]
+        if workers <= 1:
+            return [train_member(train, val, norm, K, cfg, s, bar) for s in seeds]
+        import multiprocessing as mp
+        from concurrent.futures import ProcessPoolExecutor
+
+        # spawn, not fork: a forked child of a process whose OpenMP pool is running can hang
+        with ProcessPoolExecutor(workers, mp_context=mp.get_context("spawn")) as pool:
+            futures = [pool.submit(train_member, train, val, norm, K, cfg, s) for s in seeds]
+            out = []
+            for f in futures:
+                out.append(f.result())
+                bar.update(cfg.epochs)
+            return out
     finally:
         bar.close()

@@ -79,6 +79,15 @@ def test_same_seed_same_checkpoint(tmp_path, data):
     assert c["checkpoint"]["weights_sha256"] != a["checkpoint"]["weights_sha256"]
 
 
+def test_parallel_members_same_weights(tmp_path, data):
+    """Members trained in 2 worker processes → the weights of members trained one after another."""
+    a = train_predictor(_cfg(tmp_path, data, "serial", ablations=[], stage_sizes=[]))
+    b = train_predictor(_cfg(tmp_path, data, "workers", ablations=[], stage_sizes=[], workers=2))
+    assert b["checkpoint"]["weights_sha256"] == a["checkpoint"]["weights_sha256"]
+    with pytest.raises(ValueError, match="workers must be >= 1"):
+        _cfg(tmp_path, data, workers=0)
+
+
 def test_bad_inputs_fail_before_writing(tmp_path, data):
     with pytest.raises(ValueError, match=r"the (val|test) split is empty \(2 samples"):
         train_predictor(_cfg(tmp_path, write_predictor_data(tmp_path / "tiny.h5", N=2, seed=0)))
