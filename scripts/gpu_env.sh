@@ -11,3 +11,11 @@ export NCCL_NVLS_ENABLE=0 TORCH_SYMM_MEM_DISABLE_MULTICAST=1 NVSHMEM_DISABLE_NVL
 OUT=${OUT:-results/gpu/$(date -u +%Y%m%dT%H%M%SZ)}
 mkdir -p "$OUT"
 echo "writing into $OUT (revision ${ASD_GIT_REVISION:-unknown})"
+# host_build_cpu: with BUILD=1, build asd._C (CPU kernels only) into the checkout first, log in $OUT/build.log
+# (the host_*.sh drivers call it; the device copy has no build of its own)
+host_build_cpu() {
+    [ -n "${BUILD:-}" ] || return 0
+    local t0; t0=$(date +%s)
+    ASD_BUILD_CUDA=off python3 setup.py -q build_ext --inplace --build-temp /tmp/asd-build-cpu > "$OUT/build.log" 2>&1
+    echo "build rc $? after $(( $(date +%s) - t0 )) s" | tee -a "$OUT/build.log"
+}

@@ -10,10 +10,7 @@
 source "$(dirname "$0")/gpu_env.sh"
 nproc | tee "$OUT/nproc.txt"; lscpu | grep -i "model name" | tee -a "$OUT/nproc.txt"
 T0=$(date +%s)
-if [ -n "${BUILD:-}" ]; then  # BUILD=1: build asd._C (CPU) first, as the other device runs do
-    ASD_BUILD_CUDA=off python3 setup.py -q build_ext --inplace --build-temp /tmp/asd-build-cpu > "$OUT/build.log" 2>&1
-    echo "build rc $? after $(( $(date +%s) - T0 )) s" | tee -a "$OUT/build.log"
-fi
+host_build_cpu  # BUILD=1: build asd._C (CPU) first (gpu_env.sh)
 timeout "${EVAL_TIMEOUT:-420}" python3 -m asd evaluate --config configs/evaluation_device.yaml > "$OUT/evaluate.log" 2>&1
 echo "grid rc $? after $(( $(date +%s) - T0 )) s" | tee -a "$OUT/evaluate.log"
 if [ -z "${NO_FEATURES:-}" ]; then  # NO_FEATURES=1: the main grid only

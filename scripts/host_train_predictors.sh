@@ -9,10 +9,7 @@
 # What comes back in $OUT: predictors.tgz (the five run folders: checkpoint, metrics.json, figures, config, log).
 source "$(dirname "$0")/gpu_env.sh"
 T0=$(date +%s)
-if [ -n "${BUILD:-}" ]; then  # BUILD=1: build asd._C (CPU) first, as the other device runs do
-    ASD_BUILD_CUDA=off python3 setup.py -q build_ext --inplace --build-temp /tmp/asd-build-cpu > "$OUT/build.log" 2>&1
-    echo "build rc $? after $(( $(date +%s) - T0 )) s" | tee -a "$OUT/build.log"
-fi
+host_build_cpu  # BUILD=1: build asd._C (CPU) first (gpu_env.sh)
 CONFIG=${CONFIG:-configs/predictor.yaml} DEST=${DEST:-runs/predictor}
 mkdir -p "$DEST"
 for s in 0 1 2 3 4; do
