@@ -1,0 +1,333 @@
+"""What the study's target asks of the predictor: dp replayed with a served predictor sharpened toward the oracle.
+
+Two steps (docs/evaluation.md, "What the target needs"):
+
+``build`` runs every testbed stage on the study's own evaluation prompts (sample i of seed s of each dataset,
+``asd.evaluation.prompts.draw_testbed``: the prompts every policy of the grid sees) and writes their full
+per-stage traces (``asd.evaluation.fulltrace``: responses, features, acceptances, scores and per-sample
+latency shares measured here), in chunks with progress (rate, ETA):
+
+    python scripts/predictor_headroom.py build --seeds 0 1 2 3 4 --samples 24 --out runs/headroom/full.h5
+
+``sweep`` replays policy dp on those traces through the cascade's own loop and decision path
+(``asd.evaluation.replay.simulate`` with ``asd.core.decision.Decider``, the measured cost table that priced the
+study's decisions) with the served predictor r̂ replaced by ``asd.predictor.headroom.InformedPredictor`` at
+evidence strengths μ (μ = 0: the served predictor), and the oracle beside it. Per (μ, λ): the stage-0 AUC
+reached, the stop histogram, accuracy and its loss against the final stage alone (paired bootstrap over
+prompts, 95%), and the speedup against the final stage alone, priced with the traces' measured per-sample
+latency shares (an estimate from one machine's shares, labelled so; bootstrap CI over prompts):
+
+    python scripts/predictor_headroom.py sweep --data runs/headroom/full.h5 \\
+        --out results/experiments/testbed_headroom/sweep.json \\
+        --figure results/experiments/testbed_headroom/headroom.png
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+DATASETS = ["gsm8k", "mmlu", "humaneval", "truthfulqa"]
+
+
+def _concat(parts: list[tuple[dict, dict]]) -> tuple[dict, dict]:
+    data: dict = {}
+    for key in parts[0][0]:
+        vals = [p[0][key] for p in parts]
+        if key == "task" or key.startswith("tokens_"):
+            data[key] = [x for v in vals for x in v]
+        else:
+            data[key] = np.concatenate([np.asarray(v) for v in vals])
+    attrs = dict(parts[0][1])
+    attrs["route_length_mismatches"] = int(sum(p[1]["route_length_mismatches"] for p in parts))
+    return data, attrs
+
+
+def build(args) -> int:
+    import torch
+
+    from asd.evaluation import fulltrace
+    from asd.evaluation.prompts import draw_testbed
+    from asd.models.loading import load_engines, load_tokenizer
+    from asd.run_config import load_section
+    from asd.testbed import scoring
+    from asd.testbed import tokenizer as tk
+
+    out = Path(args.out)
+    if out.exists() and not args.force:
+        print(f"{out}: exists (pass --force to rebuild)", file=sys.stderr)
+        return 2
+    unknown = sorted(set(args.datasets) - set(DATASETS))
+    if unknown:
+        print(f"--datasets: unknown {unknown}; valid: {', '.join(DATASETS)}", file=sys.stderr)
+        return 2
+    torch.set_num_threads(args.threads)
+    hier = load_section(ROOT / args.config, "hierarchy")
+    engines, tok = load_engines(hier), load_tokenizer(hier)
+    exs, order = [], []
+    for s in args.seeds:  # the study's prompts: sample i of seed s of each dataset
+        for d in args.datasets:
+            ex = draw_testbed(d, s, np.arange(args.samples))
+            exs += ex
+            order += [(s, d, i) for i in range(args.samples)]
+    prompts = [tk.encode(tk.chat_prompt(e.prompt)) for e in exs]
+    N, chunk = len(prompts), args.chunk
+    parts, t0 = [], time.perf_counter()
+    for c in range(0, N, chunk):
+        sl = slice(c, min(c + chunk, N))
+        part_exs = exs[sl]
+        parts.append(
+            fulltrace.build(
+                engines,
+                tok,
+                prompts[sl],
+                np.arange(sl.start, sl.stop, dtype=np.int64),
+                [e.task for e in part_exs],
+                lambda k, texts, ex=part_exs: np.asarray(scoring.score(ex, list(texts)), np.float32),
+                args.max_new_tokens,
+                (tk.EOS_ID,),
+                [st.model for st in hier.stages],
+                batch_size=args.batch_size,
+            )
+        )
+        done, el = sl.stop, time.perf_counter() - t0
+        rate = done / el
+        print(f"build: {done}/{N} prompts, {rate:.2f} prompts/s, ETA {(N - done) / rate:.0f} s", flush=True)
+    data, attrs = _concat(parts)
+    attrs["eval_prompts"] = {
+        "order": "seed, then dataset, then sample index i (asd.evaluation.prompts.draw_testbed)",
+        "seeds": list(args.seeds),
+        "datasets": list(args.datasets),
+        "samples": args.samples,
+        "config": args.config,
+        "torch_threads": args.threads,
+        "seconds": round(time.perf_counter() - t0, 1),
+        "load_average_1min_end": os.getloadavg()[0],
+    }
+    attrs["source"] = "scripts/predictor_headroom.py build (asd.evaluation.fulltrace.build per chunk)"
+    fulltrace.write(out, data, attrs)
+    print(f"wrote {out}: {N} prompts, {attrs['eval_prompts']['seconds']} s")
+    return 0
+
+
+def _route_cost(rec: dict, gl: np.ndarray, vl: np.ndarray, dl: np.ndarray, acc: np.ndarray) -> np.ndarray:
+    """[B] seconds per prompt of its route: the first stage's generation share, then per move j → m the
+    verification share plus the unaccepted fraction of M_m's generation share (asd.evaluation.replay)."""
+    from asd.core.dp import STOP
+
+    B = gl.shape[0]
+    cost = np.zeros(B)
+    for i in range(B):
+        ran = np.flatnonzero(rec["ran"][i])
+        cost[i] = gl[i, ran[0]]
+        for j in ran:
+            m = int(rec["decision"][i, j])
+            if m in (STOP, j) or m < 0:
+                continue
+            frac = acc[i, j, m] / max(dl[i, j], 1)
+            cost[i] += vl[i, j, m] + (1.0 - frac) * gl[i, m]
+    return cost
+
+
+def _boot(fn, n: int, B: int, seed: int) -> tuple[float, float]:
+    rng = np.random.default_rng(seed)
+    vals = np.array([fn(rng.integers(0, n, n)) for _ in range(B)])
+    lo, hi = np.quantile(vals, [0.025, 0.975])
+    return float(lo), float(hi)
+
+
+def sweep(args) -> int:
+    from asd.core.decision import Decider
+    from asd.core.dp import PolicyConfig
+    from asd.costs_io import load_cost_model
+    from asd.data.base import file_sha256
+    from asd.evaluation import fulltrace
+    from asd.evaluation.replay import simulate
+    from asd.predictor import metrics
+    from asd.predictor.checkpoint import build_predictor
+    from asd.predictor.config import PredictorConfig
+    from asd.predictor.headroom import InformedPredictor, evidence, sharpen
+    from asd.provenance import provenance
+
+    if any(not (np.isfinite(m) and m >= 0) for m in args.mus):
+        print(f"--mus: every μ must be finite and >= 0, got {args.mus}", file=sys.stderr)
+        return 2
+    if any(not (lam >= 0) for lam in args.lams):
+        print(f"--lams: every λ must be >= 0, got {args.lams}", file=sys.stderr)
+        return 2
+    if args.figure and Path(args.figure).with_suffix(".json").resolve() == Path(args.out).resolve():
+        print(f"--out {args.out}: the figure's data goes there; name the record otherwise", file=sys.stderr)
+        return 2
+    ft = fulltrace.read(args.data)
+    K, N = ft.K, len(ft)
+    cost_model = load_cost_model(ROOT / args.cost_model)
+    base = build_predictor(PredictorConfig(kind="mlp", checkpoint=args.checkpoint), list(ft.attrs["stage_names"]))
+    d = ft.data
+    rows, ids = np.arange(N), d["sample_id"].astype(np.int64)
+    y = d["agree_final"].astype(bool)  # [N, K]
+    score = d["score"].astype(np.float64)  # [N, K]
+    gl = np.asarray(d["gen_latency_s"], np.float64)  # [N, K] s
+    vl = np.nan_to_num(np.asarray(d["verify_latency_s"], np.float64))  # [N, K, K] s
+    dl = d["draft_len"].astype(np.int64)
+    acc = d["accepted_len"].astype(np.float64)
+    t_final = gl[:, K - 1]  # [N] s: the final stage alone
+    s_final = score[:, K - 1]
+    r0, _ = base.predict(d["features"][:, 0], np.zeros(N, np.int64), K)  # [N, S, K] from stage-0 features
+    sizes = np.asarray(ft.attrs.get("stage_params") or np.ones(K), np.float64)
+
+    def summarize(label: str, mu: float | None, lam: float, rec: dict, seed: int) -> dict:
+        fin = rec["final_stage"].astype(np.int64)
+        sc = score[rows, fin]
+        t = _route_cost(rec, gl, vl, dl, acc)
+        loss = s_final - sc  # [N] paired per prompt
+        row = {
+            "policy": label,
+            "mu": mu,
+            "lam": lam,
+            "final_stage_hist": np.bincount(fin, minlength=K).tolist(),
+            "accuracy": float(sc.mean()),
+            "accuracy_final_stage": float(s_final.mean()),
+            "loss_points": float(100 * loss.mean()),
+            "loss_ci95": [100 * v for v in _boot(lambda i: loss[i].mean(), N, args.resamples, seed)],
+            "speedup": float(t_final.sum() / t.sum()),
+            "speedup_ci95": list(_boot(lambda i: t_final[i].sum() / t[i].sum(), N, args.resamples, seed + 1)),
+            "wrong_early_stops": int(((fin < K - 1) & ~y[rows, fin]).sum()),
+        }
+        return row
+
+    out_rows = []
+    for mu in args.mus:
+        llr = evidence(y, mu, args.seed)
+        p0 = sharpen(r0, llr)[:, :, 0].mean(1)
+        a0 = metrics.auc(p0, y[:, 0])
+        ece0 = metrics.ece(p0, y[:, 0])
+        for lam in args.lams:
+            pol = PolicyConfig(name="dp", lam=lam, kappa=args.kappa)
+            dec = Decider(pol, K, sizes, InformedPredictor(base, llr), cost_model)
+            rec = simulate(ft, rows, ids, dec)
+            row = summarize("dp", mu, lam, rec, args.seed)
+            row["stage0_auc"], row["stage0_ece"] = a0, ece0
+            out_rows.append(row)
+            print(
+                f"μ {mu:<4} λ {lam:<4} stage-0 AUC {a0:.3f}: accuracy {row['accuracy']:.3f} "
+                f"(loss {row['loss_points']:.1f} pt [{row['loss_ci95'][0]:.1f}, {row['loss_ci95'][1]:.1f}]), "
+                f"speedup {row['speedup']:.2f}x, stops {row['final_stage_hist']}",
+                flush=True,
+            )
+    refs = []
+    for lam in args.lams:
+        dec = Decider(PolicyConfig(name="oracle", lam=lam), K, sizes, base, cost_model)
+        refs.append(summarize("oracle", None, lam, simulate(ft, rows, ids, dec, y), args.seed))
+    dec = Decider(PolicyConfig(name="dp", lam=float("inf"), kappa=args.kappa), K, sizes, base, cost_model)
+    refs.append(summarize("lossless", None, float("inf"), simulate(ft, rows, ids, dec), args.seed))
+    for r in refs:
+        print(f"{r['policy']} λ {r['lam']}: accuracy {r['accuracy']:.3f}, speedup {r['speedup']:.2f}x")
+    top = [r["speedup"] for r in refs if r["policy"] == "oracle" and r["lam"] == 1.0]
+    for r in out_rows:  # the online study's oracle is the measured bound: compare with it in these terms
+        r["speedup_over_oracle_lam1"] = r["speedup"] / top[0] if top else None
+    record = {
+        "what": "dp replayed on the study's evaluation prompts with the served predictor sharpened by calibrated "
+        "label-informed evidence of strength mu (asd.predictor.headroom); speedups priced with the traces' "
+        "measured per-sample latency shares (estimate, not an online run)",
+        "data": {
+            "path": args.data,
+            "sha256": file_sha256(args.data),
+            "prompts": N,
+            **{k: ft.attrs.get(k) for k in ("eval_prompts", "git_revision")},
+        },
+        "checkpoint": args.checkpoint,
+        "cost_model": args.cost_model,
+        "kappa": args.kappa,
+        "evidence_seed": args.seed,
+        "resamples": args.resamples,
+        "ci_method": "percentile bootstrap over prompts (paired: the final stage alone on the same prompts)",
+        "rows": out_rows,
+        "references": refs,
+        "provenance": provenance(),
+        "schema_version": 1,
+    }
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(record, indent=1, default=float) + "\n")
+    print(f"wrote {out}")
+    if args.figure:
+        figure(record, Path(args.figure))
+    return 0
+
+
+def figure(record: dict, path: Path) -> None:
+    """Speedup and loss of dp against the stage-0 AUC its predictor reaches, one line per λ (PNG + JSON)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(10, 4))
+    lams = sorted({r["lam"] for r in record["rows"]})
+    for lam in lams:
+        rs = sorted((r for r in record["rows"] if r["lam"] == lam), key=lambda r: r["stage0_auc"])
+        x = [r["stage0_auc"] for r in rs]
+        sp = np.array([[r["speedup"], *r["speedup_ci95"]] for r in rs])
+        ls = np.array([[r["loss_points"], *r["loss_ci95"]] for r in rs])
+        ax1.errorbar(x, sp[:, 0], yerr=[sp[:, 0] - sp[:, 1], sp[:, 2] - sp[:, 0]], marker="o", label=f"dp λ={lam:g}")
+        ax2.errorbar(x, ls[:, 0], yerr=[ls[:, 0] - ls[:, 1], ls[:, 2] - ls[:, 0]], marker="o", label=f"dp λ={lam:g}")
+    for r in record["references"]:
+        if r["policy"] == "oracle" and r["lam"] == 1.0:
+            ax1.axhline(r["speedup"], color="k", ls=":", label="oracle λ=1 (upper bound)")
+    ax1.axhline(3.0, color="r", ls="--", lw=0.8, label="target 3x")
+    ax2.axhline(1.0, color="r", ls="--", lw=0.8, label="target ≤ 1 pt")
+    ax1.set_xlabel("stage-0 AUC of the (sharpened) predictor")
+    ax2.set_xlabel("stage-0 AUC of the (sharpened) predictor")
+    ax1.set_ylabel("speedup vs the final stage alone (estimated)")
+    ax2.set_ylabel("accuracy loss vs the final stage alone (points)")
+    ax1.legend(fontsize=7)
+    ax2.legend(fontsize=7)
+    fig.suptitle(f"What the target needs: dp replayed on {record['data']['prompts']} evaluation prompts", fontsize=9)
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    path.with_suffix(".json").write_text(
+        json.dumps({"rows": record["rows"], "references": record["references"]}, indent=1) + "\n"
+    )
+    print(f"wrote {path}")
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    sub = ap.add_subparsers(dest="cmd", required=True)
+    b = sub.add_parser("build", help="full per-stage traces of the study's evaluation prompts")
+    b.add_argument("--config", default="configs/testbed.yaml")
+    b.add_argument("--datasets", nargs="+", default=DATASETS)
+    b.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2, 3, 4])
+    b.add_argument("--samples", type=int, default=24, help="prompts per dataset and seed (the grid's samples)")
+    b.add_argument("--max-new-tokens", type=int, default=32)
+    b.add_argument("--batch-size", type=int, default=16)
+    b.add_argument("--chunk", type=int, default=96, help="prompts per progress line")
+    b.add_argument("--threads", type=int, default=2)
+    b.add_argument("--out", required=True)
+    b.add_argument("--force", action="store_true")
+    s = sub.add_parser("sweep", help="dp at evidence strengths μ, beside the oracle and the lossless cascade")
+    s.add_argument("--data", required=True)
+    s.add_argument("--checkpoint", default="testbed:predictor")
+    s.add_argument("--cost-model", default="configs/costs/testbed-cpu.json")
+    s.add_argument("--mus", nargs="+", type=float, default=[0.0, 0.5, 1.0, 1.5, 2.0, 2.5, 3.0, 4.0])
+    s.add_argument("--lams", nargs="+", type=float, default=[0.5, 1.0, 2.0])
+    s.add_argument("--kappa", type=float, default=0.5)
+    s.add_argument("--seed", type=int, default=0, help="the evidence's noise")
+    s.add_argument("--resamples", type=int, default=2000)
+    s.add_argument("--out", required=True)
+    s.add_argument("--figure", default="")
+    args = ap.parse_args(argv)
+    return build(args) if args.cmd == "build" else sweep(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
