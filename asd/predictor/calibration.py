@@ -30,10 +30,10 @@ def _mean_prob(z: np.ndarray, T: float) -> np.ndarray:
     return sigmoid(z / T).mean(axis=1)
 
 
-def fit_temperature(z: np.ndarray, y: np.ndarray) -> float:
+def fit_temperature(z: np.ndarray, y: np.ndarray, w: np.ndarray | None = None) -> float:
     """T ∈ [0.05, 20] minimising the log loss of mean_s σ(z[:, s] / T) against y (grid, then golden section).
 
-    z: [R, S] member logits; y: [R] 0/1.
+    z: [R, S] member logits; y: [R] 0/1; w: [R] sample weights or None (every row counts 1).
     """
     z = np.asarray(z, np.float64)
     y = np.asarray(y, np.float64)
@@ -41,7 +41,7 @@ def fit_temperature(z: np.ndarray, y: np.ndarray) -> float:
         z = z[:, None]
 
     def loss(lt: float) -> float:
-        return metrics.log_loss(_mean_prob(z, math.exp(lt)), y)
+        return metrics.log_loss(_mean_prob(z, math.exp(lt)), y, w=w)
 
     grid = np.linspace(math.log(T_MIN), math.log(T_MAX), 61)
     vals = [loss(g) for g in grid]
@@ -105,17 +105,19 @@ def thin(bx: np.ndarray, by: np.ndarray, bw: np.ndarray, max_knots: int) -> tupl
     return np.add.reduceat(bw * bx, starts) / W, np.add.reduceat(bw * by, starts) / W
 
 
-def fit_isotonic(z: np.ndarray, y: np.ndarray, max_knots: int = 64) -> tuple[np.ndarray, np.ndarray]:
+def fit_isotonic(
+    z: np.ndarray, y: np.ndarray, max_knots: int = 64, w: np.ndarray | None = None
+) -> tuple[np.ndarray, np.ndarray]:
     """Isotonic table (x [n], y [n]), 2 ≤ n ≤ max_knots, of the labels on every member's σ(z).
 
-    z: [R, S] member logits; y: [R] 0/1.
+    z: [R, S] member logits; y: [R] 0/1; w: [R] sample weights or None (every row counts 1).
     """
     z = np.asarray(z, np.float64)
     if z.ndim == 1:
         z = z[:, None]
     p = sigmoid(z).ravel()
     lab = np.repeat(np.asarray(y, np.float64), z.shape[1])
-    bx, by, bw = pav(p, lab)
+    bx, by, bw = pav(p, lab, None if w is None else np.repeat(np.asarray(w, np.float64), z.shape[1]))
     bx, by = thin(bx, by, bw, max_knots)
     by = np.clip(by, ISO_EPS, 1 - ISO_EPS)
     if bx.size == 1:  # one block: a constant
@@ -133,12 +135,12 @@ def apply_isotonic(z: np.ndarray, tx: np.ndarray, ty: np.ndarray) -> np.ndarray:
     return np.interp(sigmoid(np.asarray(z, np.float64)), tx, ty)
 
 
-def fit(method: str, z: np.ndarray, y: np.ndarray, max_knots: int) -> dict:
-    """{"method", "temperature", "iso_x", "iso_y"} of one calibrator ("none": T = 1, no table)."""
+def fit(method: str, z: np.ndarray, y: np.ndarray, max_knots: int, w: np.ndarray | None = None) -> dict:
+    """{"method", "temperature", "iso_x", "iso_y"} of one calibrator ("none": T = 1, no table); w: [R] weights."""
     if method == "temperature":
-        return {"method": method, "temperature": fit_temperature(z, y), "iso_x": [], "iso_y": []}
+        return {"method": method, "temperature": fit_temperature(z, y, w), "iso_x": [], "iso_y": []}
     if method == "isotonic":
-        tx, ty = fit_isotonic(z, y, max_knots)
+        tx, ty = fit_isotonic(z, y, max_knots, w)
         return {"method": method, "temperature": 1.0, "iso_x": tx.tolist(), "iso_y": ty.tolist()}
     if method == "none":
         return {"method": method, "temperature": 1.0, "iso_x": [], "iso_y": []}
@@ -152,8 +154,11 @@ def apply(cal: dict, z: np.ndarray) -> np.ndarray:
     return apply_temperature(z, cal["temperature"])
 
 
-def choose(z: np.ndarray, y: np.ndarray, fold: np.ndarray, method: str, max_knots: int) -> dict:
-    """Fit the calibration of one (k, m) on the validation rows: z [R, S] logits, y [R], fold [R] 0/1.
+def choose(
+    z: np.ndarray, y: np.ndarray, fold: np.ndarray, method: str, max_knots: int, w: np.ndarray | None = None
+) -> dict:
+    """Fit the calibration of one (k, m) on the validation rows: z [R, S] logits, y [R], fold [R] 0/1, w [R]
+    sample weights or None (fits and out-of-fold scores weighted alike).
 
     method "auto": temperature or isotonic, whichever has the lower 2-fold out-of-fold log loss (ties:
     temperature); the chosen one refitted on all rows. The result also holds each candidate's out-of-fold
@@ -172,10 +177,10 @@ def choose(z: np.ndarray, y: np.ndarray, fold: np.ndarray, method: str, max_knot
         oof = np.empty(y.size)
         for f in (0, 1):
             tr, te = fold != f, fold == f
-            oof[te] = apply(fit(c, z[tr], y[tr], max_knots), z[te]).mean(axis=1)
-        cv[c] = {"log_loss": metrics.log_loss(oof, y), "ece": metrics.ece(oof, y)}
+            oof[te] = apply(fit(c, z[tr], y[tr], max_knots, None if w is None else w[tr]), z[te]).mean(axis=1)
+        cv[c] = {"log_loss": metrics.log_loss(oof, y, w=w), "ece": metrics.ece(oof, y, w=w)}
     best = min(cands, key=lambda c: (cv[c]["log_loss"] if c in cv else 0.0, cands.index(c)))
-    out = fit(best, z, y, max_knots)
+    out = fit(best, z, y, max_knots, w)
     out["cv"] = cv
     return out
 
@@ -184,8 +189,9 @@ def calibrate(w, val, fold: np.ndarray, method: str, max_knots: int):
     """(calibrated MLPWeights, report): ``choose`` for every (k, m), k ≤ m < K − 1, on the validation rows.
 
     w: uncalibrated ``asd.core.mlp.MLPWeights``; val: ``asd.predictor.data.Rows``; fold: [R] 0/1 per row (the
-    same for all rows of a sample). The report maps "k,m" to the method, T, the number of knots and the
-    candidates' out-of-fold scores.
+    same for all rows of a sample). Rows carry their sample weight in ``val.w_r`` (1 unless the training set is
+    cell-balanced, ``asd.predictor.data.cell_weights``): the fits and their scores weigh each row by it. The
+    report maps "k,m" to the method, T, the number of knots and the candidates' out-of-fold scores.
     """
     import dataclasses
 
@@ -199,7 +205,8 @@ def calibrate(w, val, fold: np.ndarray, method: str, max_knots: int):
     for k in range(K - 1):
         sel = val.stage == k
         for m in range(k, K - 1):
-            cal = choose(z[sel, :, m], val.y_r[sel, m], fold[sel], method, max_knots)
+            wt = val.w_r[sel, m].astype(np.float64)
+            cal = choose(z[sel, :, m], val.y_r[sel, m], fold[sel], method, max_knots, None if (wt == 1).all() else wt)
             T[k, m] = cal["temperature"]
             if cal["iso_x"]:
                 tables[(k, m)] = (cal["iso_x"], cal["iso_y"])

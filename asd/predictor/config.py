@@ -54,6 +54,7 @@ class TrainPredictorConfig:
     split: list[float] = field(default_factory=lambda: [0.70, 0.15, 0.15])  # train / validation / test fractions
     split_salt: int = 0  # the split hash's salt (asd.predictor.data.split_of)
     split_by: Literal["auto", "prompt_key", "sample_id"] = "auto"  # the hashed key; auto = prompt_key
+    cell_balance: bool = False  # weigh every (task, level) cell alike in the loss and calibration (data.cell_weights)
     calibration: Literal["auto", "temperature", "isotonic", "none"] = "auto"
     iso_max_knots: int = 64  # knots of an isotonic table at most
     ablations: list[str] = field(default_factory=lambda: ["hidden", "token_stats", "text"])  # groups to retrain without

@@ -164,8 +164,23 @@ class Rows:
         return np.concatenate([self.y_r, self.y_a], 1), np.concatenate([self.w_r, self.w_a], 1)
 
 
-def build_rows(data: TrainingSet, samples: np.ndarray) -> Rows:
-    """Rows of the given sample indices [n] (stage-major inside each sample)."""
+def cell_weights(data: TrainingSet, samples: np.ndarray) -> np.ndarray:
+    """[n] float64 weight n / (C · count of the sample's (task, level) cell among ``samples``), C cells present.
+
+    Every cell then weighs the same in a weighted loss (the weights' mean is 1): the cell-balanced training of
+    ``predictor_training.cell_balance`` (docs/predictor.md), for data whose cells hold very different counts.
+    """
+    samples = np.asarray(samples, dtype=np.int64)
+    task = np.asarray(data.task)[samples].astype(str)
+    level = np.asarray(data.level)[samples].astype(np.int64)
+    _, cell = np.unique(np.char.add(np.char.add(task, "|"), level.astype(str)), return_inverse=True)
+    count = np.bincount(cell)
+    return samples.size / (count.size * count[cell].astype(np.float64))
+
+
+def build_rows(data: TrainingSet, samples: np.ndarray, sample_weight: np.ndarray | None = None) -> Rows:
+    """Rows of the given sample indices [n] (stage-major inside each sample); ``sample_weight`` [n] multiplies
+    every trained target's weight (w_r, w_a) of the sample's rows (None: 1)."""
     K = data.K
     samples = np.asarray(samples, dtype=np.int64)
     n = samples.size
@@ -189,6 +204,11 @@ def build_rows(data: TrainingSet, samples: np.ndarray) -> Rows:
             ok = np.isfinite(a) & (stage <= j)
             y_a[:, p] = np.where(ok, np.clip(a, 0.0, 1.0), 0.0)
             w_a[:, p] = ok
+    if sample_weight is not None:
+        sw = np.asarray(sample_weight, np.float64)
+        assert sw.shape == (n,), "one weight per sample"
+        rw = np.repeat(sw, K - 1).astype(np.float32)[:, None]
+        w_r, w_a = w_r * rw, w_a * rw
     return Rows(x=x, stage=stage, sample=idx, y_r=y_r, w_r=w_r, y_a=y_a, w_a=w_a)
 
 

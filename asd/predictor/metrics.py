@@ -44,26 +44,47 @@ def brier(p, y) -> float:
     return float(np.mean((p - y) ** 2))
 
 
-def log_loss(p, y, eps: float = LOG_EPS) -> float:
+def _weights(w, n: int) -> np.ndarray | None:
+    """[n] float64 sample weights (None: every sample counts 1); ValueError unless finite, >= 0, sum > 0."""
+    if w is None:
+        return None
+    w = np.asarray(w, np.float64).ravel()
+    if w.size != n or not np.all(np.isfinite(w) & (w >= 0)) or not w.sum() > 0:
+        raise ValueError(f"weights must be {n} finite numbers >= 0 with a positive sum")
+    return w
+
+
+def log_loss(p, y, eps: float = LOG_EPS, w=None) -> float:
+    """Mean negative log-likelihood (weighted mean with sample weights ``w`` [n])."""
     p, y = _check(p, y)
     q = np.clip(p, eps, 1 - eps)
-    return float(-np.mean(y * np.log(q) + (1 - y) * np.log(1 - q)))
+    nll = -(y * np.log(q) + (1 - y) * np.log(1 - q))
+    wt = _weights(w, p.size)
+    return float(np.mean(nll) if wt is None else np.sum(wt * nll) / np.sum(wt))
 
 
-def reliability(p, y, bins: int = ECE_BINS) -> dict:
-    """Equal-width bins on [0, 1]: count, mean prediction, observed frequency per bin (empty bins: NaN)."""
+def reliability(p, y, bins: int = ECE_BINS, w=None) -> dict:
+    """Equal-width bins on [0, 1]: count (the weights' sum with ``w``), mean prediction, observed frequency per
+    bin (empty bins: NaN)."""
     p, y = _check(p, y)
+    wt = _weights(w, p.size)
     b = np.minimum((p * bins).astype(np.int64), bins - 1)
-    cnt = np.bincount(b, minlength=bins).astype(np.float64)
-    sp = np.bincount(b, weights=p, minlength=bins)
-    sy = np.bincount(b, weights=y, minlength=bins)
+    if wt is None:
+        cnt = np.bincount(b, minlength=bins).astype(np.float64)
+        sp = np.bincount(b, weights=p, minlength=bins)
+        sy = np.bincount(b, weights=y, minlength=bins)
+    else:
+        cnt = np.bincount(b, weights=wt, minlength=bins).astype(np.float64)
+        sp = np.bincount(b, weights=wt * p, minlength=bins)
+        sy = np.bincount(b, weights=wt * y, minlength=bins)
     with np.errstate(invalid="ignore", divide="ignore"):
         return {"count": cnt, "confidence": sp / cnt, "frequency": sy / cnt}
 
 
-def ece(p, y, bins: int = ECE_BINS) -> float:
-    """Expected calibration error: Σ_b (n_b / n)·|mean p − mean y| over ``bins`` equal-width bins."""
-    r = reliability(p, y, bins)
+def ece(p, y, bins: int = ECE_BINS, w=None) -> float:
+    """Expected calibration error: Σ_b (n_b / n)·|mean p − mean y| over ``bins`` equal-width bins (weighted
+    counts and means with sample weights ``w`` [n])."""
+    r = reliability(p, y, bins, w)
     ok = r["count"] > 0
     n = r["count"].sum()
     return float(np.sum(r["count"][ok] / n * np.abs(r["confidence"][ok] - r["frequency"][ok])))

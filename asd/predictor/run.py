@@ -33,6 +33,7 @@ from asd.predictor.config import PredictorConfig, TrainPredictorConfig
 from asd.predictor.data import (
     SPLITS,
     build_rows,
+    cell_weights,
     fold_of,
     load_training_set,
     nan_fill_values,
@@ -81,7 +82,11 @@ def train_predictor(cfg: TrainPredictorConfig, config_dict: dict | None = None) 
     for name, ix in idx.items():
         if ix.size == 0:
             raise ValueError(f"{cfg.data}: the {name} split is empty ({data.N} samples, fractions {cfg.split})")
-    rows = {name: build_rows(data, ix) for name, ix in idx.items()}
+    # cell_balance: train and validation rows weighted so every (task, level) cell counts alike; test stays as is
+    rows = {
+        name: build_rows(data, ix, cell_weights(data, ix) if cfg.cell_balance and name != "test" else None)
+        for name, ix in idx.items()
+    }
     fold = fold_of(key[rows["val"].sample], cfg.split_salt + 1)
     split_rule = SPLIT_RULE.replace("KEY", key_name)
     out_dir = Path(cfg.out_dir)

@@ -56,3 +56,21 @@ def test_isotonic_table_and_choice():
     assert cal.choose(z, y, fold, "none", 32)["temperature"] == 1.0
     with pytest.raises(ValueError, match="empty split"):
         cal.choose(z[:0], y[:0], fold[:0], "auto", 32)
+
+
+def test_weighted_fits_equal_fits_on_repeated_rows():
+    """Integer sample weights = those rows repeated: temperature, isotonic table and the chosen method agree."""
+    rng = np.random.default_rng(5)
+    n = 600
+    z = rng.normal(0, 2, (n, 3))
+    y = (rng.random(n) < sigmoid(0.5 * z.mean(1))).astype(np.float64)
+    w = rng.integers(1, 4, n).astype(np.float64)
+    rep = np.repeat(np.arange(n), w.astype(np.int64))
+    assert cal.fit_temperature(z, y, w) == pytest.approx(cal.fit_temperature(z[rep], y[rep]), rel=1e-6)
+    tx, ty = cal.fit_isotonic(z, y, 16, w)
+    rx, ry = cal.fit_isotonic(z[rep], y[rep], 16)
+    np.testing.assert_allclose(tx, rx, rtol=1e-9)
+    np.testing.assert_allclose(ty, ry, rtol=1e-9)
+    assert cal.fit_temperature(z, y, np.ones(n)) == pytest.approx(cal.fit_temperature(z, y), rel=1e-12)
+    with pytest.raises(ValueError, match="weights"):
+        cal.fit_temperature(z, y, -w)

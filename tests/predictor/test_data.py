@@ -9,7 +9,7 @@ h5py = pytest.importorskip("h5py", reason="h5py is not installed (training-set f
 
 from asd.core.features import FEATURE_NAMES
 from asd.core.mlp import pair_index
-from asd.predictor.data import TRAINING_FIELDS, build_rows, fold_of, load_training_set, split_of
+from asd.predictor.data import TRAINING_FIELDS, build_rows, cell_weights, fold_of, load_training_set, split_of
 
 from .datagen import synth_arrays, write_predictor_data
 
@@ -107,6 +107,25 @@ def test_rows_and_masks(tmp_path):
                     assert rows.y_a[i, p] == pytest.approx(d.accept_frac[n, j, m])
     y, w = rows.targets()
     assert y.shape == w.shape == (9, (K - 1) + K * (K - 1) // 2)
+
+
+def test_cell_weights_balance_the_cells(tmp_path):
+    """Every (task, level) cell present gets the same total weight; the weights' mean is 1; rows carry them."""
+    d = load_training_set(write_predictor_data(tmp_path / "d.h5", N=200, seed=3))
+    samples = np.arange(0, 200, 2)
+    w = cell_weights(d, samples)
+    key = [f"{t}|{lv}" for t, lv in zip(np.asarray(d.task)[samples], np.asarray(d.level)[samples])]
+    cells = sorted(set(key))
+    totals = [w[[k == c for k in key]].sum() for c in cells]
+    assert len(cells) > 3 and len({len([k for k in key if k == c]) for c in cells}) > 1  # unequal counts
+    np.testing.assert_allclose(totals, samples.size / len(cells))
+    assert w.mean() == pytest.approx(1.0)
+    K = 4
+    plain, weighted = build_rows(d, samples), build_rows(d, samples, w)
+    rw = np.repeat(w, K - 1).astype(np.float32)[:, None]
+    np.testing.assert_allclose(weighted.w_r, plain.w_r * rw)
+    np.testing.assert_allclose(weighted.w_a, plain.w_a * rw)
+    np.testing.assert_array_equal(weighted.y_r, plain.y_r)
 
 
 def test_split_key_is_the_prompt_key(tmp_path):

@@ -36,3 +36,16 @@ def test_roc_curve_ends_and_empty_split():
     assert np.trapezoid(tpr, fpr) == pytest.approx(metrics.auc(p, y))
     with pytest.raises(ValueError, match="empty split"):
         metrics.summary([], [])
+
+
+def test_weighted_log_loss_and_ece_equal_repeated_samples():
+    rng = np.random.default_rng(2)
+    p = rng.random(300)
+    y = (rng.random(300) < p).astype(float)
+    w = rng.integers(0, 4, 300).astype(float)
+    rep = np.repeat(np.arange(300), w.astype(int))
+    assert metrics.log_loss(p, y, w=w) == pytest.approx(metrics.log_loss(p[rep], y[rep]), rel=1e-12)
+    assert metrics.ece(p, y, w=w) == pytest.approx(metrics.ece(p[rep], y[rep]), rel=1e-12)
+    for bad in (np.full(300, np.nan), np.zeros(300), np.ones(299)):
+        with pytest.raises(ValueError, match="weights"):
+            metrics.log_loss(p, y, w=bad)

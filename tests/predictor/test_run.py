@@ -112,3 +112,16 @@ def test_cli(tmp_path, data, capsys):
     cfg.write_text("predictor_training:\n  data: x.h5\n  epoch: 3\n")
     assert main(["train-predictor", "--config", str(cfg)]) == 2
     assert "epoch" in capsys.readouterr().err
+
+
+def test_cell_balance_changes_the_weights_and_is_recorded(tmp_path, data):
+    """cell_balance weighs the (task, level) cells alike: other weights than the plain run, recorded in the
+    checkpoint's training config; the held-out metrics are computed on the same unweighted test rows."""
+    plain = train_predictor(_cfg(tmp_path, data, name="plain", ablations=[], members=1))
+    bal = train_predictor(_cfg(tmp_path, data, name="bal", ablations=[], members=1, cell_balance=True))
+    w0, _ = load_checkpoint(tmp_path / "plain" / "checkpoint")
+    w1, meta = load_checkpoint(tmp_path / "bal" / "checkpoint")
+    assert meta["training"]["config"]["cell_balance"] is True
+    assert not np.array_equal(w0.head_w, w1.head_w)
+    assert [s["n"] for s in bal["per_stage"]] == [s["n"] for s in plain["per_stage"]]
+    assert all(s["auc"] > 0.7 for s in bal["per_stage"])
