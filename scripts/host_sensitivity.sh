@@ -25,5 +25,5 @@ for V in $VARIANTS; do
 done
 tar czf /tmp/traces.tgz "${DIRS[@]}" 2>/dev/null
 split -b 15M -d /tmp/traces.tgz "$OUT/traces.tgz.part"  # files come back up to 16 MiB each: cat them together
-tail -3 "$OUT"/evaluate_*.log
+tail -n 3 "$OUT"/evaluate_*.log
 ls -la "$OUT"

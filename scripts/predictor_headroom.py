@@ -229,6 +229,27 @@ def sweep(args) -> int:
     refs.append(summarize("lossless", None, float("inf"), simulate(ft, rows, ids, dec), args.seed))
     for r in refs:
         print(f"{r['policy']} λ {r['lam']}: accuracy {r['accuracy']:.3f}, speedup {r['speedup']:.2f}x")
+    served = r0[:, :, 0].mean(1)  # [N] the served r̂_0
+    groups = {"task": np.asarray(d["task"]).astype(str)}
+    ep = ft.attrs.get("eval_prompts")
+    if isinstance(ep, str):
+        ep = json.loads(ep)
+    if ep:  # sample i of a (seed, dataset) is at level LEVELS[i % 5] (asd.evaluation.prompts.draw_testbed)
+        from asd.testbed.tasks import LEVELS
+
+        groups["level"] = np.array([f"level {LEVELS[(n % ep['samples']) % len(LEVELS)]}" for n in range(N)])
+    by_group = [
+        {
+            "group": name,
+            "value": str(v),
+            "n": int((g == v).sum()),
+            "mean_r0": float(served[g == v].mean()),
+            "agree_rate": float(y[g == v, 0].mean()),
+            "auc": metrics.auc(served[g == v], y[g == v, 0]),
+        }
+        for name, g in groups.items()
+        for v in np.unique(g)
+    ]
     top = [r["speedup"] for r in refs if r["policy"] == "oracle" and r["lam"] == 1.0]
     for r in out_rows:  # the online study's oracle is the measured bound: compare with it in these terms
         r["speedup_over_oracle_lam1"] = r["speedup"] / top[0] if top else None
@@ -250,6 +271,7 @@ def sweep(args) -> int:
         "ci_method": "percentile bootstrap over prompts (paired: the final stage alone on the same prompts)",
         "rows": out_rows,
         "references": refs,
+        "served_stage0_by_group": by_group,
         "provenance": provenance(),
         "schema_version": 1,
     }
