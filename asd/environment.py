@@ -8,6 +8,7 @@ imported it) and never raises on a missing tool: a field it cannot read is ``Non
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
 import platform
@@ -182,12 +183,13 @@ def config_record(path: str | Path) -> dict:
         "seeds": {},
     }
     if p.suffix in (".yaml", ".yml", ".json") and rec["text"] is not None:
-        try:
-            import yaml
+        # the strict reader (asd.config_yaml): it refuses an alias bomb before expanding it, where a plain
+        # yaml.safe_load shares the aliased lists and the walk below would visit every expanded path
+        from asd.config_yaml import parse
 
-            rec["seeds"] = find_seeds(yaml.safe_load(rec["text"]))
-        except Exception:  # a config the command itself will reject: its error is the command's to report
-            pass
+        # a config the command itself will reject: its error is the command's to report
+        with contextlib.suppress(Exception):
+            rec["seeds"] = find_seeds(parse(rec["text"], str(path)).data)
     return rec
 
 

@@ -101,6 +101,23 @@ def test_config_record_and_seeds(tmp_path):
     assert rec["text"] == p.read_text() and len(rec["sha256"]) == 64
 
 
+def test_config_record_does_not_expand_an_alias_bomb(tmp_path):
+    """A config whose aliases expand past the strict reader's limit: no seeds are collected (the command refuses
+    the file itself), instead of one per expanded path (a plain YAML load walks 9**6 copies of the seed here)."""
+    text = "a: &a [{seed: 1}, {seed: 1}, {seed: 1}, {seed: 1}, {seed: 1}, {seed: 1}, {seed: 1}, {seed: 1}, {seed: 1}]\n"
+    prev = "a"
+    for n in "bcdef":
+        text += f"{n}: &{n} [{', '.join(['*' + prev] * 9)}]\n"
+        prev = n
+    p = tmp_path / "bomb.yaml"
+    p.write_text(text)
+    rec = config_record(p)
+    assert rec["seeds"] == {} and rec["text"] == text
+    small = tmp_path / "shared.yaml"  # aliases within the limit are still read: one seed per path
+    small.write_text("a: &a {seed: 3}\nb: [*a, *a]\n")
+    assert config_record(small)["seeds"] == {"a.seed": 3, "b[0].seed": 3, "b[1].seed": 3}
+
+
 def test_schema_checker_catches_what_it_claims():
     s = {
         "type": "object", "required": ["a", "b"], "additionalProperties": False,
