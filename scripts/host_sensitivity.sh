@@ -2,11 +2,12 @@
 # Device run: the study's sensitivity to the predictor (docs/evaluation.md "A wider predictor", "What the target
 # needs"), on the CPU cores of
 # one many-core host (the 16-core host of a lent GPU machine): the dp cells with the single stages, the lossless
-# cascade and the oracle, back to back on the same prompts, with the served width (configs/evaluation_device_narrow.yaml,
-# runs/predictor/seed{0..4}) and the wider predictor (configs/evaluation_device_wide.yaml, runs/predictor-wide/seed{0..4},
-# scripts/host_train_predictors.sh with CONFIG=configs/predictor_wide.yaml DEST=runs/predictor-wide). Carry both
-# predictor folders. VARIANTS picks the configs configs/evaluation_device_<variant>.yaml (default "narrow wide";
-# "narrow balanced": the cell-balanced predictor, runs/predictor-balanced/seed{0..4}, configs/predictor_balanced.yaml).
+# cascade and the oracle, back to back on the same prompts, with the served width trained without cell balance
+# (configs/evaluation_device_narrow.yaml, runs/predictor-plain/seed{0..4}, configs/predictor_plain.yaml) and the wider
+# predictor (configs/evaluation_device_wide.yaml, runs/predictor-wide/seed{0..4}, scripts/host_train_predictors.sh with
+# CONFIG=configs/predictor_wide.yaml DEST=runs/predictor-wide). Carry the predictor folders. VARIANTS picks the configs
+# configs/evaluation_device_<variant>.yaml (default "narrow wide"; "narrow balanced": the cell-balanced predictor,
+# the served recipe, runs/predictor-balanced/seed{0..4}, configs/predictor_balanced.yaml).
 # Usage on the device machine, from the repository root:
 #   OUT=/some/dir ASD_GIT_REVISION=<sha> [VARIANTS="narrow balanced"] bash scripts/host_sensitivity.sh
 # What comes back in $OUT: the two run folders' grid.json and traces (traces.tgz.part*: cat them together); the
