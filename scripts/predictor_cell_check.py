@@ -22,11 +22,6 @@ from types import SimpleNamespace
 import numpy as np
 
 
-def cell_labels(task: np.ndarray, level: np.ndarray) -> np.ndarray:
-    """[n] str "task|level" of each prompt."""
-    return np.char.add(np.char.add(np.asarray(task).astype(str), "|"), np.asarray(level).astype(int).astype(str))
-
-
 def fit_logistic(X: np.ndarray, y: np.ndarray, l2: float = 1e-3, steps: int = 50) -> np.ndarray:
     """Coefficients [D] of an L2-regularised logistic regression of y [n] in {0, 1} on X [n, D] (Newton steps)."""
     beta = np.zeros(X.shape[1])
@@ -52,7 +47,7 @@ def main(argv: list[str] | None = None) -> int:
         return 2
 
     from asd.predictor.checkpoint import build_predictor, load_checkpoint
-    from asd.predictor.data import build_rows, load_training_set, split_of
+    from asd.predictor.data import build_rows, cell_labels, load_training_set, split_of
     from asd.predictor.evaluate import predict_rows
     from asd.predictor.metrics import auc
     from asd.provenance import provenance

@@ -164,6 +164,11 @@ class Rows:
         return np.concatenate([self.y_r, self.y_a], 1), np.concatenate([self.w_r, self.w_a], 1)
 
 
+def cell_labels(task: np.ndarray, level: np.ndarray) -> np.ndarray:
+    """[n] str "task|level": each prompt's (task, level) cell, from task [n] str and level [n] int."""
+    return np.char.add(np.char.add(np.asarray(task).astype(str), "|"), np.asarray(level).astype(np.int64).astype(str))
+
+
 def cell_weights(data: TrainingSet, samples: np.ndarray) -> np.ndarray:
     """[n] float64 weight n / (C · count of the sample's (task, level) cell among ``samples``), C cells present.
 
@@ -171,9 +176,8 @@ def cell_weights(data: TrainingSet, samples: np.ndarray) -> np.ndarray:
     ``predictor_training.cell_balance`` (docs/predictor.md), for data whose cells hold very different counts.
     """
     samples = np.asarray(samples, dtype=np.int64)
-    task = np.asarray(data.task)[samples].astype(str)
-    level = np.asarray(data.level)[samples].astype(np.int64)
-    _, cell = np.unique(np.char.add(np.char.add(task, "|"), level.astype(str)), return_inverse=True)
+    labels = cell_labels(np.asarray(data.task)[samples], np.asarray(data.level)[samples])  # [n]
+    _, cell = np.unique(labels, return_inverse=True)
     count = np.bincount(cell)
     return samples.size / (count.size * count[cell].astype(np.float64))
 

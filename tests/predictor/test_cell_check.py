@@ -1,4 +1,4 @@
-"""scripts/predictor_cell_check.py: the logistic fit it relies on, its cell labels and its refusal of a missing file."""
+"""scripts/predictor_cell_check.py: the logistic fit it relies on and its refusal of a missing file."""
 
 import importlib.util
 from pathlib import Path
@@ -17,11 +17,6 @@ def test_fit_logistic_recovers_known_coefficients():
     beta = np.array([0.3, 1.5, -2.0])
     y = (rng.random(40_000) < 1 / (1 + np.exp(-(X @ beta)))).astype(np.float64)
     np.testing.assert_allclose(mod.fit_logistic(X, y), beta, atol=0.06)
-
-
-def test_cell_labels_join_task_and_level():
-    got = mod.cell_labels(np.array(["gsm8k", "mmlu"], dtype=object), np.array([2, 5], dtype=np.int8))
-    assert got.tolist() == ["gsm8k|2", "mmlu|5"]
 
 
 def test_missing_data_file_is_one_line_and_writes_nothing(tmp_path, capsys):

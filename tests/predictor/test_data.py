@@ -9,7 +9,15 @@ h5py = pytest.importorskip("h5py", reason="h5py is not installed (training-set f
 
 from asd.core.features import FEATURE_NAMES
 from asd.core.mlp import pair_index
-from asd.predictor.data import TRAINING_FIELDS, build_rows, cell_weights, fold_of, load_training_set, split_of
+from asd.predictor.data import (
+    TRAINING_FIELDS,
+    build_rows,
+    cell_labels,
+    cell_weights,
+    fold_of,
+    load_training_set,
+    split_of,
+)
 
 from .datagen import synth_arrays, write_predictor_data
 
@@ -126,6 +134,11 @@ def test_cell_weights_balance_the_cells(tmp_path):
     np.testing.assert_allclose(weighted.w_r, plain.w_r * rw)
     np.testing.assert_allclose(weighted.w_a, plain.w_a * rw)
     np.testing.assert_array_equal(weighted.y_r, plain.y_r)
+
+
+def test_cell_labels_join_task_and_level():
+    got = cell_labels(np.array(["gsm8k", "mmlu"], dtype=object), np.array([2, 5], dtype=np.int8))
+    assert got.tolist() == ["gsm8k|2", "mmlu|5"]
 
 
 def test_split_key_is_the_prompt_key(tmp_path):
