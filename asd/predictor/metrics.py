@@ -69,14 +69,9 @@ def reliability(p, y, bins: int = ECE_BINS, w=None) -> dict:
     p, y = _check(p, y)
     wt = _weights(w, p.size)
     b = np.minimum((p * bins).astype(np.int64), bins - 1)
-    if wt is None:
-        cnt = np.bincount(b, minlength=bins).astype(np.float64)
-        sp = np.bincount(b, weights=p, minlength=bins)
-        sy = np.bincount(b, weights=y, minlength=bins)
-    else:
-        cnt = np.bincount(b, weights=wt, minlength=bins).astype(np.float64)
-        sp = np.bincount(b, weights=wt * p, minlength=bins)
-        sy = np.bincount(b, weights=wt * y, minlength=bins)
+    cnt = np.bincount(b, weights=wt, minlength=bins).astype(np.float64)
+    sp = np.bincount(b, weights=p if wt is None else wt * p, minlength=bins)
+    sy = np.bincount(b, weights=y if wt is None else wt * y, minlength=bins)
     with np.errstate(invalid="ignore", divide="ignore"):
         return {"count": cnt, "confidence": sp / cnt, "frequency": sy / cnt}
 
