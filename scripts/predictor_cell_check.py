@@ -17,7 +17,6 @@ import argparse
 import json
 import sys
 from pathlib import Path
-from types import SimpleNamespace
 
 import numpy as np
 
@@ -46,15 +45,16 @@ def main(argv: list[str] | None = None) -> int:
         print(f"predictor_cell_check: --data {args.data}: no such file", file=sys.stderr)
         return 2
 
-    from asd.predictor.checkpoint import build_predictor, load_checkpoint
+    from asd.core.mlp import MLPPredictor
+    from asd.predictor.checkpoint import check_compatible, load_checkpoint
     from asd.predictor.data import build_rows, cell_labels, load_training_set, split_of
-    from asd.predictor.evaluate import predict_rows
     from asd.predictor.metrics import auc
     from asd.provenance import provenance
 
     data = load_training_set(args.data)
-    _, meta = load_checkpoint(args.checkpoint)
-    pred = build_predictor(SimpleNamespace(kind="mlp", checkpoint=args.checkpoint), data.stage_names)
+    weights, meta = load_checkpoint(args.checkpoint)
+    check_compatible(meta, data.stage_names, where=f"--checkpoint {args.checkpoint}")
+    pred = MLPPredictor(weights, stage_names=meta.get("stage_names"))
     key, key_name = data.split_key("auto")
     split = split_of(key, (0.70, 0.15, 0.15), 0)
     cells_all = np.unique(cell_labels(data.task, data.level))
@@ -62,10 +62,10 @@ def main(argv: list[str] | None = None) -> int:
     def stage0(code: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """(cell [n] str, r̂_0 [n] members' mean, y [n] agreement of s0 with the final stage) of one split."""
         rows = build_rows(data, np.flatnonzero(split == code))
-        r, _ = predict_rows(pred, rows, data.K)  # [R, S, K]
-        s0 = rows.stage == 0
+        s0 = rows.stage == 0  # only the stage-0 rows are predicted
+        r, _ = pred.predict(rows.x[s0], rows.stage[s0], data.K)  # [n, S, K]
         idx = rows.sample[s0]
-        return cell_labels(data.task[idx], data.level[idx]), r[s0][:, :, 0].mean(1), rows.y_r[s0][:, 0]
+        return cell_labels(data.task[idx], data.level[idx]), r[:, :, 0].mean(1), rows.y_r[s0][:, 0]
 
     def design(cell: np.ndarray, r0: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         onehot = (cell[:, None] == cells_all[None, :]).astype(np.float64)  # [n, C]
