@@ -234,10 +234,10 @@ def sweep(args) -> int:
     ep = ft.attrs.get("eval_prompts")
     if isinstance(ep, str):
         ep = json.loads(ep)
-    if ep:  # sample i of a (seed, dataset) is at level LEVELS[i % 5] (asd.evaluation.prompts.draw_testbed)
-        from asd.testbed.tasks import LEVELS
+    if ep:  # row n is sample n % samples of its (seed, dataset), drawn by asd.evaluation.prompts.draw_testbed
+        from asd.evaluation.prompts import testbed_level
 
-        groups["level"] = np.array([f"level {LEVELS[(n % ep['samples']) % len(LEVELS)]}" for n in range(N)])
+        groups["level"] = np.array([f"level {testbed_level(n % ep['samples'])}" for n in range(N)])
     by_group = [
         {
             "group": name,

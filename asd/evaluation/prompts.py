@@ -38,15 +38,21 @@ class CellPrompts:
     score: Callable[[Sequence[str]], np.ndarray]  # B output texts → [B] float32 scores
 
 
-def draw_testbed(task: str, seed: int, sample_ids: Sequence[int] | np.ndarray) -> list:
-    """The testbed Example of each sample id (level LEVELS[i % 5], drawn with seed s·1,000,003 + i)."""
+def testbed_level(i: int) -> int:
+    """The difficulty level of evaluation sample id ``i`` of a testbed dataset: LEVELS[i % 5]."""
     from asd.testbed import tasks
 
-    out = []
-    for i in np.asarray(sample_ids, dtype=np.int64).tolist():
-        level = tasks.LEVELS[i % len(tasks.LEVELS)]
-        out.append(tasks.generate(task, 1, level, seed=seed * 1_000_003 + i)[0])
-    return out
+    return tasks.LEVELS[i % len(tasks.LEVELS)]
+
+
+def draw_testbed(task: str, seed: int, sample_ids: Sequence[int] | np.ndarray) -> list:
+    """The testbed Example of each sample id (level ``testbed_level(i)``, drawn with seed s·1,000,003 + i)."""
+    from asd.testbed import tasks
+
+    return [
+        tasks.generate(task, 1, testbed_level(i), seed=seed * 1_000_003 + i)[0]
+        for i in np.asarray(sample_ids, dtype=np.int64).tolist()
+    ]
 
 
 def benchmark_items(task: str, data_cfg, heldout_filter: str | None = None) -> tuple[list, Any]:
