@@ -375,6 +375,7 @@ def _record(doc, cells, measured, measured_pass, stages, table, device, dtype, c
             "stages": names,
             "cost_table": [s.name for s in table.stages],
             "calls_from": doc.get("run"),
+            "calls_run_git_revision": doc.get("run_git_revision"),
             **timing,
             "summary": summary,
             "by_stage": by_stage,

@@ -111,8 +111,47 @@ def _replays(root: Path) -> list[dict]:
         except json.JSONDecodeError:
             continue
         if isinstance(r, dict) and r.get("schema") == "asd-gpu-replay":
-            out.append({"file": str(p.relative_to(root)), **{k: r.get(k) for k in ("summary", "device", "label")}})
+            keys = ("summary", "device", "label", "git_revision", "calls_run_git_revision", "by_stage")
+            out.append({"file": str(p.relative_to(root)), **{k: r.get(k) for k in keys}})
     return out
+
+
+def _replay_lines(r: dict, run_revision: str | None) -> list[str]:
+    """One replay record as a sentence and a per-stage table (measured vs the table's estimate, seconds)."""
+    s = r.get("summary") or {}
+    if not s.get("replayed_calls"):
+        return [f"- `{r['file']}` on {r.get('device')}: no call replayed."]
+    within = "yes" if s.get("within_15_percent") else "no"
+    calls_rev = r.get("calls_run_git_revision")
+    if calls_rev is None:
+        whose = "the run the calls came from is not recorded in the file"
+    elif run_revision is not None and str(calls_rev)[:7] == str(run_revision)[:7]:
+        whose = f"the calls of this run (revision `{calls_rev}`)"
+    else:
+        whose = f"the calls of **another run** (revision `{calls_rev}`; this run: `{run_revision}`)"
+    skipped = [str(b["stage"]) for b in r.get("by_stage") or [] if b.get("skipped_calls")]
+    where = f": stage {', '.join(skipped)}" if skipped else ""
+    L = [
+        f"- `{r['file']}` on {r.get('device')} (revision `{r.get('git_revision')}`), {whose}: "
+        f"{s['replayed_calls']} calls replayed, measured {_f(s.get('measured_s'), 2, ' s')} vs "
+        f"{_f(s.get('estimated_s'), 2, ' s')} estimated, ratio **{_f(s.get('measured_over_estimated'))}** "
+        f"(within 15%: {within}); {s.get('not_replayed_calls', 0)} calls not replayed "
+        f"({_f(s.get('not_replayed_estimated_s'), 2, ' s')} estimated{where}).",
+    ]
+    rows = [b for b in r.get("by_stage") or [] if b.get("replayed_calls")]
+    if rows:
+        L += [
+            "",
+            "| stage | model | calls | measured | estimated | ratio | median per call [q1, q3] |",
+            "|---|---|---|---|---|---|---|",
+        ]
+        for b in rows:
+            L.append(
+                f"| {b['stage']} | {b.get('model')} | {b['replayed_calls']} | {_f(b.get('measured_s'), 2, ' s')} | "
+                f"{_f(b.get('estimated_s'), 2, ' s')} | {_f(b.get('ratio_total'))} | {_f(b.get('ratio_median'))} "
+                f"[{_f(b.get('ratio_q1'))}, {_f(b.get('ratio_q3'))}] |"
+            )
+    return L
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -398,8 +437,7 @@ def _projection_section(rec: dict, g: str, replay: list[dict]) -> list[str]:
     if replay:
         L += ["### One-GPU replay (measured vs the table's estimate)", ""]
         for r in replay:
-            L.append(f"- `{r['file']}` on {r.get('device')}: {json.dumps(r.get('summary'), default=str)}")
-        L.append("")
+            L += [*_replay_lines(r, rec.get("run_git_revision")), ""]
     else:
         L += ["No one-GPU replay in `replay/` yet (scripts/gpu_replay.py writes one; docs/analysis.md#replay).", ""]
     return L

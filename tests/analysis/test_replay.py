@@ -80,6 +80,7 @@ def test_replay_runs_each_call_with_its_recorded_shape(doc, monkeypatch):
     assert by[3]["replayed_calls"] == 0 and by[3]["skipped_calls"] > 0 and by[3]["skipped_estimated_s"] > 0
     assert by[0]["replayed_calls"] > 0 and by[0]["ratio_total"] > 0
     assert rec["schema"] == R.REPLAY_SCHEMA and "random-weight" in rec["label"]
+    assert rec["calls_from"] == d["run"] and rec["calls_run_git_revision"] == d["run_git_revision"]
 
 
 def test_repeats_time_each_call_again_and_reprice_keeps_the_measurements(doc, monkeypatch):

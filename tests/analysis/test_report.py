@@ -84,3 +84,32 @@ def test_trace_file_report_still_works(small_run, tmp_path, capsys):
     assert rc == 2 and "--plot and --json apply to a trace file" in capsys.readouterr().err
     with pytest.raises(SystemExit):
         main(["analyze"])  # RUN is required
+
+
+def test_report_renders_an_attached_replay_and_says_whose_calls_it_timed(run_copy, capsys):
+    rev = json.loads((run_copy / "grid.json").read_text())["git_revision"]
+    stage = {"stage": 0, "model": "Qwen/Qwen2.5-7B", "replayed_calls": 4, "measured_s": 1.8, "estimated_s": 2.0,
+             "ratio_total": 0.9, "ratio_median": 0.91, "ratio_q1": 0.88, "ratio_q3": 0.95}
+    summary = {"replayed_calls": 4, "measured_s": 1.8, "estimated_s": 2.0, "measured_over_estimated": 0.9,
+               "within_15_percent": True, "not_replayed_calls": 3, "not_replayed_estimated_s": 1.25}
+    (run_copy / "replay").mkdir()
+    for name, calls_rev in (("a_this.json", rev), ("b_other.json", "0000000"), ("c_unknown.json", None)):
+        doc = {"schema": "asd-gpu-replay", "device": "NVIDIA H200", "git_revision": "abc1234", "summary": summary,
+               "by_stage": [stage, {"stage": 3, "replayed_calls": 0, "skipped_calls": 3}]}
+        if calls_rev is not None:
+            doc["calls_run_git_revision"] = calls_rev
+        (run_copy / "replay" / name).write_text(json.dumps(doc))
+    (run_copy / "replay" / "d_not_a_replay.json").write_text(json.dumps({"schema": "asd-analysis"}))
+    assert main(["report", str(run_copy), "--resamples", "200"]) == 0
+    md = (run_copy / "report.md").read_text()
+    lines = [ln for ln in md.splitlines() if ln.startswith("- `replay/")]
+    assert len(lines) == 3, lines
+    assert f"the calls of this run (revision `{rev}`)" in lines[0]
+    assert "**another run** (revision `0000000`" in lines[1]
+    assert "not recorded" in lines[2]
+    assert "4 calls replayed, measured 1.80 s vs 2.00 s estimated, ratio **0.900** (within 15%: yes)" in lines[0]
+    assert "3 calls not replayed (1.25 s estimated: stage 3)" in lines[0]
+    assert md.count("| 0 | Qwen/Qwen2.5-7B | 4 | 1.80 s | 2.00 s | 0.900 | 0.910 [0.880, 0.950] |") == 3
+    assert "| 3 |" not in md.split("### One-GPU replay")[1].split("##")[0]  # stages with no replayed call
+    assert len(json.loads((run_copy / "report.json").read_text())["replay"]) == 3
+    capsys.readouterr()
