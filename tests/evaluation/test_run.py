@@ -236,3 +236,43 @@ def test_the_same_grid_on_slurm_gives_the_same_data(online, tmp_path):
             np.testing.assert_array_equal(a.data[name], b.data[name], err_msg=f"{c['cell']}: {name}")
         assert [x.tolist() for x in a.data["tokens"]] == [x.tolist() for x in b.data["tokens"]]
     assert not math.isnan(g["cpu_hours"])
+
+
+def test_pooled_speedups_sum_the_seconds_of_a_seed_over_its_datasets():
+    from asd.evaluation.run import pooled_speedups
+
+    def row(label, ds, seed, secs, final=False, t=0.0):
+        return {"label": label, "dataset": ds, "seed": seed, "temperature": t, "seconds": secs, "final": final}
+
+    rows = [row("s3", "a", 0, 10.0, True), row("s3", "b", 0, 30.0, True), row("s3", "a", 1, 10.0, True),
+            row("s3", "b", 1, 10.0, True), row("dp", "a", 0, 5.0), row("dp", "b", 0, 5.0), row("dp", "a", 1, 10.0),
+            row("dp", "b", 1, 2.0), row("s3 T", "a", 0, 8.0, True, 0.7), row("dp T", "a", 0, 2.0, t=0.7),
+            row("dp T", "b", 0, 1.0, t=0.7), row("lonely", "c", 0, 1.0)]
+    sp = pooled_speedups(rows)
+    # seed 0: (10 + 30) / (5 + 5) = 4; seed 1: (10 + 10) / (10 + 2) = 5/3 (the mean of per-cell ratios would be 3.5)
+    assert sp["dp"] == pytest.approx((4 + 5 / 3) / 2)
+    assert sp["s3"] == pytest.approx(1.0)
+    assert sp["dp T"] == pytest.approx(4.0)  # against the sampled final stage; dataset b has no sampled reference
+    assert sp["lonely"] is None
+
+
+def test_the_quick_summary_gives_the_speedup_asd_analyze_gives(tmp_path):
+    from asd.analysis.analyze import analyze
+    from asd.analysis.run import load_run
+    from asd.evaluation.run import pooled_speedups
+    from tests.analysis.synth import write_run
+
+    root = write_run(tmp_path / "r", seeds=(0, 1, 2), n=24, lambdas=(1.0,), taus=(), ablations=())
+    run = load_run(root)
+    rows = []
+    for c in run.cells:
+        tr = read_traces(root / "cells" / c.id / "traces.h5", fields=["batch_id", "batch_latency_s"])
+        _, first = np.unique(tr.data["batch_id"], return_index=True)
+        final = c.policy == "single" and c.stage == run.K - 1
+        rows.append({"label": c.id.split("--")[1], "dataset": c.dataset, "seed": c.seed, "temperature": 0.0,
+                     "seconds": float(np.nansum(tr.data["batch_latency_s"][first])), "final": final})
+    quick = pooled_speedups(rows)
+    rec = analyze(run)
+    dp = next(r for r in rec["groups"]["all"]["rows"] if r["label"] == "dp λ=1")
+    assert len({r["dataset"] for r in rows}) > 1 and quick["dp-lam1"] != pytest.approx(1.0)
+    assert quick["dp-lam1"] == pytest.approx(dp["speedup"][rec["stage_names"][-1]]["mean"], rel=1e-9)
