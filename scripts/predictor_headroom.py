@@ -20,6 +20,18 @@ latency shares (an estimate from one machine's shares, labelled so; bootstrap CI
     python scripts/predictor_headroom.py sweep --data runs/headroom/full.h5 \\
         --out results/experiments/testbed_headroom/sweep.json \\
         --figure results/experiments/testbed_headroom/headroom.png
+
+``start`` prices another policy family on the same traces: start at stage m (no cheaper draft), stop there when
+the served r̂_m (from stage m's features as a first stage: ``accept_ratio_prev`` = 1, as the cascade records a
+first stage) is at least τ, else let the final stage verify and finish (``asd.predictor.headroom.
+start_stage_routes``); per (m, τ) the same accuracy, loss and speedup estimates, the family's own oracle (escalate
+exactly when y_m differs from the final stage's), and, with ``--compare`` a sweep record, its μ = 0 dp rows on
+one figure:
+
+    python scripts/predictor_headroom.py start --data runs/headroom/full.h5 \
+        --compare results/experiments/testbed_headroom/sweep_served.json \
+        --out results/experiments/testbed_headroom/start_stage.json \
+        --figure results/experiments/testbed_headroom/start_stage.png
 """
 
 from __future__ import annotations
@@ -165,10 +177,14 @@ def sweep(args) -> int:
     if args.figure and Path(args.figure).with_suffix(".json").resolve() == Path(args.out).resolve():
         print(f"--out {args.out}: the figure's data goes there; name the record otherwise", file=sys.stderr)
         return 2
-    ft = fulltrace.read(args.data)
+    try:
+        ft = fulltrace.read(args.data)
+        cost_model = load_cost_model(ROOT / args.cost_model)
+        base = build_predictor(PredictorConfig(kind="mlp", checkpoint=args.checkpoint), list(ft.attrs["stage_names"]))
+    except (OSError, ValueError) as e:  # a missing or foreign file, a predictor of other stages: one line
+        print(f"predictor_headroom sweep: {e}", file=sys.stderr)
+        return 2
     K, N = ft.K, len(ft)
-    cost_model = load_cost_model(ROOT / args.cost_model)
-    base = build_predictor(PredictorConfig(kind="mlp", checkpoint=args.checkpoint), list(ft.attrs["stage_names"]))
     d = ft.data
     rows, ids = np.arange(N), d["sample_id"].astype(np.int64)
     y = d["agree_final"].astype(bool)  # [N, K]
@@ -284,6 +300,183 @@ def sweep(args) -> int:
     return 0
 
 
+def start(args) -> int:
+    from asd.core.features import FEATURE_NAMES
+    from asd.data.base import file_sha256
+    from asd.evaluation import fulltrace
+    from asd.predictor import metrics
+    from asd.predictor.checkpoint import build_predictor
+    from asd.predictor.config import PredictorConfig
+    from asd.predictor.headroom import start_stage_routes
+    from asd.provenance import provenance
+
+    if any(not (0.0 <= t <= 1.0) for t in args.taus):
+        print(f"--taus: every τ must be in [0, 1], got {args.taus}", file=sys.stderr)
+        return 2
+    compare, oracle = None, []
+    if args.compare:
+        try:
+            doc = json.loads(Path(args.compare).read_text())
+            compare = [r for r in doc["rows"] if r["mu"] == 0]
+            oracle = [r for r in doc["references"] if r["policy"] == "oracle" and r["lam"] == 1.0]
+        except (OSError, ValueError, KeyError, TypeError) as e:
+            print(f"--compare {args.compare}: not a sweep record ({e})", file=sys.stderr)
+            return 2
+    try:
+        ft = fulltrace.read(args.data)
+        base = build_predictor(PredictorConfig(kind="mlp", checkpoint=args.checkpoint), list(ft.attrs["stage_names"]))
+    except (OSError, ValueError) as e:  # a missing or foreign file, a predictor of other stages: one line
+        print(f"predictor_headroom start: {e}", file=sys.stderr)
+        return 2
+    K, N = ft.K, len(ft)
+    if any(not 0 <= m < K - 1 for m in args.starts):
+        print(f"--starts: every start stage must be in 0..{K - 2}, got {args.starts}", file=sys.stderr)
+        return 2
+    d = ft.data
+    rows = np.arange(N)
+    y = d["agree_final"].astype(bool)  # [N, K]
+    score = d["score"].astype(np.float64)  # [N, K]
+    gl = np.asarray(d["gen_latency_s"], np.float64)  # [N, K] s
+    vl = np.nan_to_num(np.asarray(d["verify_latency_s"], np.float64))  # [N, K, K] s
+    dl, acc = d["draft_len"].astype(np.int64), d["accepted_len"].astype(np.float64)
+    t_final, s_final = gl[:, K - 1], score[:, K - 1]
+
+    def summarize(fin: np.ndarray, t: np.ndarray, seed: int) -> dict:
+        sc = score[rows, fin]
+        loss = s_final - sc
+        return {
+            "final_stage_hist": np.bincount(fin, minlength=K).tolist(),
+            "accuracy": float(sc.mean()),
+            "loss_points": float(100 * loss.mean()),
+            "loss_ci95": [100 * v for v in _boot(lambda i: loss[i].mean(), N, args.resamples, seed)],
+            "speedup": float(t_final.sum() / t.sum()),
+            "speedup_ci95": list(_boot(lambda i: t_final[i].sum() / t[i].sum(), N, args.resamples, seed + 1)),
+        }
+
+    out_rows, oracles = [], []
+    first = np.asarray(d["features"], np.float32)
+    for m in args.starts:
+        x = first[:, m].copy()
+        x[:, FEATURE_NAMES.index("accept_ratio_prev")] = 1.0  # a first stage has no earlier draft to verify
+        r, _ = base.predict(x, np.full(N, m, np.int64), K)
+        rm = r[:, :, m].mean(1)  # [N] the served r̂_m
+        auc = metrics.auc(rm, y[:, m])
+        for tau in args.taus:
+            fin, t = start_stage_routes(rm, tau, gl, vl, dl, acc, m)
+            out_rows.append({"start": m, "tau": tau, "auc": auc, **summarize(fin, t, args.seed)})
+            r_ = out_rows[-1]
+            print(
+                f"start s{m} τ {tau:<5} (AUC {auc:.3f}): accuracy {r_['accuracy']:.3f} (loss "
+                f"{r_['loss_points']:.1f} pt [{r_['loss_ci95'][0]:.1f}, {r_['loss_ci95'][1]:.1f}]), "
+                f"speedup {r_['speedup']:.2f}x, stops {r_['final_stage_hist']}",
+                flush=True,
+            )
+        fin, t = start_stage_routes((y[:, m]).astype(np.float64), 0.5, gl, vl, dl, acc, m)
+        oracles.append({"start": m, **summarize(fin, t, args.seed)})
+        print(f"start s{m} oracle: accuracy {oracles[-1]['accuracy']:.3f}, speedup {oracles[-1]['speedup']:.2f}x")
+    record = {
+        "what": "start at stage m, escalate to the final stage when the served r̂_m < τ; priced with the traces' "
+        "measured per-sample latency shares (estimate, not an online run)",
+        "data": {
+            "path": args.data,
+            "sha256": file_sha256(args.data),
+            "prompts": N,
+            **{k: ft.attrs.get(k) for k in ("eval_prompts", "git_revision")},
+        },
+        "checkpoint": args.checkpoint,
+        "resamples": args.resamples,
+        "ci_method": "percentile bootstrap over prompts (paired: the final stage alone on the same prompts)",
+        "rows": out_rows,
+        "oracles": oracles,
+        "compare_dp": {"path": args.compare, "rows": compare, "oracles": oracle} if compare is not None else None,
+        "provenance": provenance(),
+        "schema_version": 1,
+    }
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(record, indent=1, default=float) + "\n")
+    print(f"wrote {out}")
+    if args.figure:
+        start_figure(record, Path(args.figure))
+    return 0
+
+
+def args_xmax(record: dict, cap: float = 12.0) -> float:
+    """The loss axis' end: every row up to ``cap`` points shows, with a margin."""
+    rows = record["rows"] + ((record.get("compare_dp") or {}).get("rows") or [])
+    seen = [r["loss_ci95"][1] for r in rows if r["loss_points"] <= cap]
+    return float(max(seen, default=cap)) + 0.5
+
+
+def start_figure(record: dict, path: Path) -> None:
+    """Speed against accuracy loss: each start stage's τ curve, its oracle, and dp at μ = 0 (PNG + JSON)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6.5, 4.5))
+
+    def curve(rs, label, marker):
+        rs = sorted(rs, key=lambda r: r["speedup"])
+        sp = np.array([[r["speedup"], *r["speedup_ci95"]] for r in rs])
+        ls = np.array([[r["loss_points"], *r["loss_ci95"]] for r in rs])
+        ax.errorbar(
+            ls[:, 0],
+            sp[:, 0],
+            xerr=[ls[:, 0] - ls[:, 1], ls[:, 2] - ls[:, 0]],
+            yerr=[sp[:, 0] - sp[:, 1], sp[:, 2] - sp[:, 0]],
+            marker=marker,
+            ms=4,
+            lw=1,
+            label=label,
+        )
+
+    for m in sorted({r["start"] for r in record["rows"]}):
+        curve([r for r in record["rows"] if r["start"] == m], f"start s{m}, escalate if r̂ < τ", "o")
+    if record.get("compare_dp"):
+        curve(record["compare_dp"]["rows"], "dp from s0 (served predictor), λ", "s")
+        for o in record["compare_dp"].get("oracles") or []:
+            ax.plot([o["loss_points"]], [o["speedup"]], "k*", ms=9)
+            ax.annotate(
+                "dp from s0: oracle",
+                (o["loss_points"], o["speedup"]),
+                fontsize=7,
+                textcoords="offset points",
+                xytext=(4, 4),
+            )
+    for o in record["oracles"]:
+        ax.plot([o["loss_points"]], [o["speedup"]], "k*", ms=9)
+        ax.annotate(
+            f"start s{o['start']} oracle",
+            (o["loss_points"], o["speedup"]),
+            fontsize=7,
+            textcoords="offset points",
+            xytext=(4, 4),
+        )
+    ax.axhline(3.0, color="r", ls="--", lw=0.8, label="target 3x")
+    ax.axvline(1.0, color="r", ls=":", lw=0.8, label="target ≤ 1 pt")
+    xmax = args_xmax(record)
+    shown = [
+        r["speedup_ci95"][1]
+        for r in record["rows"] + ((record.get("compare_dp") or {}).get("rows") or [])
+        if r["loss_points"] <= xmax
+    ]
+    ax.set_xlim(-0.5, xmax)
+    ax.set_ylim(0.8, max([*shown, 3.2]) + 0.3)
+    ax.set_xlabel("accuracy loss vs the final stage alone (points; rows beyond the axis are in the JSON)")
+    ax.set_ylabel("speedup vs the final stage alone (estimated)")
+    ax.legend(fontsize=7)
+    ax.set_title(f"Where to start: {record['data']['prompts']} evaluation prompts, full traces", fontsize=9)
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    keep = {k: record[k] for k in ("rows", "oracles", "compare_dp")}
+    path.with_suffix(".json").write_text(json.dumps(keep, indent=1, default=float) + "\n")
+    print(f"wrote {path}")
+
+
 def figure(record: dict, path: Path) -> None:
     """Speedup and loss of dp against the stage-0 AUC its predictor reaches, one line per λ (PNG + JSON)."""
     import matplotlib
@@ -347,8 +540,20 @@ def main(argv: list[str] | None = None) -> int:
     s.add_argument("--resamples", type=int, default=2000)
     s.add_argument("--out", required=True)
     s.add_argument("--figure", default="")
+    t = sub.add_parser("start", help="start at stage m, escalate to the final stage when r̂_m < τ")
+    t.add_argument("--data", required=True)
+    t.add_argument("--checkpoint", default="testbed:predictor")
+    t.add_argument("--starts", nargs="+", type=int, default=[1, 2])
+    t.add_argument(
+        "--taus", nargs="+", type=float, default=[0.3, 0.5, 0.6, 0.7, 0.8, 0.85, 0.9, 0.93, 0.95, 0.97, 0.99]
+    )
+    t.add_argument("--compare", default="", help="a sweep record: its μ = 0 dp rows go on the figure")
+    t.add_argument("--seed", type=int, default=0, help="the bootstrap's")
+    t.add_argument("--resamples", type=int, default=2000)
+    t.add_argument("--out", required=True)
+    t.add_argument("--figure", default="")
     args = ap.parse_args(argv)
-    return build(args) if args.cmd == "build" else sweep(args)
+    return {"build": build, "sweep": sweep, "start": start}[args.cmd](args)
 
 
 if __name__ == "__main__":

@@ -90,3 +90,29 @@ class InformedPredictor:
         else:
             r, acc = self.base.predict(np.nan_to_num(record[rows, stage]), stage, K)
         return sharpen(r, self.llr[rows]), acc
+
+
+def start_stage_routes(
+    r_start: np.ndarray,  # [N] r̂_m: P(y_m == y_{K-1}) from stage m's features as a first stage
+    tau: float,  # escalate to the final stage iff r̂_m < tau
+    gen_s: np.ndarray,  # [N, K] s: each stage's generation share per prompt
+    verify_s: np.ndarray,  # [N, K, K] s: M_j's verification of y_i, per prompt (i < j)
+    draft_len: np.ndarray,  # [N, K] tokens of y_k
+    accepted_len: np.ndarray,  # [N, K, K] tokens of y_i that M_j accepts
+    m: int,  # the start stage, 0 <= m < K - 1
+) -> tuple[np.ndarray, np.ndarray]:  # final stage [N] int64, cost [N] s
+    """A two-step policy family: start at stage m (no cheaper draft), stop there when r̂_m ≥ tau, else let the
+    final stage verify y_m and finish it. Priced like the cascade's replay: the start stage's generation, then
+    the verification plus the unaccepted fraction of the final stage's generation."""
+    r = np.asarray(r_start, np.float64)
+    K = gen_s.shape[1]
+    if not 0 <= m < K - 1:
+        raise ValueError(f"start stage must be in 0..{K - 2}, got {m}")
+    if not (np.isfinite(tau) and 0.0 <= tau <= 1.0):
+        raise ValueError(f"tau must be in [0, 1], got {tau}")
+    if r.shape != (gen_s.shape[0],):
+        raise ValueError(f"r_start must be [N] with N = {gen_s.shape[0]}, got {r.shape}")
+    up = r < tau  # [N] escalated
+    frac = accepted_len[:, m, K - 1] / np.maximum(draft_len[:, m], 1)
+    cost = gen_s[:, m] + up * (verify_s[:, m, K - 1] + (1.0 - frac) * gen_s[:, K - 1])
+    return np.where(up, K - 1, m).astype(np.int64), cost

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import math
 import subprocess
 import sys
@@ -12,7 +13,7 @@ import pytest
 
 from asd.core.predictor import PriorPredictor
 from asd.predictor import metrics
-from asd.predictor.headroom import InformedPredictor, evidence, sharpen
+from asd.predictor.headroom import InformedPredictor, evidence, sharpen, start_stage_routes
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -94,3 +95,88 @@ def test_script_refuses_bad_arguments(tmp_path):
         )
         assert p.returncode == 2 and (extra[0] in p.stderr or "--out" in p.stderr), p.stderr
         assert not out.exists()
+
+
+def test_start_stage_routes_price_the_start_stage_and_the_final_stages_check():
+    K = 3
+    gen = np.array([[1.0, 2.0, 10.0], [1.0, 4.0, 10.0], [1.0, 3.0, 10.0]])  # [N, K] s
+    ver = np.zeros((3, K, K))
+    ver[:, 1, 2] = [5.0, 6.0, 7.0]
+    dl = np.full((3, K), 8)
+    acc = np.full((3, K, K), -1.0)
+    acc[:, 1, 2] = [8, 4, 0]  # all, half, none of y_1 accepted by the final stage
+    r = np.array([0.9, 0.5, 0.2])
+    fin, cost = start_stage_routes(r, 0.6, gen, ver, dl, acc, m=1)
+    np.testing.assert_array_equal(fin, [1, 2, 2])
+    np.testing.assert_allclose(cost, [2.0, 4.0 + 6.0 + 0.5 * 10.0, 3.0 + 7.0 + 10.0])
+    fin, cost = start_stage_routes(r, 0.0, gen, ver, dl, acc, m=1)  # τ = 0: stop at the start stage
+    np.testing.assert_array_equal(fin, [1, 1, 1])
+    np.testing.assert_allclose(cost, gen[:, 1])
+    for bad, match in (({"m": 2}, "start stage"), ({"tau": 1.5}, "tau"), ({"r_start": r[:2]}, "r_start")):
+        kw = {"r_start": r, "tau": 0.5, "gen_s": gen, "verify_s": ver, "draft_len": dl, "accepted_len": acc, "m": 1}
+        with pytest.raises(ValueError, match=match):
+            start_stage_routes(**{**kw, **bad})
+
+
+def _full_traces(path: Path, N: int = 40, K: int = 4) -> dict:
+    """A small synthetic full-trace file: stage m agrees with the final stage on a random subset, and an
+    agreeing stage scores what the final stage scores."""
+    from asd.core.features import FEATURE_NAMES
+    from asd.evaluation import fulltrace
+
+    rng = np.random.default_rng(5)
+    agree = rng.random((N, K)) < np.array([0.4, 0.6, 0.8, 1.0])
+    final = (rng.random(N) < 0.9).astype(np.float64)
+    score = np.where(agree, final[:, None], 1.0 - final[:, None])
+    draft = rng.integers(4, 12, (N, K))
+    accepted = np.full((N, K, K), -1)
+    for j in range(K):
+        for m in range(j + 1, K):
+            accepted[:, j, m] = rng.integers(0, draft[:, j] + 1)
+    data = {
+        "sample_id": np.arange(N), "task": np.array(["t"] * N, dtype=object), "prompt_len": np.full(N, 9),
+        "features": rng.random((N, K, len(FEATURE_NAMES))).astype(np.float32), "draft_len": draft,
+        "accepted_len": accepted, "agree_final": agree, "score": score,
+        "gen_latency_s": np.tile([0.01, 0.02, 0.05, 0.2], (N, 1)) * rng.uniform(0.8, 1.2, (N, K)),
+        "verify_latency_s": rng.uniform(0.01, 0.05, (N, K, K)),
+        **{f"tokens_{k}": [np.arange(draft[i, k]) for i in range(N)] for k in range(K)},
+    }
+    names = [f"testbed:s{k}" for k in range(K)]  # the committed predictor's stages
+    fulltrace.write(path, data, {"feature_names": list(FEATURE_NAMES), "stage_names": names})
+    return data
+
+
+def test_start_script_end_to_end(tmp_path):
+    data = _full_traces(tmp_path / "full.h5")
+    out, fig = tmp_path / "start.json", tmp_path / "start.png"
+    cmd = [sys.executable, str(ROOT / "scripts/predictor_headroom.py"), "start", "--data", str(tmp_path / "full.h5"),
+           "--starts", "1", "2", "--taus", "0", "1", "--resamples", "50", "--out", str(out), "--figure", str(fig)]
+    p = subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT)
+    assert p.returncode == 0, p.stderr
+    rec = json.loads(out.read_text())
+    gen, score = data["gen_latency_s"], data["score"]
+    by = {(r["start"], r["tau"]): r for r in rec["rows"]}
+    for m in (1, 2):
+        stop = by[(m, 0.0)]  # nothing escalates: stage m alone
+        assert stop["final_stage_hist"][m] == 40 and stop["accuracy"] == pytest.approx(score[:, m].mean())
+        assert stop["speedup"] == pytest.approx(gen[:, 3].sum() / gen[:, m].sum())
+        assert by[(m, 1.0)]["accuracy"] == pytest.approx(score[:, 3].mean())  # everything checked by the final
+        oracle = next(o for o in rec["oracles"] if o["start"] == m)
+        assert oracle["accuracy"] == pytest.approx(score[:, 3].mean()) and oracle["loss_points"] == pytest.approx(0)
+        assert oracle["final_stage_hist"][3] == int((~data["agree_final"][:, m]).sum())
+    assert fig.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and json.loads(fig.with_suffix(".json").read_text())["rows"]
+
+
+def test_start_script_refuses_bad_arguments(tmp_path):
+    """A τ outside [0, 1], no sweep record, no trace file, a start stage past K − 2: one line, exit 2, nothing
+    written."""
+    out = tmp_path / "r.json"
+    _full_traces(tmp_path / "full.h5")
+    for extra in (["--taus", "1.5"], ["--compare", str(tmp_path / "nothing.json")], ["--data", "missing.h5"],
+                  ["--data", str(tmp_path / "full.h5"), "--starts", "3"]):
+        cmd = [sys.executable, str(ROOT / "scripts/predictor_headroom.py"), "start", "--data", "missing.h5",
+               "--out", str(out), *extra]
+        p = subprocess.run(cmd, capture_output=True, text=True)
+        said = extra[-2] if extra[-2].startswith("--") else extra[-1]
+        assert p.returncode == 2 and (said in p.stderr or "missing.h5" in p.stderr), p.stderr
+        assert len(p.stderr.strip().splitlines()) == 1 and not out.exists()
