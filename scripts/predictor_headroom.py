@@ -31,7 +31,7 @@ one figure:
     python scripts/predictor_headroom.py start --data runs/headroom/full.h5 \
         --compare results/experiments/testbed_headroom/sweep_served.json \
         --out results/experiments/testbed_headroom/start_stage.json \
-        --figure results/experiments/testbed_headroom/start_stage.png
+        --figure results/experiments/testbed_headroom/where_to_start.png
 """
 
 from __future__ import annotations
@@ -312,6 +312,9 @@ def start(args) -> int:
 
     if any(not (0.0 <= t <= 1.0) for t in args.taus):
         print(f"--taus: every τ must be in [0, 1], got {args.taus}", file=sys.stderr)
+        return 2
+    if args.figure and Path(args.figure).with_suffix(".json").resolve() == Path(args.out).resolve():
+        print(f"--out {args.out}: the figure's data goes there; name the record otherwise", file=sys.stderr)
         return 2
     compare, oracle = None, []
     if args.compare:

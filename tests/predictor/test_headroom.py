@@ -148,12 +148,13 @@ def _full_traces(path: Path, N: int = 40, K: int = 4) -> dict:
 
 def test_start_script_end_to_end(tmp_path):
     data = _full_traces(tmp_path / "full.h5")
-    out, fig = tmp_path / "start.json", tmp_path / "start.png"
+    out, fig = tmp_path / "start.json", tmp_path / "where.png"
     cmd = [sys.executable, str(ROOT / "scripts/predictor_headroom.py"), "start", "--data", str(tmp_path / "full.h5"),
            "--starts", "1", "2", "--taus", "0", "1", "--resamples", "50", "--out", str(out), "--figure", str(fig)]
     p = subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT)
     assert p.returncode == 0, p.stderr
     rec = json.loads(out.read_text())
+    assert rec["schema_version"] == 1 and rec["provenance"]["git_revision"] and rec["data"]["prompts"] == 40
     gen, score = data["gen_latency_s"], data["score"]
     by = {(r["start"], r["tau"]): r for r in rec["rows"]}
     for m in (1, 2):
@@ -173,10 +174,10 @@ def test_start_script_refuses_bad_arguments(tmp_path):
     out = tmp_path / "r.json"
     _full_traces(tmp_path / "full.h5")
     for extra in (["--taus", "1.5"], ["--compare", str(tmp_path / "nothing.json")], ["--data", "missing.h5"],
-                  ["--data", str(tmp_path / "full.h5"), "--starts", "3"]):
+                  ["--data", str(tmp_path / "full.h5"), "--starts", "3"], ["--figure", str(tmp_path / "r.png")]):
         cmd = [sys.executable, str(ROOT / "scripts/predictor_headroom.py"), "start", "--data", "missing.h5",
                "--out", str(out), *extra]
         p = subprocess.run(cmd, capture_output=True, text=True)
         said = extra[-2] if extra[-2].startswith("--") else extra[-1]
-        assert p.returncode == 2 and (said in p.stderr or "missing.h5" in p.stderr), p.stderr
+        assert p.returncode == 2 and (said in p.stderr or "missing.h5" in p.stderr or "--out" in p.stderr), p.stderr
         assert len(p.stderr.strip().splitlines()) == 1 and not out.exists()
