@@ -301,18 +301,23 @@ def sweep(args) -> int:
 
 
 def start(args) -> int:
+    from asd.core.decision import Decider
+    from asd.core.dp import PolicyConfig
     from asd.core.features import FEATURE_NAMES
+    from asd.costs_io import load_cost_model
     from asd.data.base import file_sha256
     from asd.evaluation import fulltrace
+    from asd.evaluation.replay import simulate
     from asd.predictor import metrics
     from asd.predictor.checkpoint import build_predictor
     from asd.predictor.config import PredictorConfig
-    from asd.predictor.headroom import start_stage_routes
+    from asd.predictor.headroom import root_oracle_pick, start_stage_routes
     from asd.provenance import provenance
 
-    if any(not (0.0 <= t <= 1.0) for t in args.taus):
-        print(f"--taus: every τ must be in [0, 1], got {args.taus}", file=sys.stderr)
-        return 2
+    for name, taus in (("--taus", args.taus), ("--root-taus", args.root_taus)):
+        if any(not (0.0 <= t <= 1.0) for t in taus):
+            print(f"{name}: every τ must be in [0, 1], got {taus}", file=sys.stderr)
+            return 2
     if args.figure and Path(args.figure).with_suffix(".json").resolve() == Path(args.out).resolve():
         print(f"--out {args.out}: the figure's data goes there; name the record otherwise", file=sys.stderr)
         return 2
@@ -325,8 +330,12 @@ def start(args) -> int:
         except (OSError, ValueError, KeyError, TypeError) as e:
             print(f"--compare {args.compare}: not a sweep record ({e})", file=sys.stderr)
             return 2
+    if any(not (lam >= 0) for lam in args.root_lams):
+        print(f"--root-lams: every λ must be >= 0, got {args.root_lams}", file=sys.stderr)
+        return 2
     try:
         ft = fulltrace.read(args.data)
+        cost_model = load_cost_model(ROOT / args.cost_model)
         base = build_predictor(PredictorConfig(kind="mlp", checkpoint=args.checkpoint), list(ft.attrs["stage_names"]))
     except (OSError, ValueError) as e:  # a missing or foreign file, a predictor of other stages: one line
         print(f"predictor_headroom start: {e}", file=sys.stderr)
@@ -377,6 +386,39 @@ def start(args) -> int:
         fin, t = start_stage_routes((y[:, m]).astype(np.float64), 0.5, gl, vl, dl, acc, m)
         oracles.append({"start": m, **summarize(fin, t, args.seed)})
         print(f"start s{m} oracle: accuracy {oracles[-1]['accuracy']:.3f}, speedup {oracles[-1]['speedup']:.2f}x")
+    # the root's ceiling: a per-input choice between dp from s0 (λ) and starting at the last start stage (τ),
+    # made by an oracle; and what the prompt alone tells about stage 0's outcome (cross-validated)
+    root_rows = []
+    m = max(args.starts)
+    x = first[:, m].copy()
+    x[:, FEATURE_NAMES.index("accept_ratio_prev")] = 1.0
+    rm = base.predict(x, np.full(N, m, np.int64), K)[0][:, :, m].mean(1)
+    sizes = np.asarray(ft.attrs.get("stage_params") or np.ones(K), np.float64)
+    ids = d["sample_id"].astype(np.int64)
+    for lam in args.root_lams:
+        rec = simulate(
+            ft, rows, ids, Decider(PolicyConfig(name="dp", lam=lam, kappa=args.kappa), K, sizes, base, cost_model)
+        )
+        fa = rec["final_stage"].astype(np.int64)
+        ca = _route_cost(rec, gl, vl, dl, acc)
+        for tau in args.root_taus:
+            fb, cb = start_stage_routes(rm, tau, gl, vl, dl, acc, m)
+            pick = root_oracle_pick(score[rows, fa], ca, score[rows, fb], cb)
+            row = {
+                "lam": lam,
+                "start": m,
+                "tau": tau,
+                "picks_start": float(pick.mean()),
+                **summarize(np.where(pick, fb, fa), np.where(pick, cb, ca), args.seed),
+            }
+            root_rows.append(row)
+            print(
+                f"root oracle: dp λ {lam} or start s{m} τ {tau}: loss {row['loss_points']:.1f} pt, "
+                f"speedup {row['speedup']:.2f}x (start s{m} for {row['picks_start']:.2f})",
+                flush=True,
+            )
+    prompt_auc = _prompt_only_auc(d, first[:, 0], y[:, 0], args.seed)
+    print(f"stage 0's outcome from the prompt alone (task, prompt length, prompt NLL under s0): AUC {prompt_auc:.3f}")
     record = {
         "what": "start at stage m, escalate to the final stage when the served r̂_m < τ; priced with the traces' "
         "measured per-sample latency shares (estimate, not an online run)",
@@ -392,6 +434,12 @@ def start(args) -> int:
         "rows": out_rows,
         "oracles": oracles,
         "compare_dp": {"path": args.compare, "rows": compare, "oracles": oracle} if compare is not None else None,
+        "root_oracle": {"kappa": args.kappa, "cost_model": args.cost_model, "rows": root_rows},
+        "prompt_only_stage0_auc": {
+            "auc": prompt_auc,
+            "method": "logistic regression on [task one-hot, log(1 + prompt length), prompt NLL under stage 0], "
+            "5 random folds (seeded), out-of-fold scores",
+        },
         "provenance": provenance(),
         "schema_version": 1,
     }
@@ -402,6 +450,27 @@ def start(args) -> int:
     if args.figure:
         start_figure(record, Path(args.figure))
     return 0
+
+
+def _prompt_only_auc(d: dict, f0: np.ndarray, y0: np.ndarray, seed: int, folds: int = 5) -> float:
+    """Out-of-fold AUC of stage 0's outcome y0 [N] from what is known before any stage generates: the task, the
+    prompt length and the prompt's NLL under stage 0 (one prefill); f0 [N, F] stage-0 features."""
+    from predictor_cell_check import fit_logistic
+
+    from asd.core.features import FEATURE_NAMES
+    from asd.predictor import metrics
+
+    tasks = np.asarray(d["task"]).astype(str)
+    cols = [tasks == t for t in np.unique(tasks)]
+    cols += [np.log1p(f0[:, FEATURE_NAMES.index("prompt_len")]), f0[:, FEATURE_NAMES.index("prompt_nll")]]
+    X = np.stack(cols, 1).astype(np.float64)
+    X = np.concatenate([np.ones((len(X), 1)), (X - X.mean(0)) / (X.std(0) + 1e-9)], 1)
+    fold = np.random.default_rng([seed, 0x524F]).integers(0, folds, len(X))  # random: rows are ordered by level
+    p = np.zeros(len(X))
+    for k in range(folds):
+        beta = fit_logistic(X[fold != k], y0[fold != k].astype(np.float64))
+        p[fold == k] = 1.0 / (1.0 + np.exp(-(X[fold == k] @ beta)))
+    return metrics.auc(p, y0.astype(bool))
 
 
 def args_xmax(record: dict, cap: float = 12.0) -> float:
@@ -551,6 +620,18 @@ def main(argv: list[str] | None = None) -> int:
         "--taus", nargs="+", type=float, default=[0.3, 0.5, 0.6, 0.7, 0.8, 0.85, 0.9, 0.93, 0.95, 0.97, 0.99]
     )
     t.add_argument("--compare", default="", help="a sweep record: its μ = 0 dp rows go on the figure")
+    t.add_argument(
+        "--root-lams", nargs="+", type=float, default=[0.3, 0.5, 1.0], help="dp's λ for the root oracle's first route"
+    )
+    t.add_argument(
+        "--root-taus",
+        nargs="+",
+        type=float,
+        default=[0.85, 0.93],
+        help="the start stage's τ for the root oracle's second route",
+    )
+    t.add_argument("--cost-model", default="configs/costs/testbed-cpu.json")
+    t.add_argument("--kappa", type=float, default=0.5)
     t.add_argument("--seed", type=int, default=0, help="the bootstrap's")
     t.add_argument("--resamples", type=int, default=2000)
     t.add_argument("--out", required=True)

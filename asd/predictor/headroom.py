@@ -116,3 +116,15 @@ def start_stage_routes(
     frac = accepted_len[:, m, K - 1] / np.maximum(draft_len[:, m], 1)
     cost = gen_s[:, m] + up * (verify_s[:, m, K - 1] + (1.0 - frac) * gen_s[:, K - 1])
     return np.where(up, K - 1, m).astype(np.int64), cost
+
+
+def root_oracle_pick(
+    score_a: np.ndarray,  # [N] task score of route a (e.g. dp from s0)
+    cost_a: np.ndarray,  # [N] s
+    score_b: np.ndarray,  # [N] task score of route b (e.g. start at s2)
+    cost_b: np.ndarray,  # [N] s
+) -> np.ndarray:  # [N] bool: take route b
+    """An upper bound on choosing between two routes per input before any stage runs: the route that scores
+    higher, and the cheaper one where they score alike. No decision made from the prompt can do better."""
+    sa, sb = np.asarray(score_a, np.float64), np.asarray(score_b, np.float64)
+    return (sb > sa) | ((sb == sa) & (np.asarray(cost_b) < np.asarray(cost_a)))

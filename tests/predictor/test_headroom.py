@@ -13,7 +13,7 @@ import pytest
 
 from asd.core.predictor import PriorPredictor
 from asd.predictor import metrics
-from asd.predictor.headroom import InformedPredictor, evidence, sharpen, start_stage_routes
+from asd.predictor.headroom import InformedPredictor, evidence, root_oracle_pick, sharpen, start_stage_routes
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -166,6 +166,13 @@ def test_start_script_end_to_end(tmp_path):
         assert oracle["accuracy"] == pytest.approx(score[:, 3].mean()) and oracle["loss_points"] == pytest.approx(0)
         assert oracle["final_stage_hist"][3] == int((~data["agree_final"][:, m]).sum())
     assert fig.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and json.loads(fig.with_suffix(".json").read_text())["rows"]
+    root = rec["root_oracle"]["rows"]
+    assert {(r["lam"], r["tau"]) for r in root} == {(lam, tau) for lam in (0.3, 0.5, 1.0) for tau in (0.85, 0.93)}
+    for r in root:  # the oracle takes the better route per prompt: never below the start stage's own accuracy
+        alone = start_stage_routes(np.ones(40), 0.0, gen, data["verify_latency_s"], data["draft_len"],
+                                   data["accepted_len"].astype(float), 2)[0]
+        assert r["accuracy"] >= score[np.arange(40), alone].mean() - 1e-12 and 0 <= r["picks_start"] <= 1
+    assert 0.0 <= rec["prompt_only_stage0_auc"]["auc"] <= 1.0
 
 
 def test_start_script_refuses_bad_arguments(tmp_path):
@@ -173,7 +180,8 @@ def test_start_script_refuses_bad_arguments(tmp_path):
     written."""
     out = tmp_path / "r.json"
     _full_traces(tmp_path / "full.h5")
-    for extra in (["--taus", "1.5"], ["--compare", str(tmp_path / "nothing.json")], ["--data", "missing.h5"],
+    for extra in (["--taus", "1.5"], ["--root-taus", "-0.1"], ["--root-lams", "-1"],
+                  ["--compare", str(tmp_path / "nothing.json")], ["--data", "missing.h5"],
                   ["--data", str(tmp_path / "full.h5"), "--starts", "3"], ["--figure", str(tmp_path / "r.png")]):
         cmd = [sys.executable, str(ROOT / "scripts/predictor_headroom.py"), "start", "--data", "missing.h5",
                "--out", str(out), *extra]
@@ -181,3 +189,9 @@ def test_start_script_refuses_bad_arguments(tmp_path):
         said = extra[-2] if extra[-2].startswith("--") else extra[-1]
         assert p.returncode == 2 and (said in p.stderr or "missing.h5" in p.stderr or "--out" in p.stderr), p.stderr
         assert len(p.stderr.strip().splitlines()) == 1 and not out.exists()
+
+
+def test_root_oracle_takes_the_better_route_and_the_cheaper_of_equals():
+    sa, ca = np.array([1.0, 0.0, 1.0, 0.0, 0.5]), np.array([1.0, 1.0, 1.0, 1.0, 1.0])
+    sb, cb = np.array([0.0, 1.0, 1.0, 0.0, 0.5]), np.array([0.5, 3.0, 0.5, 2.0, 1.0])
+    np.testing.assert_array_equal(root_oracle_pick(sa, ca, sb, cb), [False, True, True, False, False])
