@@ -155,16 +155,74 @@ def _boot(fn, n: int, B: int, seed: int) -> tuple[float, float]:
     return float(lo), float(hi)
 
 
+class _Traces:
+    """The full traces a subcommand prices, with the served predictor and the cost table: arrays [N, K(, K)]."""
+
+    def __init__(self, ft, cost_model, base):
+        d = ft.data
+        self.ft, self.cost_model, self.base, self.d = ft, cost_model, base, d
+        self.K, self.N = ft.K, len(ft)
+        self.rows, self.ids = np.arange(self.N), d["sample_id"].astype(np.int64)
+        self.y = d["agree_final"].astype(bool)  # [N, K]
+        self.score = d["score"].astype(np.float64)  # [N, K]
+        self.gl = np.asarray(d["gen_latency_s"], np.float64)  # [N, K] s
+        self.vl = np.nan_to_num(np.asarray(d["verify_latency_s"], np.float64))  # [N, K, K] s
+        self.dl = d["draft_len"].astype(np.int64)  # [N, K]
+        self.acc = d["accepted_len"].astype(np.float64)  # [N, K, K]
+        self.t_final = self.gl[:, self.K - 1]  # [N] s: the final stage alone
+        self.s_final = self.score[:, self.K - 1]  # [N]
+        self.sizes = np.asarray(ft.attrs.get("stage_params") or np.ones(self.K), np.float64)
+
+    def outcome(self, fin: np.ndarray, t: np.ndarray, resamples: int, seed: int) -> dict:
+        """Accuracy, loss vs the final stage alone (points) and speedup (estimate), with paired bootstrap CIs,
+        of routes ending at ``fin`` [N] and costing ``t`` [N] s."""
+        sc = self.score[self.rows, fin]
+        loss = self.s_final - sc  # [N] paired per prompt
+        tf, N = self.t_final, self.N
+        return {
+            "final_stage_hist": np.bincount(fin, minlength=self.K).tolist(),
+            "accuracy": float(sc.mean()),
+            "loss_points": float(100 * loss.mean()),
+            "loss_ci95": [100 * v for v in _boot(lambda i: loss[i].mean(), N, resamples, seed)],
+            "speedup": float(tf.sum() / t.sum()),
+            "speedup_ci95": list(_boot(lambda i: tf[i].sum() / t[i].sum(), N, resamples, seed + 1)),
+        }
+
+    def dp_routes(self, predictor, lam: float, kappa: float) -> tuple[dict, np.ndarray]:
+        """dp replayed through the cascade's loop: (the replay record, each prompt's route cost [N] s)."""
+        from asd.core.decision import Decider
+        from asd.core.dp import PolicyConfig
+        from asd.evaluation.replay import simulate
+
+        dec = Decider(PolicyConfig(name="dp", lam=lam, kappa=kappa), self.K, self.sizes, predictor, self.cost_model)
+        rec = simulate(self.ft, self.rows, self.ids, dec)
+        return rec, _route_cost(rec, self.gl, self.vl, self.dl, self.acc)
+
+
+def _open(args, cmd: str) -> _Traces | None:
+    """Read the trace file, the cost table and the served predictor; a missing or foreign file or a predictor of
+    other stages is one line on stderr (None)."""
+    from asd.costs_io import load_cost_model
+    from asd.evaluation import fulltrace
+    from asd.predictor.checkpoint import build_predictor
+    from asd.predictor.config import PredictorConfig
+
+    try:
+        ft = fulltrace.read(args.data)
+        cost_model = load_cost_model(ROOT / args.cost_model)
+        base = build_predictor(PredictorConfig(kind="mlp", checkpoint=args.checkpoint), list(ft.attrs["stage_names"]))
+    except (OSError, ValueError) as e:
+        print(f"predictor_headroom {cmd}: {e}", file=sys.stderr)
+        return None
+    return _Traces(ft, cost_model, base)
+
+
 def sweep(args) -> int:
     from asd.core.decision import Decider
     from asd.core.dp import PolicyConfig
-    from asd.costs_io import load_cost_model
     from asd.data.base import file_sha256
-    from asd.evaluation import fulltrace
     from asd.evaluation.replay import simulate
     from asd.predictor import metrics
-    from asd.predictor.checkpoint import build_predictor
-    from asd.predictor.config import PredictorConfig
     from asd.predictor.headroom import InformedPredictor, evidence, sharpen
     from asd.provenance import provenance
 
@@ -177,46 +235,24 @@ def sweep(args) -> int:
     if args.figure and Path(args.figure).with_suffix(".json").resolve() == Path(args.out).resolve():
         print(f"--out {args.out}: the figure's data goes there; name the record otherwise", file=sys.stderr)
         return 2
-    try:
-        ft = fulltrace.read(args.data)
-        cost_model = load_cost_model(ROOT / args.cost_model)
-        base = build_predictor(PredictorConfig(kind="mlp", checkpoint=args.checkpoint), list(ft.attrs["stage_names"]))
-    except (OSError, ValueError) as e:  # a missing or foreign file, a predictor of other stages: one line
-        print(f"predictor_headroom sweep: {e}", file=sys.stderr)
+    tr = _open(args, "sweep")
+    if tr is None:
         return 2
-    K, N = ft.K, len(ft)
-    d = ft.data
-    rows, ids = np.arange(N), d["sample_id"].astype(np.int64)
-    y = d["agree_final"].astype(bool)  # [N, K]
-    score = d["score"].astype(np.float64)  # [N, K]
-    gl = np.asarray(d["gen_latency_s"], np.float64)  # [N, K] s
-    vl = np.nan_to_num(np.asarray(d["verify_latency_s"], np.float64))  # [N, K, K] s
-    dl = d["draft_len"].astype(np.int64)
-    acc = d["accepted_len"].astype(np.float64)
-    t_final = gl[:, K - 1]  # [N] s: the final stage alone
-    s_final = score[:, K - 1]
+    ft, base, cost_model, d = tr.ft, tr.base, tr.cost_model, tr.d
+    K, N, rows, ids, y, sizes = tr.K, tr.N, tr.rows, tr.ids, tr.y, tr.sizes
     r0, _ = base.predict(d["features"][:, 0], np.zeros(N, np.int64), K)  # [N, S, K] from stage-0 features
-    sizes = np.asarray(ft.attrs.get("stage_params") or np.ones(K), np.float64)
 
     def summarize(label: str, mu: float | None, lam: float, rec: dict, seed: int) -> dict:
         fin = rec["final_stage"].astype(np.int64)
-        sc = score[rows, fin]
-        t = _route_cost(rec, gl, vl, dl, acc)
-        loss = s_final - sc  # [N] paired per prompt
-        row = {
+        t = _route_cost(rec, tr.gl, tr.vl, tr.dl, tr.acc)
+        return {
             "policy": label,
             "mu": mu,
             "lam": lam,
-            "final_stage_hist": np.bincount(fin, minlength=K).tolist(),
-            "accuracy": float(sc.mean()),
-            "accuracy_final_stage": float(s_final.mean()),
-            "loss_points": float(100 * loss.mean()),
-            "loss_ci95": [100 * v for v in _boot(lambda i: loss[i].mean(), N, args.resamples, seed)],
-            "speedup": float(t_final.sum() / t.sum()),
-            "speedup_ci95": list(_boot(lambda i: t_final[i].sum() / t[i].sum(), N, args.resamples, seed + 1)),
+            **tr.outcome(fin, t, args.resamples, seed),
+            "accuracy_final_stage": float(tr.s_final.mean()),
             "wrong_early_stops": int(((fin < K - 1) & ~y[rows, fin]).sum()),
         }
-        return row
 
     out_rows = []
     for mu in args.mus:
@@ -301,16 +337,9 @@ def sweep(args) -> int:
 
 
 def start(args) -> int:
-    from asd.core.decision import Decider
-    from asd.core.dp import PolicyConfig
     from asd.core.features import FEATURE_NAMES
-    from asd.costs_io import load_cost_model
     from asd.data.base import file_sha256
-    from asd.evaluation import fulltrace
-    from asd.evaluation.replay import simulate
     from asd.predictor import metrics
-    from asd.predictor.checkpoint import build_predictor
-    from asd.predictor.config import PredictorConfig
     from asd.predictor.headroom import root_oracle_pick, start_stage_routes
     from asd.provenance import provenance
 
@@ -318,6 +347,9 @@ def start(args) -> int:
         if any(not (0.0 <= t <= 1.0) for t in taus):
             print(f"{name}: every τ must be in [0, 1], got {taus}", file=sys.stderr)
             return 2
+    if any(not (lam >= 0) for lam in args.root_lams):
+        print(f"--root-lams: every λ must be >= 0, got {args.root_lams}", file=sys.stderr)
+        return 2
     if args.figure and Path(args.figure).with_suffix(".json").resolve() == Path(args.out).resolve():
         print(f"--out {args.out}: the figure's data goes there; name the record otherwise", file=sys.stderr)
         return 2
@@ -330,86 +362,58 @@ def start(args) -> int:
         except (OSError, ValueError, KeyError, TypeError) as e:
             print(f"--compare {args.compare}: not a sweep record ({e})", file=sys.stderr)
             return 2
-    if any(not (lam >= 0) for lam in args.root_lams):
-        print(f"--root-lams: every λ must be >= 0, got {args.root_lams}", file=sys.stderr)
+    tr = _open(args, "start")
+    if tr is None:
         return 2
-    try:
-        ft = fulltrace.read(args.data)
-        cost_model = load_cost_model(ROOT / args.cost_model)
-        base = build_predictor(PredictorConfig(kind="mlp", checkpoint=args.checkpoint), list(ft.attrs["stage_names"]))
-    except (OSError, ValueError) as e:  # a missing or foreign file, a predictor of other stages: one line
-        print(f"predictor_headroom start: {e}", file=sys.stderr)
-        return 2
-    K, N = ft.K, len(ft)
+    K, N, y, score = tr.K, tr.N, tr.y, tr.score
     if any(not 0 <= m < K - 1 for m in args.starts):
         print(f"--starts: every start stage must be in 0..{K - 2}, got {args.starts}", file=sys.stderr)
         return 2
-    d = ft.data
-    rows = np.arange(N)
-    y = d["agree_final"].astype(bool)  # [N, K]
-    score = d["score"].astype(np.float64)  # [N, K]
-    gl = np.asarray(d["gen_latency_s"], np.float64)  # [N, K] s
-    vl = np.nan_to_num(np.asarray(d["verify_latency_s"], np.float64))  # [N, K, K] s
-    dl, acc = d["draft_len"].astype(np.int64), d["accepted_len"].astype(np.float64)
-    t_final, s_final = gl[:, K - 1], score[:, K - 1]
+    first = np.asarray(tr.d["features"], np.float32)
 
-    def summarize(fin: np.ndarray, t: np.ndarray, seed: int) -> dict:
-        sc = score[rows, fin]
-        loss = s_final - sc
-        return {
-            "final_stage_hist": np.bincount(fin, minlength=K).tolist(),
-            "accuracy": float(sc.mean()),
-            "loss_points": float(100 * loss.mean()),
-            "loss_ci95": [100 * v for v in _boot(lambda i: loss[i].mean(), N, args.resamples, seed)],
-            "speedup": float(t_final.sum() / t.sum()),
-            "speedup_ci95": list(_boot(lambda i: t_final[i].sum() / t[i].sum(), N, args.resamples, seed + 1)),
-        }
+    def served_first(m: int) -> np.ndarray:
+        """[N] the served r̂_m from stage m's features as a first stage (no earlier draft to verify)."""
+        x = first[:, m].copy()
+        x[:, FEATURE_NAMES.index("accept_ratio_prev")] = 1.0
+        return tr.base.predict(x, np.full(N, m, np.int64), K)[0][:, :, m].mean(1)
+
+    def routes(r: np.ndarray, tau: float, m: int) -> tuple[np.ndarray, np.ndarray]:
+        return start_stage_routes(r, tau, tr.gl, tr.vl, tr.dl, tr.acc, m)
 
     out_rows, oracles = [], []
-    first = np.asarray(d["features"], np.float32)
     for m in args.starts:
-        x = first[:, m].copy()
-        x[:, FEATURE_NAMES.index("accept_ratio_prev")] = 1.0  # a first stage has no earlier draft to verify
-        r, _ = base.predict(x, np.full(N, m, np.int64), K)
-        rm = r[:, :, m].mean(1)  # [N] the served r̂_m
+        rm = served_first(m)
         auc = metrics.auc(rm, y[:, m])
         for tau in args.taus:
-            fin, t = start_stage_routes(rm, tau, gl, vl, dl, acc, m)
-            out_rows.append({"start": m, "tau": tau, "auc": auc, **summarize(fin, t, args.seed)})
-            r_ = out_rows[-1]
+            row = {"start": m, "tau": tau, "auc": auc, **tr.outcome(*routes(rm, tau, m), args.resamples, args.seed)}
+            out_rows.append(row)
             print(
-                f"start s{m} τ {tau:<5} (AUC {auc:.3f}): accuracy {r_['accuracy']:.3f} (loss "
-                f"{r_['loss_points']:.1f} pt [{r_['loss_ci95'][0]:.1f}, {r_['loss_ci95'][1]:.1f}]), "
-                f"speedup {r_['speedup']:.2f}x, stops {r_['final_stage_hist']}",
+                f"start s{m} τ {tau:<5} (AUC {auc:.3f}): accuracy {row['accuracy']:.3f} (loss "
+                f"{row['loss_points']:.1f} pt [{row['loss_ci95'][0]:.1f}, {row['loss_ci95'][1]:.1f}]), "
+                f"speedup {row['speedup']:.2f}x, stops {row['final_stage_hist']}",
                 flush=True,
             )
-        fin, t = start_stage_routes((y[:, m]).astype(np.float64), 0.5, gl, vl, dl, acc, m)
-        oracles.append({"start": m, **summarize(fin, t, args.seed)})
+        oracles.append(
+            {"start": m, **tr.outcome(*routes(y[:, m].astype(np.float64), 0.5, m), args.resamples, args.seed)}
+        )
         print(f"start s{m} oracle: accuracy {oracles[-1]['accuracy']:.3f}, speedup {oracles[-1]['speedup']:.2f}x")
     # the root's ceiling: a per-input choice between dp from s0 (λ) and starting at the last start stage (τ),
     # made by an oracle; and what the prompt alone tells about stage 0's outcome (cross-validated)
     root_rows = []
     m = max(args.starts)
-    x = first[:, m].copy()
-    x[:, FEATURE_NAMES.index("accept_ratio_prev")] = 1.0
-    rm = base.predict(x, np.full(N, m, np.int64), K)[0][:, :, m].mean(1)
-    sizes = np.asarray(ft.attrs.get("stage_params") or np.ones(K), np.float64)
-    ids = d["sample_id"].astype(np.int64)
+    rm = served_first(m)
     for lam in args.root_lams:
-        rec = simulate(
-            ft, rows, ids, Decider(PolicyConfig(name="dp", lam=lam, kappa=args.kappa), K, sizes, base, cost_model)
-        )
+        rec, ca = tr.dp_routes(tr.base, lam, args.kappa)
         fa = rec["final_stage"].astype(np.int64)
-        ca = _route_cost(rec, gl, vl, dl, acc)
         for tau in args.root_taus:
-            fb, cb = start_stage_routes(rm, tau, gl, vl, dl, acc, m)
-            pick = root_oracle_pick(score[rows, fa], ca, score[rows, fb], cb)
+            fb, cb = routes(rm, tau, m)
+            pick = root_oracle_pick(score[tr.rows, fa], ca, score[tr.rows, fb], cb)
             row = {
                 "lam": lam,
                 "start": m,
                 "tau": tau,
                 "picks_start": float(pick.mean()),
-                **summarize(np.where(pick, fb, fa), np.where(pick, cb, ca), args.seed),
+                **tr.outcome(np.where(pick, fb, fa), np.where(pick, cb, ca), args.resamples, args.seed),
             }
             root_rows.append(row)
             print(
@@ -417,7 +421,7 @@ def start(args) -> int:
                 f"speedup {row['speedup']:.2f}x (start s{m} for {row['picks_start']:.2f})",
                 flush=True,
             )
-    prompt_auc = _prompt_only_auc(d, first[:, 0], y[:, 0], args.seed)
+    prompt_auc = _prompt_only_auc(tr.d, first[:, 0], y[:, 0], args.seed)
     print(f"stage 0's outcome from the prompt alone (task, prompt length, prompt NLL under s0): AUC {prompt_auc:.3f}")
     record = {
         "what": "start at stage m, escalate to the final stage when the served r̂_m < τ; priced with the traces' "
@@ -426,7 +430,7 @@ def start(args) -> int:
             "path": args.data,
             "sha256": file_sha256(args.data),
             "prompts": N,
-            **{k: ft.attrs.get(k) for k in ("eval_prompts", "git_revision")},
+            **{k: tr.ft.attrs.get(k) for k in ("eval_prompts", "git_revision")},
         },
         "checkpoint": args.checkpoint,
         "resamples": args.resamples,
