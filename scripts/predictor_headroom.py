@@ -217,14 +217,49 @@ def _open(args, cmd: str) -> _Traces | None:
     return _Traces(ft, cost_model, base)
 
 
+def _write(args, tr: _Traces, record: dict, draw) -> int:
+    """Write the record (with the trace file's identity, the CI method, provenance and schema version) to
+    ``--out`` and, with ``--figure``, ``draw(record, path)``."""
+    from asd.data.base import file_sha256
+    from asd.provenance import provenance
+
+    record = {
+        **record,
+        "data": {
+            "path": args.data,
+            "sha256": file_sha256(args.data),
+            "prompts": tr.N,
+            **{k: tr.ft.attrs.get(k) for k in ("eval_prompts", "git_revision")},
+        },
+        "checkpoint": args.checkpoint,
+        "resamples": args.resamples,
+        "ci_method": "percentile bootstrap over prompts (paired: the final stage alone on the same prompts)",
+        "provenance": provenance(),
+        "schema_version": 1,
+    }
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(record, indent=1, default=float) + "\n")
+    print(f"wrote {out}")
+    if args.figure:
+        draw(record, Path(args.figure))
+    return 0
+
+
+def _figure_clashes(args) -> bool:
+    """True (and one line on stderr) when --figure's data file would overwrite the --out record."""
+    if args.figure and Path(args.figure).with_suffix(".json").resolve() == Path(args.out).resolve():
+        print(f"--out {args.out}: the figure's data goes there; name the record otherwise", file=sys.stderr)
+        return True
+    return False
+
+
 def sweep(args) -> int:
     from asd.core.decision import Decider
     from asd.core.dp import PolicyConfig
-    from asd.data.base import file_sha256
     from asd.evaluation.replay import simulate
     from asd.predictor import metrics
     from asd.predictor.headroom import InformedPredictor, evidence, sharpen
-    from asd.provenance import provenance
 
     if any(not (np.isfinite(m) and m >= 0) for m in args.mus):
         print(f"--mus: every μ must be finite and >= 0, got {args.mus}", file=sys.stderr)
@@ -232,8 +267,7 @@ def sweep(args) -> int:
     if any(not (lam >= 0) for lam in args.lams):
         print(f"--lams: every λ must be >= 0, got {args.lams}", file=sys.stderr)
         return 2
-    if args.figure and Path(args.figure).with_suffix(".json").resolve() == Path(args.out).resolve():
-        print(f"--out {args.out}: the figure's data goes there; name the record otherwise", file=sys.stderr)
+    if _figure_clashes(args):
         return 2
     tr = _open(args, "sweep")
     if tr is None:
@@ -309,39 +343,20 @@ def sweep(args) -> int:
         "what": "dp replayed on the study's evaluation prompts with the served predictor sharpened by calibrated "
         "label-informed evidence of strength mu (asd.predictor.headroom); speedups priced with the traces' "
         "measured per-sample latency shares (estimate, not an online run)",
-        "data": {
-            "path": args.data,
-            "sha256": file_sha256(args.data),
-            "prompts": N,
-            **{k: ft.attrs.get(k) for k in ("eval_prompts", "git_revision")},
-        },
-        "checkpoint": args.checkpoint,
         "cost_model": args.cost_model,
         "kappa": args.kappa,
         "evidence_seed": args.seed,
-        "resamples": args.resamples,
-        "ci_method": "percentile bootstrap over prompts (paired: the final stage alone on the same prompts)",
         "rows": out_rows,
         "references": refs,
         "served_stage0_by_group": by_group,
-        "provenance": provenance(),
-        "schema_version": 1,
     }
-    out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(record, indent=1, default=float) + "\n")
-    print(f"wrote {out}")
-    if args.figure:
-        figure(record, Path(args.figure))
-    return 0
+    return _write(args, tr, record, figure)
 
 
 def start(args) -> int:
     from asd.core.features import FEATURE_NAMES
-    from asd.data.base import file_sha256
     from asd.predictor import metrics
     from asd.predictor.headroom import root_oracle_pick, start_stage_routes
-    from asd.provenance import provenance
 
     for name, taus in (("--taus", args.taus), ("--root-taus", args.root_taus)):
         if any(not (0.0 <= t <= 1.0) for t in taus):
@@ -350,8 +365,7 @@ def start(args) -> int:
     if any(not (lam >= 0) for lam in args.root_lams):
         print(f"--root-lams: every λ must be >= 0, got {args.root_lams}", file=sys.stderr)
         return 2
-    if args.figure and Path(args.figure).with_suffix(".json").resolve() == Path(args.out).resolve():
-        print(f"--out {args.out}: the figure's data goes there; name the record otherwise", file=sys.stderr)
+    if _figure_clashes(args):
         return 2
     compare, oracle = None, []
     if args.compare:
@@ -426,15 +440,6 @@ def start(args) -> int:
     record = {
         "what": "start at stage m, escalate to the final stage when the served r̂_m < τ; priced with the traces' "
         "measured per-sample latency shares (estimate, not an online run)",
-        "data": {
-            "path": args.data,
-            "sha256": file_sha256(args.data),
-            "prompts": N,
-            **{k: tr.ft.attrs.get(k) for k in ("eval_prompts", "git_revision")},
-        },
-        "checkpoint": args.checkpoint,
-        "resamples": args.resamples,
-        "ci_method": "percentile bootstrap over prompts (paired: the final stage alone on the same prompts)",
         "rows": out_rows,
         "oracles": oracles,
         "compare_dp": {"path": args.compare, "rows": compare, "oracles": oracle} if compare is not None else None,
@@ -444,16 +449,8 @@ def start(args) -> int:
             "method": "logistic regression on [task one-hot, log(1 + prompt length), prompt NLL under stage 0], "
             "5 random folds (seeded), out-of-fold scores",
         },
-        "provenance": provenance(),
-        "schema_version": 1,
     }
-    out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(record, indent=1, default=float) + "\n")
-    print(f"wrote {out}")
-    if args.figure:
-        start_figure(record, Path(args.figure))
-    return 0
+    return _write(args, tr, record, start_figure)
 
 
 def _prompt_only_auc(d: dict, f0: np.ndarray, y0: np.ndarray, seed: int, folds: int = 5) -> float:
