@@ -246,6 +246,14 @@ def _write(args, tr: _Traces, record: dict, draw) -> int:
     return 0
 
 
+def _refuses(name: str, values: list[float], ok, rule: str) -> bool:
+    """True (and one line on stderr) when a value of option ``name`` breaks ``rule``."""
+    if all(ok(v) for v in values):
+        return False
+    print(f"{name}: every {rule}, got {values}", file=sys.stderr)
+    return True
+
+
 def _figure_clashes(args) -> bool:
     """True (and one line on stderr) when --figure's data file would overwrite the --out record."""
     if args.figure and Path(args.figure).with_suffix(".json").resolve() == Path(args.out).resolve():
@@ -261,13 +269,11 @@ def sweep(args) -> int:
     from asd.predictor import metrics
     from asd.predictor.headroom import InformedPredictor, evidence, sharpen
 
-    if any(not (np.isfinite(m) and m >= 0) for m in args.mus):
-        print(f"--mus: every μ must be finite and >= 0, got {args.mus}", file=sys.stderr)
-        return 2
-    if any(not (lam >= 0) for lam in args.lams):
-        print(f"--lams: every λ must be >= 0, got {args.lams}", file=sys.stderr)
-        return 2
-    if _figure_clashes(args):
+    if (
+        _refuses("--mus", args.mus, lambda m: np.isfinite(m) and m >= 0, "μ must be finite and >= 0")
+        or _refuses("--lams", args.lams, lambda lam: lam >= 0, "λ must be >= 0")
+        or _figure_clashes(args)
+    ):
         return 2
     tr = _open(args, "sweep")
     if tr is None:
@@ -358,14 +364,12 @@ def start(args) -> int:
     from asd.predictor import metrics
     from asd.predictor.headroom import root_oracle_pick, start_stage_routes
 
-    for name, taus in (("--taus", args.taus), ("--root-taus", args.root_taus)):
-        if any(not (0.0 <= t <= 1.0) for t in taus):
-            print(f"{name}: every τ must be in [0, 1], got {taus}", file=sys.stderr)
-            return 2
-    if any(not (lam >= 0) for lam in args.root_lams):
-        print(f"--root-lams: every λ must be >= 0, got {args.root_lams}", file=sys.stderr)
-        return 2
-    if _figure_clashes(args):
+    if (
+        _refuses("--taus", args.taus, lambda t: 0.0 <= t <= 1.0, "τ must be in [0, 1]")
+        or _refuses("--root-taus", args.root_taus, lambda t: 0.0 <= t <= 1.0, "τ must be in [0, 1]")
+        or _refuses("--root-lams", args.root_lams, lambda lam: lam >= 0, "λ must be >= 0")
+        or _figure_clashes(args)
+    ):
         return 2
     compare, oracle = None, []
     if args.compare:
@@ -541,13 +545,7 @@ def start_figure(record: dict, path: Path) -> None:
     ax.set_ylabel("speedup vs the final stage alone (estimated)")
     ax.legend(fontsize=7)
     ax.set_title(f"Where to start: {record['data']['prompts']} evaluation prompts, full traces", fontsize=9)
-    fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    keep = {k: record[k] for k in ("rows", "oracles", "compare_dp")}
-    path.with_suffix(".json").write_text(json.dumps(keep, indent=1, default=float) + "\n")
-    print(f"wrote {path}")
+    _save(fig, path, {k: record[k] for k in ("rows", "oracles", "compare_dp")})
 
 
 def figure(record: dict, path: Path) -> None:
@@ -578,13 +576,18 @@ def figure(record: dict, path: Path) -> None:
     ax1.legend(fontsize=7)
     ax2.legend(fontsize=7)
     fig.suptitle(f"What the target needs: dp replayed on {record['data']['prompts']} evaluation prompts", fontsize=9)
+    _save(fig, path, {"rows": record["rows"], "references": record["references"]})
+
+
+def _save(fig, path: Path, data: dict) -> None:
+    """The figure as PNG at ``path`` and its data as JSON beside it."""
+    import matplotlib.pyplot as plt
+
     fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=110)
     plt.close(fig)
-    path.with_suffix(".json").write_text(
-        json.dumps({"rows": record["rows"], "references": record["references"]}, indent=1) + "\n"
-    )
+    path.with_suffix(".json").write_text(json.dumps(data, indent=1, default=float) + "\n")
     print(f"wrote {path}")
 
 
