@@ -130,21 +130,17 @@ def build(args) -> int:
 
 
 def _route_cost(rec: dict, gl: np.ndarray, vl: np.ndarray, dl: np.ndarray, acc: np.ndarray) -> np.ndarray:
-    """[B] seconds per prompt of its route: the first stage's generation share, then per move j → m the
-    verification share plus the unaccepted fraction of M_m's generation share (asd.evaluation.replay)."""
-    from asd.core.dp import STOP
+    """[B] seconds per prompt of its route: the first stage's generation share, then each move j → m priced
+    as replay prices it (``asd.core.costs.recorded_move_s``)."""
+    from asd.core.costs import recorded_move_s
 
-    B = gl.shape[0]
-    cost = np.zeros(B)
-    for i in range(B):
-        ran = np.flatnonzero(rec["ran"][i])
-        cost[i] = gl[i, ran[0]]
-        for j in ran:
-            m = int(rec["decision"][i, j])
-            if m in (STOP, j) or m < 0:
-                continue
-            frac = acc[i, j, m] / max(dl[i, j], 1)
-            cost[i] += vl[i, j, m] + (1.0 - frac) * gl[i, m]
+    ran, decision = np.asarray(rec["ran"], bool), np.asarray(rec["decision"], np.int64)  # [B, K]
+    B, K = ran.shape
+    cost = gl[np.arange(B), ran.argmax(1)].astype(np.float64)  # the first stage that ran
+    for j in range(K):  # moves in route order (a route only climbs)
+        i = np.flatnonzero(ran[:, j] & (decision[:, j] > j))
+        m = decision[i, j]
+        cost[i] += recorded_move_s(vl[i, j, m], gl[i, m], acc[i, j, m], dl[i, j])
     return cost
 
 
@@ -188,14 +184,16 @@ class _Traces:
             "speedup_ci95": list(_boot(lambda i: tf[i].sum() / t[i].sum(), N, resamples, seed + 1)),
         }
 
-    def dp_routes(self, predictor, lam: float, kappa: float) -> tuple[dict, np.ndarray]:
-        """dp replayed through the cascade's loop: (the replay record, each prompt's route cost [N] s)."""
+    def routes(self, policy: str, lam: float, kappa: float = 0.0, predictor=None) -> tuple[dict, np.ndarray]:
+        """``policy`` (dp or oracle; ``predictor`` defaults to the served one) replayed through the cascade's loop
+        on every prompt: (the replay record, each prompt's route cost [N] s)."""
         from asd.core.decision import Decider
         from asd.core.dp import PolicyConfig
         from asd.evaluation.replay import simulate
 
-        dec = Decider(PolicyConfig(name="dp", lam=lam, kappa=kappa), self.K, self.sizes, predictor, self.cost_model)
-        rec = simulate(self.ft, self.rows, self.ids, dec)
+        pol = PolicyConfig(name=policy, lam=lam, kappa=kappa)
+        dec = Decider(pol, self.K, self.sizes, predictor or self.base, self.cost_model)
+        rec = simulate(self.ft, self.rows, self.ids, dec, self.y if policy == "oracle" else None)
         return rec, _route_cost(rec, self.gl, self.vl, self.dl, self.acc)
 
 
@@ -263,9 +261,6 @@ def _figure_clashes(args) -> bool:
 
 
 def sweep(args) -> int:
-    from asd.core.decision import Decider
-    from asd.core.dp import PolicyConfig
-    from asd.evaluation.replay import simulate
     from asd.predictor import metrics
     from asd.predictor.headroom import InformedPredictor, evidence, sharpen
 
@@ -278,13 +273,13 @@ def sweep(args) -> int:
     tr = _open(args, "sweep")
     if tr is None:
         return 2
-    ft, base, cost_model, d = tr.ft, tr.base, tr.cost_model, tr.d
-    K, N, rows, ids, y, sizes = tr.K, tr.N, tr.rows, tr.ids, tr.y, tr.sizes
+    ft, base, d = tr.ft, tr.base, tr.d
+    K, N, rows, y = tr.K, tr.N, tr.rows, tr.y
     r0, _ = base.predict(d["features"][:, 0], np.zeros(N, np.int64), K)  # [N, S, K] from stage-0 features
 
-    def summarize(label: str, mu: float | None, lam: float, rec: dict, seed: int) -> dict:
+    def summarize(label: str, mu: float | None, lam: float, routes: tuple[dict, np.ndarray], seed: int) -> dict:
+        rec, t = routes
         fin = rec["final_stage"].astype(np.int64)
-        t = _route_cost(rec, tr.gl, tr.vl, tr.dl, tr.acc)
         return {
             "policy": label,
             "mu": mu,
@@ -301,10 +296,8 @@ def sweep(args) -> int:
         a0 = metrics.auc(p0, y[:, 0])
         ece0 = metrics.ece(p0, y[:, 0])
         for lam in args.lams:
-            pol = PolicyConfig(name="dp", lam=lam, kappa=args.kappa)
-            dec = Decider(pol, K, sizes, InformedPredictor(base, llr), cost_model)
-            rec = simulate(ft, rows, ids, dec)
-            row = summarize("dp", mu, lam, rec, args.seed)
+            routes = tr.routes("dp", lam, args.kappa, InformedPredictor(base, llr))
+            row = summarize("dp", mu, lam, routes, args.seed)
             row["stage0_auc"], row["stage0_ece"] = a0, ece0
             out_rows.append(row)
             print(
@@ -313,12 +306,9 @@ def sweep(args) -> int:
                 f"speedup {row['speedup']:.2f}x, stops {row['final_stage_hist']}",
                 flush=True,
             )
-    refs = []
-    for lam in args.lams:
-        dec = Decider(PolicyConfig(name="oracle", lam=lam), K, sizes, base, cost_model)
-        refs.append(summarize("oracle", None, lam, simulate(ft, rows, ids, dec, y), args.seed))
-    dec = Decider(PolicyConfig(name="dp", lam=float("inf"), kappa=args.kappa), K, sizes, base, cost_model)
-    refs.append(summarize("lossless", None, float("inf"), simulate(ft, rows, ids, dec), args.seed))
+    refs = [summarize("oracle", None, lam, tr.routes("oracle", lam), args.seed) for lam in args.lams]
+    lossless = tr.routes("dp", float("inf"), args.kappa)
+    refs.append(summarize("lossless", None, float("inf"), lossless, args.seed))
     for r in refs:
         print(f"{r['policy']} λ {r['lam']}: accuracy {r['accuracy']:.3f}, speedup {r['speedup']:.2f}x")
     served = r0[:, :, 0].mean(1)  # [N] the served r̂_0
@@ -395,12 +385,14 @@ def start(args) -> int:
         x[:, FEATURE_NAMES.index("accept_ratio_prev")] = 1.0
         return tr.base.predict(x, np.full(N, m, np.int64), K)[0][:, :, m].mean(1)
 
+    r_first = {m: served_first(m) for m in args.starts}  # each start stage's r̂, predicted once
+
     def routes(r: np.ndarray, tau: float, m: int) -> tuple[np.ndarray, np.ndarray]:
         return start_stage_routes(r, tau, tr.gl, tr.vl, tr.dl, tr.acc, m)
 
     out_rows, oracles = [], []
     for m in args.starts:
-        rm = served_first(m)
+        rm = r_first[m]
         auc = metrics.auc(rm, y[:, m])
         for tau in args.taus:
             row = {"start": m, "tau": tau, "auc": auc, **tr.outcome(*routes(rm, tau, m), args.resamples, args.seed)}
@@ -419,9 +411,9 @@ def start(args) -> int:
     # made by an oracle; and what the prompt alone tells about stage 0's outcome (cross-validated)
     root_rows = []
     m = max(args.starts)
-    rm = served_first(m)
+    rm = r_first[m]
     for lam in args.root_lams:
-        rec, ca = tr.dp_routes(tr.base, lam, args.kappa)
+        rec, ca = tr.routes("dp", lam, args.kappa)
         fa = rec["final_stage"].astype(np.int64)
         for tau in args.root_taus:
             fb, cb = routes(rm, tau, m)
@@ -478,11 +470,12 @@ def _prompt_only_auc(d: dict, f0: np.ndarray, y0: np.ndarray, seed: int, folds: 
     return metrics.auc(p, y0.astype(bool))
 
 
-def args_xmax(record: dict, cap: float = 12.0) -> float:
-    """The loss axis' end: every row up to ``cap`` points shows, with a margin."""
+def _axis_ends(record: dict, cap: float = 12.0) -> tuple[float, float]:
+    """(loss axis end, speedup axis end): every row up to ``cap`` points of loss shows, with its interval."""
     rows = record["rows"] + ((record.get("compare_dp") or {}).get("rows") or [])
-    seen = [r["loss_ci95"][1] for r in rows if r["loss_points"] <= cap]
-    return float(max(seen, default=cap)) + 0.5
+    xmax = float(max((r["loss_ci95"][1] for r in rows if r["loss_points"] <= cap), default=cap)) + 0.5
+    ymax = max([*(r["speedup_ci95"][1] for r in rows if r["loss_points"] <= xmax), 3.2]) + 0.3
+    return xmax, ymax
 
 
 def start_figure(record: dict, path: Path) -> None:
@@ -533,14 +526,9 @@ def start_figure(record: dict, path: Path) -> None:
         )
     ax.axhline(3.0, color="r", ls="--", lw=0.8, label="target 3x")
     ax.axvline(1.0, color="r", ls=":", lw=0.8, label="target ≤ 1 pt")
-    xmax = args_xmax(record)
-    shown = [
-        r["speedup_ci95"][1]
-        for r in record["rows"] + ((record.get("compare_dp") or {}).get("rows") or [])
-        if r["loss_points"] <= xmax
-    ]
+    xmax, ymax = _axis_ends(record)
     ax.set_xlim(-0.5, xmax)
-    ax.set_ylim(0.8, max([*shown, 3.2]) + 0.3)
+    ax.set_ylim(0.8, ymax)
     ax.set_xlabel("accuracy loss vs the final stage alone (points; rows beyond the axis are in the JSON)")
     ax.set_ylabel("speedup vs the final stage alone (estimated)")
     ax.legend(fontsize=7)

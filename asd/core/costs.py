@@ -201,3 +201,15 @@ def transition_costs(
             secs = st.prefill(p + y[:, j]) + (1.0 - accept_mean[:, j, m]) * y[:, j] * step + st.overhead_s
             cost[:, j, m] = secs / norm
     return cost
+
+
+def recorded_move_s(
+    verify_s: np.ndarray,  # [n] s: M_m's verification share of y_j, per sample
+    gen_s: np.ndarray,  # [n] s: M_m's generation share, per sample
+    accepted: np.ndarray,  # [n] tokens of y_j that M_m accepts
+    draft_len: np.ndarray,  # [n] |y_j| tokens
+) -> np.ndarray:  # [n] float64 s
+    """A move j → m priced from recorded per-sample shares (replay, full traces): M_m's verification pass plus
+    the unaccepted fraction of its generation, 1 − a_{j,m} / max(|y_j|, 1)."""
+    frac = np.asarray(accepted, np.float64) / np.maximum(np.asarray(draft_len), 1)
+    return np.asarray(verify_s, np.float64) + (1.0 - frac) * np.asarray(gen_s, np.float64)

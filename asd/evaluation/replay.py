@@ -36,6 +36,7 @@ from typing import Any
 import numpy as np
 
 from asd.cascade import NOT_RUN, BatchState
+from asd.core.costs import recorded_move_s
 from asd.core.dp import STOP
 from asd.core.features import FEATURE_NAMES
 from asd.core.routing import REPLAN, first_stage
@@ -177,10 +178,9 @@ def simulate(ft, rows: np.ndarray, ids: np.ndarray, decider, outcome: np.ndarray
             idx = live[action == m]
             j = st.stage[idx]
             a = acc[idx, j, m]
-            frac = a / np.maximum(dl[idx, j], 1)
-            take(idx, m, frac)
+            take(idx, m, a / np.maximum(dl[idx, j], 1))
             rec["accepted_len"][idx, m] = a
-            secs = float((vl[idx, j, m] + (1.0 - frac) * gl[idx, m]).sum())
+            secs = float(recorded_move_s(vl[idx, j, m], gl[idx, m], a, dl[idx, j]).sum())
             rec["latency_s"][idx, m] = secs
             spent += secs
             st.stage[idx] = m

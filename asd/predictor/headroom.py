@@ -23,6 +23,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from asd.core.costs import recorded_move_s
+
 _EPS = 1e-6
 
 
@@ -113,8 +115,8 @@ def start_stage_routes(
     if r.shape != (gen_s.shape[0],):
         raise ValueError(f"r_start must be [N] with N = {gen_s.shape[0]}, got {r.shape}")
     up = r < tau  # [N] escalated
-    frac = accepted_len[:, m, K - 1] / np.maximum(draft_len[:, m], 1)
-    cost = gen_s[:, m] + up * (verify_s[:, m, K - 1] + (1.0 - frac) * gen_s[:, K - 1])
+    check = recorded_move_s(verify_s[:, m, K - 1], gen_s[:, K - 1], accepted_len[:, m, K - 1], draft_len[:, m])
+    cost = gen_s[:, m] + up * check
     return np.where(up, K - 1, m).astype(np.int64), cost
 
 

@@ -119,3 +119,11 @@ def test_file_round_trip_with_provenance(tmp_path):
         load_cost_model(tmp_path / "bad.json")
     with pytest.raises(FileNotFoundError, match="missing.json"):
         load_cost_model(tmp_path / "missing.json")
+
+
+def test_recorded_move_prices_the_check_and_the_unaccepted_suffix():
+    from asd.core.costs import recorded_move_s
+
+    # all, half and none of y_j accepted; an empty draft counts as one token (nothing accepted)
+    got = recorded_move_s([5.0, 6.0, 7.0, 1.0], [10.0, 10.0, 10.0, 10.0], [8, 4, 0, 0], [8, 8, 8, 0])
+    np.testing.assert_allclose(got, [5.0, 11.0, 17.0, 11.0])
