@@ -736,16 +736,26 @@ def label_of(c: Cell) -> str:
     return c.policy + par + (f" [{c.ablation}]" if c.ablation else "")
 
 
+def _stratum(r: dict[str, Any]) -> tuple:
+    """The cells a speedup compares within: same dataset, seed and temperature."""
+    return r["dataset"], r["seed"], r["temperature"]
+
+
+def _final_seconds(rows: list[dict[str, Any]]) -> dict[tuple, float]:
+    """Stratum → the seconds of its final-stage-alone cell."""
+    return {_stratum(r): r["seconds"] for r in rows if r["final"]}
+
+
 def pooled_speedups(rows: list[dict[str, Any]]) -> dict[str, float | None]:
     """Per label: speedup over the final stage alone, estimated as ``asd analyze`` does for its mixed group —
     per seed, the final stage's summed seconds over the datasets (at the same temperature) divided by the row's
     summed seconds over the same datasets; then the mean over seeds. ``rows``: one per cell with keys ``label``,
     ``dataset``, ``seed``, ``temperature``, ``seconds`` (its batches' wall-clock, s) and ``final`` (True for the
     final stage alone). None where no cell of the label has a reference."""
-    ref = {(r["dataset"], r["seed"], r["temperature"]): r["seconds"] for r in rows if r["final"]}
+    ref = _final_seconds(rows)
     sums: dict[str, dict[Any, list[float]]] = {}
     for r in rows:
-        key = (r["dataset"], r["seed"], r["temperature"])
+        key = _stratum(r)
         if key in ref and r["seconds"] > 0:
             acc = sums.setdefault(r["label"], {}).setdefault(r["seed"], [0.0, 0.0])
             acc[0] += ref[key]
@@ -763,6 +773,7 @@ def summarize(plan: GridPlan) -> dict:
     from asd.traces import read_traces
 
     cells: list[dict[str, Any]] = []
+    rows: list[dict[str, Any]] = []  # pooled_speedups' input, one per cell of ``cells``
     for c in plan.cells:
         p = plan.root / "cells" / c.id / "traces.h5"
         if not p.is_file():
@@ -771,30 +782,23 @@ def summarize(plan: GridPlan) -> dict:
         _, first = np.unique(tr.data["batch_id"], return_index=True)
         secs = float(np.nansum(tr.data["batch_latency_s"][first]))
         cells.append({"cell": c, "accuracy": float(np.nanmean(tr.data["score"])), "seconds": secs})
-    final: dict[tuple, float] = {}
-    for r in cells:
-        c = r["cell"]
-        if c.policy == "single" and c.stage == plan.K - 1:
-            final[(c.dataset, c.seed, c.temperature)] = r["seconds"]
-    rows = []
-    for r in cells:
-        c = r["cell"]
-        ref = final.get((c.dataset, c.seed, c.temperature))
-        r["speedup_vs_final"] = ref / r["seconds"] if ref and r["seconds"] > 0 else None
         rows.append(
             {
                 "label": label_of(c),
                 "dataset": c.dataset,
                 "seed": c.seed,
                 "temperature": c.temperature,
-                "seconds": r["seconds"],
+                "seconds": secs,
                 "final": c.policy == "single" and c.stage == plan.K - 1,
             }
         )
-    speedups = pooled_speedups(rows)
+    final = _final_seconds(rows)
     groups: dict[str, list[dict[str, Any]]] = {}
     for r, row in zip(cells, rows, strict=True):
+        ref = final.get(_stratum(row))
+        r["speedup_vs_final"] = ref / r["seconds"] if ref and r["seconds"] > 0 else None
         groups.setdefault(row["label"], []).append(r)
+    speedups = pooled_speedups(rows)
     table = [
         {
             "policy": name,
