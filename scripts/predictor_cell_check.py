@@ -21,20 +21,6 @@ from pathlib import Path
 import numpy as np
 
 
-def fit_logistic(X: np.ndarray, y: np.ndarray, l2: float = 1e-3, steps: int = 50) -> np.ndarray:
-    """Coefficients [D] of an L2-regularised logistic regression of y [n] in {0, 1} on X [n, D] (Newton steps)."""
-    beta = np.zeros(X.shape[1])
-    for _ in range(steps):
-        p = 1.0 / (1.0 + np.exp(-(X @ beta)))
-        grad = X.T @ (p - y) + l2 * beta
-        hess = (X * (p * (1.0 - p))[:, None]).T @ X + l2 * np.eye(X.shape[1])
-        step = np.linalg.solve(hess, grad)
-        beta -= step
-        if np.abs(step).max() < 1e-10:
-            break
-    return beta
-
-
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--data", default="runs/predictor-data/data.h5", help="training-set file (asd generate-data)")
@@ -48,6 +34,7 @@ def main(argv: list[str] | None = None) -> int:
     from asd.core.mlp import MLPPredictor
     from asd.predictor.checkpoint import check_compatible, load_checkpoint
     from asd.predictor.data import build_rows, cell_labels, load_training_set, split_of
+    from asd.predictor.headroom import fit_logistic
     from asd.predictor.metrics import auc
     from asd.provenance import provenance
 

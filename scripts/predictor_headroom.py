@@ -452,10 +452,9 @@ def start(args) -> int:
 def _prompt_only_auc(d: dict, f0: np.ndarray, y0: np.ndarray, seed: int, folds: int = 5) -> float:
     """Out-of-fold AUC of stage 0's outcome y0 [N] from what is known before any stage generates: the task, the
     prompt length and the prompt's NLL under stage 0 (one prefill); f0 [N, F] stage-0 features."""
-    from predictor_cell_check import fit_logistic
-
     from asd.core.features import FEATURE_NAMES
     from asd.predictor import metrics
+    from asd.predictor.headroom import fit_logistic
 
     tasks = np.asarray(d["task"]).astype(str)
     cols = [tasks == t for t in np.unique(tasks)]

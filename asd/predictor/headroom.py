@@ -130,3 +130,17 @@ def root_oracle_pick(
     higher, and the cheaper one where they score alike. No decision made from the prompt can do better."""
     sa, sb = np.asarray(score_a, np.float64), np.asarray(score_b, np.float64)
     return (sb > sa) | ((sb == sa) & (np.asarray(cost_b) < np.asarray(cost_a)))
+
+
+def fit_logistic(X: np.ndarray, y: np.ndarray, l2: float = 1e-3, steps: int = 50) -> np.ndarray:
+    """Coefficients [D] of an L2-regularised logistic regression of y [n] in {0, 1} on X [n, D] (Newton steps)."""
+    beta = np.zeros(X.shape[1])
+    for _ in range(steps):
+        p = 1.0 / (1.0 + np.exp(-(X @ beta)))
+        grad = X.T @ (p - y) + l2 * beta
+        hess = (X * (p * (1.0 - p))[:, None]).T @ X + l2 * np.eye(X.shape[1])
+        step = np.linalg.solve(hess, grad)
+        beta -= step
+        if np.abs(step).max() < 1e-10:
+            break
+    return beta

@@ -13,7 +13,14 @@ import pytest
 
 from asd.core.predictor import PriorPredictor
 from asd.predictor import metrics
-from asd.predictor.headroom import InformedPredictor, evidence, root_oracle_pick, sharpen, start_stage_routes
+from asd.predictor.headroom import (
+    InformedPredictor,
+    evidence,
+    fit_logistic,
+    root_oracle_pick,
+    sharpen,
+    start_stage_routes,
+)
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -195,3 +202,11 @@ def test_root_oracle_takes_the_better_route_and_the_cheaper_of_equals():
     sa, ca = np.array([1.0, 0.0, 1.0, 0.0, 0.5]), np.array([1.0, 1.0, 1.0, 1.0, 1.0])
     sb, cb = np.array([0.0, 1.0, 1.0, 0.0, 0.5]), np.array([0.5, 3.0, 0.5, 2.0, 1.0])
     np.testing.assert_array_equal(root_oracle_pick(sa, ca, sb, cb), [False, True, True, False, False])
+
+
+def test_fit_logistic_recovers_known_coefficients():
+    rng = np.random.default_rng(0)
+    X = np.concatenate([np.ones((40_000, 1)), rng.normal(size=(40_000, 2))], 1)
+    beta = np.array([0.3, 1.5, -2.0])
+    y = (rng.random(40_000) < 1 / (1 + np.exp(-(X @ beta)))).astype(np.float64)
+    np.testing.assert_allclose(fit_logistic(X, y), beta, atol=0.06)
