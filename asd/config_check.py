@@ -105,6 +105,7 @@ LENGTHS: dict[str, tuple[int, int]] = {
     "evaluation.seeds": (1, 1_000),
     "evaluation.ablation_lambdas": (0, 1_000),
     "evaluation.frontier_lambdas": (0, 1_000),
+    "evaluation.starts": (1, 16),
     "evaluation.taus": (0, 1_000),
     "evaluation.confidence_taus": (0, 1_000),
     "pipeline.steps": (1, 100),
@@ -326,11 +327,16 @@ def _policy_and_cascade(sections: Mapping[str, Any], err: Err) -> None:
             err("policy.stage", f"stage {pol.stage} out of range for {K} stages; valid: 0..{K - 1} or -1 (the last)")
         if pol.histogram is not None and len(pol.histogram) != K:
             err("policy.histogram", f"{len(pol.histogram)} entries; the hierarchy has K={K} stages: give K weights")
+        if pol.start >= K:
+            err("policy.start", f"start {pol.start} out of range for {K} stages; valid: 0..{K - 1}")
     ev = sections.get("evaluation")
     if ev is not None and K is not None:
         bad = [d for d in ev.fixed_depths if not 1 <= d < K]
         if bad:
             err("evaluation.fixed_depths", f"depths {bad} out of range for {K} stages; valid: 1..{K - 1}")
+        bad = [m for m in ev.starts if m > K - 2]
+        if bad:
+            err("evaluation.starts", f"starts {bad} out of range for {K} stages; valid: 0..{K - 2}")
     h = sections.get("hierarchy")
     if h is None:  # the cascade runs only over a hierarchy
         return

@@ -53,11 +53,14 @@ class AnalysisConfig:
 
 
 # ---------------------------------------------------------------------------------------------------------
-def label(policy: str, param, ablation: str | None, stage_names: list[str]) -> str:
-    """A row's name in tables and figures, e.g. ``dp λ=1``, ``single s3``, ``threshold τ=0.7 [no_skips]``."""
+def label(policy: str, param, ablation: str | None, stage_names: list[str], start: int = 0) -> str:
+    """A row's name in tables and figures, e.g. ``dp λ=1``, ``dp λ=1 from s2``, ``single s3``,
+    ``threshold τ=0.7 [no_skips]``."""
     K = len(stage_names)
     if policy in ("dp", "random", "oracle"):
         s = f"{policy} λ={fmt_num(param)}"
+        if start:
+            s += f" from {stage_names[start]}"
     elif policy == "lossless":
         s = "lossless (λ=∞)"
     elif policy == "single":
@@ -350,10 +353,10 @@ class _Sums:
 
 def _row_cells(run: Run, key, dsets: list[str]) -> dict[int, list[CellSpec]]:
     """seed → the row's cells (one per dataset of the group); only seeds where every dataset has the cell."""
-    policy, param, ablation = key
+    policy, param, ablation, start = key
     out = {}
     for s in run.seeds:
-        cs = [run.find(ds, s, policy, param, ablation) for ds in dsets]
+        cs = [run.find(ds, s, policy, param, ablation, start) for ds in dsets]
         if all(c is not None for c in cs):
             out[s] = [c for c in cs if c is not None]
     return out
@@ -383,7 +386,7 @@ def _group(run, data, strata, dsets, tables, cfg, notes) -> dict:
         cells = _row_cells(run, key, dsets)
         if not cells:
             continue
-        policy, param, ablation = key
+        policy, param, ablation, start = key
         seeds = sorted(cells)
         row_sums = _Sums(strata, cells, seeds)
         sc, scb = row_sums.get("score")
@@ -396,7 +399,8 @@ def _group(run, data, strata, dsets, tables, cfg, notes) -> dict:
             "policy": policy,
             "param": param,
             "ablation": ablation,
-            "label": label(policy, param, ablation, run.stage_names),
+            "start": start,
+            "label": label(policy, param, ablation, run.stage_names, start),
             "upper_bound": policy == "oracle",
             "seeds": seeds,
             "samples_per_seed": float(np.mean(nsamp)),
@@ -459,8 +463,14 @@ _ORDER = {
 
 
 def _row_order(key) -> tuple:
-    policy, param, ablation = key
-    return (ablation is not None, ablation or "", _ORDER.get(policy, 99), -1e300 if param is None else float(param))
+    policy, param, ablation, start = key
+    return (
+        ablation is not None,
+        ablation or "",
+        _ORDER.get(policy, 99),
+        start,
+        -1e300 if param is None else float(param),
+    )
 
 
 def _utilisation(data: dict[str, CellData], cells: dict[int, list[CellSpec]], K: int) -> dict:
@@ -518,9 +528,10 @@ def _holm(groups: dict) -> None:
 
 
 def _regret(run: Run, strata, cells: dict[int, list[CellSpec]], key, dsets, cfg) -> dict | None:
-    """Regret against the oracle at the row's λ (rows with a finite λ, other than the oracle)."""
-    policy, param, _ = key
-    if policy not in ("dp", "random") or param is None or not math.isfinite(float(param)):
+    """Regret against the oracle at the row's λ (rows from stage 0 with a finite λ, other than the oracle: the
+    oracle's routes start at stage 0 too)."""
+    policy, param, _, start = key
+    if policy not in ("dp", "random") or param is None or not math.isfinite(float(param)) or start:
         return None
     lam = float(param)
     oc: dict[int, tuple[list[CellSpec], list[CellSpec]]] = {}
@@ -699,6 +710,7 @@ def headline(rec: dict, group: str = ALL) -> list[dict]:
                 "policy": r["policy"],
                 "param": r["param"],
                 "ablation": r["ablation"],
+                "start": r.get("start", 0),
                 "accuracy": r["accuracy"]["mean"],
                 "accuracy_ci_samples": r["accuracy"]["ci_samples"],
                 "accuracy_ci_seeds": r["accuracy"]["ci_seeds"],

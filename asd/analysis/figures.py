@@ -100,8 +100,10 @@ def pareto_figure(rec: dict, group: str, out_dir: Path, tag: str = "") -> dict:
         x, y = sp["mean"], acc["mean"]
         xl, xh = sp["ci_samples"]
         yl, yh = acc["ci_samples"]
-        m, col = POLICY_STYLE.get(r["policy"], ("o", "k"))
+        start = r.get("start", 0)
+        m, col = ("D", "tab:cyan") if start else POLICY_STYLE.get(r["policy"], ("o", "k"))
         hollow = r["policy"] == "oracle"
+        kind = r["policy"] + (f" from {rec['stage_names'][start]}" if start else "")
         ax.errorbar(
             x,
             y,
@@ -113,9 +115,9 @@ def pareto_figure(rec: dict, group: str, out_dir: Path, tag: str = "") -> dict:
             ms=8 if m == "*" else 6,
             capsize=2,
             lw=0.8,
-            label=None if r["policy"] in seen else ("oracle (upper bound)" if hollow else r["policy"]),
+            label=None if kind in seen else ("oracle (upper bound)" if hollow else kind),
         )
-        seen.add(r["policy"])
+        seen.add(kind)
         if r["label"] in front:
             ax.plot(x, y, "o", ms=13, mfc="none", mec="0.4", lw=0.5)
         if r["policy"] in ("single", "fixed_depth"):  # the other baselines have one point each: the legend names them
@@ -132,6 +134,7 @@ def pareto_figure(rec: dict, group: str, out_dir: Path, tag: str = "") -> dict:
                 "label": r["label"],
                 "policy": r["policy"],
                 "param": r["param"],
+                "start": start,
                 "speedup": x,
                 "speedup_ci": [xl, xh],
                 "accuracy": y,
@@ -139,9 +142,10 @@ def pareto_figure(rec: dict, group: str, out_dir: Path, tag: str = "") -> dict:
                 "frontier": r["label"] in front,
             }
         )
-    dps = sorted((d for d in data if d["policy"] == "dp"), key=lambda d: float(d["param"]))
-    if dps:
-        ax.plot([d["speedup"] for d in dps], [d["accuracy"] for d in dps], "-", color="tab:blue", lw=1, alpha=0.6)
+    for start in sorted({d["start"] for d in data if d["policy"] == "dp"}):  # one line per first stage
+        dps = sorted((d for d in data if d["policy"] == "dp" and d["start"] == start), key=lambda d: float(d["param"]))
+        col = "tab:cyan" if start else "tab:blue"
+        ax.plot([d["speedup"] for d in dps], [d["accuracy"] for d in dps], "-", color=col, lw=1, alpha=0.6)
         for d in dps:
             ax.annotate(
                 f"λ={fmt_num(d['param'])}",
@@ -149,7 +153,7 @@ def pareto_figure(rec: dict, group: str, out_dir: Path, tag: str = "") -> dict:
                 textcoords="offset points",
                 xytext=(4, 5),
                 fontsize=7,
-                color="tab:blue",
+                color=col,
             )
     ax.set_xscale("log")
     ax.set_xlabel(f"speedup over {final} alone (wall-clock, same batch size; log scale)")
@@ -169,22 +173,23 @@ def pareto_figure(rec: dict, group: str, out_dir: Path, tag: str = "") -> dict:
     )
 
 
+def _from_s0_dp(r: dict) -> bool:
+    """A dp or lossless row of the cascade from stage 0, not an ablation."""
+    return r["policy"] in ("dp", "lossless") and not r["ablation"] and not r.get("start", 0)
+
+
 def utilisation_figure(rec: dict, out_dir: Path, tag: str = "") -> dict | None:
     plt = _plt()
     names = rec["stage_names"]
     K = len(names)
-    groups = [
-        g
-        for g in rec["groups"]
-        if any(r["policy"] in ("dp", "lossless") and not r["ablation"] for r in rec["groups"][g]["rows"])
-    ]
+    groups = [g for g in rec["groups"] if any(_from_s0_dp(r) for r in rec["groups"][g]["rows"])]
     if not groups:
         return None
     fig, axes = plt.subplots(2, len(groups), figsize=(3.3 * len(groups) + 1, 6.2), squeeze=False, sharey="row")
     data = {}
     for j, g in enumerate(groups):
         rows = sorted(
-            (r for r in rec["groups"][g]["rows"] if r["policy"] in ("dp", "lossless") and not r["ablation"]),
+            (r for r in rec["groups"][g]["rows"] if _from_s0_dp(r)),
             key=lambda r: float(r["param"]),
         )
         lams = [fmt_num(r["param"]) for r in rows]
@@ -229,7 +234,7 @@ def utilisation_figure(rec: dict, out_dir: Path, tag: str = "") -> dict | None:
 
 
 def _lam1_cells(run: Run) -> list:
-    return [c for c in run.cells if c.policy == "dp" and c.ablation is None and c.lam == 1.0]
+    return [c for c in run.cells if c.policy == "dp" and c.ablation is None and c.lam == 1.0 and c.start == 0]
 
 
 def decision_boundary_figure(run: Run, out_dir: Path, tag: str = "") -> dict | str:

@@ -269,7 +269,11 @@ def _headline_sentences(rec: dict, g: str) -> list[str]:
     fin = rec["stage_names"][-1]
     rows = {r["label"]: r for r in rec["groups"][g]["rows"]}
     dp1 = next(
-        (r for r in rec["groups"][g]["rows"] if r["policy"] == "dp" and r["ablation"] is None and r["param"] == 1.0),
+        (
+            r
+            for r in rec["groups"][g]["rows"]
+            if r["policy"] == "dp" and r["ablation"] is None and r["param"] == 1.0 and not r.get("start", 0)
+        ),
         None,
     )
     if not dp1 or fin not in dp1["speedup"]:

@@ -65,6 +65,7 @@ class CellSpec:
     batch_size: int = 0
     temperature: float = 0.0
     upper_bound: bool = False
+    start: int = 0  # dp: the stage that generated first (0: the cascade from the smallest stage)
 
     @property
     def param(self) -> float | int | None:
@@ -78,9 +79,9 @@ class CellSpec:
         return None
 
     @property
-    def row(self) -> tuple[str, float | int | None, str | None]:
-        """(policy, param, ablation): the cells of one row differ only in dataset and seed."""
-        return (self.policy, self.param, self.ablation)
+    def row(self) -> tuple[str, float | int | None, str | None, int]:
+        """(policy, param, ablation, start): the cells of one row differ only in dataset and seed."""
+        return (self.policy, self.param, self.ablation, self.start)
 
 
 @dataclass
@@ -107,11 +108,13 @@ class Run:
     def seeds(self) -> list[int]:
         return sorted({c.seed for c in self.cells})
 
-    def find(self, dataset: str, seed: int, policy: str, param=None, ablation: str | None = None) -> CellSpec | None:
-        """The cell of (dataset, seed, policy, param, ablation), or None."""
+    def find(
+        self, dataset: str, seed: int, policy: str, param=None, ablation: str | None = None, start: int = 0
+    ) -> CellSpec | None:
+        """The cell of (dataset, seed, policy, param, ablation, start), or None."""
         if self._index is None:
-            self._index = {(c.dataset, c.seed, c.policy, _norm(c.param), c.ablation): c for c in self.cells}
-        return self._index.get((dataset, seed, policy, _norm(param), ablation))
+            self._index = {(c.dataset, c.seed, c.policy, _norm(c.param), c.ablation, c.start): c for c in self.cells}
+        return self._index.get((dataset, seed, policy, _norm(param), ablation, start))
 
     def read(self, cell: CellSpec, fields: tuple[str, ...] = BASE_FIELDS) -> dict[str, np.ndarray]:
         """The cell's trace columns (numpy, sorted by sample id); cached per (cell, fields)."""
@@ -183,6 +186,9 @@ def parse_cell(d: Any, index: int, grid_path: Path) -> CellSpec:
     ablation = d.get("ablation")
     if ablation is not None and not isinstance(ablation, str):
         raise RunError(f"{where}: ablation must be null or a string, got {ablation!r}")
+    start = _int(d.get("start", 0), where, "start") or 0
+    if start < 0 or (start and policy != "dp"):
+        raise RunError(f"{where}: start must be 0, or a stage > 0 for policy 'dp', got {start!r}")
     return CellSpec(
         id=str(d["cell"]),
         dataset=d["dataset"],
@@ -197,6 +203,7 @@ def parse_cell(d: Any, index: int, grid_path: Path) -> CellSpec:
         batch_size=int(_int(d.get("batch_size", 0), where, "batch_size") or 0),
         temperature=float(_float(d.get("temperature"), where, "temperature") or 0.0),
         upper_bound=bool(d.get("upper_bound", policy == "oracle")),
+        start=int(start),
     )
 
 

@@ -56,6 +56,7 @@ STOP = -1  # action / next value meaning "stop here and return the current respo
 
 # Policy names (asd.core.policies implements each; "dp" is solve()).
 POLICIES = ("dp", "single", "fixed_depth", "threshold", "confidence", "speculative", "random", "oracle")
+START_POLICIES = ("dp", "threshold", "confidence", "oracle")  # the re-planning policies: any first stage
 
 
 @dataclass
@@ -70,6 +71,7 @@ class PolicyConfig:
     histogram: list[float] | None = None  # "random": P(stop at stage k), K entries (e.g. the DP's)
     seed: int = 0  # "random": seed of its generator
     skips: bool = True  # dp, oracle: False = adjacent moves only (j → j+1 or stop; forbid_skips on the costs)
+    start: int = 0  # dp, threshold, confidence, oracle: the stage that generates first (no cheaper draft before it)
 
     def __post_init__(self) -> None:
         check_fields(self)  # the loader's type rules, also for configs built in Python
@@ -85,6 +87,13 @@ class PolicyConfig:
             h = self.histogram
             if not h or any(not (x >= 0) for x in h) or sum(h) <= 0:
                 raise ValueError(f"histogram must hold K non-negative weights with a positive sum, got {h}")
+        if self.start < 0:
+            raise ValueError(f"start must be a stage >= 0 (the first to generate), got {self.start}")
+        if self.start != 0 and self.name not in START_POLICIES:
+            raise ValueError(
+                f"start: only policies {', '.join(START_POLICIES)} take a start stage; {self.name!r} has its own"
+                " first stage (single: stage; the others: stage 0)"
+            )
         if self.name == "random" and self.histogram is None:
             raise ValueError("histogram is required for policy 'random' (P(stop at stage k), K entries)")
 

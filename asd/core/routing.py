@@ -27,8 +27,14 @@ REPLAN = ("dp", "threshold", "confidence", "oracle")
 
 
 def first_stage(policy, K: int) -> int:
-    """The stage that generates first: k for "single", 0 otherwise."""
-    return resolve_stage(policy.stage, K) if policy.name == "single" else 0
+    """The stage that generates first: k for "single"; ``start`` for the re-planning policies (default 0; a start
+    at the last stage is the final stage alone); 0 otherwise. ValueError when ``start`` is not a stage of K."""
+    if policy.name == "single":
+        return resolve_stage(policy.stage, K)
+    start = getattr(policy, "start", 0)
+    if not 0 <= start < K:
+        raise ValueError(f"start {start} out of range; valid: 0..{K - 1}")
+    return start
 
 
 def _upper(K: int) -> np.ndarray:

@@ -78,6 +78,7 @@ class EvaluationConfig:
     seeds: list[int] = field(default_factory=lambda: [0, 1, 2, 3, 4])
     lambdas: list[float] = field(default_factory=lambda: [0.1, 0.5, 1.0, 2.0, 5.0, 10.0, math.inf])
     frontier_lambdas: list[float] = field(default_factory=list)  # extra finite λ of the dp cells only
+    starts: list[int] = field(default_factory=lambda: [0])  # the dp cells' first stages (0: from the smallest)
     kappa: float = 0.5  # κ of the dp cells (risk aversion over the predictor's draws)
     ablation_kappa: float = 0.0  # κ of the "kappa" ablation (cells labelled kappa<value>, e.g. kappa0)
     taus: list[float] = field(default_factory=lambda: [0.5, 0.7, 0.9])  # threshold on r̂
@@ -121,6 +122,13 @@ class EvaluationConfig:
         if both or any(math.isinf(x) for x in self.frontier_lambdas):
             raise ValueError(
                 f"frontier_lambdas: finite λ not already in lambdas (the dp cells' extra points), got {both or [INF]}"
+            )
+        if not self.starts or any(m < 0 for m in self.starts) or len(set(self.starts)) != len(self.starts):
+            raise ValueError(f"starts must be distinct stages >= 0, at least one, got {self.starts}")
+        if 0 not in self.starts:
+            raise ValueError(
+                f"starts must hold 0 (the cascade from the smallest stage: lossless, random, oracle and the"
+                f" ablations start there), got {self.starts}"
             )
         for name in ("kappa", "ablation_kappa"):
             v = getattr(self, name)

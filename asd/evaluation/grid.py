@@ -5,8 +5,9 @@ prompts (sample ids 0..samples-1, the same in every cell of that seed and datase
 compared pair by pair). Per dataset and seed the grid holds:
 
 - ``dp`` at every finite λ of ``lambdas`` and of ``frontier_lambdas`` (κ = ``kappa``; the latter are extra
-  points of the dp frontier only: no random or oracle cell); ``lossless``: the DP at λ = ∞ (when ``lambdas``
-  holds inf, or ``lossless`` is listed);
+  points of the dp frontier only: no random or oracle cell), once per start stage of ``starts`` (default [0]:
+  the cascade from stage 0; a start m > 0 generates first at m, with no cheaper draft); ``lossless``: the DP at
+  λ = ∞ from stage 0 (when ``lambdas`` holds inf, or ``lossless`` is listed);
 - ``single`` for every stage k; ``fixed_depth`` for every depth of ``fixed_depths`` (default 1..K-1);
   ``threshold`` (r̂ > τ) for every τ of ``taus``; ``confidence`` (mean top-1 probability ≥ τ, no predictor)
   for every τ of ``confidence_taus``; ``speculative`` (stage 0 → final, lookahead ``speculative_gamma``);
@@ -20,8 +21,9 @@ compared pair by pair). Per dataset and seed the grid holds:
   (temperature ``sampling_temperature``, named e.g. ``sampling_t0.7``: the dp and lossless cells and the final
   stage alone, all sampled).
 
-Cell ids: ``<dataset>--<policy>[-<parameter>]--seed<s>[--<ablation>]``, e.g.
-``testbed-gsm8k--dp-lam0.5--seed0``, ``mmlu--single-s3--seed2``, ``testbed-mmlu--lossless--seed0--no_skips``.
+Cell ids: ``<dataset>--<policy>[-<parameter>][-start<m>]--seed<s>[--<ablation>]``, e.g.
+``testbed-gsm8k--dp-lam0.5--seed0``, ``testbed-gsm8k--dp-lam1-start2--seed0``, ``mmlu--single-s3--seed2``,
+``testbed-mmlu--lossless--seed0--no_skips``.
 """
 
 from __future__ import annotations
@@ -64,6 +66,7 @@ class Cell:
     uniform_costs: bool = False
     hist_from: str | None = None  # random: the dp cell whose stop histogram it draws from
     outcome_from: tuple[str, ...] = field(default_factory=tuple)  # oracle online: single cells s0..s{K-1}
+    start: int = 0  # dp: the stage that generates first (0: the cascade from the smallest stage)
 
     @property
     def wave(self) -> int:
@@ -90,6 +93,8 @@ class Cell:
         ds = self.dataset.replace("/", "-")
         p = self.param()
         par = "" if p is None else {"lam": "-lam", "stage": "-s", "depth": "-d", "tau": "-tau"}[p[0]] + p[1]
+        if self.start:
+            par += f"-start{self.start}"
         out = f"{ds}--{self.policy}{par}--seed{self.seed}"
         return out + (f"--{self.ablation}" if self.ablation else "")
 
@@ -109,6 +114,11 @@ def expand(ev: EvaluationConfig, K: int, mode: str = "online") -> tuple[list[Cel
         raise ValueError(f"fixed_depths {bad} out of range for K={K} stages; valid: 1..{K - 1}")
     if "oracle" in pol and mode == "online" and "single" not in pol:
         raise ValueError("policy 'oracle' (online) takes its outcomes from every stage alone: add 'single' to policies")
+    bad = [m for m in ev.starts if m > K - 2]
+    if bad:
+        raise ValueError(
+            f"starts {bad} out of range for K={K} stages; valid: 0..{K - 2} (a start at the last stage is single)"
+        )
     lams = list(ev.lambdas)
     if "lossless" in pol and INF not in lams:
         lams.append(INF)
@@ -131,6 +141,8 @@ def expand(ev: EvaluationConfig, K: int, mode: str = "online") -> tuple[list[Cel
                 dp_ids[lam] = c.id
             if "dp" in pol:
                 cells += [_dp(task, ds, seed, lam, ev.kappa) for lam in ev.frontier_lambdas]
+                finite = [lam for lam in [*ev.lambdas, *ev.frontier_lambdas] if not math.isinf(lam)]
+                cells += [_dp(task, ds, seed, lam, ev.kappa, start=m) for m in ev.starts if m for lam in finite]
             singles = []
             if "single" in pol:
                 for k in range(K):

@@ -332,6 +332,8 @@ def policy_of(cell: Cell, histogram: list[float] | None = None):
         kw["tau"] = cell.tau
     if histogram is not None:
         kw["histogram"] = histogram
+    if cell.start:
+        kw["start"] = cell.start
     return PolicyConfig(**kw)
 
 
@@ -610,6 +612,7 @@ def grid_entry(plan: GridPlan, cell: Cell, batch_size: int, merged: bool) -> dic
         "traces": f"cells/{cell.id}/traces.h5",
         "upper_bound": cell.upper_bound,
         "skips": cell.skips,
+        "start": cell.start,
         "uniform_costs": cell.uniform_costs,
         "hist_from": cell.hist_from,
         "outcome_from": list(cell.outcome_from),
@@ -730,9 +733,10 @@ def _done(it: Item) -> bool:
 
 
 def label_of(c: Cell) -> str:
-    """A cell's policy and parameters without dataset and seed, e.g. ``dp λ=1``, ``single s3``."""
+    """A cell's policy and parameters without dataset and seed, e.g. ``dp λ=1``, ``dp λ=1 from s2``, ``single s3``."""
     p = c.param()
     par = "" if p is None else {"lam": " λ=", "stage": " s", "depth": " ", "tau": " τ="}[p[0]] + p[1]
+    par += f" from s{c.start}" if c.start else ""
     return c.policy + par + (f" [{c.ablation}]" if c.ablation else "")
 
 

@@ -73,8 +73,10 @@ class Truth:
         self.entropy0 = 2.0 - 1.2 * self.o[:, 0] + rng.normal(0, 0.35, n)
         self.maxprob = np.clip(0.45 + 0.35 * self.o + rng.normal(0, 0.1, (n, K)), 0, 1)
 
-    def route(self, policy: str, param, rng: np.random.Generator, hist=None, skips=True) -> list[list[int]]:
-        """Stages each sample runs, in order (the last one returns the output)."""
+    def route(
+        self, policy: str, param, rng: np.random.Generator, hist=None, skips=True, start: int = 0
+    ) -> list[list[int]]:
+        """Stages each sample runs, in order (the last one returns the output); dp starts at ``start``."""
         out = []
         for i in range(self.n):
             r, o = self.r[i], self.o[i]
@@ -91,7 +93,7 @@ class Truth:
             elif policy == "dp":
                 lam = float(param)
                 stop = lambda k, r=r, lam=lam: lam * (1 - r[k]) < 0.35 * (K - 1 - k) / (K - 1)  # noqa: E731
-                rt = [0]
+                rt = [start]
                 while not stop(rt[-1]) and rt[-1] < K - 1:
                     k = rt[-1]
                     rt.append(k + 1 if (not skips or r[k] > 0.3) else K - 1)
@@ -212,7 +214,7 @@ def fmt(x) -> str:
     return "inf" if math.isinf(x) else f"{x:g}"
 
 
-def cell_id(ds, policy, seed, lam=None, stage=None, tau=None, ablation=None) -> str:
+def cell_id(ds, policy, seed, lam=None, stage=None, tau=None, ablation=None, start=0) -> str:
     par = {
         "dp": lam,
         "random": lam,
@@ -232,6 +234,7 @@ def cell_id(ds, policy, seed, lam=None, stage=None, tau=None, ablation=None) -> 
         "confidence": "-tau",
     }
     p = f"{pre[policy]}{fmt(par[policy])}" if policy in par else ""
+    p += f"-start{start}" if start else ""
     out = f"{ds.replace('/', '-')}--{policy}{p}--seed{seed}"
     return out + (f"--{ablation}" if ablation else "")
 
@@ -247,6 +250,7 @@ def write_run(
     ablations=("kappa0", "no_skips"),
     cost_model: CostModel | None = TRUE_COSTS,
     mode: str = "online",
+    starts=(),
 ) -> Path:
     """Write a run folder (grid.json + cells/<id>/traces.h5) and return it."""
     root = Path(root)
@@ -265,6 +269,7 @@ def write_run(
             specs.append({"policy": "speculative"})
             specs += [{"policy": "oracle", "lam": lam} for lam in (*lambdas, math.inf)]
             specs += [{"policy": "dp", "lam": 1.0, "ablation": a} for a in ablations]
+            specs += [{"policy": "dp", "lam": lam, "start": m} for m in starts for lam in lambdas]
             hist = {}
             for sp in specs:
                 rng = np.random.default_rng(zlib.crc32(f"{ds}|{seed}|{sorted(sp.items())}".encode()))
@@ -272,10 +277,10 @@ def write_run(
                 param = sp.get("lam", sp.get("stage", sp.get("tau")))
                 if pol == "dp" and sp.get("ablation") == "kappa0":
                     param = float(param) * 1.3
-                routes = truth.route(pol, param, rng, skips=sp.get("ablation") != "no_skips")
+                routes = truth.route(pol, param, rng, skips=sp.get("ablation") != "no_skips", start=sp.get("start", 0))
                 rec = simulate(truth, routes, batch_size, rng, speculative=pol == "speculative")
                 cells.append((ds, seed, sp, rec))
-                if pol in ("dp", "lossless") and not sp.get("ablation"):
+                if pol in ("dp", "lossless") and not sp.get("ablation") and not sp.get("start"):
                     h = np.bincount(rec["final_stage"], minlength=K).astype(float)
                     hist[sp["lam"]] = h / h.sum()
             for lam, h in hist.items():
@@ -284,7 +289,9 @@ def write_run(
                 cells.append((ds, seed, {"policy": "random", "lam": lam}, simulate(truth, routes, batch_size, rng)))
     grid_cells = []
     for ds, seed, sp, rec in cells:
-        cid = cell_id(ds, sp["policy"], seed, sp.get("lam"), sp.get("stage"), sp.get("tau"), sp.get("ablation"))
+        cid = cell_id(
+            ds, sp["policy"], seed, sp.get("lam"), sp.get("stage"), sp.get("tau"), sp.get("ablation"), sp.get("start", 0)
+        )
         rel = f"cells/{cid}/traces.h5"
         rec["dataset"] = np.array([ds] * len(rec["sample_id"]), dtype=object)
         lam = sp.get("lam")
@@ -314,6 +321,7 @@ def write_run(
                 "temperature": 0.0,
                 "traces": rel,
                 "upper_bound": sp["policy"] == "oracle",
+                **({"start": sp["start"]} if "start" in sp else {}),
             }
         )
     grid = {

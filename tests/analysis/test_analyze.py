@@ -184,3 +184,26 @@ def test_drift_table_option_prices_proxy_runs(tmp_path):
     assert rec["drift"]["applicable"]
     (tab,) = rec["drift"]["tables"].values()
     assert all(math.isclose(s["ratio_median"], 1.0, abs_tol=0.05) for s in tab["stages"] if s["calls"])
+
+
+def test_dp_from_a_later_stage_is_its_own_row(tmp_path):
+    root = write_run(tmp_path / "start", datasets=("testbed/gsm8k", "testbed/mmlu"), seeds=(0, 1), n=16,
+                     lambdas=(1.0, 5.0), ablations=(), starts=(2,))
+    run = load_run(root)
+    assert {c.start for c in run.cells} == {0, 2}
+    rec = analyze(run, AnalysisConfig(resamples=200))
+    s0, s2 = _row(rec, ALL, "dp λ=1"), _row(rec, ALL, "dp λ=1 from s2")
+    assert s0["start"] == 0 and s2["start"] == 2 and s2["cells"] != s0["cells"]
+    assert all("start2" in c for c in s2["cells"]) and not any("start" in c for c in s0["cells"])
+    ran = s2["utilisation"]["ran"]  # stages below the start never run; the start runs for every sample
+    assert ran[0] == ran[1] == 0 and ran[2] == pytest.approx(1.0)
+    # its speedup is the final stage's wall-clock over its own, on the same prompts (per dataset: a mean over seeds)
+    r = _row(rec, "testbed/mmlu", "dp λ=1 from s2")
+    want = [_wall(_cell(root, "testbed/mmlu", "single-s3", s)) / _wall(_cell(root, "testbed/mmlu", "dp-lam1-start2", s))
+            for s in (0, 1)]
+    assert r["speedup"]["s3"]["mean"] == pytest.approx(np.mean(want))
+    assert s2["regret"] is None and s0["regret"] is not None  # the oracle's routes start at stage 0
+    assert "dp λ=1 from s2" in rec["groups"][ALL]["pareto"]["points"]
+    assert s2["tests"]["vs_final"]  # paired against the final stage alone like every row
+    h = {r["label"] for r in headline(rec)}
+    assert "dp λ=1" in h

@@ -42,4 +42,12 @@ def test_stage_resolution_and_first_stage():
         resolve_stage(4, 4)
     assert first_stage(PolicyConfig(name="single", stage=2), 4) == 2
     assert first_stage(PolicyConfig(name="dp"), 4) == 0
+    assert first_stage(PolicyConfig(name="dp", start=2), 4) == 2
+    assert first_stage(PolicyConfig(name="oracle", start=1), 4) == 1
+    with pytest.raises(ValueError, match="valid: 0..3"):
+        first_stage(PolicyConfig(name="dp", start=4), 4)
+    with pytest.raises(ValueError, match="start: only policies dp, threshold"):
+        PolicyConfig(name="single", stage=1, start=1)
+    with pytest.raises(ValueError, match="start must be a stage >= 0"):
+        PolicyConfig(name="dp", start=-1)
     assert set(REPLAN) == {"dp", "threshold", "confidence", "oracle"}

@@ -7,6 +7,7 @@ import pytest
 from asd.config_loader import from_dict
 from asd.evaluation.config import EvaluationConfig
 from asd.evaluation.grid import expand
+from asd.evaluation.run import label_of, policy_of
 
 INF = math.inf
 
@@ -42,6 +43,28 @@ def test_frontier_lambdas_add_dp_cells_only():
     assert all(c.kappa == 0.5 and c.ablation is None for c in got)
     # random and oracle stay at lambdas
     assert Counter(c.policy for c in dense)["random"] == Counter(c.policy for c in base)["random"]
+
+
+def test_starts_add_dp_cells_from_a_later_stage():
+    base, _ = expand(_ev(frontier_lambdas=[0.7]), K=4)
+    more, _ = expand(_ev(starts=[0, 2], frontier_lambdas=[0.7]), K=4)
+    extra = [c for c in more if c.start]
+    finite = 6 + 1  # the default lambdas' finite values and the frontier λ
+    assert len(extra) == finite * 4 * 5  # × 4 datasets × 5 seeds
+    assert {c.policy for c in extra} == {"dp"} and {c.start for c in extra} == {2}
+    assert all(c.ablation is None and c.wave == 1 for c in extra)
+    by = {c.id: c for c in more}
+    c = by["testbed-gsm8k--dp-lam1-start2--seed0"]
+    assert c.lam == 1.0 and c.kappa == 0.5
+    assert policy_of(c).start == 2 and policy_of(by["testbed-gsm8k--dp-lam1--seed0"]).start == 0
+    assert label_of(c) == "dp λ=1 from s2"
+    # lossless, random, oracle and the ablations stay from stage 0
+    assert Counter(c.policy for c in more if not c.start) == Counter(c.policy for c in base)
+    with pytest.raises(ValueError, match=r"starts \[3\] out of range for K=4 stages; valid: 0..2"):
+        expand(_ev(starts=[0, 3]), K=4)
+    for bad, msg in (([2], "must hold 0"), ([0, 0], "distinct"), ([0, -1], "distinct stages >= 0"), ([], "at least")):
+        with pytest.raises(ValueError, match=msg):
+            _ev(starts=bad)
 
 
 def test_cells_carry_their_parameters_and_dependencies():

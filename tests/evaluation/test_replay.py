@@ -96,6 +96,8 @@ CASES = [
     ("fixed depth 2", PolicyConfig(name="fixed_depth", stage=2), "prior", False),
     ("speculative", PolicyConfig(name="speculative"), "prior", False),
     ("oracle λ=1", PolicyConfig(name="oracle", lam=1.0), "prior", True),
+    ("dp λ=1 from s2", PolicyConfig(lam=1.0, start=2), "features", True),
+    ("dp λ=0.3 from s1", PolicyConfig(lam=0.3, start=1), "prior", False),
 ]
 
 
@@ -138,6 +140,8 @@ def test_replay_agrees_with_online(world, name, policy, pred, measured):
         assert (rep["batch_id"] == s).all() and (rep["batch_latency_s"] > 0).all()
     if name == "lossless":  # every sample ends at the final stage with its own output
         assert (online["final_stage"] == K - 1).all()
+    if policy.start:  # no stage below the start runs; the start stage drafts for every sample
+        assert not online["ran"][:, : policy.start].any() and online["ran"][:, policy.start].all()
 
 
 def test_replay_refuses_files_that_do_not_fit(world, tmp_path):
