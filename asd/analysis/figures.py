@@ -3,9 +3,10 @@
 ``make_figures(run, rec, out_dir)`` → a list of ``{"name", "png", "json", "caption"}``:
 
 - ``pareto_<group>``: accuracy vs speedup over the final stage alone, every row of the group with its
-  95% intervals (over samples) in both directions, dp points joined in λ order, the frontier marked, the
-  oracle hollow (an upper bound);
-- ``utilisation``: per group, where samples ended (stacked) and which stages ran, against λ (dp rows);
+  95% intervals (over samples) in both directions, dp points joined in λ order (a line per start stage: dp
+  from a later stage in green), the frontier marked, the oracle hollow (an upper bound);
+- ``utilisation``: per group, where samples ended (stacked) and which stages ran, against λ (dp rows from
+  stage 0);
 - ``decision_boundary``: r̂_0 (the predictor's P(stage 0's output == the final's), recorded at stage 0)
   against stage 0's mean token entropy, coloured by the decision taken at stage 0, dp at λ = 1;
 - ``calibration``: reliability of r̂_0 against the outcome o_0 (stage 0 alone's tokens == the final stage
@@ -42,6 +43,7 @@ POLICY_STYLE = {  # marker, colour
     "random": ("x", "tab:gray"),
     "oracle": ("*", "tab:red"),
 }
+START_STYLE = ("h", "tab:green")  # dp from a later stage (PolicyConfig.start > 0): its own line
 DECISION_COLOURS = ["tab:green", "tab:orange", "tab:purple", "tab:red", "tab:brown", "tab:pink"]
 
 
@@ -101,7 +103,7 @@ def pareto_figure(rec: dict, group: str, out_dir: Path, tag: str = "") -> dict:
         xl, xh = sp["ci_samples"]
         yl, yh = acc["ci_samples"]
         start = r.get("start", 0)
-        m, col = ("D", "tab:cyan") if start else POLICY_STYLE.get(r["policy"], ("o", "k"))
+        m, col = START_STYLE if start else POLICY_STYLE.get(r["policy"], ("o", "k"))
         hollow = r["policy"] == "oracle"
         kind = r["policy"] + (f" from {rec['stage_names'][start]}" if start else "")
         ax.errorbar(
@@ -144,7 +146,7 @@ def pareto_figure(rec: dict, group: str, out_dir: Path, tag: str = "") -> dict:
         )
     for start in sorted({d["start"] for d in data if d["policy"] == "dp"}):  # one line per first stage
         dps = sorted((d for d in data if d["policy"] == "dp" and d["start"] == start), key=lambda d: float(d["param"]))
-        col = "tab:cyan" if start else "tab:blue"
+        col = START_STYLE[1] if start else POLICY_STYLE["dp"][1]
         ax.plot([d["speedup"] for d in dps], [d["accuracy"] for d in dps], "-", color=col, lw=1, alpha=0.6)
         for d in dps:
             ax.annotate(
@@ -168,8 +170,8 @@ def pareto_figure(rec: dict, group: str, out_dir: Path, tag: str = "") -> dict:
         out_dir,
         name,
         data,
-        f"Speed–quality Pareto, {title}: every row of the grid with its 95% "
-        f"intervals; dp joined in λ order; grey rings mark the frontier; the oracle is an upper bound.{tag}",
+        f"Speed–quality Pareto, {title}: every row of the grid with its 95% intervals; dp joined in λ order (one "
+        f"line per start stage); grey rings mark the frontier; the oracle is an upper bound.{tag}",
     )
 
 
