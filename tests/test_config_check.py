@@ -13,6 +13,7 @@ from asd.cascade import CascadeConfig
 from asd.config_check import BOUNDS, LENGTHS, MAX_SYNTHETIC_CELLS, _pattern, model_problem, validate
 from asd.config_loader import ConfigError
 from asd.core.dp import PolicyConfig
+from asd.evaluation.config import EvaluationConfig
 from asd.core.synthetic import SyntheticConfig
 from asd.jobs.plan import JobConfig, prepare_output_dir
 from asd.models.config import HierarchyConfig, StageConfig
@@ -130,6 +131,11 @@ def test_stage_indices_against_k():
         "policy.stage: stage -2 out of range for 3 stages; valid: 0..2 or -1 (the last)"]
     assert _problems({"hierarchy": h, "policy": PolicyConfig(name="random", histogram=[1, 1])}) == [
         "policy.histogram: 2 entries; the hierarchy has K=3 stages: give K weights"]
+    assert _problems({"hierarchy": h, "policy": PolicyConfig(name="dp", start=2)}) == []
+    assert _problems({"hierarchy": h, "policy": PolicyConfig(name="dp", start=3)}) == [
+        "policy.start: start 3 out of range for 3 stages; valid: 0..2"]
+    assert _problems({"hierarchy": h, "evaluation": EvaluationConfig(starts=[0, 2])}) == [
+        "evaluation.starts: starts [2] out of range for 3 stages; valid: 0..1"]
     # K of the synthetic job when there is no hierarchy (its default has 4 stages)
     assert _problems({"synthetic": SyntheticConfig(batch=10), "policy": PolicyConfig(name="single", stage=4)}) == [
         "policy.stage: stage 4 out of range for 4 stages; valid: 0..3 or -1 (the last)"]
