@@ -113,3 +113,28 @@ def test_report_renders_an_attached_replay_and_says_whose_calls_it_timed(run_cop
     assert "| 3 |" not in md.split("### One-GPU replay")[1].split("##")[0]  # stages with no replayed call
     assert len(json.loads((run_copy / "report.json").read_text())["replay"]) == 3
     capsys.readouterr()
+
+
+def _bound_row(label, policy, mean, lo, speed, ablation=None):
+    return {"label": label, "policy": policy, "ablation": ablation,
+            "speedup": {"s3": {"mean": speed, "ci_samples": [speed - 0.01, speed + 0.01]}},
+            "accuracy_diff_vs_final": {"mean": mean, "ci_samples": [lo, mean + 0.002]}}
+
+
+def test_report_names_the_fastest_dp_row_within_the_accuracy_bound():
+    from asd.analysis.report import _best_within_bound
+
+    rows = [
+        _bound_row("dp λ=1", "dp", -0.02, -0.025, 2.1),  # too lossy
+        _bound_row("dp λ=2", "dp", -0.003, -0.005, 1.5),
+        _bound_row("dp λ=3 from s2", "dp", -0.0065, -0.0105, 1.88),  # within, fastest
+        _bound_row("dp λ=1.5 from s2", "dp", -0.011, -0.016, 1.79),  # point estimate over 1
+        _bound_row("dp λ=2 from s2", "dp", -0.0095, -0.0155, 1.95),  # upper bound over 1.5
+        _bound_row("single s2", "single", 0.0, 0.0, 9.0),  # not dp
+        _bound_row("dp λ=1 [kappa0]", "dp", 0.0, 0.0, 9.0, ablation="kappa0"),  # an ablation
+    ]
+    rec = {"stage_names": ["s0", "s1", "s2", "s3"], "groups": {"all": {"rows": rows}}}
+    s = _best_within_bound(rec, "all")
+    assert "**dp λ=3 from s2: 1.88×**" in s and "0.7 points (upper bound 1.1)" in s
+    rec["groups"]["all"]["rows"] = rows[:1] + rows[3:5]
+    assert _best_within_bound(rec, "all").startswith("No dp row stays within the accuracy bound")
