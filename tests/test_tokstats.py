@@ -60,7 +60,10 @@ def test_ref_fp32_matches_fp64():
     g = torch.Generator().manual_seed(7)
     x = torch.randn(4, QWEN_V, generator=g) * 5
     c = torch.randint(0, QWEN_V, (4,), generator=g)
-    _close(token_stats_ref(x, c), _spec(x, c), rtol=1e-5, atol=1e-6)
+    # the fp32 twin normalises with a float32 log-sum-exp over V = 152,064 terms, whose rounding depends on how
+    # torch's CPU kernel vectorises the sum (AVX2 / AVX-512): ≈ √V·ε(fp32) ≈ 2.3e-5 relative, measured 2e-5 on an
+    # AMD EPYC (earlier CI machines stayed under 1e-5); the compiled kernel is held to RTOL against the same spec
+    _close(token_stats_ref(x, c), _spec(x, c), rtol=1e-4, atol=1e-5)
 
 
 def test_hand_computed_row():
