@@ -312,9 +312,8 @@ def _best_within_bound(rec: dict, g: str) -> str | None:
         d = r.get("accuracy_diff_vs_final") or {}
         if r["policy"] != "dp" or r["ablation"] or fin not in r["speedup"] or d.get("mean") is None:
             continue
-        if d["ci_samples"][0] is None:
-            continue
-        if -d["mean"] <= LOSS_BOUND + 1e-12 and -d["ci_samples"][0] <= LOSS_UPPER_BOUND + 1e-12:
+        lo = d["ci_samples"][0]
+        if lo is not None and -d["mean"] <= LOSS_BOUND + 1e-12 and -lo <= LOSS_UPPER_BOUND + 1e-12:
             ok.append(r)
     if not ok:
         return (

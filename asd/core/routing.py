@@ -31,10 +31,7 @@ def first_stage(policy, K: int) -> int:
     at the last stage is the final stage alone); 0 otherwise. ValueError when ``start`` is not a stage of K."""
     if policy.name == "single":
         return resolve_stage(policy.stage, K)
-    start = getattr(policy, "start", 0)
-    if not 0 <= start < K:
-        raise ValueError(f"start {start} out of range; valid: 0..{K - 1}")
-    return start
+    return resolve_stage(policy.start, K)  # PolicyConfig refuses start < 0
 
 
 def _upper(K: int) -> np.ndarray:
