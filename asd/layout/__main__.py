@@ -102,6 +102,11 @@ def _run(args) -> int:
 
         sys.stdout.flush()
         os._exit(0)
+    if dist.is_initialized():
+        # gloo: close the group on every rank together; left to the interpreter's exit, its threads were torn
+        # down under a busy 2-core machine with "terminate called without an active exception" (rank killed)
+        dist.barrier()
+        dist.destroy_process_group()
     return 0
 
 
