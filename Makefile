@@ -7,6 +7,8 @@ BIN       := $(VENV)/bin
 STAMP     := $(VENV)/.stamp-requirements
 DEV_STAMP := $(VENV)/.stamp-editable
 PYTEST_ARGS ?=
+# pytest-xdist workers (tests/conftest.py hands out a module at a time; the SLURM modules run as one unit)
+PYTEST_WORKERS ?= 2
 # published data no package ships (docs/data.md): the real-file tests read it from here when it exists
 ASD_TRUTHFULQA_CSV ?= $(wildcard $(abspath ../shared/data/truthfulqa/TruthfulQA.csv))
 export ASD_TRUTHFULQA_CSV
@@ -40,10 +42,10 @@ lint: $(DEV_STAMP)
 	$(BIN)/mypy
 
 test: build lint slurm-up
-	$(BIN)/python -m pytest tests $(PYTEST_ARGS)
+	$(BIN)/python -m pytest tests -n $(PYTEST_WORKERS) $(PYTEST_ARGS)
 
 test-fast: build
-	$(BIN)/python -m pytest tests -m "not slow and not slurm" $(PYTEST_ARGS)
+	$(BIN)/python -m pytest tests -n $(PYTEST_WORKERS) -m "not slow and not slurm" $(PYTEST_ARGS)
 
 # the reduced evaluation grid on the testbed (every policy, 4 datasets, λ ∈ {1, ∞}; live progress with ETA),
 # then asd analyze / asd report of its run folder (runs/demo-evaluation); prints where the report is
