@@ -74,13 +74,12 @@ def test_gpu_marker_runs_without_submitit(tmp_path):
     assert any("submitit is not installed" in line for line in skips), out[-3000:]
 
 
-def test_the_slurm_unit_of_the_parallel_run_holds_every_module_with_a_slurm_test():
+def test_the_slurm_unit_of_the_parallel_run_holds_every_module_with_a_slurm_test(tmp_path):
     """tests/conftest.py hands the modules it finds marking a test `slurm` to one xdist worker as one unit;
     the markers pytest collects name the same modules."""
     from conftest import slurm_modules
 
-    r = subprocess.run([sys.executable, "-m", "pytest", "--collect-only", "-q", "-m", "slurm", "-p", "no:cacheprovider",
-                        "tests"], cwd=ROOT, capture_output=True, text=True, timeout=900)
+    r = _run(tmp_path, "", "-m", "pytest", "--collect-only", "-q", "-m", "slurm", "-p", "no:cacheprovider", "tests")
     assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
     collected = {line.split("::", 1)[0] for line in r.stdout.splitlines() if "::" in line}
     assert collected and collected == slurm_modules()
