@@ -4,23 +4,31 @@ See docs/algorithm.md (sections Decision and Costs).
 
 Terms.
 - *Prefill* of stage m over n tokens: one forward pass, ``prefill.slope·n + prefill.intercept`` seconds
-  (batch 1). Verification of a draft is a prefill over prompt + draft.
+  (measured at batch 1; a batched pass over b prompts of n tokens is priced as one pass over b·n tokens).
+  Verification of a draft is a prefill over prompt + draft.
 - *Decode step* of stage m at batch size b: ``decode.slope·b + decode.intercept`` seconds per step
-  (the KV length fixed at the profiler's ``decode_context``).
+  (the KV length fixed at the profiler's ``decode_context``); one step advances all b sequences.
 - *Overhead*: fixed seconds per call of a stage (scheduling, sampling, bookkeeping).
 
-The latency of stage m answering an input alone (prompt of p tokens, response of n tokens, batch b)::
+Every price is an input's **share of a batched call** of b inputs like it (b = ``CostModel.batch_size``):
+the call's seconds divided by b, the currency the evaluation measures per-sample latency in (docs/analysis.md,
+"Latency") and the way ``asd.analysis.calls.price_calls`` prices a recorded call (prefill over all the call's
+tokens, then its steps at the call's batch size). The latency of stage m answering an input alone (prompt of p
+tokens, response of n tokens)::
 
-    L_m(p, n) = prefill_m(p) + n · step_m(b) + overhead_m
+    L_m(p, n) = [ prefill_m(b·p) + n · step_m(b) + overhead_m ] / b
 
 and the cost of moving from stage j (holding draft y_j, |y_j| tokens) to stage m > j::
 
-    c_{j→m}(x) = [ prefill_m(p + |y_j|) + (1 − â_{j,m}) · |y_j| · step_m(b) + overhead_m ] / L_{K−1}(p, |y|)
+    c_{j→m}(x) = [ prefill_m(b·(p + |y_j|)) + (1 − â_{j,m}) · |y_j| · step_m(b) + overhead_m ] / b / L_{K−1}(p, |y|)
 
 i.e. one teacher-forced pass of M_m over prompt + draft, then decoding the expected rejected suffix,
 normalised by the final model's own latency for this input (so 1.0 = running M_{K−1} alone). |y| in
 the normaliser is |y_0| (known from the first stage on), so the unit is fixed for an input across the
-receding-horizon re-plans. Costs are dimensionless.
+receding-horizon re-plans. Costs are dimensionless. At b = 1 the share is the call itself. Pricing the
+prefill at batch 1 but the decode step at batch b (as this module did before) weighs decoding b times too
+heavily against verification: on the testbed's CPU table (b = 16) it priced s3's check of a 20-token draft at
+0.08 of s3 answering alone, 0.63 in batch shares (docs/dp.md, "Costs").
 
 Serialisation: ``CostModel.to_dict()`` / ``CostModel.from_dict()`` (schema version, provenance); files
 are read and written by the adapter ``asd.costs_io``.
@@ -103,8 +111,11 @@ class StageCost:
         return float(self.decode(batch))
 
     def latency_s(self, prompt_len, out_len, batch: int = 1):
-        """L(p, n) = prefill(p) + n·step(batch) + overhead; arrays broadcast (seconds)."""
-        return self.prefill(prompt_len) + np.asarray(out_len, np.float64) * self.step_s(batch) + self.overhead_s
+        """One input's share of a batched call of ``batch`` inputs like it (seconds; arrays broadcast):
+        L(p, n) = [prefill(batch·p) + n·step(batch) + overhead] / batch (module docstring)."""
+        b = float(batch)
+        p = np.asarray(prompt_len, np.float64)
+        return (self.prefill(b * p) + np.asarray(out_len, np.float64) * self.step_s(batch) + self.overhead_s) / b
 
 
 @dataclass(frozen=True)
@@ -166,6 +177,8 @@ def transition_costs(
     Entries of ``accept_mean`` with m <= j are not read. Worked example (K = 2, batch 1): stage 1 with
     prefill 1 ms/token + 0 and 10 ms/step, no overheads; p = 100, |y_0| = 50, â_{0,1} = 0.8 →
     numerator 0.150 + 0.2·50·0.010 = 0.25 s, L_1 = 0.100 + 50·0.010 = 0.6 s, c_{0→1} = 0.4167.
+    The same at batch 4 (step 10 ms at any batch): numerator (0.600 + 0.100)/4, L_1 = (0.400 + 0.500)/4,
+    c_{0→1} = 0.7778: the verify pass weighs as much per input, the shared decode steps four times less.
     """
     prompt_len = np.asarray(prompt_len)
     draft_len = np.asarray(draft_len)
@@ -193,12 +206,13 @@ def transition_costs(
     norm = final.latency_s(p, y[:, 0], model.batch_size)  # [B] seconds
     if not np.all(norm > 0):
         raise ValueError("the final stage's latency must be > 0 for every input (check the cost model and lengths)")
+    b = float(model.batch_size)
     cost = np.full((B, K, K), np.inf)
     for m in range(1, K):
         st = model.stages[m]
         step = st.step_s(model.batch_size)
         for j in range(m):
-            secs = st.prefill(p + y[:, j]) + (1.0 - accept_mean[:, j, m]) * y[:, j] * step + st.overhead_s
+            secs = (st.prefill(b * (p + y[:, j])) + (1.0 - accept_mean[:, j, m]) * y[:, j] * step + st.overhead_s) / b
             cost[:, j, m] = secs / norm
     return cost
 

@@ -48,6 +48,8 @@ def test_transition_cost_hand_numbers():
 
 
 def test_transition_costs_batch_size_overhead_and_four_stages():
+    # every price is an input's share of a batched call of b = 8 inputs like it: prefill over 8 prompts' tokens
+    # (+ intercept and overhead once per call), decode steps at batch 8 shared by the 8 (docs/dp.md, "Costs")
     st = [StageCost(f"s{k}", LinearFit(1e-4 * (k + 1), 0.01), LinearFit(1e-4, 0.01 * (k + 1)), 0.002)
           for k in range(4)]
     m = CostModel(stages=tuple(st), batch_size=8)
@@ -58,18 +60,58 @@ def test_transition_costs_batch_size_overhead_and_four_stages():
     a = rng.random((B, 4, 4))
     c = transition_costs(p, y, a, m)
     for b in range(B):
-        norm = 1e-4 * 4 * p[b] + 0.01 + y[b, 0] * (1e-4 * 8 + 0.04) + 0.002
+        norm = (1e-4 * 4 * 8 * p[b] + 0.01 + y[b, 0] * (1e-4 * 8 + 0.04) + 0.002) / 8
+        assert m.latency_s(3, p[b], y[b, 0]) == pytest.approx(norm)
         for j in range(4):
             for k in range(4):
                 if k <= j:
                     assert np.isinf(c[b, j, k])
                     continue
                 step = 1e-4 * 8 + 0.01 * (k + 1)
-                num = 1e-4 * (k + 1) * (p[b] + y[b, j]) + 0.01 + (1 - a[b, j, k]) * y[b, j] * step + 0.002
+                num = (1e-4 * (k + 1) * 8 * (p[b] + y[b, j]) + 0.01 + (1 - a[b, j, k]) * y[b, j] * step + 0.002) / 8
                 assert c[b, j, k] == pytest.approx(num / norm)
     # a bigger stage never costs less to reach from the same draft, all else equal
     c_same = transition_costs(p, y, np.full((B, 4, 4), 0.5), m)
     assert (np.diff(c_same[:, 0, 1:], axis=1) > 0).all()
+
+
+def test_batch_share_weighs_verification_against_shared_decode_steps():
+    # the docstring's example at batch 4: the verify pass weighs as much per input, the decode steps 4x less
+    s0, s1 = two_stage_model().stages
+    m4 = CostModel(stages=(s0, s1), batch_size=4)
+    acc = np.array([[[0, 0.8], [0, 0]]])
+    assert transition_costs(np.array([100]), np.array([[50, 50]]), acc, m4)[0, 0, 1] == pytest.approx(0.7 / 0.9)
+    assert m4.latency_s(1, 100, 50) == pytest.approx((0.4 + 0.5) / 4)
+    # at batch 1 the share is the call itself: the same numbers as the batch-1 formula, bit for bit
+    m1 = two_stage_model()
+    p, y = np.array([7, 100, 333]), np.array([[1, 1], [50, 50], [12, 12]])
+    secs = s1.prefill(p + y[:, 0]) + (1.0 - 0.8) * y[:, 0] * s1.step_s(1) + s1.overhead_s
+    norm = s1.prefill(p) + y[:, 0] * s1.step_s(1) + s1.overhead_s
+    got = transition_costs(p, y, np.broadcast_to(acc, (3, 2, 2)), m1)[:, 0, 1]
+    assert np.array_equal(got, secs / norm)
+
+
+def test_latency_is_the_analysis_price_of_a_batched_call_per_input():
+    # asd.analysis.calls prices a recorded call of B members: prefill over B x (longest input) tokens, then its
+    # steps at batch B, overhead once; the DP's L_m is that call's seconds per member for B = batch_size
+    from asd.analysis.calls import GENERATE, Calls, price_calls
+
+    rng = np.random.default_rng(1)
+    st = tuple(StageCost(f"s{k}", LinearFit(rng.uniform(1e-5, 1e-3), rng.uniform(0, 0.01)),
+                         LinearFit(rng.uniform(0, 1e-3), rng.uniform(1e-3, 0.02)), rng.uniform(0, 0.003))
+               for k in range(3))
+    for b in (1, 3, 16):
+        m = CostModel(stages=st, batch_size=b)
+        n = 9
+        p, steps = rng.integers(5, 400, n), rng.integers(1, 64, n)
+        calls = Calls.from_columns(
+            {"batch": np.arange(n), "stage": np.arange(n) % 3, "kind": np.full(n, GENERATE), "size": np.full(n, b),
+             "in_tokens": p, "steps": steps, "measured_s": np.ones(n)},
+            member=np.zeros((n, 3), np.int64),
+        )
+        secs, _ = price_calls(calls, m)
+        want = np.array([m.latency_s(int(k), int(pp), int(s)) for k, pp, s in zip(np.arange(n) % 3, p, steps)])
+        assert secs / b == pytest.approx(want, rel=1e-12)
 
 
 def test_transition_costs_bad_input():
