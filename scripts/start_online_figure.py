@@ -56,7 +56,7 @@ def rows_of(rec: dict, run: int) -> list[dict]:
     return out
 
 
-def draw(points: list[dict], runs: list[str], path: Path) -> None:
+def draw(points: list[dict], runs: list[str], path: Path, title: str = "Where to start, measured online") -> None:
     import matplotlib
 
     matplotlib.use("Agg")
@@ -82,7 +82,7 @@ def draw(points: list[dict], runs: list[str], path: Path) -> None:
                     ms=5,
                     capsize=2,
                     lw=0.8,
-                    label=f"{name} (run {i + 1})" if p is ps[0] else None,
+                    label=f"{name} ({runs[i]})" if p is ps[0] else None,
                 )
                 ax.annotate(
                     f"λ={p['param']:g}",
@@ -96,7 +96,7 @@ def draw(points: list[dict], runs: list[str], path: Path) -> None:
             if p["run"] == i and p["policy"] == "single" and 0 < p["loss_points"] < 12:
                 ax.plot(p["loss_points"], p["speedup"], mk, color="black", mfc="none", ms=7)
                 ax.annotate(
-                    f"{p['label']} (run {i + 1})",
+                    f"{p['label']} ({runs[i]})",
                     (p["loss_points"], p["speedup"]),
                     textcoords="offset points",
                     xytext=(5, -10),
@@ -108,7 +108,7 @@ def draw(points: list[dict], runs: list[str], path: Path) -> None:
     ax.set_ylim(1.0, 4.2)
     ax.set_xlabel("accuracy lost vs the final stage alone (points; 95% CI over samples)")
     ax.set_ylabel("speedup over the final stage alone (wall-clock)")
-    ax.set_title("Where to start, measured online (4 formats mixed, 5 seeds, 200 prompts per cell)", fontsize=10)
+    ax.set_title(f"{title} (4 formats mixed, 5 seeds, 200 prompts per cell)", fontsize=10)
     ax.grid(alpha=0.3)
     ax.legend(fontsize=7, loc="lower right")
     fig.savefig(path.with_suffix(".png"), dpi=120, bbox_inches="tight")
@@ -119,7 +119,13 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("analyses", nargs="+", help="analysis.json of runs with dp from several start stages")
     ap.add_argument("--out", required=True, help="path without suffix: writes .png and .json")
+    ap.add_argument("--names", nargs="+", help="one name per run for the legend (default: run 1, run 2, ...)")
+    ap.add_argument("--title", default="Where to start, measured online")
     args = ap.parse_args(argv)
+    names = args.names or [f"run {i + 1}" for i in range(len(args.analyses))]
+    if len(names) != len(args.analyses):
+        print(f"--names: {len(names)} names for {len(args.analyses)} runs", file=sys.stderr)
+        return 2
     points, inputs = [], []
     for i, a in enumerate(args.analyses):
         try:
@@ -141,11 +147,11 @@ def main(argv: list[str] | None = None) -> int:
 
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
-    draw(points, args.analyses, out)
+    draw(points, names, out, args.title)
     record = {
         "what": "dp from each start stage and the single stages of each run: accuracy lost vs the final stage alone "
         "and speedup over it, both with 95% CIs over samples; speedups compare within a run",
-        "inputs": inputs,
+        "inputs": [{**x, "name": n} for x, n in zip(inputs, names)],
         "points": points,
         "provenance": provenance(),
         "schema_version": 1,
