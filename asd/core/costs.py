@@ -206,13 +206,12 @@ def transition_costs(
     norm = final.latency_s(p, y[:, 0], model.batch_size)  # [B] seconds
     if not np.all(norm > 0):
         raise ValueError("the final stage's latency must be > 0 for every input (check the cost model and lengths)")
-    b = float(model.batch_size)
     cost = np.full((B, K, K), np.inf)
     for m in range(1, K):
         st = model.stages[m]
-        step = st.step_s(model.batch_size)
         for j in range(m):
-            secs = (st.prefill(b * (p + y[:, j])) + (1.0 - accept_mean[:, j, m]) * y[:, j] * step + st.overhead_s) / b
+            # a move is M_m answering prompt + draft with the rejected suffix left to decode: the same batch share
+            secs = st.latency_s(p + y[:, j], (1.0 - accept_mean[:, j, m]) * y[:, j], model.batch_size)
             cost[:, j, m] = secs / norm
     return cost
 
