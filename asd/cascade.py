@@ -49,7 +49,7 @@ from asd.core.decision import (
 )
 from asd.core.dp import STOP, Plan, PolicyConfig
 from asd.core.features import FEATURE_NAMES, NUM_FEATURES, TokenTable, record_batch_features
-from asd.core.routing import REPLAN, first_stage, resolve_stage
+from asd.core.routing import REPLAN, first_stage, next_move, resolve_stage, split_calls
 from asd.core.verify import SpeculativeSampler, Verdict, accept_drafts
 from asd.models.base import GenerationParams, check_prompts
 
@@ -66,7 +66,10 @@ class CascadeConfig:
     top_p: float = 1.0
     gamma: int = 0  # lookahead of the drafter that speeds up regeneration; 0: plain decoding
     regen_drafter: int = 0  # stage that drafts regenerated suffixes when gamma > 0
-    batch_size: int = 32
+    batch_size: int = 32  # the most samples one stage call takes
+    # prompts admitted together (a window; docs/cascade.md "Pooled batches"): every stage call takes up to
+    # batch_size of the window's samples waiting for that stage; 0: the window is one batch of batch_size
+    pool_size: int = 0
     seed: int = 0  # run seed; each sample's seed is derived from (seed, sample_id, stage)
 
     def __post_init__(self) -> None:
@@ -85,6 +88,15 @@ class CascadeConfig:
             raise ValueError(f"top_p must be in (0, 1], got {self.top_p}")
         if self.regen_drafter < 0:
             raise ValueError(f"regen_drafter must be >= 0, got {self.regen_drafter}")
+        if self.pool_size != 0 and self.pool_size < self.batch_size:
+            raise ValueError(
+                f"pool_size must be 0 (one batch) or >= batch_size={self.batch_size}, got {self.pool_size}"
+            )
+
+    @property
+    def window(self) -> int:
+        """Prompts admitted together: ``pool_size``, or one batch when it is 0."""
+        return self.pool_size or self.batch_size
 
 
 class Cascade:
@@ -169,9 +181,11 @@ class Cascade:
     ) -> dict:
         """Trace records for every prompt (dict of numpy arrays, N rows; see asd.traces).
 
-        outcome: [N, K] bool, stage k's output == the final's (policy "oracle" only). Prompts run in batches
-        of ``cfg.batch_size``, in order; ``batch_id`` [N] is the first sample id of a sample's batch and
-        ``batch_latency_s`` [N] that batch's wall-clock seconds from the first draft to the last stop.
+        outcome: [N, K] bool, stage k's output == the final's (policy "oracle" only). Prompts are admitted in
+        windows of ``cfg.window`` (``pool_size``, or one batch of ``batch_size``), in order; every stage call
+        takes up to ``batch_size`` of a window's samples (docs/cascade.md "Pooled batches"). ``batch_id`` [N]
+        is the first sample id of a sample's window and ``batch_latency_s`` [N] that window's wall-clock
+        seconds from the first draft to the last stop.
         """
         self.validate(prompts)
         N = len(prompts)
@@ -182,15 +196,15 @@ class Cascade:
             raise ValueError(f"policy 'oracle' needs outcome of shape [N, K]=({N}, {self.K})")
         from tqdm import tqdm
 
-        bs = self.cfg.batch_size
+        w = self.cfg.window
         parts = []
-        for s in tqdm(range(0, N, bs), desc="cascade", unit="batch", disable=not progress):
-            oc = None if outcome is None else np.asarray(outcome)[s : s + bs]
+        for s in tqdm(range(0, N, w), desc="cascade", unit="window", disable=not progress):
+            oc = None if outcome is None else np.asarray(outcome)[s : s + w]
             t0 = time.perf_counter()
-            part = self._run_batch([list(map(int, p)) for p in prompts[s : s + bs]], ids[s : s + bs], oc)
+            part = self._run_window([list(map(int, p)) for p in prompts[s : s + w]], ids[s : s + w], oc)
             B = len(part["sample_id"])
-            part["batch_latency_s"] = np.full(B, time.perf_counter() - t0)  # the whole batch, draft to finish
-            part["batch_id"] = np.full(B, ids[s], np.int64)  # the batch's first sample id (unique in a run)
+            part["batch_latency_s"] = np.full(B, time.perf_counter() - t0)  # the whole window, draft to finish
+            part["batch_id"] = np.full(B, ids[s], np.int64)  # the window's first sample id (unique in a run)
             parts.append(part)
         out: dict[str, Any] = {
             k: (
@@ -204,47 +218,60 @@ class Cascade:
         out["text"] = np.array(out["text"] + [None], dtype=object)[:-1]
         return out
 
-    # -- one batch --------------------------------------------------------------------------------------------
-    def _run_batch(self, prompts: list[list[int]], ids: np.ndarray, outcome: np.ndarray | None) -> dict:
-        """Draft, then decide → verify → regenerate until every sample stopped; the batch's trace record."""
+    # -- one window -------------------------------------------------------------------------------------------
+    def _run_window(self, prompts: list[list[int]], ids: np.ndarray, outcome: np.ndarray | None) -> dict:
+        """Draft, then decide → verify → regenerate until every sample stopped; the window's trace record.
+
+        The samples waiting for the lowest target stage go first, all together (in calls of ``batch_size``);
+        they are decided again at that stage, and those sent higher join the samples already waiting there,
+        so every stage runs once per window on everything that reached it (routes only go up).
+        """
         st = BatchState.start(prompts, ids, self.K, first_stage(self.policy, self.K))
-        if self.policy.name == "speculative":
-            self._two_model(st, np.arange(st.size))
-        else:
-            self._draft(st)
+        for idx in split_calls(np.arange(st.size), self.cfg.batch_size):
+            if self.policy.name == "speculative":
+                self._two_model(st, idx)
+            else:
+                self._draft(st, idx)
         route: np.ndarray | None = None  # [B, K] the plan's next stage from every node (fixed-route policies)
-        live = np.arange(st.size)
-        while live.size:
+        target = np.full(st.size, STOP, np.int64)  # [B] the stage each sample waits for (STOP: none)
+        todo = np.arange(st.size)  # the samples to decide at their current stage
+        while todo.size:
             if route is None or self.policy.name in REPLAN:
-                plan = self._decide(st, live, outcome)
+                plan = self._decide(st, todo, outcome)
                 action = plan.action
                 if route is None:
                     route = np.full((st.size, self.K), STOP, np.int64)
-                route[live] = plan.next
+                route[todo] = plan.next
             else:
-                action = route[live, st.stage[live]]
-            st.record["decision"][live, st.stage[live]] = action
-            go = action != STOP
-            live, action = live[go], action[go]
-            for m in np.unique(action):
-                idx = live[action == m]
-                self._verify(st, idx, int(m))
-                st.stage[idx] = m
+                action = route[todo, st.stage[todo]]
+            st.record["decision"][todo, st.stage[todo]] = action
+            target[todo] = action
+            move = next_move(target)
+            if move is None:
+                break
+            m, todo = move
+            for idx in split_calls(todo, self.cfg.batch_size):
+                self._verify(st, idx, m)
+            st.stage[todo] = m
+            target[todo] = STOP
         return self._finish(st)
 
-    def _draft(self, st: BatchState) -> None:
-        """The first stage generates every sample's response; its features go into the record."""
-        k0 = int(st.stage[0])
+    def _draft(self, st: BatchState, idx: np.ndarray) -> None:
+        """The first stage generates the responses of samples ``idx`` [R] (one call); their features go into the
+        record."""
+        k0 = int(st.stage[idx[0]])
         res = self.engines[k0].generate(
-            st.prompts, self.params, seeds=[derive_seed(self.cfg.seed, i, k0, SEED_GENERATE) for i in st.sample_ids]
+            [st.prompts[i] for i in idx],
+            self.params,
+            seeds=[derive_seed(self.cfg.seed, st.sample_ids[i], k0, SEED_GENERATE) for i in idx],
         )
-        for i in range(st.size):
-            st.set_response(i, res.tokens[i], res.stats[i], res.probs[i] if self.sampling else None)
+        for r, i in enumerate(idx.tolist()):
+            st.set_response(i, res.tokens[r], res.stats[r], res.probs[r] if self.sampling else None)
         rec = st.record
-        rec["ran"][:, k0] = True
-        rec["draft_len"][:, k0] = [len(t) for t in res.tokens]
-        rec["latency_s"][:, k0] = res.seconds
-        self._features(st, np.arange(st.size), k0, res.prompt_nll, res.hidden, None)
+        rec["ran"][idx, k0] = True
+        rec["draft_len"][idx, k0] = [len(t) for t in res.tokens]
+        rec["latency_s"][idx, k0] = res.seconds
+        self._features(st, idx, k0, res.prompt_nll, res.hidden, None)
 
     def _finish(self, st: BatchState) -> dict:
         """The completed record: final stage, tokens, text (scores are filled in by the caller's metric)."""
@@ -462,7 +489,7 @@ class Cascade:
 
 @dataclass
 class BatchState:
-    """The working state of one batch, passed between the steps of ``Cascade._run_batch``.
+    """The working state of one window of samples, passed between the steps of ``Cascade._run_window``.
 
     prompts: B prompts (token ids); sample_ids [B] int64; stage [B] int64: the stage whose response each
     sample holds now; responses: B current responses (int64 token ids, n_i each); token_stats: B [n_i, 5]

@@ -36,6 +36,7 @@ from asd.config_loader import INT64_MAX, ConfigError, line_of, locator, short_re
 BOUNDS: dict[str, tuple[float, float]] = {
     "cascade.max_new_tokens": (1, 32_768),  # tokens per response (Qwen2.5's context is 32k)
     "cascade.batch_size": (1, 4_096),
+    "cascade.pool_size": (0, 65_536),  # prompts admitted together (0: one batch)
     "cascade.gamma": (0, 64),  # drafter lookahead, tokens
     "cascade.top_k": (0, 1_000_000),
     "cascade.temperature": (0, 100),

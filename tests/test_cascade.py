@@ -141,6 +141,69 @@ def test_policies_run_in_the_same_loop(family):
     assert (thr["final_stage"] == 1).all() and [t.tolist() for t in thr["tokens"]] == own[1]
 
 
+class RoutesByPrompt:
+    """A predictor whose r̂ depends on the prompt (its length feature), so that one window holds every route of a
+    3-stage hierarchy at once: stop at 0; 0 → 1; 0 → 1 → 2 (stage 1's own view sends it on); 0 → 2 (a skip)."""
+
+    num_draws = 1
+    _LEN = 1  # FEATURE_NAMES.index("prompt_len")
+
+    def group(self, features):
+        return np.round(features[:, self._LEN]).astype(np.int64) % 4  # prompt length in tokens
+
+    def predict(self, features, stage, K):
+        g, B = self.group(features), len(features)
+        r = np.full((B, 1, K), 0.02)
+        r[:, 0, K - 1] = 1.0
+        r[:, 0, 0] = np.where(g == 0, 0.99, 0.02)
+        at1 = np.asarray(stage) == 1
+        r[:, 0, 1] = np.where((g == 1) | ((g == 2) & ~at1), 0.99, 0.02)  # group 2 looks fine from stage 0 only
+        return r, np.full((B, K, K), 0.5)
+
+
+def _calls_per_stage(rec):
+    """{stage: sorted member counts of its calls}: a call is the members of one window sharing a latency value."""
+    out = {}
+    for k in range(rec["ran"].shape[1]):
+        rows = np.flatnonzero(rec["ran"][:, k])
+        keys = [(int(rec["batch_id"][i]), float(rec["latency_s"][i, k])) for i in rows]
+        out[k] = sorted(np.unique(np.array(keys), axis=0, return_counts=True)[1].tolist()) if rows.size else []
+    return out
+
+
+def test_pooled_windows_route_alike_in_full_calls(family):
+    """A window of 32 prompts in calls of 4 (``pool_size``) makes every decision and output of the batch-per-call
+    runs, and each stage runs once per window on everything that reached it, in full calls of 4 (the last of a
+    stage may be short); one batch of 32 verifies the 0 → 2 and 0 → 1 → 2 samples in one s2 call."""
+    from asd.core.costs import CostModel, LinearFit, StageCost
+
+    engines, prompts, _ = family
+    cm = CostModel(stages=tuple(StageCost(f"s{k}", prefill=LinearFit(1e-4 * f, 0.0), decode=LinearFit(0.0, 1e-2 * f))
+                                for k, f in enumerate((0.05, 0.2, 1.0))))
+    run = lambda **kw: Cascade(engines, CascadeConfig(max_new_tokens=MAX_NEW, **kw),  # noqa: E731
+                               PolicyConfig(name="dp", lam=5.0), predictor=RoutesByPrompt(), cost_model=cm,
+                               eos_token_ids=(EOS,)).run(prompts)
+    pooled, small, whole = run(batch_size=4, pool_size=32), run(batch_size=4), run(batch_size=32)
+    routes = {tuple(np.flatnonzero(r)) for r in whole["ran"]}
+    assert routes == {(0,), (0, 1), (0, 1, 2), (0, 2)}, routes   # every route, so the test can see a merge
+    for other in (small, whole):
+        for f in ("ran", "decision", "draft_len", "accepted_len", "final_stage"):
+            assert np.array_equal(pooled[f], other[f]), f
+        assert [t.tolist() for t in pooled["tokens"]] == [t.tolist() for t in other["tokens"]]
+    assert (pooled["batch_id"] == 0).all() and len(set(pooled["batch_latency_s"].tolist())) == 1
+    n = pooled["ran"].sum(0)
+    for k, sizes in _calls_per_stage(pooled).items():
+        assert sizes == sorted([4] * (int(n[k]) // 4) + ([int(n[k]) % 4] if n[k] % 4 else [])), (k, sizes)
+    assert _calls_per_stage(whole)[2] == [int(n[2])]   # 0 → 2 and 0 → 1 → 2 in one call of s2
+    assert len(set(small["batch_id"].tolist())) == 8
+
+
+def test_pool_size_is_checked():
+    with pytest.raises(ValueError, match="pool_size must be 0"):
+        CascadeConfig(batch_size=16, pool_size=8)
+    assert CascadeConfig(batch_size=16).window == 16 and CascadeConfig(batch_size=16, pool_size=64).window == 64
+
+
 def test_bad_input_fails_before_any_model_runs(tmp_path):
     d = save_random_qwen2(tmp_path / "a", vocab_size=99, max_position_embeddings=64)
     e = save_random_qwen2(tmp_path / "b", vocab_size=120)

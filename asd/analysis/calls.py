@@ -8,7 +8,8 @@ batch size (a throughput speedup). Where ``batch_latency_s`` is missing (NaN) th
 stage calls instead: each call's seconds split equally among its members (``latency_method``
 ``"stage_share"``).
 
-**Calls.** Every stage call of a batch is recovered from the traces: stage k's members are the samples of
+**Calls.** Every stage call of a batch (a window when the cascade pooled, docs/cascade.md) is recovered from
+the traces: stage k's members are the samples of
 the batch with ``ran[:, k]``, split into calls by their recorded ``latency_s[:, k]`` (the cascade writes one
 value, the call's wall time, for every member of one call). A call is a *generate* (the first stage a sample
 ran: prefill over the prompt, then decode steps), a *verify* (a later stage: one pass over prompt + incoming

@@ -5,7 +5,8 @@ batch). This module says which policies re-plan after every stage (receding
 horizon: dp, threshold, confidence, oracle) and which follow the route fixed at the first
 decision (single, fixed_depth, speculative, random: a random stop drawn again
 at every stage would not follow its histogram); which stage generates first;
-and a cost proxy for runs without a measured cost model.
+which samples move next (``next_move``, the schedule of docs/cascade.md "Pooled batches"); and
+a cost proxy for runs without a measured cost model.
 """
 
 from __future__ import annotations
@@ -13,6 +14,26 @@ from __future__ import annotations
 import math
 
 import numpy as np
+
+
+def next_move(target: np.ndarray) -> tuple[int, np.ndarray] | None:
+    """The lowest stage any sample waits for and those samples, or None when none waits.
+
+    target [B] int64: the stage each sample of a window waits for (``STOP`` = −1: none). Routes only go up,
+    so the samples sent to the lowest waiting stage can all move in one go: any later arrival at that stage
+    would have to come from a stage below it, and none waits there.
+    """
+    waiting = np.flatnonzero(target >= 0)
+    if waiting.size == 0:
+        return None
+    m = int(target[waiting].min())
+    return m, waiting[target[waiting] == m]
+
+
+def split_calls(idx: np.ndarray, batch_size: int) -> list[np.ndarray]:
+    """``idx`` [R] cut, in order, into the members of stage calls of at most ``batch_size`` samples."""
+    assert batch_size >= 1
+    return [idx[a : a + batch_size] for a in range(0, idx.size, batch_size)]
 
 
 def resolve_stage(stage: int, K: int) -> int:

@@ -1,8 +1,9 @@
 """``--mode replay``: a policy evaluated counterfactually from full per-stage traces (docs/evaluation.md#replay).
 
 ``replay(sample_ids [B] int64, config) -> records`` is the replay job step: it follows the cascade's own loop
-(``asd.cascade.Cascade._run_batch``: first stage, then decide → move until every sample stopped, with the
-same re-planning rule and the same ``asd.core.decision.Decider``) but takes each stage's response from the
+(``asd.cascade.Cascade._run_window``: first stage, then decide → move until every sample stopped, the lowest
+waiting stage first, in calls of ``cascade.batch_size``, with the same re-planning rule and the same
+``asd.core.decision.Decider``) but takes each stage's response from the
 file instead of running a model. What a move j → m records:
 
 - the response y_m and |y_m| from the file (greedy: M_m's output on any route is its own, docs/cascade.md);
@@ -39,7 +40,7 @@ from asd.cascade import NOT_RUN, BatchState
 from asd.core.costs import recorded_move_s
 from asd.core.dp import STOP
 from asd.core.features import FEATURE_NAMES
-from asd.core.routing import REPLAN, first_stage
+from asd.core.routing import REPLAN, first_stage, next_move, split_calls
 
 _FILES: dict[str, Any] = {}
 _DECIDERS: dict[str, Any] = {}
@@ -117,8 +118,11 @@ def _decider(config: dict[str, Any], ft):
     return _DECIDERS[key]
 
 
-def simulate(ft, rows: np.ndarray, ids: np.ndarray, decider, outcome: np.ndarray | None = None) -> dict:
-    """The batch's trace record (asd.cascade's fields) when the cascade's loop runs on the file's rows ``rows``."""
+def simulate(
+    ft, rows: np.ndarray, ids: np.ndarray, decider, outcome: np.ndarray | None = None, batch_size: int | None = None
+) -> dict:
+    """The window's trace record (asd.cascade's fields) when the cascade's loop runs on the file's rows ``rows``;
+    ``batch_size``: the most samples of one stage call, as ``cascade.batch_size`` (None: one call per stage)."""
     policy, K = decider.policy, decider.K
     B = len(rows)
     st = BatchState.start([[] for _ in range(B)], ids, K, first_stage(policy, K))
@@ -149,33 +153,36 @@ def simulate(ft, rows: np.ndarray, ids: np.ndarray, decider, outcome: np.ndarray
         rec["draft_len"][:, 0] = dl[:, 0]
         rec["decision"][:, 0] = K - 1
         rec["accepted_len"][:, K - 1] = acc[:, 0, K - 1]
-        secs = float(gl[:, K - 1].sum())
-        rec["latency_s"][:, K - 1] = secs
-        spent += secs
         st.stage[:] = K - 1
     else:
         take(everyone, k0, np.ones(B))  # the first stage: no previous draft (the cascade records 1.0)
-        secs = float(gl[:, k0].sum())
-        rec["latency_s"][:, k0] = secs
+    k_first = K - 1 if policy.name == "speculative" else k0
+    calls = batch_size or max(B, 1)
+    for idx in split_calls(everyone, calls):
+        secs = float(gl[idx, k_first].sum())
+        rec["latency_s"][idx, k_first] = secs
         spent += secs
     route: np.ndarray | None = None
-    live = everyone
-    while live.size:
+    target = np.full(B, STOP, np.int64)  # [B] the stage each sample waits for (the cascade's schedule)
+    todo = everyone
+    while todo.size:
         if route is None or policy.name in REPLAN:
             plan = decider.decide(
-                rec["features"], rec["prompt_len"], st.responses, live, st.stage[live], ids, rec["predictions"], outcome
+                rec["features"], rec["prompt_len"], st.responses, todo, st.stage[todo], ids, rec["predictions"], outcome
             )
             action = plan.action
             if route is None:
                 route = np.full((B, K), STOP, np.int64)
-            route[live] = plan.next
+            route[todo] = plan.next
         else:
-            action = route[live, st.stage[live]]
-        rec["decision"][live, st.stage[live]] = action
-        go = action != STOP
-        live, action = live[go], action[go]
-        for m in np.unique(action).tolist():
-            idx = live[action == m]
+            action = route[todo, st.stage[todo]]
+        rec["decision"][todo, st.stage[todo]] = action
+        target[todo] = action
+        move = next_move(target)
+        if move is None:
+            break
+        m, todo = move
+        for idx in split_calls(todo, calls):
             j = st.stage[idx]
             a = acc[idx, j, m]
             take(idx, m, a / np.maximum(dl[idx, j], 1))
@@ -183,7 +190,8 @@ def simulate(ft, rows: np.ndarray, ids: np.ndarray, decider, outcome: np.ndarray
             secs = float(recorded_move_s(vl[idx, j, m], gl[idx, m], a, dl[idx, j]).sum())
             rec["latency_s"][idx, m] = secs
             spent += secs
-            st.stage[idx] = m
+        st.stage[todo] = m
+        target[todo] = STOP
     rec["final_stage"] = np.array([max(np.flatnonzero(r)) for r in rec["ran"]], np.int8)
     rec["tokens"] = [r.astype(np.int32) for r in st.responses]
     rec["batch_id"] = np.full(B, ids[0] if B else -1, np.int64)
@@ -202,7 +210,7 @@ def _tokenizer(hierarchy):
 
 
 def replay(sample_ids: np.ndarray, config: dict[str, Any]) -> dict[str, Any]:
-    """Records of one batch of the cell's samples ``sample_ids`` [B], replayed (see the module docstring)."""
+    """Records of one window of the cell's samples ``sample_ids`` [B], replayed (see the module docstring)."""
     cell, hier, job = config["cell"], config["hierarchy"], config["jobs"]
     ft = full_traces(str(Path(cell.replay_data)))
     check_file(ft, hier)
@@ -210,7 +218,7 @@ def replay(sample_ids: np.ndarray, config: dict[str, Any]) -> dict[str, Any]:
     rows = cell_rows(ft, cell.task, cell.dataset, cell.seed, job.num_samples)[ids]
     decider = _decider(config, ft)
     outcome = ft.data["agree_final"][rows].astype(bool) if cell.policy == "oracle" else None
-    rec = simulate(ft, rows, ids, decider, outcome)
+    rec = simulate(ft, rows, ids, decider, outcome, config["cascade"].batch_size)
     tok = _tokenizer(hier)
     rec["text"] = [tok.decode(t.tolist(), skip_special_tokens=True) for t in rec["tokens"]]
     rec["score"] = ft.data["score"][rows, rec["final_stage"].astype(np.int64)].astype(np.float32)

@@ -361,7 +361,7 @@ def cell_sections(plan: GridPlan, cell: Cell, histogram: list[float] | None = No
         num_samples=ev.samples,
         seed=cell.seed,
         shards=min(job.shards, ev.samples),
-        batch_size=cascade.batch_size,
+        batch_size=cascade.window,  # one step call = one window of the cascade (docs/cascade.md)
         step_options={},
     )
     cfg = CellConfig(
@@ -595,7 +595,7 @@ def histogram_of(plan: GridPlan, cell_id: str) -> list[float]:
     return [float(x) for x in h]
 
 
-def grid_entry(plan: GridPlan, cell: Cell, batch_size: int, merged: bool) -> dict:
+def grid_entry(plan: GridPlan, cell: Cell, batch_size: int, merged: bool, pool_size: int = 0) -> dict:
     """One cell of grid.json (the evaluation contract's fields, and a few more)."""
     return {
         "cell": cell.id,
@@ -608,6 +608,7 @@ def grid_entry(plan: GridPlan, cell: Cell, batch_size: int, merged: bool) -> dic
         "seed": cell.seed,
         "ablation": cell.ablation,
         "batch_size": batch_size,
+        "pool_size": pool_size,
         "temperature": cell.temperature,
         "traces": f"cells/{cell.id}/traces.h5",
         "upper_bound": cell.upper_bound,
@@ -644,7 +645,8 @@ def write_grid(plan: GridPlan, facts: dict, merged: set[str], extra: dict) -> Pa
     from asd.cascade import CascadeConfig
     from asd.provenance import provenance
 
-    bs = (plan.sections.get("cascade") or CascadeConfig()).batch_size
+    casc = plan.sections.get("cascade") or CascadeConfig()
+    bs = casc.batch_size
     rec = provenance(config={k: to_dict(v) for k, v in plan.sections.items()})
     rec.update(
         schema=GRID_SCHEMA,
@@ -658,7 +660,7 @@ def write_grid(plan: GridPlan, facts: dict, merged: set[str], extra: dict) -> Pa
         predictor=facts.get("predictor"),
         cost_model=facts.get("cost_model"),
         notes=plan.notes,
-        cells=[grid_entry(plan, c, bs, c.id in merged) for c in plan.cells],
+        cells=[grid_entry(plan, c, bs, c.id in merged, casc.pool_size) for c in plan.cells],
         **extra,
     )
     path = plan.root / GRID_FILE

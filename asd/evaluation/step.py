@@ -1,9 +1,11 @@
-"""The online job step of an evaluation cell: the cascade, for real, on one batch of the cell's prompts.
+"""The online job step of an evaluation cell: the cascade, for real, on one window of the cell's prompts.
 
 ``online(sample_ids [B] int64, config) -> records`` (asd.jobs.steps' contract). The jobs layer calls it with
-``jobs.batch_size`` = ``cascade.batch_size`` ids at a time, so one call is one cascade batch, as a server
-batches requests: the records carry ``latency_s`` [B, K] (each stage's batched call, seconds),
-``batch_id`` [B] and ``batch_latency_s`` [B] (the whole batch's wall clock, draft to last stop), then the
+``jobs.batch_size`` = the cascade's window (``cascade.pool_size``, or ``cascade.batch_size`` when 0) ids at a
+time, so one call is one cascade window, whose stage calls take up to ``cascade.batch_size`` samples each, as a
+server batches the requests waiting for each model: the records carry ``latency_s`` [B, K] (each stage's
+batched call, seconds), ``batch_id`` [B] and ``batch_latency_s`` [B] (the whole window's wall clock, draft to
+last stop), then the
 score of each output and the dataset name. Engines, predictors and cascades are built once per process; the
 engines generate and score once before the first timed batch (``warm_up``).
 
@@ -114,7 +116,7 @@ def oracle_outcome(paths: list[str], sample_ids: np.ndarray) -> np.ndarray:
 
 
 def online(sample_ids: np.ndarray, config: dict[str, Any]) -> dict[str, Any]:
-    """Records of one cascade batch over the cell's prompts ``sample_ids`` [B] (see the module docstring)."""
+    """Records of one cascade window over the cell's prompts ``sample_ids`` [B] (see the module docstring)."""
     from asd.evaluation.prompts import cell_prompts
 
     cell = config["cell"]

@@ -14,7 +14,8 @@ and fingerprint), ``decision_mix`` (samples per route) and this file's own prove
 
 Batches are not a trace column: they follow from the run config the traces carry. A shard holds a contiguous
 range of sample ids (``asd.jobs.plan.shard_ranges``); its step is called on ``jobs.batch_size`` ids at a time,
-and the cascade cuts each call into ``cascade.batch_size`` rows; so batches are those cuts, in order. This
+and the cascade cuts each call into windows of ``cascade.pool_size`` rows (``cascade.batch_size`` when 0); so
+batches are those cuts, in order (asd.layout.schedule cuts their stage calls at ``cascade.batch_size``). This
 holds for a run that was not interrupted (a resumed shard restarts its batches where it stopped).
 """
 
@@ -44,7 +45,7 @@ def recorded_batches(sample_ids: np.ndarray, config: dict) -> np.ndarray:
             int(jobs["num_samples"]),
             int(jobs["shards"]),
             int(jobs["batch_size"]),
-            int(cascade["batch_size"]),
+            int(cascade.get("pool_size") or cascade["batch_size"]),
         )
     except (KeyError, TypeError) as e:
         raise ValueError(

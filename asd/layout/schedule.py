@@ -1,19 +1,22 @@
 """The cascade's call sequence rebuilt from a route file (asd.layout.routes), and the final stage alone's.
 
-Per recorded batch, in the order the cascade ran them (docs/cascade.md, "The loop"):
+Per recorded batch (a window of the cascade: ``cascade.pool_size`` prompts, or one batch), in the order the
+cascade ran them (docs/cascade.md, "The loop" and "Pooled batches"), each step in calls of at most the run's
+``cascade.batch_size`` samples, in sample order:
 
-1. **draft**: the first stage of the batch's routes generates: one prefill of the B prompts (padded to the
+1. **draft**: the first stage of the batch's routes generates: one prefill of the call's prompts (padded to the
    longest), then decode steps until every row has its recorded response (draft_len − 1 steps a row: the
    prefill gives the first token);
-2. **verification hops** h = 1, 2, ...: the samples whose route has an h-th stage, grouped by that stage m
-   (ascending, as the cascade groups them): one pass of M_m over prompt + incoming response (padded to the
-   longest row; outputs at the last max(incoming) + 1 positions), then regeneration of the rejected suffixes by
-   decode steps: a row that accepted a of its n incoming tokens and ends with n' tokens decodes n' − a − 1
-   steps (the pass gives M_m's token at the mismatch; none when it accepted everything).
+2. **verification** at each stage m that any route of the batch reaches, ascending (``hop`` h = 1, 2, ... in
+   that order): the samples whose route reaches m, from whichever stage they come: one pass of M_m over
+   prompt + incoming response (padded to the longest row; outputs at the last max(incoming) + 1 positions),
+   then regeneration of the rejected suffixes by decode steps: a row that accepted a of its n incoming tokens
+   and ends with n' tokens decodes n' − a − 1 steps (the pass gives M_m's token at the mismatch; none when it
+   accepted everything).
 
 Decode steps run in segments of equal batch size: the engine drops finished rows once at most half of the
 rows it holds are still active (``HFSession.decode`` with ``release=True``), and so does this schedule.
-The final stage alone, per batch: one prefill of the prompts, then the returned responses' lengths in decode
+The final stage alone, per batch and call: one prefill of the prompts, then the returned responses' lengths in decode
 steps (an approximation for samples the cascade stopped early: their length is the smaller stage's).
 
 Pure: numpy and the standard library; the cost table estimate reads ``asd.core.costs.CostModel``.
@@ -76,39 +79,50 @@ def decode_segments(steps: list[int], rows: int) -> tuple[tuple[int, int], ...]:
     return tuple((b, n) for b, n in out)
 
 
+def call_size(routes: dict) -> int:
+    """The most samples one stage call took: the run's ``cascade.batch_size`` (0: no limit, a batch per call)."""
+    cascade = ((routes.get("source") or {}).get("config") or {}).get("cascade") or {}
+    return int(cascade.get("batch_size") or 0)
+
+
+def _split(idx: np.ndarray, size: int) -> list[np.ndarray]:
+    size = size or max(idx.size, 1)
+    return [idx[a : a + size] for a in range(0, idx.size, size)]
+
+
 def cascade_calls(routes: dict) -> list[Call]:
     """Every call of the recorded cascade run, in order (module docstring)."""
     s = routes["samples"]
     prompt = np.asarray(s["prompt_len"], np.int64)
     batch = np.asarray(s["batch"], np.int64)
+    size = call_size(routes)
     out: list[Call] = []
     for b in sorted(set(batch.tolist())):
         idx = np.flatnonzero(batch == b)
         k0 = s["route"][idx[0]][0]
-        n0 = np.array([s["draft_len"][i][0] for i in idx])
-        out.append(
-            Call(
-                batch=b,
-                hop=0,
-                stage=k0,
-                kind="draft",
-                rows=idx.size,
-                tokens=int(prompt[idx].max()),
-                keep=1,
-                context=int(prompt[idx][n0 > 1].max(initial=0)),
-                segments=decode_segments([max(0, int(n) - 1) for n in n0], idx.size),
+        for part in _split(idx, size):
+            n0 = np.array([s["draft_len"][i][0] for i in part])
+            out.append(
+                Call(
+                    batch=b,
+                    hop=0,
+                    stage=k0,
+                    kind="draft",
+                    rows=part.size,
+                    tokens=int(prompt[part].max()),
+                    keep=1,
+                    context=int(prompt[part][n0 > 1].max(initial=0)),
+                    segments=decode_segments([max(0, int(n) - 1) for n in n0], part.size),
+                )
             )
-        )
-        hop = 1
-        while True:
-            going = [i for i in idx if len(s["route"][i]) > hop]
-            if not going:
-                break
-            for m in sorted({s["route"][i][hop] for i in going}):
-                grp = [i for i in going if s["route"][i][hop] == m]
-                incoming = np.array([s["draft_len"][i][hop - 1] for i in grp])
-                acc = np.array([s["accepted_len"][i][hop] for i in grp])
-                new = np.array([s["draft_len"][i][hop] for i in grp])
+        targets = sorted({m for i in idx for m in s["route"][i][1:]})
+        for hop, m in enumerate(targets, 1):
+            going = np.array([i for i in idx if m in s["route"][i][1:]], np.int64)
+            for grp in _split(going, size):
+                at = [s["route"][i].index(m) for i in grp]  # the position of m on each member's route
+                incoming = np.array([s["draft_len"][i][h - 1] for i, h in zip(grp, at)])
+                acc = np.array([s["accepted_len"][i][h] for i, h in zip(grp, at)])
+                new = np.array([s["draft_len"][i][h] for i, h in zip(grp, at)])
                 steps = np.maximum(new - acc - 1, 0)
                 p = prompt[grp]
                 out.append(
@@ -117,14 +131,13 @@ def cascade_calls(routes: dict) -> list[Call]:
                         hop=hop,
                         stage=int(m),
                         kind="verify",
-                        rows=len(grp),
+                        rows=grp.size,
                         tokens=int((p + incoming).max()),
                         keep=int(incoming.max()) + 1,
                         context=int((p + acc)[steps > 0].max(initial=0)),
-                        segments=decode_segments(steps.tolist(), len(grp)),
+                        segments=decode_segments(steps.tolist(), grp.size),
                     )
                 )
-            hop += 1
     return out
 
 
@@ -134,23 +147,24 @@ def alone_calls(routes: dict, stage: int) -> list[Call]:
     prompt = np.asarray(s["prompt_len"], np.int64)
     batch = np.asarray(s["batch"], np.int64)
     final_len = np.array([d[-1] for d in s["draft_len"]], np.int64)  # the returned response's length
+    size = call_size(routes)
     out = []
     for b in sorted(set(batch.tolist())):
-        idx = np.flatnonzero(batch == b)
-        n = final_len[idx]
-        out.append(
-            Call(
-                batch=b,
-                hop=0,
-                stage=stage,
-                kind="alone",
-                rows=idx.size,
-                tokens=int(prompt[idx].max()),
-                keep=1,
-                context=int(prompt[idx][n > 1].max(initial=0)),
-                segments=decode_segments(np.maximum(n - 1, 0).tolist(), idx.size),
+        for part in _split(np.flatnonzero(batch == b), size):
+            n = final_len[part]
+            out.append(
+                Call(
+                    batch=b,
+                    hop=0,
+                    stage=stage,
+                    kind="alone",
+                    rows=part.size,
+                    tokens=int(prompt[part].max()),
+                    keep=1,
+                    context=int(prompt[part][n > 1].max(initial=0)),
+                    segments=decode_segments(np.maximum(n - 1, 0).tolist(), part.size),
+                )
             )
-        )
     return out
 
 

@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 
 from asd.core.dp import PolicyConfig
-from asd.core.routing import REPLAN, first_stage, proxy_costs, proxy_costs_ref, resolve_stage
+from asd.core.routing import REPLAN, first_stage, next_move, proxy_costs, proxy_costs_ref, resolve_stage, split_calls
 
 
 def test_proxy_costs_hand_value():
@@ -51,3 +51,23 @@ def test_stage_resolution_and_first_stage():
     with pytest.raises(ValueError, match="start must be a stage >= 0"):
         PolicyConfig(name="dp", start=-1)
     assert set(REPLAN) == {"dp", "threshold", "confidence", "oracle"}
+
+
+def test_next_move_takes_the_lowest_waiting_stage_whole():
+    STOP = -1
+    m, idx = next_move(np.array([STOP, 3, 2, STOP, 2, 3]))
+    assert m == 2 and idx.tolist() == [2, 4]
+    m, idx = next_move(np.array([STOP, 3, STOP, STOP, STOP, 3]))
+    assert m == 3 and idx.tolist() == [1, 5]
+    assert next_move(np.full(4, STOP)) is None and next_move(np.zeros(0, np.int64)) is None
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_split_calls_keeps_order_and_fills_every_call_but_the_last(seed):
+    rng = np.random.default_rng(seed)
+    idx = np.sort(rng.choice(500, size=int(rng.integers(0, 200)), replace=False))
+    bs = int(rng.integers(1, 40))
+    calls = split_calls(idx, bs)
+    assert np.array_equal(np.concatenate(calls) if calls else idx[:0], idx)
+    assert all(c.size == bs for c in calls[:-1]) and (not calls or 1 <= calls[-1].size <= bs)
+    assert len(calls) == -(-idx.size // bs)

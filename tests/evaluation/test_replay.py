@@ -144,6 +144,33 @@ def test_replay_agrees_with_online(world, name, policy, pred, measured):
         assert not online["ran"][:, : policy.start].any() and online["ran"][:, policy.start].all()
 
 
+def test_replay_of_a_pooled_window_agrees_with_online(world):
+    """One window of the N prompts in calls of 2 (``cascade.pool_size``): the replay makes the online run's
+    decisions and outputs, cuts each stage's members into calls of 2 in the same order, and its estimated
+    window time is the same sum as with one call per stage."""
+    ft, K = world["ft"], world["ft"].K
+    policy, predictor = PolicyConfig(lam=1.0), ConfidencePredictor()
+    cost = load_cost_model(ROOT / "configs/costs/testbed-cpu.json")
+    casc = Cascade(world["engines"], CascadeConfig(max_new_tokens=MAX_NEW, batch_size=2, pool_size=N), policy,
+                   predictor=predictor, cost_model=cost, tokenizer=world["tok"], eos_token_ids=world["eos"])
+    online = casc.run(world["prompts"], sample_ids=world["ids"])
+    decider = Decider(policy, K, stage_params(world["hier"], ft), predictor, cost)
+    rows = np.arange(N)
+    rep = simulate(ft, rows, world["ids"], decider, None, batch_size=2)
+    whole = simulate(ft, rows, world["ids"], decider, None)
+    for field in ("decision", "ran", "final_stage", "draft_len", "accepted_len"):
+        np.testing.assert_array_equal(rep[field], online[field], err_msg=field)
+    for k in range(K):
+        members = np.flatnonzero(online["ran"][:, k])
+        if members.size == 0:
+            continue
+        for got in (rep, online):   # calls: runs of members sharing one latency value, 2 at a time in order
+            lat = got["latency_s"][members, k]
+            starts = [0] + [j for j in range(1, members.size) if lat[j] != lat[j - 1]]
+            assert starts == list(range(0, members.size, 2)), (k, starts)
+    np.testing.assert_allclose(rep["batch_latency_s"], whole["batch_latency_s"], rtol=1e-12)
+
+
 def test_replay_refuses_files_that_do_not_fit(world, tmp_path):
     from asd.evaluation.replay import cell_rows, check_file
     from asd.models.config import HierarchyConfig, StageConfig

@@ -62,6 +62,30 @@ def test_grid_json_follows_the_contract(online):
     assert lossless[0]["lam"] == "inf"
 
 
+def test_a_pooled_grid_runs_each_cell_as_one_window(online, tmp_path):
+    """``cascade.pool_size`` 6 over the 6 prompts in calls of 3: one step call and one window per cell (one
+    batch id, one window wall clock), stage calls of at most 3, the same decisions and outputs as the grid's
+    batch-per-call cells; grid.json records the pool."""
+    _, run = online
+    cfg = write_config(tmp_path / "pooled.yaml", tmp_path / "run", samples=SAMPLES, cascade={"pool_size": 6},
+                       policies=["dp", "oracle", "single"], lambdas=[1.0])
+    assert cli(["evaluate", "--config", str(cfg), "--no-progress"]) == 0
+    g = _grid(tmp_path / "run")
+    assert {c["policy"] for c in g["cells"]} == {"dp", "oracle", "single"}
+    fields = ["sample_id", "batch_id", "batch_latency_s", "ran", "decision", "latency_s", "tokens"]
+    for c in g["cells"]:
+        assert c["batch_size"] == 3 and c["pool_size"] == 6
+        t = _cell(tmp_path / "run", c["cell"], fields).data
+        assert set(t["batch_id"].tolist()) == {0} and len(set(t["batch_latency_s"].tolist())) == 1
+        for k in range(t["ran"].shape[1]):
+            members = np.flatnonzero(t["ran"][:, k])
+            assert len(set(t["latency_s"][members, k].tolist())) == -(-members.size // 3)
+        ref = _cell(run, c["cell"], fields).data
+        assert np.array_equal(t["decision"], ref["decision"]) and np.array_equal(t["ran"], ref["ran"])
+        assert all(np.array_equal(a, b) for a, b in zip(t["tokens"], ref["tokens"]))
+        assert set(ref["batch_id"].tolist()) == {0, 3}
+
+
 def test_every_cell_sees_the_same_prompts_and_records_batches(online):
     _, run = online
     ref = None

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 import os
 import shutil
 import subprocess
@@ -93,9 +94,13 @@ def test_one_process_layout_with_a_depth_extrapolated_final_stage(tmp_path):
     assert [st["calls"] for st in casc["per_stage"]] == [sum(c.stage == k for c in calls) for k in range(4)]
     assert [st["decode_steps"] for st in casc["per_stage"]] == [sum(c.decode_steps for c in calls if c.stage == k)
                                                                 for k in range(4)]
-    assert len(casc["calls"]) == len(calls) and all(c["seconds"] > 0 for c in casc["calls"])
+    assert len(casc["calls"]) == len(calls)
+    # measured calls take time; a depth-extrapolated one (stage d) is t1 + (t1 − t2)·4 of two timings, which a
+    # loaded machine can make negative: only finite is certain
+    assert all(c["seconds"] > 0 if c["stage"] != "d" else math.isfinite(c["seconds"]) for c in casc["calls"])
     assert sum(st["seconds"] for st in casc["per_stage"]) == pytest.approx(sum(c["seconds"] for c in casc["calls"]))
-    assert [c["stage"] for c in rep["alone"]["calls"]] == ["d"] * len(alone) and rep["alone"]["seconds"] > 0
+    assert [c["stage"] for c in rep["alone"]["calls"]] == ["d"] * len(alone)
+    assert math.isfinite(rep["alone"]["seconds"])  # stage d alone: extrapolated too
     # the report: tables, the cost table's estimate of each replay, the figure
     res = layout_cli(["report", str(out / "one.layout.json"), "--routes", str(routes_path), "--costs",
                       str(out / "one.json"), "--plot", str(out / "one.png")], tmp_path)

@@ -66,6 +66,33 @@ def test_cascade_calls_of_a_hand_made_run():
     assert summ[3]["pass_tokens"] == 2 * 17 + 11 and summ[3]["decode_steps"] == 3
 
 
+def test_cascade_calls_merge_arrivals_and_cut_at_the_call_size():
+    """One window of 6 in calls of 2 (``cascade.batch_size`` of the run config): s3 is reached from s0 directly
+    (samples 0, 1, 4) and through s1 (samples 2, 3): the schedule verifies all five at s3 after s1, in calls of
+    2, 2 and 1 in sample order, each row with its own incoming response."""
+    r = routes([
+        (0, 10, [0, 3], [5, 5], [0, 5]),
+        (0, 12, [0, 3], [5, 6], [0, 2]),
+        (0, 9, [0, 1, 3], [4, 6, 6], [0, 1, 6]),
+        (0, 8, [0, 1, 3], [3, 3, 7], [0, 3, 1]),
+        (0, 7, [0, 3], [2, 2], [0, 2]),
+        (0, 6, [0], [3], [0]),
+    ])
+    r["source"] = {"config": {"cascade": {"batch_size": 2, "pool_size": 6}}}
+    calls = cascade_calls(r)
+    assert [(c.hop, c.stage, c.kind, c.rows) for c in calls] == [
+        (0, 0, "draft", 2), (0, 0, "draft", 2), (0, 0, "draft", 2),
+        (1, 1, "verify", 2), (2, 3, "verify", 2), (2, 3, "verify", 2), (2, 3, "verify", 1)]
+    # the second s3 call holds samples 2 (from s1: 6 tokens in, all accepted) and 3 (from s1: 3 in, 1 accepted,
+    # ends with 7: 5 steps)
+    c = calls[5]
+    assert (c.tokens, c.keep, c.context, c.segments) == (max(9 + 6, 8 + 3), 7, 8 + 1, ((1, 5),))
+    alone = alone_calls(r, 3)
+    assert [a.rows for a in alone] == [2, 2, 2]
+    del r["source"]  # a route file without the config: one call per stage and window, as before
+    assert [(c.stage, c.rows) for c in cascade_calls(r)] == [(0, 6), (1, 2), (3, 5)]
+
+
 def test_estimate_from_a_cost_table():
     line = lambda a, b: LinearFit(slope=a, intercept=b, residual_std=0.0, n=2)  # noqa: E731
     model = CostModel(stages=tuple(StageCost(name=f"s{k}", prefill=line(1e-3 * (k + 1), 0.01), decode=line(1e-4, 0.002 * (k + 1)))
