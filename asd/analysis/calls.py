@@ -4,9 +4,12 @@
 a sample's whole batch (first draft to last stop). The latency charged to a sample is its *batch share*,
 ``batch_latency_s / n_b`` (n_b = samples in its batch), so that the shares of a cell sum to the wall-clock
 the cell spent and a ratio of summed shares over the same prompts is a ratio of wall-clock at the same
-batch size (a throughput speedup). Where ``batch_latency_s`` is missing (NaN) the share is built from the
-stage calls instead: each call's seconds split equally among its members (``latency_method``
-``"stage_share"``).
+batch size (a throughput speedup). In a pooled window (docs/cascade.md "Pooled batches": a batch larger than
+any of its calls) every sample would get the same batch share, whatever its route; there a sample is charged its
+*call share* instead: each call's seconds split equally among its members, summed over the sample's calls, and
+scaled so that the window's shares sum to its wall-clock (``"call_share"``: the time between calls — decisions,
+features — is spread in proportion). Where ``batch_latency_s`` is missing (NaN) the share is the unscaled split
+(``latency_method`` ``"stage_share"``).
 
 **Calls.** Every stage call of a batch (a window when the cascade pooled, docs/cascade.md) is recovered from
 the traces: stage k's members are the samples of
@@ -84,17 +87,35 @@ def batch_sizes(batch_id: np.ndarray) -> np.ndarray:
     return counts[inv]
 
 
+def pooled(calls: Calls, batch_id: np.ndarray) -> bool:
+    """True when some batch holds more samples than any of its calls: a pooled window (docs/cascade.md)."""
+    return bool(len(calls)) and int(batch_sizes(batch_id).max()) > int(calls.size.max())
+
+
+def call_split(calls: Calls, per_call: np.ndarray) -> np.ndarray:
+    """[N] each sample's equal split of every call it took part in, summed: per_call [C] (e.g. seconds)."""
+    per = np.asarray(per_call, np.float64)
+    share = np.where(calls.member >= 0, per[np.maximum(calls.member, 0)] / calls.size[np.maximum(calls.member, 0)], 0.0)
+    return share.sum(1)
+
+
 def sample_latency(data: dict[str, np.ndarray], calls: Calls | None = None) -> tuple[np.ndarray, str]:
-    """([N] seconds charged to each sample, method): the batch share, or the stage share (module docstring)."""
+    """([N] seconds charged to each sample, method): the batch share, the call share of a pooled window, or the
+    stage share (module docstring)."""
     bid = np.asarray(data["batch_id"], np.int64)
     bl = np.asarray(data["batch_latency_s"], np.float64)
-    if np.all(np.isfinite(bl)) and np.all(bid >= 0):
-        return bl / batch_sizes(bid), "batch_share"
     if np.any(bid < 0):
         raise ValueError("traces record no batch (batch_id -1): the per-sample latency cannot be charged")
     calls = calls if calls is not None else recover_calls(data)
-    share = np.where(calls.member >= 0, calls.measured_s[calls.member] / calls.size[calls.member], 0.0)
-    return share.sum(1), "stage_share"
+    if np.all(np.isfinite(bl)):
+        if not pooled(calls, bid):
+            return bl / batch_sizes(bid), "batch_share"
+        split = call_split(calls, calls.measured_s)
+        _, inv = np.unique(bid, return_inverse=True)
+        tot = np.bincount(inv, weights=split)
+        scale = np.divide(bl, tot[inv], out=np.ones_like(bl), where=tot[inv] > 0)
+        return split * scale, "call_share"
+    return call_split(calls, calls.measured_s), "stage_share"
 
 
 def recover_calls(data: dict[str, np.ndarray], speculative: bool = False) -> Calls:
@@ -199,8 +220,11 @@ def price_calls(calls: Calls, model: CostModel, gamma: int = 4) -> tuple[np.ndar
 
 
 def batch_share(calls: Calls, per_call: np.ndarray, batch_id: np.ndarray) -> np.ndarray:
-    """[N] each sample's share of its batch's total of ``per_call`` [C] (e.g. estimated seconds)."""
+    """[N] each sample's share of its batch's total of ``per_call`` [C] (e.g. estimated seconds); in a pooled
+    window (``pooled``) its split of the calls it took part in (``call_split``), as ``sample_latency`` charges."""
     bid = np.asarray(batch_id, np.int64)
+    if pooled(calls, bid):
+        return call_split(calls, per_call)
     uniq, inv = np.unique(bid, return_inverse=True)
     tot = np.zeros(uniq.size)
     np.add.at(tot, np.searchsorted(uniq, calls.batch), per_call)

@@ -12,6 +12,7 @@ from asd.analysis.calls import (
     batch_share,
     price_calls,
     recover_calls,
+    pooled,
     sample_latency,
     stage_devices,
 )
@@ -91,6 +92,32 @@ def test_sample_latency_batch_share_and_stage_share():
     t["batch_id"] = np.array([-1, -1, -1, -1])
     with pytest.raises(ValueError, match="no batch"):
         sample_latency(t)
+
+
+def test_a_pooled_window_charges_each_sample_its_calls_scaled_to_the_window():
+    """One window of 4 in calls of at most 2: stage 0 in two calls (0.4 s, 0.2 s), stage 2 once on samples 1
+    and 2 (0.6 s); the window took 1.5 s. Call shares 0.2, 0.2 + 0.3, 0.1 + 0.3, 0.1 (sum 1.2), scaled by
+    1.5 / 1.2; the projection splits the estimated calls alike."""
+    nan = np.nan
+    t = {
+        "prompt_len": np.array([10, 20, 30, 12]),
+        "ran": np.array([[1, 0, 0], [1, 0, 1], [1, 0, 1], [1, 0, 0]], bool),
+        "draft_len": np.array([[5, 0, 0], [4, 0, 6], [8, 0, 9], [3, 0, 0]]),
+        "accepted_len": np.array([[0, 0, 0], [0, 0, 3], [0, 0, 7], [0, 0, 0]]),
+        "latency_s": np.array([[0.4, nan, nan], [0.4, nan, 0.6], [0.2, nan, 0.6], [0.2, nan, nan]]),
+        "batch_id": np.zeros(4, np.int64),
+        "batch_latency_s": np.full(4, 1.5),
+    }
+    c = recover_calls(t)
+    assert sorted(c.size.tolist()) == [2, 2, 2] and pooled(c, t["batch_id"])
+    lat, how = sample_latency(t, c)
+    assert how == "call_share"
+    assert lat.tolist() == pytest.approx([x * 1.5 / 1.2 for x in (0.2, 0.5, 0.4, 0.1)])
+    assert lat.sum() == pytest.approx(1.5)
+    secs, _ = price_calls(c, _table())
+    est = batch_share(c, secs, t["batch_id"])
+    assert est.sum() == pytest.approx(secs.sum()) and est[1] > est[0] and est[2] > est[3]
+    assert not pooled(recover_calls(_traces()), _traces()["batch_id"])  # a batch = its first call
 
 
 def test_speculative_calls_are_priced_as_target_plus_drafter():

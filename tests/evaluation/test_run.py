@@ -84,6 +84,10 @@ def test_a_pooled_grid_runs_each_cell_as_one_window(online, tmp_path):
         assert np.array_equal(t["decision"], ref["decision"]) and np.array_equal(t["ran"], ref["ran"])
         assert all(np.array_equal(a, b) for a, b in zip(t["tokens"], ref["tokens"]))
         assert set(ref["batch_id"].tolist()) == {0, 3}
+    # the analysis charges each sample its calls (a window's batch shares would all be equal)
+    assert cli(["analyze", str(tmp_path / "run"), "--resamples", "100"]) == 0
+    rec = json.loads((tmp_path / "run" / "analysis.json").read_text())
+    assert rec["latency_method"] == ["call_share"]
 
 
 def test_every_cell_sees_the_same_prompts_and_records_batches(online):
