@@ -27,8 +27,9 @@ MARKERS = "o^sDv"
 STYLE = {0: ("tab:blue", "dp from s0"), 2: ("tab:green", "dp from s2"), 1: ("tab:olive", "dp from s1")}
 
 
-def rows_of(rec: dict, run: int) -> list[dict]:
-    """The mixed group's dp and single rows as points: loss (points) and speedup vs the final stage, with CIs."""
+def rows_of(rec: dict, run: int, speed_ci: str = "samples") -> list[dict]:
+    """The mixed group's dp and single rows as points: loss (points) and speedup vs the final stage, with CIs
+    (the speedup's over samples or over the seed means: ``speed_ci``)."""
     final = rec["stage_names"][-1]
     out = []
     for r in rec["groups"]["all"]["rows"]:
@@ -48,15 +49,22 @@ def rows_of(rec: dict, run: int) -> list[dict]:
                 "loss_points": -100 * d["mean"],
                 "loss_ci95": sorted(-100 * x for x in d["ci_samples"]),
                 "speedup": sp["mean"],
-                "speedup_ci95": sp["ci_samples"],
+                "speedup_ci95": sp[f"ci_{speed_ci}"],
                 "accuracy": r["accuracy"]["mean"],
+                "seeds": len(r["seeds"]),
                 "ended": r["utilisation"]["ended"],
             }
         )
     return out
 
 
-def draw(points: list[dict], runs: list[str], path: Path, title: str = "Where to start, measured online") -> None:
+def draw(
+    points: list[dict],
+    runs: list[str],
+    path: Path,
+    title: str = "Where to start, measured online",
+    speed_ci: str = "samples",
+) -> None:
     import matplotlib
 
     matplotlib.use("Agg")
@@ -107,8 +115,9 @@ def draw(points: list[dict], runs: list[str], path: Path, title: str = "Where to
     ax.set_xlim(-0.5, 12)
     ax.set_ylim(1.0, 4.2)
     ax.set_xlabel("accuracy lost vs the final stage alone (points; 95% CI over samples)")
-    ax.set_ylabel("speedup over the final stage alone (wall-clock)")
-    ax.set_title(f"{title} (4 formats mixed, 5 seeds, 200 prompts per cell)", fontsize=10)
+    ax.set_ylabel(f"speedup over the final stage alone (wall-clock; 95% CI over {speed_ci})")
+    seeds = sorted({p["seeds"] for p in points})
+    ax.set_title(f"{title} (4 formats mixed, {'/'.join(map(str, seeds))} seeds, 200 prompts per cell)", fontsize=10)
     ax.grid(alpha=0.3)
     ax.legend(fontsize=7, loc="lower right")
     fig.savefig(path.with_suffix(".png"), dpi=120, bbox_inches="tight")
@@ -121,6 +130,13 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--out", required=True, help="path without suffix: writes .png and .json")
     ap.add_argument("--names", nargs="+", help="one name per run for the legend (default: run 1, run 2, ...)")
     ap.add_argument("--title", default="Where to start, measured online")
+    ap.add_argument(
+        "--speed-ci",
+        choices=("samples", "seeds"),
+        default="samples",
+        help="the speedup's 95%% CI: over samples (default) or over the seed means (a pooled run analysed with "
+        "batch shares has point intervals over samples)",
+    )
     args = ap.parse_args(argv)
     names = args.names or [f"run {i + 1}" for i in range(len(args.analyses))]
     if len(names) != len(args.analyses):
@@ -130,7 +146,7 @@ def main(argv: list[str] | None = None) -> int:
     for i, a in enumerate(args.analyses):
         try:
             rec = json.loads(Path(a).read_text())
-            points += rows_of(rec, i)
+            points += rows_of(rec, i, args.speed_ci)
         except (OSError, ValueError, KeyError, TypeError) as e:
             print(f"{a}: not an asd analysis record ({e})", file=sys.stderr)
             return 2
@@ -147,10 +163,12 @@ def main(argv: list[str] | None = None) -> int:
 
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
-    draw(points, names, out, args.title)
+    draw(points, names, out, args.title, args.speed_ci)
     record = {
         "what": "dp from each start stage and the single stages of each run: accuracy lost vs the final stage alone "
-        "and speedup over it, both with 95% CIs over samples; speedups compare within a run",
+        "and speedup over it, with 95% CIs (loss: over samples; speedup: over `speed_ci`); speedups compare within "
+        "a run",
+        "speed_ci": args.speed_ci,
         "inputs": [{**x, "name": n} for x, n in zip(inputs, names)],
         "points": points,
         "provenance": provenance(),
