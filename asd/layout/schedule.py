@@ -28,6 +28,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from asd.core.routing import split_calls
+
 
 @dataclass(frozen=True)
 class Call:
@@ -86,8 +88,24 @@ def call_size(routes: dict) -> int:
 
 
 def _split(idx: np.ndarray, size: int) -> list[np.ndarray]:
-    size = size or max(idx.size, 1)
-    return [idx[a : a + size] for a in range(0, idx.size, size)]
+    """``idx`` in calls of ``size`` samples (0: one call)."""
+    return split_calls(idx, size or max(idx.size, 1))
+
+
+def _generate_call(batch: int, stage: int, kind: str, prompt: np.ndarray, out_len: np.ndarray) -> Call:
+    """A call that generates from scratch (the draft, or a stage alone): prompts [R] tokens, out_len [R] the
+    responses' lengths (the prefill gives the first token; out_len − 1 decode steps a row)."""
+    return Call(
+        batch=batch,
+        hop=0,
+        stage=stage,
+        kind=kind,
+        rows=prompt.size,
+        tokens=int(prompt.max()),
+        keep=1,
+        context=int(prompt[out_len > 1].max(initial=0)),
+        segments=decode_segments(np.maximum(out_len - 1, 0).tolist(), prompt.size),
+    )
 
 
 def cascade_calls(routes: dict) -> list[Call]:
@@ -101,20 +119,8 @@ def cascade_calls(routes: dict) -> list[Call]:
         idx = np.flatnonzero(batch == b)
         k0 = s["route"][idx[0]][0]
         for part in _split(idx, size):
-            n0 = np.array([s["draft_len"][i][0] for i in part])
-            out.append(
-                Call(
-                    batch=b,
-                    hop=0,
-                    stage=k0,
-                    kind="draft",
-                    rows=part.size,
-                    tokens=int(prompt[part].max()),
-                    keep=1,
-                    context=int(prompt[part][n0 > 1].max(initial=0)),
-                    segments=decode_segments([max(0, int(n) - 1) for n in n0], part.size),
-                )
-            )
+            n0 = np.array([s["draft_len"][i][0] for i in part], np.int64)
+            out.append(_generate_call(b, k0, "draft", prompt[part], n0))
         targets = sorted({m for i in idx for m in s["route"][i][1:]})
         for hop, m in enumerate(targets, 1):
             going = np.array([i for i in idx if m in s["route"][i][1:]], np.int64)
@@ -151,20 +157,7 @@ def alone_calls(routes: dict, stage: int) -> list[Call]:
     out = []
     for b in sorted(set(batch.tolist())):
         for part in _split(np.flatnonzero(batch == b), size):
-            n = final_len[part]
-            out.append(
-                Call(
-                    batch=b,
-                    hop=0,
-                    stage=stage,
-                    kind="alone",
-                    rows=part.size,
-                    tokens=int(prompt[part].max()),
-                    keep=1,
-                    context=int(prompt[part][n > 1].max(initial=0)),
-                    segments=decode_segments(np.maximum(n - 1, 0).tolist(), part.size),
-                )
-            )
+            out.append(_generate_call(b, stage, "alone", prompt[part], final_len[part]))
     return out
 
 
