@@ -47,9 +47,9 @@ from asd.core.decision import (
     Decider,
     derive_seed,
 )
-from asd.core.dp import STOP, Plan, PolicyConfig
+from asd.core.dp import Plan, PolicyConfig
 from asd.core.features import FEATURE_NAMES, NUM_FEATURES, TokenTable, record_batch_features
-from asd.core.routing import REPLAN, first_stage, next_move, resolve_stage, split_calls
+from asd.core.routing import first_stage, resolve_stage, split_calls, walk_window
 from asd.core.verify import SpeculativeSampler, Verdict, accept_drafts
 from asd.models.base import GenerationParams, check_prompts
 
@@ -232,28 +232,14 @@ class Cascade:
                 self._two_model(st, idx)
             else:
                 self._draft(st, idx)
-        route: np.ndarray | None = None  # [B, K] the plan's next stage from every node (fixed-route policies)
-        target = np.full(st.size, STOP, np.int64)  # [B] the stage each sample waits for (STOP: none)
-        todo = np.arange(st.size)  # the samples to decide at their current stage
-        while todo.size:
-            if route is None or self.policy.name in REPLAN:
-                plan = self._decide(st, todo, outcome)
-                action = plan.action
-                if route is None:
-                    route = np.full((st.size, self.K), STOP, np.int64)
-                route[todo] = plan.next
-            else:
-                action = route[todo, st.stage[todo]]
-            st.record["decision"][todo, st.stage[todo]] = action
-            target[todo] = action
-            move = next_move(target)
-            if move is None:
-                break
-            m, todo = move
-            for idx in split_calls(todo, self.cfg.batch_size):
-                self._verify(st, idx, m)
-            st.stage[todo] = m
-            target[todo] = STOP
+        walk_window(
+            st.stage,
+            st.record["decision"],
+            self.policy.name,
+            lambda rows: self._decide(st, rows, outcome),
+            lambda idx, m: self._verify(st, idx, m),
+            self.cfg.batch_size,
+        )
         return self._finish(st)
 
     def _draft(self, st: BatchState, idx: np.ndarray) -> None:

@@ -94,9 +94,9 @@ def pooled(calls: Calls, batch_id: np.ndarray) -> bool:
 
 def call_split(calls: Calls, per_call: np.ndarray) -> np.ndarray:
     """[N] each sample's equal split of every call it took part in, summed: per_call [C] (e.g. seconds)."""
-    per = np.asarray(per_call, np.float64)
-    share = np.where(calls.member >= 0, per[np.maximum(calls.member, 0)] / calls.size[np.maximum(calls.member, 0)], 0.0)
-    return share.sum(1)
+    c = np.maximum(calls.member, 0)  # [N, K] call index (−1 → 0, masked below)
+    share = np.asarray(per_call, np.float64)[c] / calls.size[c]
+    return np.where(calls.member >= 0, share, 0.0).sum(1)
 
 
 def sample_latency(data: dict[str, np.ndarray], calls: Calls | None = None) -> tuple[np.ndarray, str]:

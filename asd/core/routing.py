@@ -12,8 +12,11 @@ a cost proxy for runs without a measured cost model.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 
 import numpy as np
+
+from asd.core.dp import STOP, Plan
 
 
 def next_move(target: np.ndarray) -> tuple[int, np.ndarray] | None:
@@ -30,10 +33,53 @@ def next_move(target: np.ndarray) -> tuple[int, np.ndarray] | None:
     return m, waiting[target[waiting] == m]
 
 
-def split_calls(idx: np.ndarray, batch_size: int) -> list[np.ndarray]:
-    """``idx`` [R] cut, in order, into the members of stage calls of at most ``batch_size`` samples."""
-    assert batch_size >= 1
-    return [idx[a : a + batch_size] for a in range(0, idx.size, batch_size)]
+def split_calls(idx: np.ndarray, batch_size: int | None) -> list[np.ndarray]:
+    """``idx`` [R] cut, in order, into the members of stage calls of at most ``batch_size`` samples (None or 0:
+    one call)."""
+    size = batch_size or max(idx.size, 1)
+    return [idx[a : a + size] for a in range(0, idx.size, size)]
+
+
+def walk_window(
+    stage: np.ndarray,
+    decision: np.ndarray,
+    policy_name: str,
+    decide: Callable[[np.ndarray], Plan],
+    move: Callable[[np.ndarray, int], None],
+    batch_size: int | None,
+) -> None:
+    """The cascade's loop over one window after the first stage ran (docs/cascade.md "The loop"), shared by
+    the cascade and replay: decide the samples at their current stage, then move every sample waiting for the
+    lowest waiting stage (``next_move``) in calls of ``batch_size`` (``move(idx [R], m)`` per call), decide
+    those again, until every sample stopped. Re-planning policies (``REPLAN``) are decided after every move;
+    the others follow the route of their first decision.
+
+    stage [B] int64 (updated in place to each sample's current stage); decision [B, K] int8 (gets each
+    decision at the stage it was made); ``decide(rows [R]) -> Plan`` at ``stage[rows]``.
+    """
+    B, K = decision.shape
+    route: np.ndarray | None = None  # [B, K] the plan's next stage from every node (fixed-route policies)
+    target = np.full(B, STOP, np.int64)  # [B] the stage each sample waits for (STOP: none)
+    todo = np.arange(B)  # the samples to decide at their current stage
+    while todo.size:
+        if route is None or policy_name in REPLAN:
+            plan = decide(todo)
+            action = plan.action
+            if route is None:
+                route = np.full((B, K), STOP, np.int64)
+            route[todo] = plan.next
+        else:
+            action = route[todo, stage[todo]]
+        decision[todo, stage[todo]] = action
+        target[todo] = action
+        nxt = next_move(target)
+        if nxt is None:
+            return
+        m, todo = nxt
+        for idx in split_calls(todo, batch_size):
+            move(idx, m)
+        stage[todo] = m
+        target[todo] = STOP
 
 
 def resolve_stage(stage: int, K: int) -> int:

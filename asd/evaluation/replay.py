@@ -38,9 +38,8 @@ import numpy as np
 
 from asd.cascade import NOT_RUN, BatchState
 from asd.core.costs import recorded_move_s
-from asd.core.dp import STOP
 from asd.core.features import FEATURE_NAMES
-from asd.core.routing import REPLAN, first_stage, next_move, split_calls
+from asd.core.routing import first_stage, split_calls, walk_window
 
 _FILES: dict[str, Any] = {}
 _DECIDERS: dict[str, Any] = {}
@@ -157,41 +156,31 @@ def simulate(
     else:
         take(everyone, k0, np.ones(B))  # the first stage: no previous draft (the cascade records 1.0)
     k_first = K - 1 if policy.name == "speculative" else k0
-    calls = batch_size or max(B, 1)
-    for idx in split_calls(everyone, calls):
+    for idx in split_calls(everyone, batch_size):
         secs = float(gl[idx, k_first].sum())
         rec["latency_s"][idx, k_first] = secs
         spent += secs
-    route: np.ndarray | None = None
-    target = np.full(B, STOP, np.int64)  # [B] the stage each sample waits for (the cascade's schedule)
-    todo = everyone
-    while todo.size:
-        if route is None or policy.name in REPLAN:
-            plan = decider.decide(
-                rec["features"], rec["prompt_len"], st.responses, todo, st.stage[todo], ids, rec["predictions"], outcome
-            )
-            action = plan.action
-            if route is None:
-                route = np.full((B, K), STOP, np.int64)
-            route[todo] = plan.next
-        else:
-            action = route[todo, st.stage[todo]]
-        rec["decision"][todo, st.stage[todo]] = action
-        target[todo] = action
-        move = next_move(target)
-        if move is None:
-            break
-        m, todo = move
-        for idx in split_calls(todo, calls):
-            j = st.stage[idx]
-            a = acc[idx, j, m]
-            take(idx, m, a / np.maximum(dl[idx, j], 1))
-            rec["accepted_len"][idx, m] = a
-            secs = float(recorded_move_s(vl[idx, j, m], gl[idx, m], a, dl[idx, j]).sum())
-            rec["latency_s"][idx, m] = secs
-            spent += secs
-        st.stage[todo] = m
-        target[todo] = STOP
+
+    def move(idx: np.ndarray, m: int) -> None:
+        nonlocal spent
+        j = st.stage[idx]
+        a = acc[idx, j, m]
+        take(idx, m, a / np.maximum(dl[idx, j], 1))
+        rec["accepted_len"][idx, m] = a
+        secs = float(recorded_move_s(vl[idx, j, m], gl[idx, m], a, dl[idx, j]).sum())
+        rec["latency_s"][idx, m] = secs
+        spent += secs
+
+    walk_window(
+        st.stage,
+        rec["decision"],
+        policy.name,
+        lambda rows: decider.decide(
+            rec["features"], rec["prompt_len"], st.responses, rows, st.stage[rows], ids, rec["predictions"], outcome
+        ),
+        move,
+        batch_size,
+    )
     rec["final_stage"] = np.array([max(np.flatnonzero(r)) for r in rec["ran"]], np.int8)
     rec["tokens"] = [r.astype(np.int32) for r in st.responses]
     rec["batch_id"] = np.full(B, ids[0] if B else -1, np.int64)

@@ -87,11 +87,6 @@ def call_size(routes: dict) -> int:
     return int(cascade.get("batch_size") or 0)
 
 
-def _split(idx: np.ndarray, size: int) -> list[np.ndarray]:
-    """``idx`` in calls of ``size`` samples (0: one call)."""
-    return split_calls(idx, size or max(idx.size, 1))
-
-
 def _generate_call(batch: int, stage: int, kind: str, prompt: np.ndarray, out_len: np.ndarray) -> Call:
     """A call that generates from scratch (the draft, or a stage alone): prompts [R] tokens, out_len [R] the
     responses' lengths (the prefill gives the first token; out_len − 1 decode steps a row)."""
@@ -118,13 +113,13 @@ def cascade_calls(routes: dict) -> list[Call]:
     for b in sorted(set(batch.tolist())):
         idx = np.flatnonzero(batch == b)
         k0 = s["route"][idx[0]][0]
-        for part in _split(idx, size):
+        for part in split_calls(idx, size):
             n0 = np.array([s["draft_len"][i][0] for i in part], np.int64)
             out.append(_generate_call(b, k0, "draft", prompt[part], n0))
         targets = sorted({m for i in idx for m in s["route"][i][1:]})
         for hop, m in enumerate(targets, 1):
             going = np.array([i for i in idx if m in s["route"][i][1:]], np.int64)
-            for grp in _split(going, size):
+            for grp in split_calls(going, size):
                 at = [s["route"][i].index(m) for i in grp]  # the position of m on each member's route
                 incoming = np.array([s["draft_len"][i][h - 1] for i, h in zip(grp, at)])
                 acc = np.array([s["accepted_len"][i][h] for i, h in zip(grp, at)])
@@ -156,7 +151,7 @@ def alone_calls(routes: dict, stage: int) -> list[Call]:
     size = call_size(routes)
     out = []
     for b in sorted(set(batch.tolist())):
-        for part in _split(np.flatnonzero(batch == b), size):
+        for part in split_calls(np.flatnonzero(batch == b), size):
             out.append(_generate_call(b, stage, "alone", prompt[part], final_len[part]))
     return out
 
