@@ -21,6 +21,19 @@ from asd.data.base import file_sha256
 WEIGHTS_DIR = Path(__file__).resolve().parent / "weights"
 PREFIX = "testbed:"
 FILES = ("config.json", "generation_config.json", "model.safetensors")
+# (resolved path, size, mtime_ns, inode) → sha256: a file is hashed once per process while it stays unchanged
+# (an evaluation loads every cell's config, and with it every stage's weights check, once per cell)
+_DIGESTS: dict[tuple[str, int, int, int], str] = {}
+
+
+def _sha256(p: Path) -> str:
+    """``file_sha256(p)``, remembered while the file's path, size, mtime and inode stay the same."""
+    st = p.stat()
+    key = (str(p.resolve()), st.st_size, st.st_mtime_ns, st.st_ino)
+    got = _DIGESTS.get(key)
+    if got is None:
+        got = _DIGESTS[key] = file_sha256(p)
+    return got
 
 
 def read_sums(root: Path = WEIGHTS_DIR) -> dict[str, str]:
@@ -66,7 +79,7 @@ def verify(stage: str, root: Path = WEIGHTS_DIR) -> Path:
             raise ValueError(f"{root / 'SHA256SUMS'}: no checksum for {key}")
         if not p.is_file():
             raise FileNotFoundError(f"{p}: testbed weight file missing (reinstall asd or retrain: asd testbed train)")
-        got = file_sha256(p)
+        got = _sha256(p)
         if got != sums[key]:
             raise ValueError(f"{p}: sha256 mismatch (corrupt or modified weights): expected {sums[key]}, got {got}")
     return folder

@@ -1,12 +1,14 @@
 """Weight resolution: sha256 check, clear errors on missing/corrupt files, offline loading."""
+
 import pytest
 
 from asd.testbed import weights as W
 from asd.testbed.config import ModelShape
 from asd.testbed.train import make_model
 
-TINY = ModelShape(hidden_size=16, num_hidden_layers=1, num_attention_heads=2, num_key_value_heads=1,
-                  intermediate_size=32, lr=1e-3)
+TINY = ModelShape(
+    hidden_size=16, num_hidden_layers=1, num_attention_heads=2, num_key_value_heads=1, intermediate_size=32, lr=1e-3
+)
 
 
 @pytest.fixture()
@@ -34,6 +36,16 @@ def test_other_specs_pass_through(root):
 
 
 def test_corrupt_file_is_a_clear_error(root):
+    p = root / "s0" / "model.safetensors"
+    data = bytearray(p.read_bytes())
+    data[-1] ^= 0xFF
+    p.write_bytes(bytes(data))
+    with pytest.raises(ValueError, match="sha256 mismatch"):
+        W.resolve_model("testbed:s0", root)
+
+
+def test_file_changed_after_a_check_is_hashed_again(root):
+    assert W.resolve_model("testbed:s0", root) == root / "s0"  # checked (and remembered) once
     p = root / "s0" / "model.safetensors"
     data = bytearray(p.read_bytes())
     data[-1] ^= 0xFF
