@@ -35,21 +35,21 @@ def test_other_specs_pass_through(root):
     assert W.resolve_model("Qwen/Qwen2.5-7B-Instruct", root) == "Qwen/Qwen2.5-7B-Instruct"
 
 
-def test_corrupt_file_is_a_clear_error(root):
-    p = root / "s0" / "model.safetensors"
+def _flip_last_byte(p):
     data = bytearray(p.read_bytes())
     data[-1] ^= 0xFF
     p.write_bytes(bytes(data))
+
+
+def test_corrupt_file_is_a_clear_error(root):
+    _flip_last_byte(root / "s0" / "model.safetensors")
     with pytest.raises(ValueError, match="sha256 mismatch"):
         W.resolve_model("testbed:s0", root)
 
 
 def test_file_changed_after_a_check_is_hashed_again(root):
     assert W.resolve_model("testbed:s0", root) == root / "s0"  # checked (and remembered) once
-    p = root / "s0" / "model.safetensors"
-    data = bytearray(p.read_bytes())
-    data[-1] ^= 0xFF
-    p.write_bytes(bytes(data))
+    _flip_last_byte(root / "s0" / "model.safetensors")
     with pytest.raises(ValueError, match="sha256 mismatch"):
         W.resolve_model("testbed:s0", root)
 
