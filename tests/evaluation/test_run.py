@@ -167,6 +167,30 @@ def test_same_cell_twice_gives_identical_traces(online):
         assert [x.tolist() for x in rec["tokens"]] == [x.tolist() for x in t.data["tokens"][:3]]
 
 
+def test_cells_merged_in_worker_processes_equal_the_serial_merge(online, monkeypatch):
+    """Wave 1's cells merged again by a pool of worker processes: same cells merged, every field equal."""
+    from asd.evaluation import run as runmod
+
+    cfg, run = online
+    plan = runmod.load_plan(cfg)
+    facts = runmod.validate(plan)
+    cells = [c for c in plan.cells if c.wave == 1]
+    before = {c.id: _cell(run, c.id) for c in cells}
+    for c in cells:
+        (run / "cells" / c.id / "traces.h5").unlink()
+    monkeypatch.setattr(runmod, "MERGES_PER_WORKER", 1)
+    monkeypatch.setattr(runmod.os, "cpu_count", lambda: 2)
+    assert runmod.merge_cells(plan, cells, facts, "merge", progress=False) == {c.id for c in cells}
+    for c in cells:
+        t = _cell(run, c.id)
+        assert t.attrs["cell"] == c.id and t.attrs["complete"]
+        for name, col in before[c.id].data.items():
+            if name == "tokens":
+                assert [x.tolist() for x in t.data[name]] == [x.tolist() for x in col]
+            else:
+                np.testing.assert_array_equal(t.data[name], col, err_msg=f"{c.id} {name}")
+
+
 def test_rerun_resumes_and_another_config_is_refused(online, tmp_path, capsys):
     cfg, run = online
     before = {p: p.stat().st_mtime_ns for p in run.glob("cells/*/traces.h5")}
