@@ -204,6 +204,7 @@ def analyze(run: Run, cfg: AnalysisConfig | None = None, progress: bool = False)
         "seeds": run.seeds,
         "cells": len(run.cells),
         "wall_time_s": run.grid.get("wall_time_s"),
+        "invocations": len(run.grid.get("invocations") or []) or None,
         "cpu_hours": run.grid.get("cpu_hours"),
         "gpu_hours": run.grid.get("gpu_hours"),
         "options": {

@@ -213,7 +213,9 @@ def render_markdown(run, rec: dict, figs: list[dict], fig_notes: list[str], repl
         f"- run folder: `{run.root}`; mode **{rec['mode']}**; {rec['cells']} cells; K = {rec['K']} stages "
         f"({', '.join(names)})",
         f"- datasets: {', '.join(rec['datasets'])}; seeds: {', '.join(map(str, rec['seeds']))}",
-        f"- run wall time {_f(rec.get('wall_time_s'), 1, ' s')}, CPU-hours {_f(rec.get('cpu_hours'), 3)}, "
+        f"- run wall time {_f(rec.get('wall_time_s'), 1, ' s')}"
+        + (f" (over {rec['invocations']} invocations of asd evaluate)" if (rec.get("invocations") or 0) > 1 else "")
+        + f", CPU-hours {_f(rec.get('cpu_hours'), 3)}, "
         f"GPU-hours {_f(rec.get('gpu_hours'), 3)}",
         f"- git revision of the run: `{rec.get('run_git_revision')}`; of this analysis: `{rec.get('git_revision')}`",
         f"- intervals: {int(rec['options']['level'] * 100)}% percentile bootstrap, {rec['options']['resamples']} "

@@ -68,7 +68,7 @@ def main(args) -> int:
     print(format_summary(s))
     gpu = "-" if grid["gpu_hours"] is None else f"{grid['gpu_hours']:.3f}"
     print(
-        f"wall time {grid['wall_time_s']:.1f} s, CPU-hours {grid['cpu_hours']:.3f}, GPU-hours {gpu}; "
+        f"wall time {grid['wall_time_s']:.1f} s{_over(grid)}, CPU-hours {grid['cpu_hours']:.3f}, GPU-hours {gpu}; "
         f"grid: {plan.root / 'grid.json'}"
     )
     if not grid["complete"]:
@@ -77,3 +77,11 @@ def main(args) -> int:
         print(f"asd evaluate: {len(grid['missing_cells'])} cell(s) not finished; rerun the same command to resume")
         return 1
     return 0
+
+
+def _over(grid: dict) -> str:
+    """`` over 2 invocations (this one 27.7 s)`` when earlier runs of ``asd evaluate`` worked on the folder."""
+    inv = grid.get("invocations") or []
+    if len(inv) < 2:
+        return ""
+    return f" over {len(inv)} invocations (this one {inv[-1]['wall_time_s']:.1f} s)"

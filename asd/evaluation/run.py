@@ -716,7 +716,17 @@ def run_grid(plan: GridPlan, progress: bool = True, log=print) -> dict:
     t0 = time.perf_counter()
     merged: set[str] = set()
     failures: list[str] = []
-    write_grid(plan, facts, merged, {"complete": False, "wall_time_s": None, "cpu_hours": None, "gpu_hours": None})
+    # every `asd evaluate` that worked on this folder, this one last; a killed one keeps its last checkpoint
+    now = _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
+    this: dict[str, Any] = {"started_utc": now, "wall_time_s": 0.0, "samples_run": 0}
+    invocations = [*previous_invocations(plan), this]
+
+    def checkpoint(extra: dict) -> None:
+        this["wall_time_s"] = time.perf_counter() - t0
+        total = sum(float(i["wall_time_s"]) for i in invocations)
+        write_grid(plan, facts, merged, {**extra, "wall_time_s": total, "invocations": invocations})
+
+    checkpoint({"complete": False, "cpu_hours": None, "gpu_hours": None})
     for wave in (1, 2):
         cells = [c for c in plan.cells if c.wave == wave]
         if not cells:
@@ -743,22 +753,36 @@ def run_grid(plan: GridPlan, progress: bool = True, log=print) -> dict:
         if pending:
             jobs = _submit(plan, pending, wave)
             failures += _wait(jobs, items, f"wave {wave}", progress)
+            this["samples_run"] += sum(it.samples for it in pending)
+            checkpoint({"complete": False, "cpu_hours": None, "gpu_hours": None})
         merged |= merge_cells(plan, ready, facts, f"merge wave {wave}", progress)
-    wall = time.perf_counter() - t0
     cpu, gpu, attempts = usage(plan)
     complete = len(merged) == len(plan.cells)
     missing = [c.id for c in plan.cells if c.id not in merged]
     extra = {
         "complete": complete,
-        "wall_time_s": wall,
         "cpu_hours": cpu,
         "gpu_hours": gpu,
         "task_attempts": attempts,
         "failures": failures,
         "missing_cells": missing,
     }
-    write_grid(plan, facts, merged, extra)
+    checkpoint(extra)
     return json.loads((plan.root / GRID_FILE).read_text())
+
+
+def previous_invocations(plan: GridPlan) -> list[dict]:
+    """The invocations an earlier ``asd evaluate`` of this folder recorded in grid.json ([] if none)."""
+    try:
+        rec = json.loads((plan.root / GRID_FILE).read_text())
+    except (OSError, ValueError):
+        return []
+    got = rec.get("invocations")
+    if isinstance(got, list):
+        return [i for i in got if isinstance(i, dict) and isinstance(i.get("wall_time_s"), (int, float))]
+    # a grid.json written before invocations were kept: its one wall time
+    w = rec.get("wall_time_s")
+    return [{"started_utc": None, "wall_time_s": float(w), "samples_run": None}] if isinstance(w, (int, float)) else []
 
 
 def _done(it: Item) -> bool:

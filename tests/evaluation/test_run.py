@@ -199,6 +199,13 @@ def test_rerun_resumes_and_another_config_is_refused(online, tmp_path, capsys):
     assert "wave 1: 16 cells, 16 shards (16 done before), 0 samples to run" in out
     assert "wave 2: 4 cells, 4 shards (4 done before), 0 samples to run" in out
     assert {p: p.stat().st_mtime_ns for p in run.glob("cells/*/traces.h5")} == before
+    # the run's wall time sums both invocations; the rerun ran no samples
+    g = _grid(run)
+    first, again = g["invocations"][-2:]
+    assert first["samples_run"] == 20 * SAMPLES and again["samples_run"] == 0
+    assert g["wall_time_s"] == pytest.approx(sum(i["wall_time_s"] for i in g["invocations"]))
+    assert g["wall_time_s"] > again["wall_time_s"] > 0
+    assert f"over {len(g['invocations'])} invocations (this one {again['wall_time_s']:.1f} s)" in out
     other = write_config(tmp_path / "other.yaml", run, samples=SAMPLES, lambdas=[2.0])
     listing = sorted(p.relative_to(run) for p in run.rglob("*"))
     assert cli(["evaluate", "--config", str(other), "--no-progress"]) == 2
