@@ -342,3 +342,21 @@ def test_the_quick_summary_gives_the_speedup_asd_analyze_gives(tmp_path):
     dp = next(r for r in rec["groups"]["all"]["rows"] if r["label"] == "dp λ=1")
     assert len({r["dataset"] for r in rows}) > 1 and quick["dp-lam1"] != pytest.approx(1.0)
     assert quick["dp-lam1"] == pytest.approx(dp["speedup"][rec["stage_names"][-1]]["mean"], rel=1e-9)
+
+
+def test_previous_invocations_read_from_grid_json(tmp_path):
+    """A resumed run adds its time to the invocations grid.json holds; an older grid.json counts as one."""
+    from types import SimpleNamespace
+
+    from asd.evaluation.run import GRID_FILE, previous_invocations
+
+    plan = SimpleNamespace(root=tmp_path)
+    assert previous_invocations(plan) == []
+    (tmp_path / GRID_FILE).write_text(json.dumps({"wall_time_s": 12.5}))
+    assert previous_invocations(plan) == [{"started_utc": None, "wall_time_s": 12.5, "samples_run": None}]
+    inv = [{"started_utc": "2026-12-04T13:53:58+00:00", "wall_time_s": 392.5, "samples_run": 109440},
+           {"started_utc": "2026-12-04T14:01:00+00:00", "wall_time_s": 27.7, "samples_run": 0}]
+    (tmp_path / GRID_FILE).write_text(json.dumps({"wall_time_s": 420.2, "invocations": inv}))
+    assert previous_invocations(plan) == inv
+    (tmp_path / GRID_FILE).write_text("{not json")
+    assert previous_invocations(plan) == []
