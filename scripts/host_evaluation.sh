@@ -8,6 +8,7 @@
 # CONFIG and RUN pick another grid and its run folder (jobs.output_dir), e.g. the headline at 200 prompts:
 #   CONFIG=configs/evaluation_device_headline.yaml RUN=runs/evaluation-host-headline NO_FEATURES=1 NO_TRACES=1
 # NO_TRACES=1: the traces stay there (too large to come back); the analysis and report are made there instead.
+# REPLAY_RECORD=FILE: copy that replay record into each run folder's replay/ before its report.
 # A killed grid resumes (finished cells are skipped) when started again; what comes back is in $OUT:
 # the two run folders' grid.json, analysis, report and figures (evaluation_host.tgz) and the traces (traces.tgz).
 source "$(dirname "$0")/gpu_env.sh"
@@ -32,6 +33,9 @@ split -b 15M -d /tmp/traces.tgz "$OUT/traces.tgz.part"  # files come back up to 
 fi
 if [ -z "${NO_REPORT:-}" ]; then  # NO_REPORT=1: leave the analysis to the machine the traces go back to
 for R in "${RUNS[@]}"; do
+    if [ -n "${REPLAY_RECORD:-}" ]; then  # a one-GPU replay record (docs/analysis.md#replay) for the report
+        mkdir -p "$R/replay" && cp "$REPLAY_RECORD" "$R/replay/"
+    fi
     timeout "${REPORT_TIMEOUT:-60}" python3 -m asd analyze "$R" --resamples "${RESAMPLES:-2000}" \
         --record "$R/record.json" > "$OUT/report_$(basename "$R").log" 2>&1 &&
     timeout "${REPORT_TIMEOUT:-60}" python3 -m asd report "$R" --resamples "${RESAMPLES:-2000}" \
