@@ -583,35 +583,43 @@ def merge_cells(plan: GridPlan, cells: list[Cell], facts: dict, desc: str, progr
     from tqdm import tqdm
 
     workers = min(len(cells) // MERGES_PER_WORKER, os.cpu_count() or 1, MAX_MERGE_WORKERS)
-    bar = tqdm(total=len(cells), desc=desc, unit="cell", disable=not progress, dynamic_ncols=True)
-    merged: set[str] = set()
-    if workers <= 1:
-        for c in cells:
-            if merge_cell(plan, c, facts) is not None:
-                merged.add(c.id)
-            bar.update(1)
-    else:
+    with tqdm(total=len(cells), desc=desc, unit="cell", disable=not progress, dynamic_ncols=True) as bar:
+        if workers <= 1:
+            return _tally(cells, (merge_cell(plan, c, facts) is not None for c in cells), bar)
         import concurrent.futures as cf
         import multiprocessing as mp
 
-        # spawn: the parent may hold threads (submitit, tqdm), which a forked child would inherit half-copied
-        with cf.ProcessPoolExecutor(workers, mp_context=mp.get_context("spawn")) as pool:
-            futs = {pool.submit(_merge_one, plan, c, facts): c for c in cells}
-            for fut in cf.as_completed(futs):
-                if fut.result():
-                    merged.add(futs[fut].id)
-                bar.update(1)
-    bar.close()
-    return merged
+        # spawn: the parent may hold threads (submitit, tqdm), which a forked child would inherit half-copied;
+        # the plan and facts go to each worker once, not with every cell
+        ctx = mp.get_context("spawn")
+        with cf.ProcessPoolExecutor(workers, ctx, initializer=_merge_worker_init, initargs=(plan, facts)) as pool:
+            return _tally(cells, pool.map(_merge_in_worker, cells, chunksize=4), bar)
 
 
 MERGES_PER_WORKER = 16  # fewer cells than this per worker: not worth a process's start (≈ 1 s)
 MAX_MERGE_WORKERS = 16
+_WORKER_PLAN: tuple[GridPlan, dict] | None = None  # a merge worker's (plan, facts), set once per process
 
 
-def _merge_one(plan: GridPlan, cell: Cell, facts: dict) -> bool:
+def _tally(cells: list[Cell], merged_ok, bar) -> set[str]:
+    """The ids of the cells whose merge succeeded (``merged_ok``: one bool per cell, in order)."""
+    merged = set()
+    for c, ok in zip(cells, merged_ok):
+        if ok:
+            merged.add(c.id)
+        bar.update(1)
+    return merged
+
+
+def _merge_worker_init(plan: GridPlan, facts: dict) -> None:
+    global _WORKER_PLAN
+    _WORKER_PLAN = (plan, facts)
+
+
+def _merge_in_worker(cell: Cell) -> bool:
     """``merge_cell`` in a worker process: whether the cell is merged."""
-    return merge_cell(plan, cell, facts) is not None
+    assert _WORKER_PLAN is not None
+    return merge_cell(_WORKER_PLAN[0], cell, _WORKER_PLAN[1]) is not None
 
 
 def priced_by(cost_model: dict | None, cell: Cell) -> dict | None:
