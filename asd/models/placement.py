@@ -134,8 +134,9 @@ class Placement:
 
 def place(stages: list[StageMemory], gpus: int, capacity: float) -> Placement | None:
     """The best placement (see the module docstring) of ``stages`` on ``gpus`` GPUs of ``capacity`` bytes,
-    or None. Exhaustive over TP sizes and aligned blocks, pruned by memory; blocks of GPUs that are all
-    empty are interchangeable, so only the first empty block of each size is tried."""
+    or None. Exhaustive over TP sizes and aligned blocks, pruned by memory and by symmetry: inside an aligned
+    block of GPUs that is still empty the two halves are interchangeable, so a stage goes into its left half
+    only (``_canonical``)."""
     order = sorted(stages, key=lambda s: -s.total_bytes)
     best: list[Placement | None] = [None]
     load = [0.0] * gpus
@@ -152,15 +153,10 @@ def place(stages: list[StageMemory], gpus: int, capacity: float) -> Placement | 
             need = s.per_gpu(t)
             if need > capacity:
                 continue
-            tried_empty = False
             for g0 in range(0, gpus - t + 1, t):
                 block = range(g0, g0 + t)
-                empty = all(load[g] == 0.0 for g in block)
-                if empty and tried_empty:
+                if not _canonical(load, g0, t) or any(load[g] + need > capacity for g in block):
                     continue
-                if any(load[g] + need > capacity for g in block):
-                    continue
-                tried_empty |= empty
                 for g in block:
                     load[g] += need
                 assign[s.name] = (t, g0)
@@ -174,6 +170,23 @@ def place(stages: list[StageMemory], gpus: int, capacity: float) -> Placement | 
 
     rec(0)
     return best[0]
+
+
+def _canonical(load: list[float], g0: int, t: int) -> bool:
+    """False when the block of ``t`` GPUs at ``g0`` lies in the right half of an aligned, still empty block
+    of 2t, 4t, ... GPUs (one that fits on the node). Swapping the halves of an empty aligned block maps
+    every aligned block to an aligned block and changes no load, so the left half gives the same best key.
+    (Two empty blocks are not interchangeable in general: on 6 GPUs GPUs 4-5 lie in no block of 4, GPUs 0-1
+    do.) ``load``: bytes per GPU, [gpus]."""
+    size = 2 * t
+    while size <= len(load):
+        c0 = g0 // size * size
+        if c0 + size > len(load):
+            break  # no aligned block of this size (or larger) around g0 fits on the node
+        if g0 >= c0 + size // 2 and all(load[g] == 0.0 for g in range(c0, c0 + size)):
+            return False
+        size *= 2
+    return True
 
 
 @dataclass
