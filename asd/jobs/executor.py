@@ -168,15 +168,28 @@ class Submission:
         return out
 
     def _wait_ended(self, jobs: dict[str, Any], timeout_s: float = 60.0) -> None:
-        """Until the scheduler reports every job of ``jobs`` ended (a task that wrote its result may still be
-        exiting): when ``asd submit`` returns, nothing it submitted still runs, and a rerun is not refused."""
+        """Until the scheduler reports every job of ``jobs`` ended and, on SLURM, no longer lists it as
+        COMPLETING (a task that wrote its result may still be exiting; a cancelled one that ignores SIGTERM
+        lives until SLURM's KillWait ends it, still holding its shard): when ``asd submit`` returns, nothing it
+        submitted still runs, and a rerun is not refused."""
         deadline = time.monotonic() + timeout_s
         left = dict(jobs)
         while left and time.monotonic() < deadline:
             for label in self._ended_states(left):
                 del left[label]
+            if not left and self.job.executor == "slurm":
+                left = self._still_completing(jobs)
             if left:
                 time.sleep(1.0)
+
+    @staticmethod
+    def _still_completing(jobs: dict[str, Any]) -> dict[str, Any]:
+        """The jobs of ``jobs`` that squeue still lists (COMPLETING: their processes are being ended)."""
+        try:
+            listed = scheduler.squeue_live([job.job_id for job in jobs.values()], completing=True)
+        except scheduler.SchedulerError:
+            return {}  # cannot tell: sacct said ended
+        return {label: job for label, job in jobs.items() if job.job_id in listed}
 
     def _ended_states(self, jobs: dict[str, Any]) -> dict[str, tuple[str, str, str]]:
         """{label: (state, exit code, reason)} of the jobs that the scheduler reports ended."""

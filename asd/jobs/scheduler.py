@@ -50,9 +50,11 @@ def _run(cmd: list[str], timeout: float = 30) -> subprocess.CompletedProcess:
         raise SchedulerError(f"{cmd[0]} did not answer in {timeout:.0f} s") from e
 
 
-def squeue_live(job_ids: list[str]) -> dict[str, tuple[str, str]]:
+def squeue_live(job_ids: list[str], completing: bool = False) -> dict[str, tuple[str, str]]:
     """``{job id: (state, job name)}`` of the jobs among ``job_ids`` (array ids expand to their tasks) that
-    SLURM still queues or runs. Empty when none is; SchedulerError when squeue fails otherwise."""
+    SLURM still queues or runs; with ``completing`` also those whose processes are still being ended (a
+    cancelled task can outlive its CANCELLED state by SLURM's KillWait). Empty when none is; SchedulerError
+    when squeue fails otherwise."""
     if not job_ids:
         return {}
     r = _run(["squeue", "-h", "-r", "-j", ",".join(job_ids), "-o", "%i|%T|%r|%j"])
@@ -63,7 +65,11 @@ def squeue_live(job_ids: list[str]) -> dict[str, tuple[str, str]]:
     out = {}
     for line in r.stdout.splitlines():
         parts = line.strip().split("|", 3)
-        if len(parts) == 4 and parts[1] not in ENDED_STATES and parts[2] != NEVER_RUNS:
+        if (
+            len(parts) == 4
+            and (parts[1] not in ENDED_STATES or (completing and parts[1] == "COMPLETING"))
+            and (parts[2] != NEVER_RUNS)
+        ):
             out[parts[0]] = (parts[1], parts[3])
     return out
 

@@ -24,7 +24,7 @@ pytest.importorskip("submitit", reason="submitit is not installed (the jobs exec
 from asd.jobs.executor import submit_run  # noqa: E402
 from asd.jobs.failures import RunFailed  # noqa: E402
 from asd.jobs.plan import ShardPlan
-from asd.jobs.shard import progress_path
+from asd.jobs.shard import live_writer, progress_path
 from asd.run_config import load_config
 
 from .helpers import fill_disk, flip_chunk_byte, overwrite_text, reference, same_traces, small_tmpfs, write_config
@@ -297,6 +297,10 @@ def test_a_second_submit_of_a_running_run_is_refused_and_scancel_is_one_line(tmp
     assert first.returncode == 1
     assert line.startswith("asd submit: error: shard 0 was cancelled: scancel or the scheduler (CANCELLED by 0)")
     assert "1 more failed: shard 1 (cancelled)" in line and f"rerun `asd submit --config {cfg}` to resume" in line
+    # SIGTERM is ignored, so the tasks live on after sacct says CANCELLED, until KillWait's SIGKILL: asd submit
+    # returns only once squeue no longer lists them (COMPLETING), so nobody writes a shard when it says rerun
+    layout = ShardPlan(load_config(cfg)["jobs"]).layout
+    assert [live_writer(layout.shard(i)) for i in range(2)] == [None, None]
     r = _asd("submit", "--config", cfg)
     assert r.returncode == 0, r.stderr
     counts = same_traces(reference(tmp_path, **jobs), tmp_path / "two" / "traces.h5")
