@@ -6,6 +6,8 @@ VENV      := .venv
 BIN       := $(VENV)/bin
 STAMP     := $(VENV)/.stamp-requirements
 DEV_STAMP := $(VENV)/.stamp-editable
+# one CMake build folder for the editable install and `make build` (the second build is then incremental)
+CMAKE_DIR := $(CURDIR)/build/temp/cmake
 PYTEST_ARGS ?=
 # pytest-xdist workers (tests/conftest.py hands out a module at a time; the SLURM modules run as one unit)
 PYTEST_WORKERS ?= 2
@@ -23,14 +25,14 @@ $(STAMP): requirements/base.txt requirements/test.txt
 
 # editable install (the asd console script); builds the extension once
 $(DEV_STAMP): $(STAMP) pyproject.toml setup.py
-	$(BIN)/pip install -q --no-build-isolation --no-deps -e .
+	ASD_BUILD_DIR=$(CMAKE_DIR) $(BIN)/pip install -q --no-build-isolation --no-deps -e .
 	touch $@
 
 setup: $(DEV_STAMP)
 
 # incremental rebuild of asd._C into the source tree (CMake build folder under build/)
 build: $(DEV_STAMP)
-	mkdir -p build && flock build/.lock $(BIN)/python setup.py -q build_ext --inplace --build-temp build/temp
+	mkdir -p build && flock build/.lock env ASD_BUILD_DIR=$(CMAKE_DIR) $(BIN)/python setup.py -q build_ext --inplace --build-temp build/temp
 
 slurm-up:
 	bash scripts/slurm_up.sh

@@ -4,6 +4,7 @@ Environment:
   ASD_BUILD_CUDA = auto | on | off   (default auto: build the CUDA kernels when nvcc is found)
   ASD_BUILD_TYPE = Release | Debug   (default Release, -O3)
   ASD_CUDA_ARCHS = "90;80"            (default: sm_90 and sm_80 — H100/H200 and A100)
+  ASD_BUILD_DIR  = a CMake build folder (default: setuptools' build_temp/cmake; `make` sets build/temp/cmake)
 If the build fails the package still installs and runs on its numpy/torch twins,
 and says so once at import (asd._ext).
 """
@@ -28,7 +29,8 @@ class CMakeBuild(build_ext):
         import pybind11
 
         out_dir = Path(self.get_ext_fullpath(ext.name)).resolve().parent
-        build_dir = Path(self.build_temp).resolve() / "cmake"
+        # ASD_BUILD_DIR: one CMake folder for the editable install and `make build`, so the second is incremental
+        build_dir = Path(os.environ.get("ASD_BUILD_DIR") or Path(self.build_temp) / "cmake").resolve()
         build_dir.mkdir(parents=True, exist_ok=True)
         cfg = os.environ.get("ASD_BUILD_TYPE", "Release")
         args = [

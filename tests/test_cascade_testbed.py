@@ -64,18 +64,29 @@ def test_testbed_matches_transformers_generate(testbed):
     assert hf == ref
 
 
+@pytest.fixture(scope="module")
+def static_path(testbed):
+    """Engines with fast=True (StaticSession over asd.models.cuda_graph.StaticDecoder) and the final stage's
+    own greedy generation on that path (once for the module: one s3 generation of the 48 prompts)."""
+    from asd.models.hf import HFEngine
+
+    engines, prompts, _, tk, _ = testbed
+    fast = [HFEngine(e.path, dtype="float32", device="cpu", fast=True) for e in engines]
+    own = [t.tolist() for t in fast[-1].generate(prompts, GenerationParams(MAX_NEW, eos_token_ids=(tk.EOS_ID,))).tokens]
+    return fast, own
+
+
+def test_static_cache_path_generates_as_the_transformers_module_path(testbed, static_path):
+    assert static_path[1] == testbed[2]
+
+
 @pytest.mark.parametrize("policy,gamma", [(PolicyConfig(name="dp", lam=math.inf), 4),
                                           (PolicyConfig(name="fixed_depth"), 0),
                                           (PolicyConfig(name="speculative"), 3)])
-def test_testbed_lossless_on_the_static_cache_path(testbed, policy, gamma):
-    """Engines with fast=True (StaticSession over asd.models.cuda_graph.StaticDecoder): the cascade equals
-    that path's own generate, which here also equals the transformers-module path."""
-    from asd.models.hf import HFEngine
-
-    engines, prompts, ref, tk, _ = testbed
-    fast = [HFEngine(e.path, dtype="float32", device="cpu", fast=True) for e in engines]
-    own = [t.tolist() for t in fast[-1].generate(prompts, GenerationParams(MAX_NEW, eos_token_ids=(tk.EOS_ID,))).tokens]
+def test_testbed_lossless_on_the_static_cache_path(testbed, static_path, policy, gamma):
+    """On the static-cache engines the cascade equals that path's own generate."""
+    _, prompts, _, tk, _ = testbed
+    fast, own = static_path
     rec = Cascade(fast, CascadeConfig(max_new_tokens=MAX_NEW, gamma=gamma, batch_size=48), policy,
                   eos_token_ids=(tk.EOS_ID,)).run(prompts)
     assert [t.tolist() for t in rec["tokens"]] == own
-    assert own == ref
