@@ -139,13 +139,14 @@ def test_scontrol_requeue_of_a_running_task_resumes(tmp_path):
 
 @pytest.mark.slow
 def test_task_over_its_time_limit_checkpoints_and_requeues(tmp_path):
-    """timeout_min=2 with USR2 90 s before the limit: submitit checkpoints, requeues, the task resumes.
+    """timeout_min=2 with USR2 30 s before the limit: submitit checkpoints, requeues, the task resumes.
 
-    slurmctld checks limits every 30 s, so USR2 comes 30–60 s into a run: late enough for the task's Python to
-    have started and installed submitit's handler even on a loaded 2-core machine (at 10–40 s, with
-    timeout_min=1, a slow start was once killed by the signal itself), early enough that 64 batches of 1.1 s
-    (70 s) are interrupted; later runs may be too (max_num_timeout allows it)."""
-    cfg, jobs = _faulted_run(tmp_path, shards=1, num_samples=512, timeout_min=2, slurm_signal_delay_s=90,
+    SLURM may send the signal up to 60 s earlier than asked (its event resolution), so USR2 comes 30–90 s into
+    a run: late enough for a task's Python to have started and installed submitit's handler even on a loaded
+    2-core machine, the merge job's included (with USR2 90 s before the limit it came 0–30 s in, and once
+    killed the merge at its start), early enough that 96 batches of 1.1 s (106 s) are interrupted; later runs
+    may be too (max_num_timeout allows it)."""
+    cfg, jobs = _faulted_run(tmp_path, shards=1, num_samples=768, timeout_min=2, slurm_signal_delay_s=30,
                              max_num_timeout=8, step_options={"delay_s": 1.1})
     sub = submit_run(cfg)
     stats = sub.wait()
@@ -155,7 +156,7 @@ def test_task_over_its_time_limit_checkpoints_and_requeues(tmp_path):
     counts = same_traces(reference(tmp_path, **jobs), Path(stats["path"]))
     print("time-out:", counts, "resumed_from", stats["shards_run"][0]["resumed_from"],
           "USR2 count", log.count("timed-out"))
-    assert counts == {"samples": 512, "unique": 512, "lost": 0, "duplicated": 0}
+    assert counts == {"samples": 768, "unique": 768, "lost": 0, "duplicated": 0}
 
 
 def test_truncated_shard_file_is_redone_on_resubmit(tmp_path):
