@@ -9,8 +9,10 @@ DEV_STAMP := $(VENV)/.stamp-editable
 # one CMake build folder for the editable install and `make build` (the second build is then incremental)
 CMAKE_DIR := $(CURDIR)/build/temp/cmake
 PYTEST_ARGS ?=
-# pytest-xdist workers (tests/conftest.py hands out a module at a time; the SLURM modules run as one unit)
-PYTEST_WORKERS ?= 2
+# pytest-xdist workers (tests/conftest.py hands out a module at a time; the SLURM modules run as one unit).
+# why 3 on 2 cores: the tests that wait (on SLURM, subprocesses, the sandbox) leave a core idle; one torch
+# thread each. The whole suite here: 1,091 s with 3 workers against 1,271 s with 2 (docs/architecture.md)
+PYTEST_WORKERS ?= 3
 # published data no package ships (docs/data.md): the real-file tests read it from here when it exists
 ASD_TRUTHFULQA_CSV ?= $(wildcard $(abspath ../shared/data/truthfulqa/TruthfulQA.csv))
 export ASD_TRUTHFULQA_CSV

@@ -14,7 +14,7 @@ os.environ.setdefault("ASD_LOG_DIR", tempfile.mkdtemp(prefix="asd-test-logs-"))
 if "PYTEST_XDIST_WORKER" in os.environ:
     os.environ.setdefault("OMP_NUM_THREADS", "1")
 
-# The suite runs on two pytest-xdist workers (`make test`: -n 2). Work is handed out a module at a time (a
+# The suite runs on three pytest-xdist workers (`make test`: -n 3). Work is handed out a module at a time (a
 # module's fixtures are built once), and the modules that submit to the SLURM cluster (those that mark a test
 # `slurm`) form one unit, run in order on one worker: jobs of two tests never share the node's two CPUs, and the
 # SLURM test of tests/evaluation/test_run.py finds the module's local run built on its own worker.
