@@ -177,10 +177,10 @@ class Submission:
         while left and time.monotonic() < deadline:
             for label in self._ended_states(left):
                 del left[label]
-            if not left and self.job.executor == "slurm":
-                left = self._still_completing(jobs)
             if left:
                 time.sleep(1.0)
+        while self.job.executor == "slurm" and self._still_completing(jobs) and time.monotonic() < deadline:
+            time.sleep(1.0)
 
     @staticmethod
     def _still_completing(jobs: dict[str, Any]) -> dict[str, Any]:

@@ -65,11 +65,9 @@ def squeue_live(job_ids: list[str], completing: bool = False) -> dict[str, tuple
     out = {}
     for line in r.stdout.splitlines():
         parts = line.strip().split("|", 3)
-        if (
-            len(parts) == 4
-            and (parts[1] not in ENDED_STATES or (completing and parts[1] == "COMPLETING"))
-            and (parts[2] != NEVER_RUNS)
-        ):
+        if len(parts) != 4 or parts[2] == NEVER_RUNS:
+            continue
+        if parts[1] not in ENDED_STATES or (completing and parts[1] == "COMPLETING"):
             out[parts[0]] = (parts[1], parts[3])
     return out
 

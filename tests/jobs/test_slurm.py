@@ -279,7 +279,8 @@ def test_a_second_submit_of_a_running_run_is_refused_and_scancel_is_one_line(tmp
     cfg = write_config(tmp_path / "two.yaml", tmp_path / "two", executor="slurm", **jobs)
     first = subprocess.Popen([sys.executable, "-m", "asd", "submit", "--config", str(cfg)],
                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    _wait_rows(ShardPlan(load_config(cfg)["jobs"]).layout.shard(0), 8)
+    layout = ShardPlan(load_config(cfg)["jobs"]).layout
+    _wait_rows(layout.shard(0), 8)
     folders = sorted((tmp_path / "two" / "submitit").iterdir())
     second = _asd("submit", "--config", cfg)
     line = _one_line(second.stderr)
@@ -300,7 +301,6 @@ def test_a_second_submit_of_a_running_run_is_refused_and_scancel_is_one_line(tmp
     assert "1 more failed: shard 1 (cancelled)" in line and f"rerun `asd submit --config {cfg}` to resume" in line
     # SIGTERM is ignored, so the tasks live on after sacct says CANCELLED, until KillWait's SIGKILL: asd submit
     # returns only once squeue no longer lists them (COMPLETING), so nobody writes a shard when it says rerun
-    layout = ShardPlan(load_config(cfg)["jobs"]).layout
     assert [live_writer(layout.shard(i)) for i in range(2)] == [None, None]
     r = _asd("submit", "--config", cfg)
     assert r.returncode == 0, r.stderr
