@@ -28,6 +28,11 @@ from asd.core.mlp import num_outputs, pair_index
 from asd.data.base import file_sha256
 
 SPLITS = ("train", "val", "test")
+# what a row's r_m target is (``predictor_training.label``; docs/predictor.md "Labels"):
+#   agree_final  r_m = 1 iff y_m equals the final stage's output token for token (the algorithm's definition)
+#   no_worse     r_m = 1 iff y_m scores at least as well as the final stage's output (score_m >= score_{K-1}):
+#                1 − r_m is then exactly the accuracy lost by stopping at m on this prompt
+LABELS = ("agree_final", "no_worse")
 # the datasets the trainer reads (schema asd-predictor-data v1)
 TRAINING_FIELDS = (
     "sample_id",
@@ -75,6 +80,14 @@ class TrainingSet:
     accept_frac: np.ndarray  # [N, K, K] float32 (NaN where k >= m)
     agree_final: np.ndarray  # [N, K] uint8
     score: np.ndarray  # [N, K] float32
+
+    def labels(self, label: str = "agree_final") -> np.ndarray:
+        """[N, K] uint8 r_m targets of every sample by ``label`` (one of ``LABELS``); column K − 1 is 1."""
+        if label == "agree_final":
+            return self.agree_final
+        if label == "no_worse":
+            return (self.score >= self.score[:, -1:]).astype(np.uint8)
+        raise ValueError(f"label: unknown {label!r}; valid: {', '.join(LABELS)}")
 
     def split_key(self, split_by: str = "auto") -> tuple[np.ndarray, str]:
         """([N] int64 key the split hashes, its name): ``prompt_key`` ("auto" or "prompt_key") or ``sample_id``.
@@ -151,7 +164,7 @@ class Rows:
     x: np.ndarray  # [R, F] float32 features, NaN filled (nan_fill_values)
     stage: np.ndarray  # [R] int64
     sample: np.ndarray  # [R] int64 index into the data's samples
-    y_r: np.ndarray  # [R, K − 1] float32 r_m labels (agree_final[n, m]), m = 0..K−2
+    y_r: np.ndarray  # [R, K − 1] float32 r_m labels (labels(label)[n, m]), m = 0..K−2
     w_r: np.ndarray  # [R, K − 1] float32 1 where trained (m ≥ k)
     y_a: np.ndarray  # [R, P] float32 a_{j,m} labels per pair (pair_index), NaN → 0
     w_a: np.ndarray  # [R, P] float32 1 where trained (j ≥ k, label finite)
@@ -182,9 +195,12 @@ def cell_weights(data: TrainingSet, samples: np.ndarray) -> np.ndarray:
     return samples.size / (count.size * count[cell].astype(np.float64))
 
 
-def build_rows(data: TrainingSet, samples: np.ndarray, sample_weight: np.ndarray | None = None) -> Rows:
+def build_rows(
+    data: TrainingSet, samples: np.ndarray, sample_weight: np.ndarray | None = None, label: str = "agree_final"
+) -> Rows:
     """Rows of the given sample indices [n] (stage-major inside each sample); ``sample_weight`` [n] multiplies
-    every trained target's weight (w_r, w_a) of the sample's rows (None: 1)."""
+    every trained target's weight (w_r, w_a) of the sample's rows (None: 1); ``label`` picks the r_m targets
+    (``TrainingSet.labels``)."""
     K = data.K
     samples = np.asarray(samples, dtype=np.int64)
     n = samples.size
@@ -196,7 +212,7 @@ def build_rows(data: TrainingSet, samples: np.ndarray, sample_weight: np.ndarray
     if bad.any():
         x[bad] = np.broadcast_to(fill, x.shape)[bad]
     m = np.arange(K - 1)
-    y_r = data.agree_final[idx][:, : K - 1].astype(np.float32)
+    y_r = data.labels(label)[idx][:, : K - 1].astype(np.float32)
     w_r = (m[None, :] >= stage[:, None]).astype(np.float32)
     P = num_outputs(K) - (K - 1)
     y_a = np.zeros((idx.size, P), np.float32)

@@ -84,7 +84,9 @@ def train_predictor(cfg: TrainPredictorConfig, config_dict: dict | None = None) 
             raise ValueError(f"{cfg.data}: the {name} split is empty ({data.N} samples, fractions {cfg.split})")
     # cell_balance: train and validation rows weighted so every (task, level) cell counts alike; test stays as is
     rows = {
-        name: build_rows(data, ix, cell_weights(data, ix) if cfg.cell_balance and name != "test" else None)
+        name: build_rows(
+            data, ix, cell_weights(data, ix) if cfg.cell_balance and name != "test" else None, label=cfg.label
+        )
         for name, ix in idx.items()
     }
     fold = fold_of(key[rows["val"].sample], cfg.split_salt + 1)

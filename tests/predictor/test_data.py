@@ -117,6 +117,23 @@ def test_rows_and_masks(tmp_path):
     assert y.shape == w.shape == (9, (K - 1) + K * (K - 1) // 2)
 
 
+def test_no_worse_labels_are_the_score_comparison_with_the_final_stage(tmp_path):
+    """label no_worse: r_m = 1 iff score_m >= score_{K-1} (so 1 − r_m is the accuracy lost by stopping at m);
+    the rows' r targets follow the label, everything else does not move; an unknown label names the valid ones."""
+    d = load_training_set(write_predictor_data(tmp_path / "d.h5", N=60, seed=2))
+    want = (d.score >= d.score[:, [3]]).astype(np.uint8)  # [N, K]
+    np.testing.assert_array_equal(d.labels("no_worse"), want)
+    np.testing.assert_array_equal(d.labels("agree_final"), d.agree_final)
+    assert (want[:, 3] == 1).all() and (want != d.agree_final).any()
+    samples = np.arange(0, 60, 3)
+    plain, nw = build_rows(d, samples), build_rows(d, samples, label="no_worse")
+    np.testing.assert_array_equal(nw.y_r, want[nw.sample][:, :3])
+    for name in ("x", "stage", "sample", "w_r", "y_a", "w_a"):
+        np.testing.assert_array_equal(getattr(nw, name), getattr(plain, name), err_msg=name)
+    with pytest.raises(ValueError, match="label: unknown 'correct'; valid: agree_final, no_worse"):
+        d.labels("correct")
+
+
 def test_cell_weights_balance_the_cells(tmp_path):
     """Every (task, level) cell present gets the same total weight; the weights' mean is 1; rows carry them."""
     d = load_training_set(write_predictor_data(tmp_path / "d.h5", N=200, seed=3))

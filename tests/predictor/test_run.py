@@ -100,6 +100,24 @@ def test_bad_inputs_fail_before_writing(tmp_path, data):
         _cfg(tmp_path, data, ablations=["hidden", "colour"])
     with pytest.raises(ValueError, match="split must be three"):
         _cfg(tmp_path, data, split=[0.5, 0.5, 0.5])
+    with pytest.raises(ValueError, match="label: unknown 'correct'; valid: agree_final, no_worse"):
+        _cfg(tmp_path, data, label="correct")
+
+
+def test_the_label_is_trained_on_and_recorded(tmp_path, data):
+    """label no_worse: the test metrics are against score_m >= score_final, and the checkpoint says so."""
+    from asd.predictor.data import load_training_set, split_of
+
+    cfg = _cfg(tmp_path, data, "nw", ablations=[], stage_sizes=[], label="no_worse")
+    res = train_predictor(cfg)
+    d = load_training_set(data)
+    test = split_of(d.split_key()[0], cfg.split, cfg.split_salt) == 2
+    for s in res["per_stage"]:
+        k = s["stage"]
+        assert s["positive_rate"] == pytest.approx(d.labels("no_worse")[test, k].mean())
+        assert s["positive_rate"] != pytest.approx(d.agree_final[test, k].mean())
+    _, meta = load_checkpoint(tmp_path / "nw" / "checkpoint")
+    assert meta["training"]["config"]["label"] == "no_worse"
 
 
 def test_cli(tmp_path, data, capsys):
