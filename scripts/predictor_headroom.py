@@ -32,6 +32,14 @@ one figure:
         --compare results/experiments/testbed_headroom/sweep_served.json \
         --out results/experiments/testbed_headroom/start_stage.json \
         --figure results/experiments/testbed_headroom/where_to_start.png
+
+``labels`` compares the two targets a predictor can be trained on (``predictor_training.label``): per stage the
+rate of prompts whose output equals the final stage's (agree_final) and of those that score at least as well
+(no_worse), and the oracle of each replayed at the given λ (docs/evaluation.md "Training on the accuracy
+target"):
+
+    python scripts/predictor_headroom.py labels --data runs/headroom/full.h5 \
+        --out results/experiments/testbed_labels/oracle_by_label.json
 """
 
 from __future__ import annotations
@@ -195,6 +203,53 @@ class _Traces:
         dec = Decider(pol, self.K, self.sizes, predictor or self.base, self.cost_model)
         rec = simulate(self.ft, self.rows, self.ids, dec, self.y if policy == "oracle" else None)
         return rec, _route_cost(rec, self.gl, self.vl, self.dl, self.acc)
+
+
+def labels(args) -> int:
+    if _refuses("--lams", args.lams, lambda lam: lam >= 0, "λ must be >= 0"):
+        return 2
+    tr = _open(args, "labels")
+    if tr is None:
+        return 2
+    targets = {"agree_final": tr.y, "no_worse": tr.score >= tr.score[:, -1:]}  # [N, K] bool each
+    task = np.asarray(tr.d["task"]).astype(str)
+    rates = {
+        name: {
+            "all": y.mean(0).tolist(),
+            **{t: y[task == t].mean(0).tolist() for t in np.unique(task)},
+        }
+        for name, y in targets.items()
+    }
+    y0, s0, s3 = tr.y[:, 0], tr.score[:, 0], tr.score[:, -1]
+    rows = []
+    for name, y in targets.items():
+        tr.y = y  # the oracle's known outcomes
+        for lam in args.lams:
+            rec, t = tr.routes("oracle", lam)
+            fin = rec["final_stage"].astype(np.int64)
+            rows.append({"oracle_on": name, "lam": lam, **tr.outcome(fin, t, args.resamples, args.seed)})
+            r = rows[-1]
+            print(
+                f"oracle on {name}, λ {lam}: accuracy {r['accuracy']:.3f} (loss {r['loss_points']:.2f} pt), "
+                f"speedup {r['speedup']:.2f}x (estimate), stops {r['final_stage_hist']}"
+            )
+    tr.y = targets["agree_final"]
+    record = {
+        "what": "the predictor's two targets on these prompts: per-stage rates (all, per task) of agree_final (y_m "
+        "equals the final stage's output) and no_worse (score_m >= the final stage's score), and the oracle "
+        "knowing each, replayed through the cascade's loop; speedups are estimates from the traces' measured "
+        "per-sample shares of batch-16 calls",
+        "cost_model": args.cost_model,
+        "rates": rates,
+        "stage0": {
+            "differs_but_correct": float(((s0 == 1) & ~y0).mean()),  # s0 right, worded otherwise than s3
+            "final_wrong_and_differs": float(((s3 == 0) & ~y0).mean()),
+        },
+        "rows": rows,
+    }
+    for name, r in rates.items():
+        print(f"{name}: " + " ".join(f"s{k} {v:.3f}" for k, v in enumerate(r["all"])))
+    return _write(args, tr, record, None)
 
 
 def _open(args, cmd: str) -> _Traces | None:
@@ -627,8 +682,17 @@ def main(argv: list[str] | None = None) -> int:
     t.add_argument("--resamples", type=int, default=2000)
     t.add_argument("--out", required=True)
     t.add_argument("--figure", default="")
+    lb = sub.add_parser("labels", help="agree_final against no_worse: per-stage rates and the oracle knowing each")
+    lb.add_argument("--data", required=True)
+    lb.add_argument("--checkpoint", default="testbed:predictor", help="read, not used by the oracle")
+    lb.add_argument("--cost-model", default="configs/costs/testbed-cpu.json")
+    lb.add_argument("--lams", nargs="+", type=float, default=[1.0, 2.0, 5.0])
+    lb.add_argument("--seed", type=int, default=0, help="the bootstrap's")
+    lb.add_argument("--resamples", type=int, default=2000)
+    lb.add_argument("--out", required=True)
+    lb.add_argument("--figure", default="", help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
-    return {"build": build, "sweep": sweep, "start": start}[args.cmd](args)
+    return {"build": build, "sweep": sweep, "start": start, "labels": labels}[args.cmd](args)
 
 
 if __name__ == "__main__":

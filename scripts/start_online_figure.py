@@ -52,6 +52,7 @@ def rows_of(rec: dict, run: int, speed_ci: str = "samples") -> list[dict]:
                 "speedup_ci95": sp[f"ci_{speed_ci}"],
                 "accuracy": r["accuracy"]["mean"],
                 "seeds": len(r["seeds"]),
+                "samples": rec["config"]["evaluation"]["samples"],  # prompts per cell (dataset and seed)
                 "ended": r["utilisation"]["ended"],
             }
         )
@@ -117,7 +118,11 @@ def draw(
     ax.set_xlabel("accuracy lost vs the final stage alone (points; 95% CI over samples)")
     ax.set_ylabel(f"speedup over the final stage alone (wall-clock; 95% CI over {speed_ci})")
     seeds = sorted({p["seeds"] for p in points})
-    ax.set_title(f"{title} (4 formats mixed, {'/'.join(map(str, seeds))} seeds, 200 prompts per cell)", fontsize=10)
+    samples = sorted({p["samples"] for p in points})
+    ax.set_title(
+        f"{title} (4 formats mixed, {'/'.join(map(str, seeds))} seeds, {'/'.join(map(str, samples))} prompts per cell)",
+        fontsize=10,
+    )
     ax.grid(alpha=0.3)
     ax.legend(fontsize=7, loc="lower right")
     fig.savefig(path.with_suffix(".png"), dpi=120, bbox_inches="tight")

@@ -210,3 +210,30 @@ def test_fit_logistic_recovers_known_coefficients():
     beta = np.array([0.3, 1.5, -2.0])
     y = (rng.random(40_000) < 1 / (1 + np.exp(-(X @ beta)))).astype(np.float64)
     np.testing.assert_allclose(fit_logistic(X, y), beta, atol=0.06)
+
+
+def test_labels_script_compares_the_two_targets(tmp_path):
+    """``labels``: the per-stage rates of agree_final and no_worse, and each oracle replayed; an oracle that knows
+    no_worse never loses accuracy against the final stage and reaches it no more often than the agreement one."""
+    data = _full_traces(tmp_path / "full.h5")
+    out = tmp_path / "labels.json"
+    cmd = [sys.executable, str(ROOT / "scripts/predictor_headroom.py"), "labels", "--data", str(tmp_path / "full.h5"),
+           "--lams", "1", "50", "--resamples", "50", "--out", str(out)]
+    p = subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT)
+    assert p.returncode == 0, p.stderr
+    rec = json.loads(out.read_text())
+    agree, score = data["agree_final"], data["score"]
+    no_worse = score >= score[:, [3]]
+    assert (no_worse != agree).any()  # the synthetic final stage is wrong on some prompts
+    np.testing.assert_allclose(rec["rates"]["agree_final"]["all"], agree.mean(0))
+    np.testing.assert_allclose(rec["rates"]["no_worse"]["all"], no_worse.mean(0))
+    rows = {(r["oracle_on"], r["lam"]): r for r in rec["rows"]}
+    assert set(rows) == {(n, lam) for n in ("agree_final", "no_worse") for lam in (1.0, 50.0)}
+    final_acc = score[:, 3].mean()
+    assert rows[("agree_final", 50.0)]["accuracy"] == pytest.approx(final_acc)
+    assert rows[("no_worse", 50.0)]["accuracy"] >= final_acc
+    assert rows[("no_worse", 50.0)]["final_stage_hist"][3] <= rows[("agree_final", 50.0)]["final_stage_hist"][3]
+    assert rec["schema_version"] == 1 and rec["provenance"]["git_revision"] and rec["data"]["prompts"] == 40
+    bad = subprocess.run([*cmd[:-2], "--lams", "-1", "--out", str(tmp_path / "bad.json")], capture_output=True,
+                         text=True, cwd=ROOT)
+    assert bad.returncode == 2 and "--lams" in bad.stderr and not (tmp_path / "bad.json").exists()
