@@ -100,7 +100,7 @@ def test_bad_inputs_fail_before_writing(tmp_path, data):
         _cfg(tmp_path, data, ablations=["hidden", "colour"])
     with pytest.raises(ValueError, match="split must be three"):
         _cfg(tmp_path, data, split=[0.5, 0.5, 0.5])
-    with pytest.raises(ValueError, match="label: unknown 'correct'; valid: agree_final, no_worse"):
+    with pytest.raises(ValueError, match="label: invalid value 'correct'; valid choices: 'agree_final', 'no_worse'"):
         _cfg(tmp_path, data, label="correct")
 
 
