@@ -192,16 +192,20 @@ class _Traces:
             "speedup_ci95": list(_boot(lambda i: tf[i].sum() / t[i].sum(), N, resamples, seed + 1)),
         }
 
-    def routes(self, policy: str, lam: float, kappa: float = 0.0, predictor=None) -> tuple[dict, np.ndarray]:
+    def routes(
+        self, policy: str, lam: float, kappa: float = 0.0, predictor=None, outcome: np.ndarray | None = None
+    ) -> tuple[dict, np.ndarray]:
         """``policy`` (dp or oracle; ``predictor`` defaults to the served one) replayed through the cascade's loop
-        on every prompt: (the replay record, each prompt's route cost [N] s)."""
+        on every prompt: (the replay record, each prompt's route cost [N] s). The oracle knows ``outcome``
+        [N, K] bool (default: agreement with the final stage)."""
         from asd.core.decision import Decider
         from asd.core.dp import PolicyConfig
         from asd.evaluation.replay import simulate
 
         pol = PolicyConfig(name=policy, lam=lam, kappa=kappa)
         dec = Decider(pol, self.K, self.sizes, predictor or self.base, self.cost_model)
-        rec = simulate(self.ft, self.rows, self.ids, dec, self.y if policy == "oracle" else None)
+        known = self.y if outcome is None else outcome
+        rec = simulate(self.ft, self.rows, self.ids, dec, known if policy == "oracle" else None)
         return rec, _route_cost(rec, self.gl, self.vl, self.dl, self.acc)
 
 
@@ -211,7 +215,9 @@ def labels(args) -> int:
     tr = _open(args, "labels")
     if tr is None:
         return 2
-    targets = {"agree_final": tr.y, "no_worse": tr.score >= tr.score[:, -1:]}  # [N, K] bool each
+    from asd.predictor.data import LABELS, target_labels
+
+    targets = {name: target_labels(name, tr.y, tr.score).astype(bool) for name in LABELS}  # [N, K] each
     task = np.asarray(tr.d["task"]).astype(str)
     rates = {
         name: {
@@ -223,9 +229,8 @@ def labels(args) -> int:
     y0, s0, s3 = tr.y[:, 0], tr.score[:, 0], tr.score[:, -1]
     rows = []
     for name, y in targets.items():
-        tr.y = y  # the oracle's known outcomes
         for lam in args.lams:
-            rec, t = tr.routes("oracle", lam)
+            rec, t = tr.routes("oracle", lam, outcome=y)
             fin = rec["final_stage"].astype(np.int64)
             rows.append({"oracle_on": name, "lam": lam, **tr.outcome(fin, t, args.resamples, args.seed)})
             r = rows[-1]
@@ -233,7 +238,6 @@ def labels(args) -> int:
                 f"oracle on {name}, λ {lam}: accuracy {r['accuracy']:.3f} (loss {r['loss_points']:.2f} pt), "
                 f"speedup {r['speedup']:.2f}x (estimate), stops {r['final_stage_hist']}"
             )
-    tr.y = targets["agree_final"]
     record = {
         "what": "the predictor's two targets on these prompts: per-stage rates (all, per task) of agree_final (y_m "
         "equals the final stage's output) and no_worse (score_m >= the final stage's score), and the oracle "
@@ -294,7 +298,7 @@ def _write(args, tr: _Traces, record: dict, draw) -> int:
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(record, indent=1, default=float) + "\n")
     print(f"wrote {out}")
-    if args.figure:
+    if getattr(args, "figure", ""):  # labels has no figure
         draw(record, Path(args.figure))
     return 0
 
@@ -690,7 +694,6 @@ def main(argv: list[str] | None = None) -> int:
     lb.add_argument("--seed", type=int, default=0, help="the bootstrap's")
     lb.add_argument("--resamples", type=int, default=2000)
     lb.add_argument("--out", required=True)
-    lb.add_argument("--figure", default="", help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
     return {"build": build, "sweep": sweep, "start": start, "labels": labels}[args.cmd](args)
 

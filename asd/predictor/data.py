@@ -83,11 +83,7 @@ class TrainingSet:
 
     def labels(self, label: str = "agree_final") -> np.ndarray:
         """[N, K] uint8 r_m targets of every sample by ``label`` (one of ``LABELS``); column K − 1 is 1."""
-        if label == "agree_final":
-            return self.agree_final
-        if label == "no_worse":
-            return (self.score >= self.score[:, -1:]).astype(np.uint8)
-        raise ValueError(f"label: unknown {label!r}; valid: {', '.join(LABELS)}")
+        return target_labels(label, self.agree_final, self.score)
 
     def split_key(self, split_by: str = "auto") -> tuple[np.ndarray, str]:
         """([N] int64 key the split hashes, its name): ``prompt_key`` ("auto" or "prompt_key") or ``sample_id``.
@@ -133,6 +129,16 @@ def load_training_set(path: str | Path) -> TrainingSet:
         agree_final=x["agree_final"],
         score=x["score"],
     )
+
+
+def target_labels(label: str, agree_final: np.ndarray, score: np.ndarray) -> np.ndarray:
+    """[N, K] uint8 r_m targets by ``label`` (``LABELS``) from agree_final [N, K] (0/1) and score [N, K]."""
+    if label == "agree_final":
+        return np.asarray(agree_final).astype(np.uint8, copy=False)
+    if label == "no_worse":
+        score = np.asarray(score)
+        return (score >= score[:, -1:]).astype(np.uint8)
+    raise ValueError(f"label: unknown {label!r}; valid: {', '.join(LABELS)}")
 
 
 def splitmix64(x: np.ndarray) -> np.ndarray:
