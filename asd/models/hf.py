@@ -74,7 +74,7 @@ class HFEngine:
         self.device = pick_device(device)
         self.model = (
             AutoModelForCausalLM.from_pretrained(path, dtype=DTYPES[dtype], attn_implementation=attn_implementation)
-            .to(self.device)  # type: ignore[arg-type]  # transformers' typing of the wrapped `to`
+            .to(self.device)
             .eval()
         )
         cfg = self.model.config
