@@ -217,6 +217,18 @@ def labels(args) -> int:
         return 2
     from asd.predictor.data import LABELS, target_labels
 
+    other = None
+    if args.other:
+        from asd.predictor.checkpoint import build_predictor
+        from asd.predictor.config import PredictorConfig
+
+        try:
+            other = build_predictor(
+                PredictorConfig(kind="mlp", checkpoint=args.other), list(tr.ft.attrs["stage_names"])
+            )
+        except (OSError, ValueError) as e:
+            print(f"predictor_headroom labels: --other: {e}", file=sys.stderr)
+            return 2
     targets = {name: target_labels(name, tr.y, tr.score).astype(bool) for name in LABELS}  # [N, K] each
     task = np.asarray(tr.d["task"]).astype(str)
     rates = {
@@ -253,7 +265,35 @@ def labels(args) -> int:
     }
     for name, r in rates.items():
         print(f"{name}: " + " ".join(f"s{k} {v:.3f}" for k, v in enumerate(r["all"])))
+    record["ranking"] = _ranking(tr, targets, other)  # "other" rows: the --other checkpoint's
+    record["other_checkpoint"] = args.other or None
+    for r in record["ranking"]:
+        print(
+            f"{r['predictor']}, stage {r['stage']}: AUC on agree_final {r['auc']['agree_final']:.3f}, on no_worse "
+            f"{r['auc']['no_worse']:.3f}; mean r̂ {r['mean_r']:.3f}"
+        )
     return _write(args, tr, record, None)
+
+
+def _ranking(tr: _Traces, targets: dict[str, np.ndarray], other) -> list[dict]:
+    """How well r̂_m from stage m's own features ranks each target [N, K], per stage m < K − 1: the served
+    predictor's, and with ``other`` (a second predictor, e.g. trained on no_worse) that one's and the mean of
+    the two predictors' logits (the simplest combination of the two)."""
+    from asd.predictor.metrics import auc
+
+    feats = np.nan_to_num(np.asarray(tr.d["features"], np.float64))  # [N, K, F]
+    preds = {"served": tr.base} | ({"other": other} if other is not None else {})
+    rows = []
+    for m in range(tr.K - 1):
+        stage = np.full(tr.N, m, np.int64)
+        r = {n: p.predict(feats[:, m], stage, tr.K)[0].mean(1)[:, m] for n, p in preds.items()}  # [N] each
+        if other is not None:
+            logit = {n: np.log(v) - np.log1p(-v) for n, v in r.items()}
+            r["logit mean"] = 1.0 / (1.0 + np.exp(-(logit["served"] + logit["other"]) / 2))
+        for n, v in r.items():
+            aucs = {t: float(auc(v, y[:, m])) for t, y in targets.items()}
+            rows.append({"predictor": n, "stage": m, "auc": aucs, "mean_r": float(v.mean())})
+    return rows
 
 
 def _open(args, cmd: str) -> _Traces | None:
@@ -688,7 +728,10 @@ def main(argv: list[str] | None = None) -> int:
     t.add_argument("--figure", default="")
     lb = sub.add_parser("labels", help="agree_final against no_worse: per-stage rates and the oracle knowing each")
     lb.add_argument("--data", required=True)
-    lb.add_argument("--checkpoint", default="testbed:predictor", help="read, not used by the oracle")
+    lb.add_argument("--checkpoint", default="testbed:predictor", help="its AUCs (the oracle needs none)")
+    lb.add_argument(
+        "--other", default="", help="a second checkpoint (e.g. trained on no_worse): its AUCs, and the logit mean's"
+    )
     lb.add_argument("--cost-model", default="configs/costs/testbed-cpu.json")
     lb.add_argument("--lams", nargs="+", type=float, default=[1.0, 2.0, 5.0])
     lb.add_argument("--seed", type=int, default=0, help="the bootstrap's")

@@ -237,3 +237,30 @@ def test_labels_script_compares_the_two_targets(tmp_path):
     bad = subprocess.run([*cmd[:-2], "--lams", "-1", "--out", str(tmp_path / "bad.json")], capture_output=True,
                          text=True, cwd=ROOT)
     assert bad.returncode == 2 and "--lams" in bad.stderr and not (tmp_path / "bad.json").exists()
+    # the ranking: the served r̂_m's AUC on each target, per stage m < K - 1
+    from asd.predictor.checkpoint import build_predictor
+    from asd.predictor.config import PredictorConfig
+
+    stages = [f"testbed:s{k}" for k in range(4)]
+    served = build_predictor(PredictorConfig(kind="mlp", checkpoint="testbed:predictor"), stages)
+    ranking = {(r["predictor"], r["stage"]): r for r in rec["ranking"]}
+    assert set(ranking) == {("served", m) for m in range(3)}
+    for m in range(3):
+        r = served.predict(data["features"][:, m].astype(np.float64), np.full(40, m), 4)[0].mean(1)[:, m]
+        assert ranking[("served", m)]["auc"]["agree_final"] == pytest.approx(metrics.auc(r, agree[:, m]))
+        assert ranking[("served", m)]["auc"]["no_worse"] == pytest.approx(metrics.auc(r, no_worse[:, m]))
+        assert ranking[("served", m)]["mean_r"] == pytest.approx(r.mean())
+    # a second predictor: its rows and the logit mean's (the same checkpoint twice: all three rank alike)
+    two = subprocess.run([*cmd[:-2], "--other", "testbed:predictor", "--out", str(tmp_path / "two.json")],
+                         capture_output=True, text=True, cwd=ROOT)
+    assert two.returncode == 0, two.stderr
+    rec2 = json.loads((tmp_path / "two.json").read_text())
+    assert rec2["other_checkpoint"] == "testbed:predictor" and rec["other_checkpoint"] is None
+    rows2 = {(r["predictor"], r["stage"]): r for r in rec2["ranking"]}
+    assert set(rows2) == {(n, m) for n in ("served", "other", "logit mean") for m in range(3)}
+    for m in range(3):
+        assert rows2[("other", m)]["auc"] == rows2[("served", m)]["auc"] == ranking[("served", m)]["auc"]
+        assert rows2[("logit mean", m)]["mean_r"] == pytest.approx(rows2[("served", m)]["mean_r"])
+    gone = subprocess.run([*cmd[:-2], "--other", str(tmp_path / "nope"), "--out", str(tmp_path / "gone.json")],
+                          capture_output=True, text=True, cwd=ROOT)
+    assert gone.returncode == 2 and "--other" in gone.stderr and not (tmp_path / "gone.json").exists()
