@@ -288,7 +288,8 @@ def _ranking(tr: _Traces, targets: dict[str, np.ndarray], other) -> list[dict]:
         stage = np.full(tr.N, m, np.int64)
         r = {n: p.predict(feats[:, m], stage, tr.K)[0].mean(1)[:, m] for n, p in preds.items()}  # [N] each
         if other is not None:
-            logit = {n: np.log(v) - np.log1p(-v) for n, v in r.items()}
+            q = {n: np.clip(v, 1e-12, 1 - 1e-12) for n, v in r.items()}  # a certain r̂ has no finite logit
+            logit = {n: np.log(v) - np.log1p(-v) for n, v in q.items()}
             r["logit mean"] = 1.0 / (1.0 + np.exp(-(logit["served"] + logit["other"]) / 2))
         for n, v in r.items():
             aucs = {t: float(auc(v, y[:, m])) for t, y in targets.items()}
