@@ -219,13 +219,8 @@ def labels(args) -> int:
 
     other = None
     if args.other:
-        from asd.predictor.checkpoint import build_predictor
-        from asd.predictor.config import PredictorConfig
-
         try:
-            other = build_predictor(
-                PredictorConfig(kind="mlp", checkpoint=args.other), list(tr.ft.attrs["stage_names"])
-            )
+            other = _predictor(args.other, tr.ft)
         except (OSError, ValueError) as e:
             print(f"predictor_headroom labels: --other: {e}", file=sys.stderr)
             return 2
@@ -279,6 +274,7 @@ def _ranking(tr: _Traces, targets: dict[str, np.ndarray], other) -> list[dict]:
     """How well r̂_m from stage m's own features ranks each target [N, K], per stage m < K − 1: the served
     predictor's, and with ``other`` (a second predictor, e.g. trained on no_worse) that one's and the mean of
     the two predictors' logits (the simplest combination of the two)."""
+    from asd.core.mlp import sigmoid
     from asd.predictor.metrics import auc
 
     feats = np.nan_to_num(np.asarray(tr.d["features"], np.float64))  # [N, K, F]
@@ -289,8 +285,7 @@ def _ranking(tr: _Traces, targets: dict[str, np.ndarray], other) -> list[dict]:
         r = {n: p.predict(feats[:, m], stage, tr.K)[0].mean(1)[:, m] for n, p in preds.items()}  # [N] each
         if other is not None:
             q = {n: np.clip(v, 1e-12, 1 - 1e-12) for n, v in r.items()}  # a certain r̂ has no finite logit
-            logit = {n: np.log(v) - np.log1p(-v) for n, v in q.items()}
-            r["logit mean"] = 1.0 / (1.0 + np.exp(-(logit["served"] + logit["other"]) / 2))
+            r["logit mean"] = sigmoid(sum(np.log(v) - np.log1p(-v) for v in q.values()) / 2)
         for n, v in r.items():
             aucs = {t: float(auc(v, y[:, m])) for t, y in targets.items()}
             rows.append({"predictor": n, "stage": m, "auc": aucs, "mean_r": float(v.mean())})
@@ -302,17 +297,23 @@ def _open(args, cmd: str) -> _Traces | None:
     other stages is one line on stderr (None)."""
     from asd.costs_io import load_cost_model
     from asd.evaluation import fulltrace
-    from asd.predictor.checkpoint import build_predictor
-    from asd.predictor.config import PredictorConfig
 
     try:
         ft = fulltrace.read(args.data)
         cost_model = load_cost_model(ROOT / args.cost_model)
-        base = build_predictor(PredictorConfig(kind="mlp", checkpoint=args.checkpoint), list(ft.attrs["stage_names"]))
+        base = _predictor(args.checkpoint, ft)
     except (OSError, ValueError) as e:
         print(f"predictor_headroom {cmd}: {e}", file=sys.stderr)
         return None
     return _Traces(ft, cost_model, base)
+
+
+def _predictor(checkpoint: str, ft):
+    """The MLP predictor of ``checkpoint`` for the trace file's stages (ValueError/OSError: one line)."""
+    from asd.predictor.checkpoint import build_predictor
+    from asd.predictor.config import PredictorConfig
+
+    return build_predictor(PredictorConfig(kind="mlp", checkpoint=checkpoint), list(ft.attrs["stage_names"]))
 
 
 def _write(args, tr: _Traces, record: dict, draw) -> int:
