@@ -162,20 +162,25 @@ def _boot(fn, n: int, B: int, seed: int) -> tuple[float, float]:
 class _Traces:
     """The full traces a subcommand prices, with the served predictor and the cost table: arrays [N, K(, K)]."""
 
-    def __init__(self, ft, cost_model, base):
-        d = ft.data
+    def __init__(self, ft, cost_model, base, sel: np.ndarray | None = None):
+        d = ft.data  # the whole file (``d`` stays whole: the subcommands that read it use every row)
         self.ft, self.cost_model, self.base, self.d = ft, cost_model, base, d
-        self.K, self.N = ft.K, len(ft)
-        self.rows, self.ids = np.arange(self.N), d["sample_id"].astype(np.int64)
-        self.y = d["agree_final"].astype(bool)  # [N, K]
-        self.score = d["score"].astype(np.float64)  # [N, K]
-        self.gl = np.asarray(d["gen_latency_s"], np.float64)  # [N, K] s
-        self.vl = np.nan_to_num(np.asarray(d["verify_latency_s"], np.float64))  # [N, K, K] s
-        self.dl = d["draft_len"].astype(np.int64)  # [N, K]
-        self.acc = d["accepted_len"].astype(np.float64)  # [N, K, K]
+        self.sel = np.arange(len(ft)) if sel is None else np.asarray(sel, np.int64)  # [N] the file's rows priced
+        self.K, self.N = ft.K, len(self.sel)
+        self.rows, self.ids = np.arange(self.N), d["sample_id"].astype(np.int64)[self.sel]
+        self.y = d["agree_final"].astype(bool)[self.sel]  # [N, K]
+        self.score = d["score"].astype(np.float64)[self.sel]  # [N, K]
+        self.gl = np.asarray(d["gen_latency_s"], np.float64)[self.sel]  # [N, K] s
+        self.vl = np.nan_to_num(np.asarray(d["verify_latency_s"], np.float64))[self.sel]  # [N, K, K] s
+        self.dl = d["draft_len"].astype(np.int64)[self.sel]  # [N, K]
+        self.acc = d["accepted_len"].astype(np.float64)[self.sel]  # [N, K, K]
         self.t_final = self.gl[:, self.K - 1]  # [N] s: the final stage alone
         self.s_final = self.score[:, self.K - 1]  # [N]
         self.sizes = np.asarray(ft.attrs.get("stage_params") or np.ones(self.K), np.float64)
+
+    def subset(self, mask: np.ndarray) -> _Traces:
+        """The same traces restricted to the rows where ``mask`` [N] bool holds."""
+        return _Traces(self.ft, self.cost_model, self.base, self.sel[np.asarray(mask, bool)])
 
     def outcome(self, fin: np.ndarray, t: np.ndarray, resamples: int, seed: int) -> dict:
         """Accuracy, loss vs the final stage alone (points) and speedup (estimate), with paired bootstrap CIs,
@@ -205,7 +210,7 @@ class _Traces:
         pol = PolicyConfig(name=policy, lam=lam, kappa=kappa)
         dec = Decider(pol, self.K, self.sizes, predictor or self.base, self.cost_model)
         known = self.y if outcome is None else outcome
-        rec = simulate(self.ft, self.rows, self.ids, dec, known if policy == "oracle" else None)
+        rec = simulate(self.ft, self.sel, self.ids, dec, known if policy == "oracle" else None)
         return rec, _route_cost(rec, self.gl, self.vl, self.dl, self.acc)
 
 
@@ -316,6 +321,19 @@ def _predictor(checkpoint: str, ft):
     return build_predictor(PredictorConfig(kind="mlp", checkpoint=checkpoint), list(ft.attrs["stage_names"]))
 
 
+def _levels(ft) -> np.ndarray | None:
+    """[N] the testbed difficulty level (1–5) of each row of a ``build`` file, None for a file of other prompts:
+    row n is sample n % samples of its (seed, dataset), drawn by ``asd.evaluation.prompts.draw_testbed``."""
+    ep = ft.attrs.get("eval_prompts")
+    if isinstance(ep, str):
+        ep = json.loads(ep)
+    if not ep:
+        return None
+    from asd.evaluation.prompts import testbed_level
+
+    return np.array([testbed_level(n % int(ep["samples"])) for n in range(len(ft))], np.int64)
+
+
 def _write(args, tr: _Traces, record: dict, draw) -> int:
     """Write the record (with the trace file's identity, the CI method, provenance and schema version) to
     ``--out`` and, with ``--figure``, ``draw(record, path)``."""
@@ -414,13 +432,9 @@ def sweep(args) -> int:
         print(f"{r['policy']} λ {r['lam']}: accuracy {r['accuracy']:.3f}, speedup {r['speedup']:.2f}x")
     served = r0[:, :, 0].mean(1)  # [N] the served r̂_0
     groups = {"task": np.asarray(d["task"]).astype(str)}
-    ep = ft.attrs.get("eval_prompts")
-    if isinstance(ep, str):
-        ep = json.loads(ep)
-    if ep:  # row n is sample n % samples of its (seed, dataset), drawn by asd.evaluation.prompts.draw_testbed
-        from asd.evaluation.prompts import testbed_level
-
-        groups["level"] = np.array([f"level {testbed_level(n % ep['samples'])}" for n in range(N)])
+    lv = _levels(ft)
+    if lv is not None:
+        groups["level"] = np.array([f"level {v}" for v in lv])
     by_group = [
         {
             "group": name,
@@ -568,6 +582,143 @@ def _prompt_only_auc(d: dict, f0: np.ndarray, y0: np.ndarray, seed: int, folds: 
         beta = fit_logistic(X[fold != k], y0[fold != k].astype(np.float64))
         p[fold == k] = 1.0 / (1.0 + np.exp(-(X[fold == k] @ beta)))
     return metrics.auc(p, y0.astype(bool))
+
+
+# the study's target in its own terms (docs/evaluation.md): dp at λ = 1 at least 3× as fast as the final stage
+# alone and 1.25× the lossless cascade, losing at most 1 accuracy point with the loss's upper 95% bound ≤ 1.5
+TARGET = {"lam": 1.0, "speedup": 3.0, "over_lossless": 1.25, "loss_points": 1.0, "loss_upper": 1.5}
+
+
+def _level_set(text: str) -> list[int] | None:
+    """Levels from ``text``: '1-3' → [1, 2, 3], '1,4' → [1, 4]; None unless every level is one of 1–5."""
+    try:
+        if "-" in text:
+            lo, hi = (int(v) for v in text.split("-"))
+            out = list(range(lo, hi + 1))
+        else:
+            out = sorted({int(v) for v in text.split(",")})
+    except ValueError:
+        return None
+    return out if out and all(1 <= v <= 5 for v in out) else None
+
+
+def levels(args) -> int:
+    sets = [_level_set(t) for t in args.level_sets]
+    if any(v is None for v in sets):
+        bad = [t for t, v in zip(args.level_sets, sets) if v is None]
+        print(f"--level-sets: {bad}: each set is levels 1–5 as 'a-b' or 'a,b,…'", file=sys.stderr)
+        return 2
+    if _refuses("--lams", args.lams, lambda lam: lam >= 0, "λ must be >= 0") or _figure_clashes(args):
+        return 2
+    tr = _open(args, "levels")
+    if tr is None:
+        return 2
+    lv = _levels(tr.ft)
+    if lv is None:
+        print(
+            f"predictor_headroom levels: {args.data}: no eval_prompts attribute (not a `build` file): the "
+            "prompts' levels are unknown",
+            file=sys.stderr,
+        )
+        return 2
+    lams = sorted(set(args.lams) | {TARGET["lam"]})
+    out_sets = []
+    for text, keep in zip(args.level_sets, sets):
+        sub = tr.subset(np.isin(lv, keep))
+        if sub.N == 0:
+            print(f"--level-sets: {text}: no prompt of these levels in {args.data}", file=sys.stderr)
+            return 2
+
+        def row(policy: str, lam: float, sub: _Traces = sub) -> dict:
+            rec, t = sub.routes(policy, lam, args.kappa if policy == "dp" else 0.0)
+            fin = rec["final_stage"].astype(np.int64)
+            return {"policy": policy, "lam": lam, **sub.outcome(fin, t, args.resamples, args.seed)}
+
+        dp = [row("dp", lam) for lam in lams]
+        lossless, oracles = row("dp", float("inf")), [row("oracle", lam) for lam in (1.0, 2.0)]
+        lossless["policy"] = "lossless"
+        at = next(r for r in dp if r["lam"] == TARGET["lam"])
+        inside = [
+            r for r in dp if r["loss_points"] <= TARGET["loss_points"] and r["loss_ci95"][1] <= TARGET["loss_upper"]
+        ]
+        best = max(inside, key=lambda r: r["speedup"]) if inside else None
+        entry = {
+            "levels": keep,
+            "prompts": sub.N,
+            "agree_with_final": sub.y.mean(0).tolist(),  # [K] per stage
+            "accuracy": sub.score.mean(0).tolist(),  # [K] each stage alone
+            "dp": dp,
+            "lossless": lossless,
+            "oracle": oracles,
+            "target_at_lam1": {
+                "speedup": at["speedup"] >= TARGET["speedup"],
+                "over_lossless": at["speedup"] / lossless["speedup"] >= TARGET["over_lossless"],
+                "loss": at["loss_points"] <= TARGET["loss_points"] and at["loss_ci95"][1] <= TARGET["loss_upper"],
+            },
+            "fastest_dp_within_bound": best,
+        }
+        entry["target_at_lam1"]["met"] = all(entry["target_at_lam1"].values())
+        out_sets.append(entry)
+        b = f"λ {best['lam']:g}: {best['speedup']:.2f}x, loss {best['loss_points']:.2f}" if best else "none"
+        print(
+            f"levels {text} ({sub.N} prompts; s0 agrees {entry['agree_with_final'][0]:.3f}): dp λ 1 "
+            f"{at['speedup']:.2f}x, loss {at['loss_points']:.2f} pt "
+            f"[{at['loss_ci95'][0]:.2f}, {at['loss_ci95'][1]:.2f}]; oracle λ 1 {oracles[0]['speedup']:.2f}x; "
+            f"lossless {lossless['speedup']:.2f}x; fastest within the bound: {b}; "
+            f"target met: {entry['target_at_lam1']['met']}",
+            flush=True,
+        )
+    record = {
+        "what": "dp (the served predictor), the lossless cascade and the oracle replayed through the cascade's loop "
+        "on the prompts of each set of difficulty levels: how the target fares as the small stages agree with the "
+        "final stage more often; speedups are estimates from the traces' measured per-sample shares of batch-16 "
+        "calls",
+        "cost_model": args.cost_model,
+        "kappa": args.kappa,
+        "target": TARGET,
+        "sets": out_sets,
+    }
+    return _write(args, tr, record, levels_figure)
+
+
+def levels_figure(record: dict, path: Path) -> None:
+    """Loss against speedup of dp over λ, one curve per level set, its oracle and the target's corner (PNG + JSON)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(7, 4.5))
+    t = record["target"]
+    for i, e in enumerate(record["sets"]):
+        c = f"C{i}"
+        name = "levels " + ",".join(str(v) for v in e["levels"]) + f" (s0 agrees {e['agree_with_final'][0]:.2f})"
+        sp = np.array([r["speedup"] for r in e["dp"]])
+        ls = np.array([[r["loss_points"], *r["loss_ci95"]] for r in e["dp"]])
+        ax.errorbar(
+            sp, ls[:, 0], yerr=[ls[:, 0] - ls[:, 1], ls[:, 2] - ls[:, 0]], color=c, marker="o", ms=3, label=name
+        )
+        for r in e["dp"]:
+            if r["lam"] == t["lam"]:
+                ax.plot(r["speedup"], r["loss_points"], "s", color=c, ms=8, mfc="none")
+        o = e["oracle"][0]
+        ax.plot(o["speedup"], o["loss_points"], "*", color=c, ms=11)
+    right = max([t["speedup"] + 1] + [r["speedup"] for e in record["sets"] for r in [*e["dp"], *e["oracle"]]])
+    ax.fill_between(
+        [t["speedup"], 1.05 * right],
+        -0.5,
+        t["loss_points"],
+        color="g",
+        alpha=0.12,
+        label=f"target: ≥ {t['speedup']:g}× at ≤ {t['loss_points']:g} pt",
+    )
+    ax.set_xlim(0.8, 1.05 * right)
+    ax.set_ylim(-1.0, 12.0)  # where the bound is; the fastest λ lose more (the JSON has every point)
+    ax.set_xlabel("speedup vs the final stage alone (estimated)")
+    ax.set_ylabel("accuracy loss vs the final stage alone (points)")
+    ax.set_title("dp over λ by difficulty levels (□ λ = 1, ★ oracle λ = 1; loss axis cut at 12)", fontsize=9)
+    ax.legend(fontsize=7)
+    _save(fig, path, {"target": t, "sets": record["sets"]})
 
 
 def _axis_ends(record: dict, cap: float = 12.0) -> tuple[float, float]:
@@ -739,8 +890,20 @@ def main(argv: list[str] | None = None) -> int:
     lb.add_argument("--seed", type=int, default=0, help="the bootstrap's")
     lb.add_argument("--resamples", type=int, default=2000)
     lb.add_argument("--out", required=True)
+    lv = sub.add_parser("levels", help="dp, lossless and the oracle per set of difficulty levels")
+    lv.add_argument("--data", required=True, help="a `build` file (its prompts' levels are known)")
+    lv.add_argument("--checkpoint", default="testbed:predictor")
+    lv.add_argument("--level-sets", nargs="+", default=["1-5", "1-4", "1-3", "1-2"])
+    lv.add_argument("--lams", nargs="+", type=float, default=[0.25, 0.5, 0.7, 1.0, 1.5, 2.0, 3.0, 5.0, 10.0, 20.0])
+    lv.add_argument("--cost-model", default="configs/costs/testbed-cpu.json")
+    lv.add_argument("--kappa", type=float, default=0.5)
+    lv.add_argument("--seed", type=int, default=0, help="the bootstrap's")
+    lv.add_argument("--resamples", type=int, default=2000)
+    lv.add_argument("--out", required=True)
+    lv.add_argument("--figure", default="")
     args = ap.parse_args(argv)
-    return {"build": build, "sweep": sweep, "start": start, "labels": labels}[args.cmd](args)
+    cmds = {"build": build, "sweep": sweep, "start": start, "labels": labels, "levels": levels}
+    return cmds[args.cmd](args)
 
 
 if __name__ == "__main__":

@@ -125,9 +125,10 @@ def test_start_stage_routes_price_the_start_stage_and_the_final_stages_check():
             start_stage_routes(**{**kw, **bad})
 
 
-def _full_traces(path: Path, N: int = 40, K: int = 4) -> dict:
+def _full_traces(path: Path, N: int = 40, K: int = 4, samples: int | None = None, rows=None) -> dict:
     """A small synthetic full-trace file: stage m agrees with the final stage on a random subset, and an
-    agreeing stage scores what the final stage scores."""
+    agreeing stage scores what the final stage scores. ``samples``: written as a ``build`` file of that many
+    samples per (seed, dataset), so row n has level LEVELS[(n % samples) % 5]; ``rows``: keep only those rows."""
     from asd.core.features import FEATURE_NAMES
     from asd.evaluation import fulltrace
 
@@ -148,8 +149,14 @@ def _full_traces(path: Path, N: int = 40, K: int = 4) -> dict:
         "verify_latency_s": rng.uniform(0.01, 0.05, (N, K, K)),
         **{f"tokens_{k}": [np.arange(draft[i, k]) for i in range(N)] for k in range(K)},
     }
+    if rows is not None:
+        data = {k: [v[i] for i in rows] if isinstance(v, list) else v[rows] for k, v in data.items()}
+        data["sample_id"] = np.arange(len(rows))
     names = [f"testbed:s{k}" for k in range(K)]  # the committed predictor's stages
-    fulltrace.write(path, data, {"feature_names": list(FEATURE_NAMES), "stage_names": names})
+    attrs = {"feature_names": list(FEATURE_NAMES), "stage_names": names}
+    if samples is not None:
+        attrs["eval_prompts"] = {"samples": samples}
+    fulltrace.write(path, data, attrs)
     return data
 
 
@@ -264,3 +271,53 @@ def test_labels_script_compares_the_two_targets(tmp_path):
     gone = subprocess.run([*cmd[:-2], "--other", str(tmp_path / "nope"), "--out", str(tmp_path / "gone.json")],
                           capture_output=True, text=True, cwd=ROOT)
     assert gone.returncode == 2 and "--other" in gone.stderr and not (tmp_path / "gone.json").exists()
+
+
+def test_levels_script_prices_each_set_of_levels(tmp_path):
+    """``levels``: each set of difficulty levels priced on its own prompts — the rates, λ = 0 (everything stops at
+    stage 0) and the lossless cascade (the final stage's output) by hand, and the replay of a set equal to the
+    replay of a file holding only that set's prompts; bad sets and files without levels are refused."""
+    data = _full_traces(tmp_path / "full.h5", samples=10)
+    level = np.array([(n % 10) % 5 + 1 for n in range(40)])  # asd.evaluation.prompts.testbed_level
+    out, fig = tmp_path / "levels.json", tmp_path / "frontier.png"
+    cmd = [sys.executable, str(ROOT / "scripts/predictor_headroom.py"), "levels", "--data", str(tmp_path / "full.h5"),
+           "--level-sets", "1-5", "1,2", "--lams", "0", "1", "--resamples", "50", "--out", str(out),
+           "--figure", str(fig)]
+    p = subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT)
+    assert p.returncode == 0, p.stderr
+    rec = json.loads(out.read_text())
+    assert rec["schema_version"] == 1 and rec["provenance"]["git_revision"] and rec["target"]["speedup"] == 3.0
+    gen, score, agree = data["gen_latency_s"], data["score"], data["agree_final"]
+    assert [e["levels"] for e in rec["sets"]] == [[1, 2, 3, 4, 5], [1, 2]]
+    for e in rec["sets"]:
+        sel = np.isin(level, e["levels"])
+        assert e["prompts"] == sel.sum()
+        np.testing.assert_allclose(e["agree_with_final"], agree[sel].mean(0))
+        np.testing.assert_allclose(e["accuracy"], score[sel].mean(0))
+        dp = {r["lam"]: r for r in e["dp"]}
+        assert set(dp) == {0.0, 1.0}
+        assert dp[0.0]["final_stage_hist"][0] == sel.sum() and dp[0.0]["accuracy"] == pytest.approx(score[sel, 0].mean())
+        assert dp[0.0]["speedup"] == pytest.approx(gen[sel, 3].sum() / gen[sel, 0].sum())
+        assert e["lossless"]["accuracy"] == pytest.approx(score[sel, 3].mean()) and e["lossless"]["loss_points"] == 0
+        assert set(e["target_at_lam1"]) == {"speedup", "over_lossless", "loss", "met"}
+        best = e["fastest_dp_within_bound"]
+        assert best is None or (best["loss_points"] <= 1.0 and best["loss_ci95"][1] <= 1.5)
+    assert fig.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and json.loads(fig.with_suffix(".json").read_text())["sets"]
+    # the set "1,2" replayed from the whole file = the file of only its prompts replayed whole (level 1 each)
+    only = np.flatnonzero(np.isin(level, [1, 2]))
+    _full_traces(tmp_path / "only.h5", samples=1, rows=only)
+    one = subprocess.run([*cmd[:4], str(tmp_path / "only.h5"), "--level-sets", "1", "--lams", "0", "1",
+                          "--resamples", "50", "--out", str(tmp_path / "only.json")], capture_output=True, text=True,
+                         cwd=ROOT)
+    assert one.returncode == 0, one.stderr
+    whole = json.loads((tmp_path / "only.json").read_text())["sets"][0]
+    for key in ("dp", "lossless", "oracle"):
+        assert whole[key] == rec["sets"][1][key]
+    # refused before anything is written: a level outside 1–5, a negative λ, a file whose levels are unknown
+    _full_traces(tmp_path / "plain.h5")
+    for extra, said in ((["--level-sets", "0-2"], "--level-sets"), (["--level-sets", "a"], "--level-sets"),
+                        (["--lams", "-1"], "--lams"), (["--data", str(tmp_path / "plain.h5")], "eval_prompts")):
+        bad = tmp_path / "bad.json"
+        q = subprocess.run([*cmd[:-4], *extra, "--out", str(bad)], capture_output=True, text=True, cwd=ROOT)
+        assert q.returncode == 2 and said in q.stderr and len(q.stderr.strip().splitlines()) == 1, q.stderr
+        assert not bad.exists()
