@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from typing import Literal
 
 from asd.config_loader import check_fields
+from asd.testbed.tasks import LEVELS as TESTBED_LEVELS
 
 DATASETS = ("gsm8k", "mmlu", "humaneval", "truthfulqa")  # testbed formats or the benchmarks of the same name
 SOURCES = ("testbed", "benchmarks")
@@ -35,6 +36,14 @@ def _check_lams(name: str, lams: list[float], allow_empty: bool = False) -> None
         raise ValueError(f"{name}: every λ must be >= 0 or inf (no NaN), got {bad} in {lams}")
     if len(set(lams)) != len(lams):
         raise ValueError(f"{name}: repeated values in {lams}")
+
+
+def _check_levels(levels: list[int]) -> None:
+    bad = [v for v in levels if v not in TESTBED_LEVELS]
+    if not levels or bad or len(set(levels)) != len(levels):
+        raise ValueError(
+            f"levels: distinct testbed levels, at least one; valid: {', '.join(map(str, TESTBED_LEVELS))}; got {levels}"
+        )
 
 
 def _check_taus(name: str, taus: list[float]) -> None:
@@ -75,6 +84,8 @@ class EvaluationConfig:
     source: Literal["testbed", "benchmarks"] = "testbed"  # prompts: testbed formats, or the prepared benchmarks
     datasets: list[str] = field(default_factory=lambda: list(DATASETS))
     samples: int = 200  # prompts per dataset and seed (sample ids 0..samples-1 in every cell of that seed)
+    # testbed prompts: the difficulty levels drawn, sample i at levels[i % len(levels)] (all five: the study's mix)
+    levels: list[int] = field(default_factory=lambda: list(TESTBED_LEVELS))
     seeds: list[int] = field(default_factory=lambda: [0, 1, 2, 3, 4])
     lambdas: list[float] = field(default_factory=lambda: [0.1, 0.5, 1.0, 2.0, 5.0, 10.0, math.inf])
     frontier_lambdas: list[float] = field(default_factory=list)  # extra finite λ of the dp cells only
@@ -113,6 +124,9 @@ class EvaluationConfig:
             raise ValueError(f"datasets: repeated names in {self.datasets}")
         if self.samples < 1:
             raise ValueError(f"samples must be >= 1, got {self.samples}")
+        _check_levels(self.levels)
+        if self.source != "testbed" and self.levels != list(TESTBED_LEVELS):
+            raise ValueError(f"levels: only testbed prompts have levels (source is {self.source!r}); leave it out")
         if not self.seeds or any(s < 0 for s in self.seeds) or len(set(self.seeds)) != len(self.seeds):
             raise ValueError(f"seeds must be distinct integers >= 0, at least one, got {self.seeds}")
         _check_lams("lambdas", self.lambdas)
@@ -197,6 +211,7 @@ class CellConfig:
     truncate_prompts: bool = False
     max_prompt_tokens: int | None = None  # keep at most this many of a prompt's last tokens (stand-in runs)
     heldout_filter: str | None = None
+    levels: list[int] = field(default_factory=lambda: list(TESTBED_LEVELS))  # testbed: sample i at levels[i % n]
 
     def __post_init__(self) -> None:
         check_fields(self)  # the loader's type rules, also for configs built in Python
@@ -206,3 +221,4 @@ class CellConfig:
             raise ValueError(f"policy: unknown {self.policy!r}; valid: {', '.join(POLICIES)}")
         if self.mode == "replay" and not self.replay_data:
             raise ValueError("mode replay needs replay_data (the full per-stage traces)")
+        _check_levels(self.levels)

@@ -3,8 +3,9 @@
 Sample id i of seed s (the same in every cell of that dataset and seed):
 
 - **testbed** (``source: testbed``): the held-out testbed prompt of the dataset's task at level
-  ``LEVELS[i % 5]``, drawn by ``asd.testbed.tasks.generate(task, 1, level, seed = s·1,000,003 + i)``, in the
-  chat template (``asd.testbed.tokenizer``); scored by the testbed's task metrics (1/0).
+  ``levels[i % len(levels)]`` (``evaluation.levels``, all five by default: ``LEVELS[i % 5]``), drawn by
+  ``asd.testbed.tasks.generate(task, 1, level, seed = s·1,000,003 + i)``, in the chat template
+  (``asd.testbed.tokenizer``); scored by the testbed's task metrics (1/0).
 - **benchmarks** (``source: benchmarks``): item ``perm[i]`` of the prepared copy (``asd data prepare``,
   ``asd.data.catalog.load``), ``perm`` the seeded permutation ``default_rng([s, crc32(dataset)])`` of the
   eligible items (all, or those ``heldout_filter`` keeps); the prompt of ``asd.data.prompts.build_prompt``
@@ -38,19 +39,23 @@ class CellPrompts:
     score: Callable[[Sequence[str]], np.ndarray]  # B output texts → [B] float32 scores
 
 
-def testbed_level(i: int) -> int:
-    """The difficulty level of evaluation sample id ``i`` of a testbed dataset: LEVELS[i % 5]."""
+def testbed_level(i: int, levels: Sequence[int] | None = None) -> int:
+    """The difficulty level of evaluation sample id ``i`` of a testbed dataset: levels[i % len(levels)]
+    (``levels``: the evaluation's, default all five, LEVELS[i % 5])."""
     from asd.testbed import tasks
 
-    return tasks.LEVELS[i % len(tasks.LEVELS)]
+    lv = tuple(levels) if levels is not None else tasks.LEVELS
+    return lv[i % len(lv)]
 
 
-def draw_testbed(task: str, seed: int, sample_ids: Sequence[int] | np.ndarray) -> list:
-    """The testbed Example of each sample id (level ``testbed_level(i)``, drawn with seed s·1,000,003 + i)."""
+def draw_testbed(
+    task: str, seed: int, sample_ids: Sequence[int] | np.ndarray, levels: Sequence[int] | None = None
+) -> list:
+    """The testbed Example of each sample id (level ``testbed_level(i, levels)``, drawn with seed s·1,000,003 + i)."""
     from asd.testbed import tasks
 
     return [
-        tasks.generate(task, 1, testbed_level(i), seed=seed * 1_000_003 + i)[0]
+        tasks.generate(task, 1, testbed_level(i, levels), seed=seed * 1_000_003 + i)[0]
         for i in np.asarray(sample_ids, dtype=np.int64).tolist()
     ]
 
@@ -127,7 +132,7 @@ def cell_prompts(
         from asd.testbed import scoring
         from asd.testbed import tokenizer as tk
 
-        exs = draw_testbed(cell.task, cell.seed, sample_ids)
+        exs = draw_testbed(cell.task, cell.seed, sample_ids, cell.levels)
         ids = [
             fit(tk.encode(tk.chat_prompt(e.prompt)), room, cell.truncate_prompts, f"{cell.dataset} sample {i}")
             for e, i in zip(exs, sample_ids)

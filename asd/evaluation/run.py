@@ -35,7 +35,7 @@ from typing import Any
 import numpy as np
 
 from asd.config_loader import to_dict
-from asd.evaluation.config import CellConfig, EvaluationConfig
+from asd.evaluation.config import TESTBED_LEVELS, CellConfig, EvaluationConfig
 from asd.evaluation.grid import Cell, expand, lam_json
 
 GRID_SCHEMA = "asd-eval-grid"
@@ -141,6 +141,8 @@ def load_plan(
         sections["data"] = dataclasses.replace(sections["data"], data_dir=_abs(sections["data"].data_dir, here))
     if mode == "replay" and not ev.replay_data:
         raise ValueError("--mode replay needs the full per-stage traces: evaluation.replay_data or --replay-data")
+    if mode == "replay" and ev.levels != list(TESTBED_LEVELS):
+        raise ValueError("evaluation.levels: replay draws the traces' rows, of every level; leave it out")
     sections["evaluation"] = ev
     cells, notes = expand(ev, sections["hierarchy"].num_stages, mode)
     return GridPlan(str(Path(config_path).resolve()), sections, ev, mode, cells, notes)
@@ -382,6 +384,7 @@ def cell_sections(plan: GridPlan, cell: Cell, histogram: list[float] | None = No
         truncate_prompts=ev.truncate_prompts,
         max_prompt_tokens=prompt_cap(plan),
         heldout_filter=ev.heldout_filter,
+        levels=list(ev.levels),
     )
     out = {
         "hierarchy": plan.sections["hierarchy"],

@@ -29,6 +29,10 @@ from .helpers import write_config
         ({"seeds": [0, 0]}, "seeds must be distinct"),
         ({"kappa": -1.0}, "kappa must be a finite number >= 0"),
         ({"samples": 0}, "samples must be >= 1"),
+        ({"levels": [0, 3]}, r"levels: distinct testbed levels, at least one; valid: 1, 2, 3, 4, 5; got \[0, 3\]"),
+        ({"levels": []}, r"levels: distinct testbed levels, at least one"),
+        ({"levels": [2, 2]}, r"levels: distinct testbed levels"),
+        ({"source": "benchmarks", "levels": [1]}, r"levels: only testbed prompts have levels \(source is 'benchmarks'\)"),
     ],
 )
 def test_bad_grid_values_are_refused(fields, message):
