@@ -200,6 +200,19 @@ def _rng(ci, nd) -> str:
     return "—" if not ci or ci[0] is None else f"[{ci[0]:.{nd}f}, {ci[1]:.{nd}f}]"
 
 
+def _level_slice(rec: dict) -> str:
+    """The words that name a run's slice of the testbed's levels, e.g. ' (testbed levels 1, 2, 3 only)', when it drew
+    its testbed prompts from some of the levels (``evaluation.levels``), else '': a slice must not read as the
+    study's mix."""
+    from asd.testbed.tasks import LEVELS
+
+    ev = (rec.get("config") or {}).get("evaluation") or {}
+    levels = ev.get("levels")
+    if ev.get("source", "testbed") != "testbed" or not levels or sorted(levels) == list(LEVELS):
+        return ""
+    return f" (testbed levels {', '.join(map(str, levels))} only)"
+
+
 def render_markdown(run, rec: dict, figs: list[dict], fig_notes: list[str], replay: list[dict]) -> str:
     names = rec["stage_names"]
     replay_tag = " — REPLAY (counterfactual, from full per-stage traces)" if rec["mode"] == "replay" else ""
@@ -212,7 +225,7 @@ def render_markdown(run, rec: dict, figs: list[dict], fig_notes: list[str], repl
     L += [
         f"- run folder: `{run.root}`; mode **{rec['mode']}**; {rec['cells']} cells; K = {rec['K']} stages "
         f"({', '.join(names)})",
-        f"- datasets: {', '.join(rec['datasets'])}; seeds: {', '.join(map(str, rec['seeds']))}",
+        f"- datasets: {', '.join(rec['datasets'])}{_level_slice(rec)}; seeds: {', '.join(map(str, rec['seeds']))}",
         f"- run wall time {_f(rec.get('wall_time_s'), 1, ' s')}"
         + (f" (over {rec['invocations']} invocations of asd evaluate)" if (rec.get("invocations") or 0) > 1 else "")
         + f", CPU-hours {_f(rec.get('cpu_hours'), 3)}, "
@@ -225,7 +238,7 @@ def render_markdown(run, rec: dict, figs: list[dict], fig_notes: list[str], repl
     ]
     groups = list(rec["groups"])
     head = ALL if ALL in rec["groups"] else groups[0]
-    title = "the datasets mixed" if head == ALL else head
+    title = ("the datasets mixed" if head == ALL else head) + _level_slice(rec)
     L += [f"## Headline: {title}", "", *_main_table(rec, head, False), ""]
     L += _headline_sentences(rec, head)
     for f in figs:

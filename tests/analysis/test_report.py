@@ -138,3 +138,27 @@ def test_report_names_the_fastest_dp_row_within_the_accuracy_bound():
     assert "**dp λ=3 from s2: 1.88×**" in s and "0.7 points (upper bound 1.1)" in s
     rec["groups"]["all"]["rows"] = rows[:1] + rows[3:5]
     assert _best_within_bound(rec, "all").startswith("No dp row stays within the accuracy bound")
+
+
+def test_report_names_a_slice_of_the_testbed_levels():
+    """A run drawn from some of the testbed's levels says so in its header and headline; the study's mix, an
+    earlier run without the field and the benchmarks say nothing."""
+    from asd.analysis.report import _level_slice
+
+    def rec(**ev):
+        return {"config": {"evaluation": ev}}
+
+    assert _level_slice(rec(source="testbed", levels=[1, 2, 3])) == " (testbed levels 1, 2, 3 only)"
+    assert _level_slice(rec(source="testbed", levels=[5, 4, 3, 2, 1])) == ""
+    assert _level_slice(rec(source="testbed")) == "" and _level_slice({}) == ""
+    assert _level_slice(rec(source="benchmarks", levels=[1])) == ""
+
+
+def test_report_of_a_level_slice_says_it(run_copy, capsys):
+    grid = json.loads((run_copy / "grid.json").read_text())
+    grid["config"]["evaluation"]["levels"] = [1, 2, 3]
+    (run_copy / "grid.json").write_text(json.dumps(grid))
+    assert main(["report", str(run_copy), "--resamples", "100"]) == 0, capsys.readouterr().err
+    md = (run_copy / "report.md").read_text()
+    assert "## Headline: the datasets mixed (testbed levels 1, 2, 3 only)" in md
+    assert "(testbed levels 1, 2, 3 only); seeds:" in md
