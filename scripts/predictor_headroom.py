@@ -830,6 +830,18 @@ def _save(fig, path: Path, data: dict) -> None:
     print(f"wrote {path}")
 
 
+def _pricing_args(p, kappa: bool = True, figure: bool = True, seed_help: str = "the bootstrap's") -> None:
+    """The options every replaying subcommand shares: the cost table, κ, the seed, the resamples, the outputs."""
+    p.add_argument("--cost-model", default="configs/costs/testbed-cpu.json")
+    if kappa:
+        p.add_argument("--kappa", type=float, default=0.5)
+    p.add_argument("--seed", type=int, default=0, help=seed_help)
+    p.add_argument("--resamples", type=int, default=2000)
+    p.add_argument("--out", required=True)
+    if figure:
+        p.add_argument("--figure", default="")
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     sub = ap.add_subparsers(dest="cmd", required=True)
@@ -847,14 +859,9 @@ def main(argv: list[str] | None = None) -> int:
     s = sub.add_parser("sweep", help="dp at evidence strengths μ, beside the oracle and the lossless cascade")
     s.add_argument("--data", required=True)
     s.add_argument("--checkpoint", default="testbed:predictor")
-    s.add_argument("--cost-model", default="configs/costs/testbed-cpu.json")
     s.add_argument("--mus", nargs="+", type=float, default=[0.0, 0.5, 1.0, 1.5, 2.0, 2.5, 3.0, 4.0])
     s.add_argument("--lams", nargs="+", type=float, default=[0.5, 1.0, 2.0])
-    s.add_argument("--kappa", type=float, default=0.5)
-    s.add_argument("--seed", type=int, default=0, help="the evidence's noise")
-    s.add_argument("--resamples", type=int, default=2000)
-    s.add_argument("--out", required=True)
-    s.add_argument("--figure", default="")
+    _pricing_args(s, seed_help="the evidence's noise")
     t = sub.add_parser("start", help="start at stage m, escalate to the final stage when r̂_m < τ")
     t.add_argument("--data", required=True)
     t.add_argument("--checkpoint", default="testbed:predictor")
@@ -873,34 +880,21 @@ def main(argv: list[str] | None = None) -> int:
         default=[0.85, 0.93],
         help="the start stage's τ for the root oracle's second route",
     )
-    t.add_argument("--cost-model", default="configs/costs/testbed-cpu.json")
-    t.add_argument("--kappa", type=float, default=0.5)
-    t.add_argument("--seed", type=int, default=0, help="the bootstrap's")
-    t.add_argument("--resamples", type=int, default=2000)
-    t.add_argument("--out", required=True)
-    t.add_argument("--figure", default="")
+    _pricing_args(t)
     lb = sub.add_parser("labels", help="agree_final against no_worse: per-stage rates and the oracle knowing each")
     lb.add_argument("--data", required=True)
     lb.add_argument("--checkpoint", default="testbed:predictor", help="its AUCs (the oracle needs none)")
     lb.add_argument(
         "--other", default="", help="a second checkpoint (e.g. trained on no_worse): its AUCs, and the logit mean's"
     )
-    lb.add_argument("--cost-model", default="configs/costs/testbed-cpu.json")
     lb.add_argument("--lams", nargs="+", type=float, default=[1.0, 2.0, 5.0])
-    lb.add_argument("--seed", type=int, default=0, help="the bootstrap's")
-    lb.add_argument("--resamples", type=int, default=2000)
-    lb.add_argument("--out", required=True)
+    _pricing_args(lb, kappa=False, figure=False)
     lv = sub.add_parser("levels", help="dp, lossless and the oracle per set of difficulty levels")
     lv.add_argument("--data", required=True, help="a `build` file (its prompts' levels are known)")
     lv.add_argument("--checkpoint", default="testbed:predictor")
     lv.add_argument("--level-sets", nargs="+", default=["1-5", "1-4", "1-3", "1-2"])
     lv.add_argument("--lams", nargs="+", type=float, default=[0.25, 0.5, 0.7, 1.0, 1.5, 2.0, 3.0, 5.0, 10.0, 20.0])
-    lv.add_argument("--cost-model", default="configs/costs/testbed-cpu.json")
-    lv.add_argument("--kappa", type=float, default=0.5)
-    lv.add_argument("--seed", type=int, default=0, help="the bootstrap's")
-    lv.add_argument("--resamples", type=int, default=2000)
-    lv.add_argument("--out", required=True)
-    lv.add_argument("--figure", default="")
+    _pricing_args(lv)
     args = ap.parse_args(argv)
     cmds = {"build": build, "sweep": sweep, "start": start, "labels": labels, "levels": levels}
     return cmds[args.cmd](args)
