@@ -72,14 +72,18 @@ def draw(
     import matplotlib.pyplot as plt
 
     fig, ax = plt.subplots(figsize=(7.2, 4.8))
+    by_run = len({p["start"] for p in points if p["policy"] == "dp"}) == 1  # one start: a colour per run
     for i in range(len(runs)):
         mk = MARKERS[i % len(MARKERS)]
         for start in sorted({p["start"] for p in points if p["run"] == i and p["policy"] == "dp"}):
             col, name = STYLE.get(start, ("tab:purple", f"dp from s{start}"))
+            col = f"C{i}" if by_run else col
             ps = sorted(
                 (p for p in points if p["run"] == i and p["policy"] == "dp" and p["start"] == start),
                 key=lambda p: float(p["param"]),
             )
+            if by_run:  # the run's frontier in λ order
+                ax.plot([p["loss_points"] for p in ps], [p["speedup"] for p in ps], "-", color=col, lw=0.6, alpha=0.6)
             for p in ps:
                 ax.errorbar(
                     p["loss_points"],
