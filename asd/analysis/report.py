@@ -319,6 +319,11 @@ def _headline_sentences(rec: dict, g: str) -> list[str]:
 LOSS_BOUND, LOSS_UPPER_BOUND = 0.01, 0.015  # the study's accuracy bound: ≤ 1 point lost, upper 95% bound ≤ 1.5
 
 
+def within_bound(loss: float, loss_upper: float) -> bool:
+    """Whether an accuracy loss (a fraction, e.g. 0.004) and its upper 95% bound stay within the study's bound."""
+    return loss <= LOSS_BOUND + 1e-12 and loss_upper <= LOSS_UPPER_BOUND + 1e-12
+
+
 def _best_within_bound(rec: dict, g: str) -> str | None:
     """A sentence on the fastest dp row (any λ, any start stage) within the accuracy bound, or on there being none."""
     fin = rec["stage_names"][-1]
@@ -328,7 +333,7 @@ def _best_within_bound(rec: dict, g: str) -> str | None:
         if r["policy"] != "dp" or r["ablation"] or fin not in r["speedup"] or d.get("mean") is None:
             continue
         lo = d["ci_samples"][0]
-        if lo is not None and -d["mean"] <= LOSS_BOUND + 1e-12 and -lo <= LOSS_UPPER_BOUND + 1e-12:
+        if lo is not None and within_bound(-d["mean"], -lo):
             ok.append(r)
     if not ok:
         return (
